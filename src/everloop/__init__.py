@@ -1,0 +1,3 @@
+"""everloop: a durable agentic harness engine."""
+
+__version__ = "0.1.0"
