@@ -1,0 +1,136 @@
+"""The FastAPI application factory.
+
+All routes live under ``/api``: ``/api/v1/...`` for the resources, ``/api/openapi.json`` and
+``/api/docs`` (Swagger UI served from the local ``swagger-ui-bundle`` package: no CDN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from everloop import __version__
+from everloop.api.errors import error_response, install_error_handlers
+from everloop.api.routes import config_resources, sessions
+
+if TYPE_CHECKING:
+    from everloop.bootstrap import Services
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``limit`` bytes with a 413, whether or not they say their size."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = error_response(
+            413, "payload_too_large", f"the request body is over the {self.limit} byte limit"
+        )
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(
+    services: Services,
+    *,
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_startup:
+            await on_startup()
+        try:
+            yield
+        finally:
+            if on_shutdown:
+                await on_shutdown()
+
+    app = FastAPI(
+        title="everloop",
+        version=__version__,
+        description="Durable agentic harness engine (Everruns v1 wire-compatible).",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    api = APIRouter(prefix="/api")
+    api.include_router(config_resources.router)
+    api.include_router(sessions.router)
+    app.include_router(api)
+    _install_docs(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    app.add_middleware(BodySizeLimit, limit=services.settings.max_body_bytes)
+    return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    import swagger_ui_bundle
+
+    app.mount(
+        "/api/docs-assets",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-assets",
+    )
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="everloop API",
+            swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
+        )
+
+
+__all__ = ["Any", "create_app"]

@@ -1,0 +1,113 @@
+"""The one place where errors become HTTP responses.
+
+Body of every 4xx/5xx: ``{"error": {"code": "<snake_case>", "message": "...", "field"?: "..."}}``.
+Unexpected exceptions are a 500 with a generic message; the detail goes to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from everloop.errors import (
+    Conflict,
+    EngineUnavailable,
+    EverloopError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+)
+
+log = logging.getLogger("everloop.api")
+
+STATUS_BY_ERROR: dict[type[EverloopError], int] = {
+    InvalidInput: 422,
+    Unauthenticated: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    EngineUnavailable: 503,
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def status_of(exc: EverloopError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 500
+
+
+async def _everloop_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EverloopError)
+    status = status_of(exc)
+    if status == 500:
+        log.error("unmapped everloop error", exc_info=exc)
+        return error_response(500, "internal_error", "internal server error")
+    return error_response(status, exc.code, exc.message, exc.field)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return error_response(400, "malformed_json", "the request body is not valid JSON")
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    field = _location(tuple(first.get("loc", ())))
+    message = f"{field}: {first.get('msg', 'invalid value')}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return error_response(422, "validation_error", message, field)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else code
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such route; the API lives under /api/v1 (see /api/docs)"
+    if exc.status_code == 405:
+        detail = "this route does not accept that method"
+    return error_response(exc.status_code, code, detail)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(EverloopError, _everloop_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

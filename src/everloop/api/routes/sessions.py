@@ -1,0 +1,126 @@
+"""Routes for sessions, pins and session stats."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from everloop.api.deps import CallerDep, services
+from everloop.api.schemas import (
+    CreateSessionRequest,
+    PageResponse,
+    PrincipalSummary,
+    SessionResponse,
+    SessionStatsResponse,
+    TokenUsage,
+    UpdateSessionRequest,
+)
+from everloop.domain.resources import Session
+from everloop.store.sql import SessionFilter
+
+router = APIRouter(tags=["sessions"])
+
+
+def session_out(session: Session) -> SessionResponse:
+    values = asdict(session)
+    for key in ("usage", "owner_kind", "owner_subject_id", "features"):
+        values.pop(key)
+    owner = (
+        PrincipalSummary(
+            id=session.owner_principal_id,
+            kind=session.owner_kind.value,
+            subject_id=session.owner_subject_id,
+        )
+        if session.owner_kind
+        else None
+    )
+    return SessionResponse(
+        **values,
+        usage=TokenUsage(**asdict(session.usage)),
+        owner=owner,
+        # A user principal is its own effective owner; other kinds resolve upward (later).
+        effective_owner=owner if owner and owner.kind == "user" else None,
+        features=list(session.features),
+    )
+
+
+@router.post("/v1/sessions", response_model=SessionResponse, status_code=status.HTTP_201_CREATED)
+async def create_session(
+    request: Request, caller: CallerDep, body: CreateSessionRequest
+) -> SessionResponse:
+    created = await services(request).sessions.create(caller, body.model_dump(exclude_unset=True))
+    return session_out(created)
+
+
+@router.get("/v1/sessions", response_model=PageResponse[SessionResponse])
+async def list_sessions(
+    request: Request,
+    caller: CallerDep,
+    agent_id: Annotated[str | None, Query(max_length=100)] = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    tags: Annotated[
+        list[Annotated[str, Query(max_length=100)]] | None, Query(max_length=20)
+    ] = None,
+    status_: Annotated[
+        Literal["started", "active", "idle", "waitingfortoolresults", "paused"] | None,
+        Query(alias="status"),
+    ] = None,
+    pinned: bool | None = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> PageResponse[SessionResponse]:
+    flt = SessionFilter(
+        agent_id=agent_id, search=search, tags=tuple(tags or ()), status=status_, pinned=pinned
+    )
+    found, total = await services(request).sessions.list(caller, flt, offset=offset, limit=limit)
+    return PageResponse(
+        data=[session_out(s) for s in found], total=total, offset=offset, limit=limit
+    )
+
+
+@router.get("/v1/sessions/stats", response_model=SessionStatsResponse)
+async def session_stats(request: Request, caller: CallerDep) -> SessionStatsResponse:
+    counts = await services(request).sessions.stats(caller)
+    return SessionStatsResponse(
+        total=counts["total"],
+        started=counts["started"],
+        active=counts["active"],
+        idle=counts["idle"],
+        waiting_for_tool_results=counts["waitingfortoolresults"],
+        paused=counts["paused"],
+    )
+
+
+@router.get("/v1/sessions/{session_id}", response_model=SessionResponse)
+async def get_session(request: Request, caller: CallerDep, session_id: str) -> SessionResponse:
+    return session_out(await services(request).sessions.get(caller, session_id))
+
+
+@router.patch("/v1/sessions/{session_id}", response_model=SessionResponse)
+async def update_session(
+    request: Request, caller: CallerDep, session_id: str, body: UpdateSessionRequest
+) -> SessionResponse:
+    updated = await services(request).sessions.update(
+        caller, session_id, body.model_dump(exclude_unset=True)
+    )
+    return session_out(updated)
+
+
+@router.delete("/v1/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_session(request: Request, caller: CallerDep, session_id: str) -> Response:
+    await services(request).sessions.delete(caller, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/v1/sessions/{session_id}/pin", status_code=status.HTTP_204_NO_CONTENT)
+async def pin_session(request: Request, caller: CallerDep, session_id: str) -> Response:
+    await services(request).sessions.set_pinned(caller, session_id, True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/v1/sessions/{session_id}/pin", status_code=status.HTTP_204_NO_CONTENT)
+async def unpin_session(request: Request, caller: CallerDep, session_id: str) -> Response:
+    await services(request).sessions.set_pinned(caller, session_id, False)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

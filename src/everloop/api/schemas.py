@@ -1,0 +1,329 @@
+"""Wire schemas: the request and response bodies of the v1 API (Everruns-compatible).
+
+Requests ignore unknown fields (newer clients send more than we know) but validate every field
+we read; a failure is a 422 that names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NAME_PATTERN)]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+Title = Annotated[str, StringConstraints(max_length=500)]
+LongText = Annotated[str, StringConstraints(max_length=200_000)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Tags = Annotated[list[Tag], Field(max_length=50)]
+IdText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-Za-z0-9]{5,8})*$")
+
+
+def _check_locale(value: str) -> str:
+    if not _BCP47.match(value):
+        raise ValueError("must be a BCP 47 language tag such as 'en' or 'uk-UA'")
+    return value
+
+
+Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_locale)]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class AgentCapabilityConfig(WireModel):
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    config: dict[str, Any] | None = None
+
+
+class InitialFile(WireModel):
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    content: Annotated[str, StringConstraints(max_length=10 * 1024 * 1024)]
+    encoding: Literal["text", "base64"] = "text"
+    is_readonly: bool = False
+
+
+class NetworkAccessList(WireModel):
+    allowed: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=500)]], Field(max_length=200)
+    ] = []
+    blocked: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=500)]], Field(max_length=200)
+    ] = []
+
+
+class ToolDefinition(WireModel):
+    type: Literal["client_side", "builtin"] = "client_side"
+    name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    display_name: ShortText | None = None
+
+
+class McpServerConfig(WireModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    headers: dict[str, str] | None = None
+
+
+McpServers = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], McpServerConfig]
+MaxIterations = Annotated[int, Field(ge=1, le=10_000)]
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+
+
+class PrincipalSummary(BaseModel):
+    id: str
+    kind: Literal["user", "agent_identity", "system"]
+    subject_id: str | None
+
+
+# -- harnesses --------------------------------------------------------------------------------
+
+
+class CreateHarnessRequest(WireModel):
+    id: IdText | None = None
+    name: ResourceName
+    display_name: ShortText | None = None
+    description: LongText | None = None
+    system_prompt: LongText | None = None
+    parent_harness_id: IdText | None = None
+    default_model_id: IdText | None = None
+    tags: Tags = []
+    capabilities: Annotated[list[AgentCapabilityConfig], Field(max_length=100)] = []
+    initial_files: Annotated[list[InitialFile], Field(max_length=500)] = []
+    network_access: NetworkAccessList | None = None
+    mcp_servers: McpServers = Field(default_factory=dict, alias="mcpServers")
+    parallel_tool_calls: bool | None = None
+    embedder_metadata: dict[str, Annotated[str, StringConstraints(max_length=1000)]] = {}
+
+
+class UpdateHarnessRequest(WireModel):
+    name: ResourceName | None = None
+    display_name: ShortText | None = None
+    description: LongText | None = None
+    system_prompt: LongText | None = None
+    parent_harness_id: IdText | None = None
+    default_model_id: IdText | None = None
+    tags: Tags | None = None
+    capabilities: Annotated[list[AgentCapabilityConfig], Field(max_length=100)] | None = None
+    initial_files: Annotated[list[InitialFile], Field(max_length=500)] | None = None
+    network_access: NetworkAccessList | None = None
+    mcp_servers: McpServers | None = Field(default=None, alias="mcpServers")
+    parallel_tool_calls: bool | None = None
+    embedder_metadata: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
+    status: Literal["active", "archived"] | None = None
+
+
+class HarnessResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: str
+    organization_id: str
+    name: str
+    display_name: str | None
+    description: str | None
+    system_prompt: str | None
+    parent_harness_id: str | None
+    default_model_id: str | None
+    tags: list[str]
+    capabilities: list[AgentCapabilityConfig]
+    initial_files: list[InitialFile]
+    network_access: NetworkAccessList | None
+    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    parallel_tool_calls: bool | None
+    embedder_metadata: dict[str, str]
+    is_built_in: bool
+    status: Literal["active", "archived"]
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+
+
+# -- agents -----------------------------------------------------------------------------------
+
+
+class CreateAgentRequest(WireModel):
+    id: IdText | None = None
+    name: ResourceName
+    system_prompt: LongText
+    display_name: ShortText | None = None
+    description: LongText | None = None
+    harness_id: IdText | None = None
+    harness_name: ResourceName | None = None
+    default_model_id: IdText | None = None
+    tags: Tags = []
+    capabilities: Annotated[list[AgentCapabilityConfig], Field(max_length=100)] = []
+    tools: Annotated[list[ToolDefinition], Field(max_length=200)] = []
+    initial_files: Annotated[list[InitialFile], Field(max_length=500)] = []
+    network_access: NetworkAccessList | None = None
+    mcp_servers: McpServers = Field(default_factory=dict, alias="mcpServers")
+    max_iterations: MaxIterations | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class UpdateAgentRequest(WireModel):
+    name: ResourceName | None = None
+    system_prompt: LongText | None = None
+    display_name: ShortText | None = None
+    description: LongText | None = None
+    harness_id: IdText | None = None
+    harness_name: ResourceName | None = None
+    default_model_id: IdText | None = None
+    tags: Tags | None = None
+    capabilities: Annotated[list[AgentCapabilityConfig], Field(max_length=100)] | None = None
+    tools: Annotated[list[ToolDefinition], Field(max_length=200)] | None = None
+    initial_files: Annotated[list[InitialFile], Field(max_length=500)] | None = None
+    network_access: NetworkAccessList | None = None
+    mcp_servers: McpServers | None = Field(default=None, alias="mcpServers")
+    max_iterations: MaxIterations | None = None
+    parallel_tool_calls: bool | None = None
+    status: Literal["active", "archived"] | None = None
+
+
+class AgentResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: str
+    organization_id: str
+    name: str
+    display_name: str | None
+    description: str | None
+    system_prompt: str
+    harness_id: str
+    default_model_id: str | None
+    default_version_id: str | None
+    tags: list[str]
+    capabilities: list[AgentCapabilityConfig]
+    tools: list[ToolDefinition]
+    initial_files: list[InitialFile]
+    network_access: NetworkAccessList | None
+    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    max_iterations: int | None
+    parallel_tool_calls: bool | None
+    status: Literal["active", "archived"]
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+class CreateSessionRequest(WireModel):
+    id: IdText | None = None
+    harness_id: IdText | None = None
+    harness_name: ResourceName | None = None
+    agent_id: IdText | None = None
+    agent_name: ResourceName | None = None
+    agent_identity_id: IdText | None = None
+    title: Title | None = None
+    locale: Locale | None = None
+    tags: Tags = []
+    model_id: IdText | None = None
+    capabilities: Annotated[list[AgentCapabilityConfig], Field(max_length=100)] = []
+    tools: Annotated[list[ToolDefinition], Field(max_length=200)] = []
+    mcp_servers: McpServers = Field(default_factory=dict, alias="mcpServers")
+    system_prompt: LongText | None = None
+    initial_files: Annotated[list[InitialFile], Field(max_length=500)] | None = None
+    hints: dict[str, Any] | None = None
+    network_access: NetworkAccessList | None = None
+    max_iterations: MaxIterations | None = None
+    parallel_tool_calls: bool | None = None
+    blueprint_id: Annotated[str, StringConstraints(max_length=200)] | None = None
+    blueprint_config: dict[str, Any] | None = None
+
+
+class UpdateSessionRequest(WireModel):
+    title: Title | None = None
+    tags: Tags | None = None
+    locale: Locale | None = None
+    agent_identity_id: IdText | None = None
+
+
+class SessionResponse(BaseModel):
+    """Every field of the seed ``Session`` struct, null where not yet known."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    id: str
+    organization_id: str
+    harness_id: str
+    agent_id: str | None
+    agent_version_id: str | None
+    agent_identity_id: str | None
+    owner_principal_id: str
+    resolved_owner_user_id: str | None
+    owner: PrincipalSummary | None
+    effective_owner: PrincipalSummary | None
+    title: str | None
+    locale: str | None
+    preview: str | None
+    output_preview: str | None
+    tags: list[str]
+    model_id: str | None
+    capabilities: list[AgentCapabilityConfig]
+    tools: list[ToolDefinition]
+    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    system_prompt: str | None
+    initial_files: list[InitialFile]
+    hints: dict[str, Any] | None
+    network_access: NetworkAccessList | None
+    max_iterations: int | None
+    parallel_tool_calls: bool | None
+    status: Literal["started", "active", "idle", "waitingfortoolresults", "paused"]
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    usage: TokenUsage | None
+    is_pinned: bool | None
+    active_schedule_count: int | None
+    features: list[str]
+    parent_session_id: str | None
+    subagent_name: str | None
+    subagent_task: str | None
+    subagent_status: str | None
+    blueprint_id: str | None
+    blueprint_config: dict[str, Any] | None
+
+
+class SessionStatsResponse(BaseModel):
+    total: int
+    started: int
+    active: int
+    idle: int
+    waiting_for_tool_results: int
+    paused: int
+
+
+T = TypeVar("T")
+
+
+class PageResponse(BaseModel, Generic[T]):
+    data: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class ListResponse(BaseModel, Generic[T]):
+    data: list[T]
+    total: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,121 @@
+"""The ``everloop`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from everloop.config import Settings
+
+app = typer.Typer(
+    help=(
+        "everloop: a durable agentic harness engine.\n\n"
+        "Runs LLM agent sessions whose turns survive crashes, behind an Everruns v1 "
+        "compatible HTTP API. Start with `everloop serve`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+token_app = typer.Typer(help="Manage personal access tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default ./.everloop, or EVERLOOP_DATA_DIR)."),
+]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def write_admin_token(data_dir: Path, token: str) -> Path:
+    """Write the admin token to ``<data-dir>/admin-token`` readable by the owner only."""
+    path = data_dir / "admin-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 9000).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the API and the turn engine in one process on the embedded default (SQLite)."""
+    import uvicorn
+
+    from everloop.api.app import create_app
+    from everloop.bootstrap import build_services, prepare_storage
+
+    settings = _settings(data_dir, host=host, port=port)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    typer.echo(f"everloop: data dir {settings.data_dir.resolve()}; migrating the database...")
+    prepare_storage(settings)
+    services = build_services(settings)
+
+    async def startup() -> None:
+        boot = await services.auth.bootstrap()
+        await services.harnesses.seed_built_ins(boot.organization_id)
+        if boot.token:
+            path = write_admin_token(settings.data_dir, boot.token)
+            typer.echo(
+                f"everloop: created admin token (shown once, also saved to {path}):\n  {boot.token}"
+            )
+        typer.echo(
+            f"everloop: serving on http://{settings.host}:{settings.port}/api (docs: /api/docs)"
+        )
+
+    application = create_app(services, on_startup=startup, on_shutdown=services.close)
+    config = uvicorn.Config(
+        application,
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=3,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="A name to recognise the token by.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Mint a new personal access token for the admin user and print it (shown once)."""
+    from everloop.bootstrap import build_services, prepare_storage
+    from everloop.errors import EverloopError
+
+    settings = _settings(data_dir)
+    prepare_storage(settings)
+
+    async def mint() -> str:
+        services = build_services(settings)
+        try:
+            return await services.auth.create_token(name)
+        finally:
+            await services.close()
+
+    try:
+        typer.echo(asyncio.run(mint()))
+    except EverloopError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

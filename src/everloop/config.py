@@ -1,0 +1,89 @@
+"""Settings: the only module that reads the environment.
+
+Every setting has the prefix ``EVERLOOP_`` (``EVERLOOP_DATA_DIR``, ``EVERLOOP_DATABASE_URL``, ...).
+``Settings`` is loaded once at start and passed down; nothing else looks at ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of one everloop process."""
+
+    model_config = SettingsConfigDict(env_prefix="EVERLOOP_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".everloop"),
+        description="Directory for the embedded SQLite databases and the admin token.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "App database URL. Default: SQLite file `everloop.db` in the data dir. "
+            "PostgreSQL: `postgresql+psycopg://user@host/db`."
+        ),
+    )
+    system_database_url: str | None = Field(
+        default=None,
+        description=(
+            "DBOS system database URL. Default: SQLite file `dbos.sqlite` in the data dir, "
+            "or the app database (schema `dbos`) when that is PostgreSQL."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
+    port: int = Field(default=9000, description="Port the HTTP API listens on.")
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, description="Largest accepted request body, in bytes."
+    )
+    sse_heartbeat_seconds: float = Field(
+        default=30.0, description="Interval of SSE keep-alive comments."
+    )
+    sse_cycle_seconds: float = Field(
+        default=300.0, description="An SSE stream is closed with `disconnecting` after this long."
+    )
+    sse_poll_seconds: float = Field(
+        default=0.5, description="Fallback poll interval of an SSE stream for new events."
+    )
+    default_max_iterations: int = Field(
+        default=100, description="Model calls per turn when no layer sets max_iterations."
+    )
+    model_retry_attempts: int = Field(
+        default=4, description="Attempts of a model call that fails transiently (429/5xx)."
+    )
+    model_retry_base_seconds: float = Field(
+        default=0.5, description="First back-off interval between model call attempts."
+    )
+    executor_id: str | None = Field(
+        default=None, description="Stable id of this process's DBOS executor."
+    )
+    application_version: str = Field(
+        default="everloop-1",
+        description="Pinned DBOS application version; workflows only resume on a match.",
+    )
+    queue_poll_seconds: float = Field(
+        default=0.005, description="How often the embedded engine polls its turn queue."
+    )
+    log_level: str = Field(default="INFO", description="Log level of the server.")
+
+    @property
+    def app_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'everloop.db').resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.app_database_url.startswith("postgresql")
+
+    @property
+    def dbos_database_url(self) -> str:
+        if self.system_database_url:
+            return self.system_database_url
+        if self.is_postgres:
+            return self.app_database_url.replace("+psycopg", "").replace("+asyncpg", "")
+        return f"sqlite:///{(self.data_dir / 'dbos.sqlite').resolve()}"

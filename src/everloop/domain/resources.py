@@ -1,0 +1,145 @@
+"""Configuration resources and sessions as plain frozen values.
+
+JSON-valued fields (capabilities, tools, initial files, ...) are kept in their wire form: lists
+and dicts of JSON values. The rules that give them meaning live in the services that validate
+them and, later, in the RuntimeAgent assembly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+JsonObject = dict[str, Any]
+JsonList = list[Any]
+
+
+class ResourceStatus(StrEnum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class SessionStatus(StrEnum):
+    STARTED = "started"
+    ACTIVE = "active"
+    IDLE = "idle"
+    WAITING_FOR_TOOL_RESULTS = "waitingfortoolresults"
+    PAUSED = "paused"
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    AGENT_IDENTITY = "agent_identity"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    id: str
+    organization_id: str
+    kind: PrincipalKind
+    subject_id: str | None
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Harness:
+    id: str
+    organization_id: str
+    name: str
+    display_name: str | None
+    description: str | None
+    system_prompt: str | None
+    parent_harness_id: str | None
+    default_model_id: str | None
+    tags: JsonList
+    capabilities: JsonList
+    initial_files: JsonList
+    network_access: JsonObject | None
+    mcp_servers: JsonObject
+    parallel_tool_calls: bool | None
+    embedder_metadata: JsonObject
+    is_built_in: bool
+    status: ResourceStatus
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    organization_id: str
+    name: str
+    display_name: str | None
+    description: str | None
+    system_prompt: str
+    harness_id: str
+    default_model_id: str | None
+    default_version_id: str | None
+    tags: JsonList
+    capabilities: JsonList
+    tools: JsonList
+    initial_files: JsonList
+    network_access: JsonObject | None
+    mcp_servers: JsonObject
+    max_iterations: int | None
+    parallel_tool_calls: bool | None
+    status: ResourceStatus
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTotals:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    organization_id: str
+    harness_id: str
+    agent_id: str | None
+    agent_version_id: str | None
+    agent_identity_id: str | None
+    owner_principal_id: str
+    resolved_owner_user_id: str | None
+    title: str | None
+    locale: str | None
+    preview: str | None
+    output_preview: str | None
+    tags: JsonList
+    model_id: str | None
+    capabilities: JsonList
+    tools: JsonList
+    mcp_servers: JsonObject
+    system_prompt: str | None
+    initial_files: JsonList
+    hints: JsonObject | None
+    network_access: JsonObject | None
+    max_iterations: int | None
+    parallel_tool_calls: bool | None
+    status: SessionStatus
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    usage: TokenTotals
+    parent_session_id: str | None
+    subagent_name: str | None
+    subagent_task: str | None
+    subagent_status: str | None
+    blueprint_id: str | None
+    blueprint_config: JsonObject | None
+    # Read-time, caller-relative facts (not stored on the session row).
+    is_pinned: bool | None = None
+    owner_kind: PrincipalKind | None = None
+    owner_subject_id: str | None = None
+    active_schedule_count: int = 0
+    features: tuple[str, ...] = field(default=())

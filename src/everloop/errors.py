@@ -1,0 +1,68 @@
+"""The one exception hierarchy of everloop.
+
+Every error a user can cause or see has a stable snake_case ``code``. Nothing here knows about
+HTTP: ``api/errors.py`` maps each class to a status code, in one place.
+
+    EverloopError
+    ├── InvalidInput            code "validation_error" (or a more specific code)
+    ├── Unauthenticated         code "unauthorized"
+    ├── NotFound                code "not_found"
+    ├── Conflict                code "conflict"
+    ├── PayloadTooLarge         code "payload_too_large"
+    └── EngineUnavailable       code "engine_unavailable"
+"""
+
+from __future__ import annotations
+
+
+class EverloopError(Exception):
+    """Base class: a failure with a stable code and a message a person understands."""
+
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(EverloopError):
+    """The request is well-formed but a value is not acceptable."""
+
+    code = "validation_error"
+
+
+class Unauthenticated(EverloopError):
+    """No credentials, or credentials we do not recognise."""
+
+    code = "unauthorized"
+
+
+class NotFound(EverloopError):
+    """The object does not exist, or belongs to another organization."""
+
+    code = "not_found"
+
+    @classmethod
+    def of(cls, kind: str, ident: str) -> NotFound:
+        return cls(f"{kind} '{ident}' not found")
+
+
+class Conflict(EverloopError):
+    """The request clashes with the current state (a duplicate name, a read-only object)."""
+
+    code = "conflict"
+
+
+class PayloadTooLarge(EverloopError):
+    """The request body or a value in it is over a size limit."""
+
+    code = "payload_too_large"
+
+
+class EngineUnavailable(EverloopError):
+    """The durable engine could not accept the work right now."""
+
+    code = "engine_unavailable"

@@ -1,0 +1,74 @@
+"""Typed ids: ``{prefix}_{32 lowercase hex}``.
+
+Stored entities get UUIDv7 (time-ordered, so ids sort by creation); message ids are UUIDv4 so
+they leak no timestamp. Clients may supply ids; ``parse`` validates them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from typing import Final, Literal
+
+from everloop.errors import InvalidInput
+
+Prefix = Literal[
+    "org",
+    "principal",
+    "harness",
+    "agent",
+    "agentver",
+    "identity",
+    "session",
+    "model",
+    "provider",
+    "event",
+    "message",
+    "turn",
+    "exec",
+    "pat",
+]
+
+PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+DEFAULT_ORG_ID: Final = "org_00000000000000000000000000000001"
+
+
+def uuid7_hex() -> str:
+    """A UUIDv7 in simple (32 hex) form: 48 bits of unix ms, then random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 68) & 0xFFF) << 64
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)
+    return f"{value:032x}"
+
+
+def new_id(prefix: Prefix) -> str:
+    """A fresh id; UUIDv4 for messages, UUIDv7 for everything else."""
+    if prefix == "message":
+        return f"message_{uuid.uuid4().hex}"
+    return f"{prefix}_{uuid7_hex()}"
+
+
+def is_valid(prefix: Prefix, value: str) -> bool:
+    head, sep, tail = value.partition("_")
+    return sep == "_" and head == prefix and bool(_HEX32.match(tail))
+
+
+def parse(prefix: Prefix, value: str, *, field: str | None = None) -> str:
+    """Return ``value`` if it is a well-formed ``prefix`` id, else raise ``InvalidInput``."""
+    if not is_valid(prefix, value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InvalidInput(
+            f"'{shown}' is not a valid {prefix} id (expected {prefix}_ followed by 32 "
+            "lowercase hex characters)",
+            code="invalid_id",
+            field=field or f"{prefix}_id",
+        )
+    return value

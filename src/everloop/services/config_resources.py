@@ -1,0 +1,382 @@
+"""Harnesses and agents: the layered configuration sessions run with.
+
+Both are org-owned, named (``[a-z0-9]+(-[a-z0-9]+)*``, unique per org) and archived rather than
+deleted. Built-in harnesses (``base``, ``generic``) are seeded into every org and are read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop import ids
+from everloop.domain.resources import Agent, Harness, ResourceStatus
+from everloop.domain.timestamps import now
+from everloop.errors import Conflict, InvalidInput, NotFound
+from everloop.services.auth import Caller
+from everloop.store.db import Database
+from everloop.store.sql import Store
+from everloop.store.tables import agents, harnesses
+
+BUILT_IN_HARNESSES: tuple[dict[str, Any], ...] = (
+    {
+        "name": "base",
+        "display_name": "Base",
+        "description": "A bare assistant: no capabilities.",
+        "system_prompt": "You are a helpful assistant.",
+        "capabilities": [],
+    },
+    {
+        "name": "generic",
+        "display_name": "Generic",
+        "description": "The recommended default harness.",
+        "system_prompt": "You are a helpful assistant.",
+        "capabilities": [{"ref": "current_time", "config": None}],
+    },
+)
+DEFAULT_HARNESS_NAME = "generic"
+
+
+def _is_id(prefix: ids.Prefix, value: str) -> bool:
+    return ids.is_valid(prefix, value)
+
+
+class HarnessService:
+    def __init__(self, db: Database, store: Store) -> None:
+        self._db = db
+        self._store = store
+
+    async def seed_built_ins(self, org_id: str) -> None:
+        async with self._db.write() as conn:
+            for spec in BUILT_IN_HARNESSES:
+                if await self._store.get_harness(conn, org_id, name=spec["name"]) is None:
+                    await self._store.insert_harness(
+                        conn, _harness_row(org_id, ids.new_id("harness"), spec, built_in=True)
+                    )
+
+    async def create(self, caller: Caller, fields: dict[str, Any]) -> Harness:
+        harness_id = fields.pop("id", None) or ids.new_id("harness")
+        ids.parse("harness", harness_id, field="id")
+        async with self._db.write() as conn:
+            if await self._store.id_exists(conn, harnesses, harness_id):
+                raise Conflict(f"harness id '{harness_id}' is already in use", field="id")
+            await self._check_name_free(conn, caller.organization_id, fields["name"])
+            await self._check_parent(
+                conn, caller.organization_id, fields.get("parent_harness_id"), harness_id
+            )
+            await _insert(
+                self._store.insert_harness(
+                    conn, _harness_row(caller.organization_id, harness_id, fields)
+                ),
+                fields["name"],
+            )
+            created = await self._store.get_harness(
+                conn, caller.organization_id, harness_id=harness_id
+            )
+        assert created is not None
+        return created
+
+    async def get(
+        self, caller: Caller, id_or_name: str, conn: AsyncConnection | None = None
+    ) -> Harness:
+        if conn is None:
+            async with self._db.read() as own:
+                return await self.get(caller, id_or_name, own)
+        org = caller.organization_id
+        if id_or_name.startswith("harness_"):
+            ids.parse("harness", id_or_name, field="harness_id")
+            found = await self._store.get_harness(conn, org, harness_id=id_or_name)
+        else:
+            found = await self._store.get_harness(conn, org, name=id_or_name)
+        if found is None:
+            raise NotFound.of("harness", id_or_name)
+        return found
+
+    async def list(
+        self, caller: Caller, *, search: str | None, include_archived: bool
+    ) -> list[Harness]:
+        async with self._db.read() as conn:
+            return await self._store.list_harnesses(
+                conn, caller.organization_id, search=search, include_archived=include_archived
+            )
+
+    async def update(self, caller: Caller, id_or_name: str, fields: dict[str, Any]) -> Harness:
+        async with self._db.write() as conn:
+            current = await self.get(caller, id_or_name, conn)
+            if current.is_built_in:
+                raise Conflict(
+                    f"harness '{current.name}' is built in and read-only; copy it to change it"
+                )
+            if "name" in fields and fields["name"] != current.name:
+                await self._check_name_free(
+                    conn, caller.organization_id, fields["name"], except_id=current.id
+                )
+            if "parent_harness_id" in fields:
+                await self._check_parent(
+                    conn, caller.organization_id, fields["parent_harness_id"], current.id
+                )
+            values = _status_values(fields)
+            values["updated_at"] = now()
+            await _insert(
+                self._store.update_row(conn, harnesses, caller.organization_id, current.id, values),
+                fields.get("name", ""),
+            )
+            updated = await self._store.get_harness(
+                conn, caller.organization_id, harness_id=current.id
+            )
+        assert updated is not None
+        return updated
+
+    async def archive(self, caller: Caller, id_or_name: str) -> None:
+        async with self._db.write() as conn:
+            current = await self.get(caller, id_or_name, conn)
+            if current.is_built_in:
+                raise Conflict(f"harness '{current.name}' is built in and cannot be deleted")
+            if current.status is ResourceStatus.ACTIVE:
+                ts = now()
+                await self._store.update_row(
+                    conn,
+                    harnesses,
+                    caller.organization_id,
+                    current.id,
+                    {"status": ResourceStatus.ARCHIVED.value, "archived_at": ts, "updated_at": ts},
+                )
+
+    async def resolve_for_use(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        *,
+        harness_id: str | None,
+        harness_name: str | None,
+    ) -> Harness:
+        """The harness a new agent or session names; it must exist and be active."""
+        if harness_id and harness_name:
+            raise InvalidInput("give harness_id or harness_name, not both", field="harness_id")
+        if harness_id:
+            ids.parse("harness", harness_id, field="harness_id")
+        harness = await self.get(caller, harness_id or harness_name or DEFAULT_HARNESS_NAME, conn)
+        if harness.status is not ResourceStatus.ACTIVE:
+            raise InvalidInput(
+                f"harness '{harness.name}' is archived and cannot be used", field="harness_id"
+            )
+        return harness
+
+    async def _check_name_free(
+        self, conn: AsyncConnection, org_id: str, name: str, except_id: str | None = None
+    ) -> None:
+        if await self._store.name_taken(conn, harnesses, org_id, name, except_id=except_id):
+            raise Conflict(f"a harness named '{name}' already exists", field="name")
+
+    async def _check_parent(
+        self, conn: AsyncConnection, org_id: str, parent_id: str | None, own_id: str
+    ) -> None:
+        if parent_id is None:
+            return
+        ids.parse("harness", parent_id, field="parent_harness_id")
+        if parent_id == own_id:
+            raise InvalidInput("a harness cannot be its own parent", field="parent_harness_id")
+        if await self._store.get_harness(conn, org_id, harness_id=parent_id) is None:
+            raise NotFound.of("harness", parent_id)
+
+
+class AgentService:
+    def __init__(self, db: Database, store: Store, harness_service: HarnessService) -> None:
+        self._db = db
+        self._store = store
+        self._harnesses = harness_service
+
+    async def create(self, caller: Caller, fields: dict[str, Any]) -> tuple[Agent, bool]:
+        """Create an agent; with a client-supplied id that exists in this org, update it.
+
+        Returns the agent and whether it was created.
+        """
+        agent_id = fields.pop("id", None)
+        if agent_id is not None:
+            ids.parse("agent", agent_id, field="id")
+            async with self._db.read() as conn:
+                existing = await self._store.get_agent(
+                    conn, caller.organization_id, agent_id=agent_id
+                )
+            if existing is not None:
+                return await self.update(caller, agent_id, fields), False
+        agent_id = agent_id or ids.new_id("agent")
+        org = caller.organization_id
+        async with self._db.write() as conn:
+            if await self._store.id_exists(conn, agents, agent_id):
+                raise Conflict(f"agent id '{agent_id}' is already in use", field="id")
+            if await self._store.name_taken(conn, agents, org, fields["name"]):
+                raise Conflict(f"an agent named '{fields['name']}' already exists", field="name")
+            harness = await self._harnesses.resolve_for_use(
+                conn,
+                caller,
+                harness_id=fields.pop("harness_id", None),
+                harness_name=fields.pop("harness_name", None),
+            )
+            ts = now()
+            row = {
+                "id": agent_id,
+                "organization_id": org,
+                "harness_id": harness.id,
+                "display_name": None,
+                "description": None,
+                "default_model_id": None,
+                "default_version_id": None,
+                "tags": [],
+                "capabilities": [],
+                "tools": [],
+                "initial_files": [],
+                "network_access": None,
+                "mcp_servers": {},
+                "max_iterations": None,
+                "parallel_tool_calls": None,
+                "status": ResourceStatus.ACTIVE.value,
+                "created_at": ts,
+                "updated_at": ts,
+                "archived_at": None,
+                **fields,
+            }
+            _check_tool_names(row["tools"])
+            await _insert(self._store.insert_agent(conn, row), fields["name"])
+            created = await self._store.get_agent(conn, org, agent_id=agent_id)
+        assert created is not None
+        return created, True
+
+    async def get(
+        self, caller: Caller, agent_id: str, conn: AsyncConnection | None = None
+    ) -> Agent:
+        ids.parse("agent", agent_id, field="agent_id")
+        if conn is None:
+            async with self._db.read() as own:
+                found = await self._store.get_agent(own, caller.organization_id, agent_id=agent_id)
+        else:
+            found = await self._store.get_agent(conn, caller.organization_id, agent_id=agent_id)
+        if found is None:
+            raise NotFound.of("agent", agent_id)
+        return found
+
+    async def get_by_name(self, conn: AsyncConnection, caller: Caller, name: str) -> Agent:
+        found = await self._store.get_agent(conn, caller.organization_id, name=name)
+        if found is None:
+            raise NotFound.of("agent", name)
+        return found
+
+    async def list(
+        self, caller: Caller, *, search: str | None, include_archived: bool, offset: int, limit: int
+    ) -> tuple[list[Agent], int]:
+        async with self._db.read() as conn:
+            return await self._store.list_agents(
+                conn,
+                caller.organization_id,
+                search=search,
+                include_archived=include_archived,
+                offset=offset,
+                limit=limit,
+            )
+
+    async def put(
+        self, caller: Caller, agent_id: str, fields: dict[str, Any]
+    ) -> tuple[Agent, bool]:
+        """Create-or-update with a client-supplied id (``PUT /agents/{id}``)."""
+        fields["id"] = agent_id
+        return await self.create(caller, fields)
+
+    async def update(self, caller: Caller, agent_id: str, fields: dict[str, Any]) -> Agent:
+        org = caller.organization_id
+        async with self._db.write() as conn:
+            current = await self.get(caller, agent_id, conn)
+            if (
+                "name" in fields
+                and fields["name"] != current.name
+                and await self._store.name_taken(
+                    conn, agents, org, fields["name"], except_id=current.id
+                )
+            ):
+                raise Conflict(f"an agent named '{fields['name']}' already exists", field="name")
+            harness_id = fields.pop("harness_id", None)
+            harness_name = fields.pop("harness_name", None)
+            if harness_id or harness_name:
+                harness = await self._harnesses.resolve_for_use(
+                    conn, caller, harness_id=harness_id, harness_name=harness_name
+                )
+                fields["harness_id"] = harness.id
+            if "tools" in fields:
+                _check_tool_names(fields["tools"])
+            values = _status_values(fields)
+            values["updated_at"] = now()
+            await _insert(
+                self._store.update_row(conn, agents, org, current.id, values),
+                fields.get("name", ""),
+            )
+            updated = await self._store.get_agent(conn, org, agent_id=current.id)
+        assert updated is not None
+        return updated
+
+    async def archive(self, caller: Caller, agent_id: str) -> None:
+        async with self._db.write() as conn:
+            current = await self.get(caller, agent_id, conn)
+            if current.status is ResourceStatus.ACTIVE:
+                ts = now()
+                await self._store.update_row(
+                    conn,
+                    agents,
+                    caller.organization_id,
+                    current.id,
+                    {"status": ResourceStatus.ARCHIVED.value, "archived_at": ts, "updated_at": ts},
+                )
+
+
+def _harness_row(
+    org_id: str, harness_id: str, fields: dict[str, Any], *, built_in: bool = False
+) -> dict[str, Any]:
+    ts = now()
+    return {
+        "id": harness_id,
+        "organization_id": org_id,
+        "display_name": None,
+        "description": None,
+        "system_prompt": None,
+        "parent_harness_id": None,
+        "default_model_id": None,
+        "tags": [],
+        "capabilities": [],
+        "initial_files": [],
+        "network_access": None,
+        "mcp_servers": {},
+        "parallel_tool_calls": None,
+        "embedder_metadata": {},
+        "is_built_in": built_in,
+        "status": ResourceStatus.ACTIVE.value,
+        "created_at": ts,
+        "updated_at": ts,
+        "archived_at": None,
+        **fields,
+    }
+
+
+def _status_values(fields: dict[str, Any]) -> dict[str, Any]:
+    values = dict(fields)
+    status = values.get("status")
+    if status == ResourceStatus.ARCHIVED.value:
+        values["archived_at"] = now()
+    elif status == ResourceStatus.ACTIVE.value:
+        values["archived_at"] = None
+    return values
+
+
+def _check_tool_names(tools: list[dict[str, Any]]) -> None:
+    seen: set[str] = set()
+    for tool in tools:
+        if tool["name"] in seen:
+            raise InvalidInput(f"tool '{tool['name']}' is defined twice", field="tools")
+        seen.add(tool["name"])
+
+
+async def _insert(operation: Any, name: str) -> None:
+    """Run an insert/update; a unique-name race that slipped past the check is a 409."""
+    try:
+        await operation
+    except IntegrityError as exc:
+        raise Conflict(f"the name '{name}' is already in use", field="name") from exc

@@ -1,0 +1,228 @@
+"""Sessions: creating, reading, listing, updating, pinning and deleting them.
+
+A session is created ``started`` and records ``session.started`` as its first event, in the same
+transaction as the row: a session never exists without its log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop import ids
+from everloop.domain.event_log import NewEvent
+from everloop.domain.resources import ResourceStatus, Session, SessionStatus
+from everloop.domain.timestamps import now
+from everloop.errors import Conflict, InvalidInput, NotFound
+from everloop.services.auth import Caller
+from everloop.services.config_resources import AgentService, HarnessService, _check_tool_names
+from everloop.store.db import Database
+from everloop.store.event_log import append_events
+from everloop.store.sql import SessionFilter, Store
+from everloop.store.tables import sessions
+
+FeaturesOf = Callable[[Sequence[str]], tuple[str, ...]]
+
+
+def _uuid_text(hex32: str | None) -> str | None:
+    if hex32 is None or len(hex32) != 32:
+        return hex32
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+class SessionService:
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        harnesses: HarnessService,
+        agents: AgentService,
+        features_of: FeaturesOf,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._harnesses = harnesses
+        self._agents = agents
+        self._features_of = features_of
+
+    async def create(self, caller: Caller, fields: dict[str, Any]) -> Session:
+        session_id = fields.pop("id", None) or ids.new_id("session")
+        ids.parse("session", session_id, field="id")
+        agent_id = fields.pop("agent_id", None)
+        agent_name = fields.pop("agent_name", None)
+        harness_id = fields.pop("harness_id", None)
+        harness_name = fields.pop("harness_name", None)
+        if agent_id and agent_name:
+            raise InvalidInput("give agent_id or agent_name, not both", field="agent_id")
+        for key, prefix in (("model_id", "model"), ("agent_identity_id", "identity")):
+            if fields.get(key) is not None:
+                ids.parse(prefix, fields[key], field=key)  # type: ignore[arg-type]
+        _check_tool_names(fields.get("tools") or [])
+        ts = now()
+        async with self._db.write() as conn:
+            if await self._store.id_exists(conn, sessions, session_id):
+                raise Conflict(f"session id '{session_id}' is already in use", field="id")
+            agent = None
+            if agent_id:
+                agent = await self._agents.get(caller, agent_id, conn)
+            elif agent_name:
+                agent = await self._agents.get_by_name(conn, caller, agent_name)
+            if agent is not None and agent.status is not ResourceStatus.ACTIVE:
+                raise InvalidInput(
+                    f"agent '{agent.name}' is archived and cannot be used", field="agent_id"
+                )
+            if harness_id or harness_name or agent is None:
+                harness = await self._harnesses.resolve_for_use(
+                    conn, caller, harness_id=harness_id, harness_name=harness_name
+                )
+                resolved_harness_id = harness.id
+            else:
+                resolved_harness_id = agent.harness_id
+            title = fields.get("title")
+            row = {
+                "id": session_id,
+                "organization_id": caller.organization_id,
+                "harness_id": resolved_harness_id,
+                "agent_id": agent.id if agent else None,
+                "agent_version_id": None,
+                "agent_identity_id": fields.get("agent_identity_id"),
+                "owner_principal_id": caller.principal_id,
+                "resolved_owner_user_id": _uuid_text(caller.user_id),
+                "title": title,
+                "title_search": title.lower() if title else None,
+                "locale": fields.get("locale"),
+                "preview": None,
+                "output_preview": None,
+                "tags": fields.get("tags") or [],
+                "model_id": fields.get("model_id"),
+                "capabilities": fields.get("capabilities") or [],
+                "tools": fields.get("tools") or [],
+                "mcp_servers": fields.get("mcp_servers") or {},
+                "system_prompt": fields.get("system_prompt"),
+                "initial_files": fields.get("initial_files") or [],
+                "hints": fields.get("hints"),
+                "network_access": fields.get("network_access"),
+                "max_iterations": fields.get("max_iterations"),
+                "parallel_tool_calls": fields.get("parallel_tool_calls"),
+                "status": SessionStatus.STARTED.value,
+                "created_at": ts,
+                "updated_at": ts,
+                "started_at": None,
+                "finished_at": None,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cache_read_tokens": 0,
+                "cache_creation_tokens": 0,
+                "parent_session_id": None,
+                "subagent_name": None,
+                "subagent_task": None,
+                "subagent_status": None,
+                "blueprint_id": fields.get("blueprint_id"),
+                "blueprint_config": fields.get("blueprint_config"),
+                "last_sequence": 0,
+                "deleted_at": None,
+            }
+            await self._store.insert_session(conn, row)
+            await append_events(
+                conn,
+                session_id,
+                [
+                    NewEvent(
+                        "session.started",
+                        {"agent_id": row["agent_id"], "model_id": row["model_id"]},
+                    )
+                ],
+            )
+            created = await self._read(conn, caller, session_id)
+        return created
+
+    async def get(
+        self, caller: Caller, session_id: str, conn: AsyncConnection | None = None
+    ) -> Session:
+        ids.parse("session", session_id, field="session_id")
+        if conn is None:
+            async with self._db.read() as own:
+                return await self._read(own, caller, session_id)
+        return await self._read(conn, caller, session_id)
+
+    async def _read(self, conn: AsyncConnection, caller: Caller, session_id: str) -> Session:
+        found = await self._store.get_session(
+            conn, caller.organization_id, session_id, principal_id=caller.principal_id
+        )
+        if found is None:
+            raise NotFound.of("session", session_id)
+        return await self._with_features(conn, caller, found)
+
+    async def _with_features(
+        self, conn: AsyncConnection, caller: Caller, session: Session
+    ) -> Session:
+        refs = [c["ref"] for c in session.capabilities]
+        harness = await self._store.get_harness(
+            conn, caller.organization_id, harness_id=session.harness_id
+        )
+        if harness is not None:
+            refs = [c["ref"] for c in harness.capabilities] + refs
+        if session.agent_id:
+            agent = await self._store.get_agent(
+                conn, caller.organization_id, agent_id=session.agent_id
+            )
+            if agent is not None:
+                refs = refs + [c["ref"] for c in agent.capabilities]
+        from dataclasses import replace
+
+        return replace(session, features=self._features_of(refs))
+
+    async def list(
+        self, caller: Caller, flt: SessionFilter, *, offset: int, limit: int
+    ) -> tuple[list[Session], int]:
+        if flt.agent_id:
+            ids.parse("agent", flt.agent_id, field="agent_id")
+        async with self._db.read() as conn:
+            found, total = await self._store.list_sessions(
+                conn,
+                caller.organization_id,
+                flt,
+                principal_id=caller.principal_id,
+                offset=offset,
+                limit=limit,
+            )
+            return [await self._with_features(conn, caller, s) for s in found], total
+
+    async def update(self, caller: Caller, session_id: str, fields: dict[str, Any]) -> Session:
+        if fields.get("agent_identity_id") is not None:
+            ids.parse("identity", fields["agent_identity_id"], field="agent_identity_id")
+        async with self._db.write() as conn:
+            await self.get(caller, session_id, conn)
+            values = dict(fields)
+            if "title" in values:
+                values["title_search"] = values["title"].lower() if values["title"] else None
+            if "tags" in values and values["tags"] is None:
+                values["tags"] = []
+            values["updated_at"] = now()
+            await self._store.update_session(conn, caller.organization_id, session_id, values)
+            return await self._read(conn, caller, session_id)
+
+    async def delete(self, caller: Caller, session_id: str) -> None:
+        async with self._db.write() as conn:
+            await self.get(caller, session_id, conn)
+            ts = now()
+            await self._store.update_session(
+                conn, caller.organization_id, session_id, {"deleted_at": ts, "updated_at": ts}
+            )
+
+    async def set_pinned(self, caller: Caller, session_id: str, pinned: bool) -> None:
+        async with self._db.write() as conn:
+            await self.get(caller, session_id, conn)
+            if pinned:
+                await self._store.pin_session(conn, session_id, caller.principal_id, now())
+            else:
+                await self._store.unpin_session(conn, session_id, caller.principal_id)
+
+    async def stats(self, caller: Caller) -> dict[str, int]:
+        async with self._db.read() as conn:
+            counts = await self._store.session_counts_by_status(conn, caller.organization_id)
+        result = {status.value: counts.get(status.value, 0) for status in SessionStatus}
+        result["total"] = sum(counts.values())
+        return result

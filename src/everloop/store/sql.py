@@ -1,0 +1,458 @@
+"""The one SQL store: every query of the app database, for SQLite and PostgreSQL alike.
+
+Org scoping is part of every lookup of an org-owned object: a row of another organization is
+simply not found. Methods take an open connection from ``Database.read()`` / ``write()`` so a
+service can group several of them into one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, and_, false, func, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from everloop.domain.resources import (
+    Agent,
+    Harness,
+    Principal,
+    PrincipalKind,
+    ResourceStatus,
+    Session,
+    SessionStatus,
+    TokenTotals,
+)
+from everloop.store.tables import (
+    access_tokens,
+    agents,
+    events,
+    harnesses,
+    organizations,
+    principals,
+    session_pins,
+    sessions,
+    turns,
+    users,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    agent_id: str | None = None
+    search: str | None = None
+    tags: Sequence[str] = ()
+    status: str | None = None
+    pinned: bool | None = None
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _harness(row: Any) -> Harness:
+    values = dict(row._mapping)
+    values["status"] = ResourceStatus(values["status"])
+    return Harness(**values)
+
+
+def _agent(row: Any) -> Agent:
+    values = dict(row._mapping)
+    values["status"] = ResourceStatus(values["status"])
+    return Agent(**values)
+
+
+_SESSION_STORED = (
+    "last_sequence",
+    "deleted_at",
+    "title_search",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+)
+
+
+def _session(row: Any, *, is_pinned: bool | None = None) -> Session:
+    values = dict(row._mapping)
+    usage = TokenTotals(
+        values["input_tokens"],
+        values["output_tokens"],
+        values["cache_read_tokens"],
+        values["cache_creation_tokens"],
+    )
+    for key in _SESSION_STORED:
+        values.pop(key, None)
+    owner_kind = values.pop("owner_kind", None)
+    owner_subject = values.pop("owner_subject_id", None)
+    values.pop("pinned_by", None)
+    return Session(
+        **values,
+        usage=usage,
+        is_pinned=is_pinned,
+        owner_kind=PrincipalKind(owner_kind) if owner_kind else None,
+        owner_subject_id=owner_subject,
+    )
+
+
+class Store:
+    """Queries of the app database, grouped by resource."""
+
+    # -- organizations, users, principals, tokens ------------------------------------------
+
+    async def ensure_organization(
+        self, conn: AsyncConnection, org_id: str, name: str, ts: str
+    ) -> bool:
+        found = await conn.scalar(select(organizations.c.id).where(organizations.c.id == org_id))
+        if found:
+            return False
+        await conn.execute(organizations.insert().values(id=org_id, name=name, created_at=ts))
+        return True
+
+    async def insert_user(self, conn: AsyncConnection, user_id: str, name: str, ts: str) -> None:
+        await conn.execute(users.insert().values(id=user_id, name=name, created_at=ts))
+
+    async def insert_principal(self, conn: AsyncConnection, principal: Principal, ts: str) -> None:
+        await conn.execute(
+            principals.insert().values(
+                id=principal.id,
+                organization_id=principal.organization_id,
+                kind=principal.kind.value,
+                subject_id=principal.subject_id,
+                role=principal.role,
+                created_at=ts,
+            )
+        )
+
+    async def first_user_id(self, conn: AsyncConnection) -> str | None:
+        return await conn.scalar(select(users.c.id).order_by(users.c.created_at).limit(1))
+
+    async def insert_token(
+        self,
+        conn: AsyncConnection,
+        *,
+        token_id: str,
+        user_id: str,
+        name: str,
+        token_hash: str,
+        hint: str,
+        ts: str,
+    ) -> None:
+        await conn.execute(
+            access_tokens.insert().values(
+                id=token_id,
+                user_id=user_id,
+                name=name,
+                token_hash=token_hash,
+                token_hint=hint,
+                created_at=ts,
+            )
+        )
+
+    async def user_for_token(self, conn: AsyncConnection, token_hash: str) -> str | None:
+        return await conn.scalar(
+            select(access_tokens.c.user_id).where(
+                access_tokens.c.token_hash == token_hash, access_tokens.c.revoked_at.is_(None)
+            )
+        )
+
+    async def user_principals(self, conn: AsyncConnection, user_id: str) -> list[Principal]:
+        rows = await conn.execute(
+            select(principals)
+            .where(
+                principals.c.kind == PrincipalKind.USER.value, principals.c.subject_id == user_id
+            )
+            .order_by(principals.c.created_at)
+        )
+        return [
+            Principal(r.id, r.organization_id, PrincipalKind(r.kind), r.subject_id, r.role)
+            for r in rows
+        ]
+
+    # -- harnesses and agents (same shape of queries) ------------------------------------------
+
+    async def insert_harness(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
+        await conn.execute(harnesses.insert().values(**values))
+
+    async def get_harness(
+        self,
+        conn: AsyncConnection,
+        org_id: str,
+        *,
+        harness_id: str | None = None,
+        name: str | None = None,
+    ) -> Harness | None:
+        row = (
+            await conn.execute(
+                select(harnesses).where(_org_key(harnesses, org_id, harness_id, name))
+            )
+        ).first()
+        return _harness(row) if row else None
+
+    async def list_harnesses(
+        self, conn: AsyncConnection, org_id: str, *, search: str | None, include_archived: bool
+    ) -> list[Harness]:
+        query = select(harnesses).where(
+            harnesses.c.organization_id == org_id,
+            *_listing_filters(harnesses, search, include_archived),
+        )
+        rows = await conn.execute(query.order_by(harnesses.c.is_built_in.desc(), harnesses.c.name))
+        return [_harness(r) for r in rows]
+
+    async def insert_agent(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
+        await conn.execute(agents.insert().values(**values))
+
+    async def get_agent(
+        self,
+        conn: AsyncConnection,
+        org_id: str,
+        *,
+        agent_id: str | None = None,
+        name: str | None = None,
+    ) -> Agent | None:
+        row = (
+            await conn.execute(select(agents).where(_org_key(agents, org_id, agent_id, name)))
+        ).first()
+        return _agent(row) if row else None
+
+    async def list_agents(
+        self,
+        conn: AsyncConnection,
+        org_id: str,
+        *,
+        search: str | None,
+        include_archived: bool,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Agent], int]:
+        where = and_(
+            agents.c.organization_id == org_id, *_listing_filters(agents, search, include_archived)
+        )
+        total = await conn.scalar(select(func.count()).select_from(agents).where(where)) or 0
+        rows = await conn.execute(
+            select(agents)
+            .where(where)
+            .order_by(agents.c.created_at.desc(), agents.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return [_agent(r) for r in rows], total
+
+    async def name_taken(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        org_id: str,
+        name: str,
+        *,
+        except_id: str | None = None,
+    ) -> bool:
+        query = select(table.c.id).where(table.c.organization_id == org_id, table.c.name == name)
+        if except_id:
+            query = query.where(table.c.id != except_id)
+        return (await conn.scalar(query)) is not None
+
+    async def id_exists(self, conn: AsyncConnection, table: Table, object_id: str) -> bool:
+        """Whether the id is used in any organization (ids are global primary keys)."""
+        return (await conn.scalar(select(table.c.id).where(table.c.id == object_id))) is not None
+
+    async def update_row(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        org_id: str,
+        object_id: str,
+        values: dict[str, Any],
+    ) -> None:
+        await conn.execute(
+            update(table)
+            .where(table.c.organization_id == org_id, table.c.id == object_id)
+            .values(**values)
+        )
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def insert_session(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
+        await conn.execute(sessions.insert().values(**values))
+
+    def _session_select(self, principal_id: str | None) -> Any:
+        pinned = (
+            select(session_pins.c.session_id)
+            .where(
+                session_pins.c.session_id == sessions.c.id,
+                session_pins.c.principal_id == principal_id,
+            )
+            .exists()
+            if principal_id
+            else false()
+        )
+        return select(
+            sessions,
+            principals.c.kind.label("owner_kind"),
+            principals.c.subject_id.label("owner_subject_id"),
+            pinned.label("pinned_by"),
+        ).select_from(
+            sessions.outerjoin(principals, principals.c.id == sessions.c.owner_principal_id)
+        )
+
+    async def get_session(
+        self,
+        conn: AsyncConnection,
+        org_id: str,
+        session_id: str,
+        *,
+        principal_id: str | None = None,
+    ) -> Session | None:
+        query = self._session_select(principal_id).where(
+            sessions.c.organization_id == org_id,
+            sessions.c.id == session_id,
+            sessions.c.deleted_at.is_(None),
+        )
+        row = (await conn.execute(query)).first()
+        return (
+            _session(row, is_pinned=bool(row.pinned_by) if principal_id else None) if row else None
+        )
+
+    async def list_sessions(
+        self,
+        conn: AsyncConnection,
+        org_id: str,
+        flt: SessionFilter,
+        *,
+        principal_id: str,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Session], int]:
+        conds: list[ColumnElement[bool]] = [
+            sessions.c.organization_id == org_id,
+            sessions.c.deleted_at.is_(None),
+        ]
+        if flt.agent_id:
+            conds.append(sessions.c.agent_id == flt.agent_id)
+        if flt.status:
+            conds.append(sessions.c.status == flt.status)
+        if flt.search:
+            conds.append(
+                sessions.c.title_search.like(f"%{_like_escape(flt.search.lower())}%", escape="\\")
+            )
+        pin_exists = (
+            select(session_pins.c.session_id)
+            .where(
+                session_pins.c.session_id == sessions.c.id,
+                session_pins.c.principal_id == principal_id,
+            )
+            .exists()
+        )
+        if flt.pinned is True:
+            conds.append(pin_exists)
+        elif flt.pinned is False:
+            conds.append(~pin_exists)
+        for tag in flt.tags:
+            conds.append(_json_array_contains(conn, sessions.c.tags, tag))
+        where = and_(*conds)
+        total = await conn.scalar(select(func.count()).select_from(sessions).where(where)) or 0
+        rows = await conn.execute(
+            self._session_select(principal_id)
+            .where(where)
+            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return [_session(r, is_pinned=bool(r.pinned_by)) for r in rows], total
+
+    async def update_session(
+        self, conn: AsyncConnection, org_id: str, session_id: str, values: dict[str, Any]
+    ) -> bool:
+        result = await conn.execute(
+            update(sessions)
+            .where(
+                sessions.c.organization_id == org_id,
+                sessions.c.id == session_id,
+                sessions.c.deleted_at.is_(None),
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+    async def session_counts_by_status(self, conn: AsyncConnection, org_id: str) -> dict[str, int]:
+        rows = await conn.execute(
+            select(sessions.c.status, func.count())
+            .where(sessions.c.organization_id == org_id, sessions.c.deleted_at.is_(None))
+            .group_by(sessions.c.status)
+        )
+        return {status: count for status, count in rows}
+
+    async def pin_session(
+        self, conn: AsyncConnection, session_id: str, principal_id: str, ts: str
+    ) -> None:
+        exists = await conn.scalar(
+            select(session_pins.c.session_id).where(
+                session_pins.c.session_id == session_id, session_pins.c.principal_id == principal_id
+            )
+        )
+        if not exists:
+            await conn.execute(
+                session_pins.insert().values(
+                    session_id=session_id, principal_id=principal_id, created_at=ts
+                )
+            )
+
+    async def unpin_session(
+        self, conn: AsyncConnection, session_id: str, principal_id: str
+    ) -> None:
+        await conn.execute(
+            session_pins.delete().where(
+                session_pins.c.session_id == session_id, session_pins.c.principal_id == principal_id
+            )
+        )
+
+    async def sessions_in_status(
+        self, conn: AsyncConnection, statuses: Iterable[SessionStatus]
+    ) -> list[tuple[str, str]]:
+        rows = await conn.execute(
+            select(sessions.c.organization_id, sessions.c.id).where(
+                sessions.c.status.in_([s.value for s in statuses]), sessions.c.deleted_at.is_(None)
+            )
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+def _org_key(
+    table: Table, org_id: str, object_id: str | None, name: str | None
+) -> ColumnElement[bool]:
+    key = table.c.id == object_id if object_id is not None else table.c.name == name
+    return and_(table.c.organization_id == org_id, key)
+
+
+def _listing_filters(
+    table: Table, search: str | None, include_archived: bool
+) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if not include_archived:
+        conds.append(table.c.status == ResourceStatus.ACTIVE.value)
+    if search:
+        pattern = f"%{_like_escape(search.lower())}%"
+        conds.append(
+            or_(
+                func.lower(table.c.name).like(pattern, escape="\\"),
+                func.lower(func.coalesce(table.c.display_name, "")).like(pattern, escape="\\"),
+                func.lower(func.coalesce(table.c.description, "")).like(pattern, escape="\\"),
+            )
+        )
+    return conds
+
+
+def _json_array_contains(conn: AsyncConnection, column: Any, value: str) -> ColumnElement[bool]:
+    """``value`` is an element of the JSON array in ``column`` (dialect-specific)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy import cast
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return column.op("@>")(cast([value], JSONB))  # type: ignore[no-any-return]
+    json_each = func.json_each(column).table_valued("value")
+    return select(json_each.c.value).where(json_each.c.value == value).exists()
+
+
+__all__ = ["SessionFilter", "Store", "events", "true", "turns"]

@@ -1,0 +1,229 @@
+"""The app schema: one set of SQLAlchemy Core tables for SQLite and PostgreSQL.
+
+Timestamps are RFC 3339 strings with millisecond precision in UTC (``2026-11-24T05:13:04.123Z``):
+they sort lexicographically, compare the same on both dialects and go on the wire unchanged.
+JSON columns are ``JSON`` on SQLite and ``JSONB`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Ts = String(32)
+Id = String(48)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Ts, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),  # UUID hex; principals point at it
+    Column("name", String(200), nullable=False),
+    Column("created_at", Ts, nullable=False),
+)
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("kind", String(20), nullable=False),  # user | agent_identity | system
+    Column("subject_id", String(32), nullable=True),  # the user id for kind=user
+    Column("parent_principal_id", Id, nullable=True),
+    Column("name", String(200), nullable=True),
+    Column("role", String(20), nullable=False, default="member"),
+    Column("created_at", Ts, nullable=False),
+    UniqueConstraint("organization_id", "kind", "subject_id", name="uq_principals_org_subject"),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_hint", String(24), nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("revoked_at", Ts, nullable=True),
+)
+
+_config_columns = (
+    "system_prompt",
+    "default_model_id",
+    "tags",
+    "capabilities",
+    "initial_files",
+    "network_access",
+    "mcp_servers",
+    "parallel_tool_calls",
+)
+
+harnesses = Table(
+    "harnesses",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("display_name", String(200), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("system_prompt", Text, nullable=True),
+    Column("parent_harness_id", Id, nullable=True),
+    Column("default_model_id", Id, nullable=True),
+    Column("tags", Json, nullable=False),
+    Column("capabilities", Json, nullable=False),
+    Column("initial_files", Json, nullable=False),
+    Column("network_access", Json, nullable=True),
+    Column("mcp_servers", Json, nullable=False),
+    Column("parallel_tool_calls", Boolean, nullable=True),
+    Column("embedder_metadata", Json, nullable=False),
+    Column("is_built_in", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    Column("archived_at", Ts, nullable=True),
+    UniqueConstraint("organization_id", "name", name="uq_harnesses_org_name"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("display_name", String(200), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("system_prompt", Text, nullable=False),
+    Column("harness_id", Id, nullable=False),
+    Column("default_model_id", Id, nullable=True),
+    Column("default_version_id", Id, nullable=True),
+    Column("tags", Json, nullable=False),
+    Column("capabilities", Json, nullable=False),
+    Column("tools", Json, nullable=False),
+    Column("initial_files", Json, nullable=False),
+    Column("network_access", Json, nullable=True),
+    Column("mcp_servers", Json, nullable=False),
+    Column("max_iterations", Integer, nullable=True),
+    Column("parallel_tool_calls", Boolean, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    Column("archived_at", Ts, nullable=True),
+    UniqueConstraint("organization_id", "name", name="uq_agents_org_name"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("harness_id", Id, nullable=False),
+    Column("agent_id", Id, nullable=True),
+    Column("agent_version_id", Id, nullable=True),
+    Column("agent_identity_id", Id, nullable=True),
+    Column("owner_principal_id", Id, nullable=False),
+    Column("resolved_owner_user_id", String(32), nullable=True),
+    Column("title", String(500), nullable=True),
+    Column("locale", String(35), nullable=True),
+    Column("preview", String(200), nullable=True),
+    Column("output_preview", String(200), nullable=True),
+    Column("tags", Json, nullable=False),
+    Column("model_id", Id, nullable=True),
+    Column("capabilities", Json, nullable=False),
+    Column("tools", Json, nullable=False),
+    Column("mcp_servers", Json, nullable=False),
+    Column("system_prompt", Text, nullable=True),
+    Column("initial_files", Json, nullable=False),
+    Column("hints", Json, nullable=True),
+    Column("network_access", Json, nullable=True),
+    Column("max_iterations", Integer, nullable=True),
+    Column("parallel_tool_calls", Boolean, nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    Column("started_at", Ts, nullable=True),
+    Column("finished_at", Ts, nullable=True),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_read_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_creation_tokens", BigInteger, nullable=False, default=0),
+    Column("parent_session_id", Id, nullable=True),
+    Column("subagent_name", String(200), nullable=True),
+    Column("subagent_task", Text, nullable=True),
+    Column("subagent_status", String(32), nullable=True),
+    Column("blueprint_id", String(200), nullable=True),
+    Column("blueprint_config", Json, nullable=True),
+    Column("last_sequence", BigInteger, nullable=False, default=0),
+    Column("deleted_at", Ts, nullable=True),
+    # Lower-cased title for case-insensitive search on both dialects.
+    Column("title_search", String(500), nullable=True),
+)
+Index("ix_sessions_org_created", sessions.c.organization_id, sessions.c.created_at)
+
+session_pins = Table(
+    "session_pins",
+    metadata,
+    Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
+    Column("principal_id", Id, ForeignKey("principals.id"), primary_key=True),
+    Column("created_at", Ts, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("session_id", Id, ForeignKey("sessions.id"), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("ts", Ts, nullable=False),
+    Column("turn_id", Id, nullable=True),
+    Column("context", Json, nullable=False),
+    Column("data", Json, nullable=False),
+    Column("metadata", Json, nullable=True),
+    Column("tags", Json, nullable=True),
+    UniqueConstraint("session_id", "sequence", name="uq_events_session_sequence"),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("session_id", Id, ForeignKey("sessions.id"), nullable=False),
+    Column("input_message_id", Id, nullable=False),
+    Column("status", String(16), nullable=False),  # queued|running|completed|failed|cancelled
+    Column("created_at", Ts, nullable=False),
+    Column("finished_at", Ts, nullable=True),
+)
+Index("ix_turns_session_status", turns.c.session_id, turns.c.status)
+
+CONFIG_COLUMNS = _config_columns
