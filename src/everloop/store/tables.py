@@ -32,7 +32,7 @@ metadata = MetaData(
     }
 )
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Ts = String(32)
 Id = String(48)
 
@@ -152,7 +152,7 @@ sessions = Table(
     Column("agent_version_id", Id, nullable=True),
     Column("agent_identity_id", Id, nullable=True),
     Column("owner_principal_id", Id, nullable=False),
-    Column("resolved_owner_user_id", String(32), nullable=True),
+    Column("resolved_owner_user_id", String(36), nullable=True),
     Column("title", String(500), nullable=True),
     Column("locale", String(35), nullable=True),
     Column("preview", String(200), nullable=True),

@@ -63,32 +63,44 @@ def upgrade() -> None:
         sa.Column("default_version_id", sa.String(length=48), nullable=True),
         sa.Column(
             "tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "capabilities",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "tools",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "initial_files",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "network_access",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column(
             "mcp_servers",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column("max_iterations", sa.Integer(), nullable=True),
@@ -117,33 +129,45 @@ def upgrade() -> None:
         sa.Column("default_model_id", sa.String(length=48), nullable=True),
         sa.Column(
             "tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "capabilities",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "initial_files",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "network_access",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column(
             "mcp_servers",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column("parallel_tool_calls", sa.Boolean(), nullable=True),
         sa.Column(
             "embedder_metadata",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column("is_built_in", sa.Boolean(), nullable=False),
@@ -188,46 +212,60 @@ def upgrade() -> None:
         sa.Column("agent_version_id", sa.String(length=48), nullable=True),
         sa.Column("agent_identity_id", sa.String(length=48), nullable=True),
         sa.Column("owner_principal_id", sa.String(length=48), nullable=False),
-        sa.Column("resolved_owner_user_id", sa.String(length=32), nullable=True),
+        sa.Column("resolved_owner_user_id", sa.String(length=36), nullable=True),
         sa.Column("title", sa.String(length=500), nullable=True),
         sa.Column("locale", sa.String(length=35), nullable=True),
         sa.Column("preview", sa.String(length=200), nullable=True),
         sa.Column("output_preview", sa.String(length=200), nullable=True),
         sa.Column(
             "tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column("model_id", sa.String(length=48), nullable=True),
         sa.Column(
             "capabilities",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "tools",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "mcp_servers",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column("system_prompt", sa.Text(), nullable=True),
         sa.Column(
             "initial_files",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "hints",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column(
             "network_access",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column("max_iterations", sa.Integer(), nullable=True),
@@ -248,7 +286,9 @@ def upgrade() -> None:
         sa.Column("blueprint_id", sa.String(length=200), nullable=True),
         sa.Column(
             "blueprint_config",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column("last_sequence", sa.BigInteger(), nullable=False),
@@ -276,22 +316,30 @@ def upgrade() -> None:
         sa.Column("turn_id", sa.String(length=48), nullable=True),
         sa.Column(
             "context",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "data",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column(
             "metadata",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.Column(
             "tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
             nullable=True,
         ),
         sa.ForeignKeyConstraint(
