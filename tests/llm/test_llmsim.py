@@ -233,9 +233,9 @@ async def test_tool_call_usage_counts_the_calls_json() -> None:
 )
 async def test_chunking(chunk_chars: int, sizes: list[int]) -> None:
     text = "x" * 40
-    script: JsonValue = {"response": {"type": "fixed", "text": text}, "chunk_chars": chunk_chars}
-    if chunk_chars == 16:
-        del script["chunk_chars"]  # the default
+    script: dict[str, JsonValue] = {"response": {"type": "fixed", "text": text}}
+    if chunk_chars != 16:  # 16 is the default
+        script["chunk_chars"] = chunk_chars
     events = await _events(script, _request(_user("hi")))
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert [len(d.text) for d in deltas] == sizes
@@ -246,11 +246,9 @@ async def test_chunking(chunk_chars: int, sizes: list[int]) -> None:
 async def test_latency_before_first_token() -> None:
     script: JsonValue = {"latency_ms": 30, "response": {"type": "fixed", "text": "hi"}}
     started = time.monotonic()
-    stream = LlmSim(script).stream(_request(_user("x")))
-    first = await anext(stream)
+    events = await _events(script, _request(_user("x")))
     assert time.monotonic() - started >= 0.025
-    assert first == TextDelta("hi")
-    await stream.aclose()
+    assert events[0] == TextDelta("hi")
 
 
 async def test_latency_is_cancellable() -> None:
