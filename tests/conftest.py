@@ -71,7 +71,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 @pytest.fixture
 async def api(services: Services) -> AsyncIterator[Api]:
     boot = await services.auth.bootstrap()
-    await services.harnesses.seed_built_ins(boot.organization_id)
+    await services.seed_org(boot.organization_id)
     assert boot.token is not None
     app = create_app(services)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

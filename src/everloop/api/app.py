@@ -14,11 +14,12 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
 from everloop.api.errors import error_response, install_error_handlers
-from everloop.api.routes import config_resources, sessions
+from everloop.api.routes import config_resources, models, sessions, turns
 
 if TYPE_CHECKING:
     from everloop.bootstrap import Services
@@ -51,7 +52,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -67,8 +68,11 @@ class BodySizeLimit:
                 await too_large(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    # An HTTPException, so FastAPI's body parsing re-raises it (any other error there becomes
+    # a 400) and the error handlers answer 413; the middleware catches it if nothing else did.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the {limit} byte limit")
 
 
 def create_app(
@@ -102,6 +106,8 @@ def create_app(
     api = APIRouter(prefix="/api")
     api.include_router(config_resources.router)
     api.include_router(sessions.router)
+    api.include_router(models.router)
+    api.include_router(turns.router)
     app.include_router(api)
     _install_docs(app)
 

@@ -327,3 +327,72 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# -- messages and events ----------------------------------------------------------------------
+
+
+class ContentPartIn(WireModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    type: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    text: str | None = None
+    url: Annotated[str, StringConstraints(max_length=20 * 1024 * 1024)] | None = None
+    media_type: ShortText | None = None
+
+
+class MessageIn(WireModel):
+    role: Literal["user"] = "user"
+    content: Annotated[list[ContentPartIn], Field(min_length=1, max_length=100)]
+
+
+class Controls(WireModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_id: IdText | None = None
+    locale: Locale | None = None
+    hints: dict[str, Any] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+
+class CreateMessageRequest(WireModel):
+    message: MessageIn
+    controls: Controls | None = None
+    metadata: dict[str, Any] | None = None
+    tags: Tags | None = None
+
+
+class MessageResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    role: Literal["user", "agent", "tool_result", "system"]
+    content: list[dict[str, Any]]
+    created_at: str
+    controls: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    sequence: int | None = None
+    turn_id: str | None = None
+
+
+class EventContextOut(BaseModel):
+    turn_id: str | None = None
+    input_message_id: str | None = None
+    exec_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+
+
+class EventResponse(BaseModel):
+    id: str
+    type: str
+    ts: str
+    session_id: str
+    sequence: int
+    context: EventContextOut
+    data: dict[str, Any]
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+
+
+class CancelResponse(BaseModel):
+    status: Literal["cancelled", "no_op"]
+    turn_id: str | None = None

@@ -69,12 +69,15 @@ def serve(
 
     async def startup() -> None:
         boot = await services.auth.bootstrap()
-        await services.harnesses.seed_built_ins(boot.organization_id)
+        await services.seed_org(boot.organization_id)
         if boot.token:
             path = write_admin_token(settings.data_dir, boot.token)
             typer.echo(
                 f"everloop: created admin token (shown once, also saved to {path}):\n  {boot.token}"
             )
+        swept = await services.start_engine()
+        if swept:
+            typer.echo(f"everloop: resuming {swept} turn(s) recorded before the last stop")
         typer.echo(
             f"everloop: serving on http://{settings.host}:{settings.port}/api (docs: /api/docs)"
         )

@@ -41,8 +41,10 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._write_lock or nullcontext(), self.engine.begin() as conn:
-            yield conn
+        async with self._write_lock or nullcontext(), self.engine.connect() as conn:
+            await conn.execution_options(everloop_write=True)
+            async with conn.begin():
+                yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -63,4 +65,10 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A transaction that will write takes the write lock up front (BEGIN IMMEDIATE), waiting
+    # through busy_timeout; a deferred one that upgrades later would fail at once with
+    # "database is locked" when another writer is active. Writers are our write() and DBOS
+    # datasource transactions (isolation SERIALIZABLE).
+    options = conn.get_execution_options()
+    immediate = options.get("everloop_write") or options.get("isolation_level") == "SERIALIZABLE"
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

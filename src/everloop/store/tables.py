@@ -78,6 +78,40 @@ access_tokens = Table(
     Column("revoked_at", Ts, nullable=True),
 )
 
+providers = Table(
+    "providers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("driver", String(32), nullable=False),
+    Column("base_url", String(2000), nullable=True),
+    Column("credentials_encrypted", Text, nullable=True),  # crypto.SecretBox token
+    Column("settings", Json, nullable=False),
+    Column("is_built_in", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+Index("ix_providers_org", providers.c.organization_id)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("provider_id", Id, ForeignKey("providers.id"), nullable=False),
+    Column("model_id", String(200), nullable=False),  # the name sent on the wire
+    Column("display_name", String(200), nullable=False),
+    Column("settings", Json, nullable=False),
+    Column("profile", Json, nullable=False),
+    Column("is_built_in", Boolean, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    UniqueConstraint("provider_id", "model_id", name="uq_models_provider_model"),
+)
+Index("ix_models_org", models.c.organization_id)
+
 _config_columns = (
     "system_prompt",
     "default_model_id",
@@ -225,5 +259,17 @@ turns = Table(
     Column("finished_at", Ts, nullable=True),
 )
 Index("ix_turns_session_status", turns.c.session_id, turns.c.status)
+
+# Exactly-once record of a turn's steps: each step's database effects commit in one
+# transaction with its (turn_id, step_key) row, so a step re-run after a crash finds its
+# recorded result instead of writing twice.
+turn_effects = Table(
+    "turn_effects",
+    metadata,
+    Column("turn_id", Id, primary_key=True),
+    Column("step_key", String(200), primary_key=True),
+    Column("result", Json, nullable=True),
+    Column("created_at", Ts, nullable=False),
+)
 
 CONFIG_COLUMNS = _config_columns

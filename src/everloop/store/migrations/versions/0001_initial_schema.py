@@ -379,6 +379,21 @@ def upgrade() -> None:
     with op.batch_alter_table("turns", schema=None) as batch_op:
         batch_op.create_index("ix_turns_session_status", ["session_id", "status"], unique=False)
 
+    op.create_table(
+        "turn_effects",
+        sa.Column("turn_id", sa.String(length=48), nullable=False),
+        sa.Column("step_key", sa.String(length=200), nullable=False),
+        sa.Column(
+            "result",
+            sa.JSON(none_as_null=True).with_variant(
+                postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
+            ),
+            nullable=True,
+        ),
+        sa.Column("created_at", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("turn_id", "step_key", name=op.f("pk_turn_effects")),
+    )
+
     # Events are append-only: refuse UPDATE and DELETE in the database itself.
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
@@ -398,6 +413,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("turn_effects")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS events_append_only ON events")
         op.execute("DROP FUNCTION IF EXISTS everloop_events_append_only()")

@@ -1,0 +1,168 @@
+"""Routes for messages, events (JSON and SSE) and cancelling a turn."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from everloop.api.deps import CallerDep, services
+from everloop.api.schemas import (
+    CancelResponse,
+    CreateMessageRequest,
+    EventResponse,
+    ListResponse,
+    MessageResponse,
+)
+from everloop.services.turns import StreamFrame
+
+router = APIRouter(tags=["messages and events"])
+
+TypeList = Annotated[list[Annotated[str, Query(max_length=64)]] | None, Query(max_length=40)]
+
+
+@router.post(
+    "/v1/sessions/{session_id}/messages",
+    response_model=MessageResponse,
+    status_code=status.HTTP_201_CREATED,
+)
+async def create_message(
+    request: Request, caller: CallerDep, session_id: str, body: CreateMessageRequest
+) -> MessageResponse:
+    posted = await services(request).turns.post_message(
+        caller,
+        session_id,
+        [part.model_dump(exclude_none=True) for part in body.message.content],
+        controls=body.controls.model_dump(exclude_none=True) if body.controls else None,
+        metadata=body.metadata,
+        tags=body.tags,
+    )
+    message = posted.message
+    content = [part for part in _wire_content(message)]
+    return MessageResponse(
+        id=message.id,
+        role="user",
+        content=content,
+        created_at=message.created_at or "",
+        controls=body.controls.model_dump(exclude_none=True) if body.controls else None,
+        metadata=body.metadata,
+        sequence=posted.sequence,
+        turn_id=posted.turn_id,
+    )
+
+
+def _wire_content(message: object) -> list[dict[str, object]]:
+    from everloop.domain.messages import Message, message_to_json
+
+    assert isinstance(message, Message)
+    content = message_to_json(message)["content"]
+    assert isinstance(content, list)
+    return [dict(part) for part in content if isinstance(part, dict)]
+
+
+@router.get("/v1/sessions/{session_id}/messages", response_model=ListResponse[MessageResponse])
+async def list_messages(
+    request: Request, caller: CallerDep, session_id: str
+) -> ListResponse[MessageResponse]:
+    found = await services(request).turns.list_messages(caller, session_id)
+    return ListResponse(data=[MessageResponse.model_validate(m) for m in found], total=len(found))
+
+
+@router.get("/v1/sessions/{session_id}/events", response_model=ListResponse[EventResponse])
+async def list_events(
+    request: Request,
+    caller: CallerDep,
+    session_id: str,
+    since_id: Annotated[str | None, Query(max_length=100)] = None,
+    after_sequence: Annotated[int | None, Query(ge=0)] = None,
+    before_sequence: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    types: TypeList = None,
+    exclude: TypeList = None,
+    turn_id: Annotated[str | None, Query(max_length=100)] = None,
+    order_desc: bool = False,
+) -> ListResponse[EventResponse]:
+    found = await services(request).turns.list_events(
+        caller,
+        session_id,
+        since_id=since_id,
+        after_sequence=after_sequence,
+        before_sequence=before_sequence,
+        limit=limit,
+        types=types or (),
+        exclude=exclude or (),
+        turn_id=turn_id,
+        newest_first=order_desc,
+    )
+    return ListResponse(
+        data=[EventResponse.model_validate(e.to_json()) for e in found], total=len(found)
+    )
+
+
+@router.get(
+    "/v1/sessions/{session_id}/sse",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+)
+async def stream_events(
+    request: Request,
+    caller: CallerDep,
+    session_id: str,
+    since_id: Annotated[str | None, Query(max_length=100)] = None,
+    after_sequence: Annotated[int | None, Query(ge=0)] = None,
+    types: TypeList = None,
+    exclude: TypeList = None,
+    last_event_id: Annotated[str | None, Header(max_length=100)] = None,
+) -> EventSourceResponse:
+    svc = services(request)
+    settings = svc.settings
+    stopping = anyio.Event()
+    frames = await svc.turns.stream(
+        caller,
+        session_id,
+        since_id=since_id or last_event_id,
+        after_sequence=after_sequence,
+        types=types or (),
+        exclude=exclude or (),
+        cycle_seconds=settings.sse_cycle_seconds,
+        poll_seconds=settings.sse_poll_seconds,
+        stopping=stopping,
+    )
+    return EventSourceResponse(
+        _sse(frames),
+        ping=settings.sse_heartbeat_seconds,
+        ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
+        shutdown_event=stopping,
+        shutdown_grace_period=1.0,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(frames: AsyncIterator[StreamFrame]) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(event="connected", data=json.dumps({"status": "connected"}))
+    async for frame in frames:
+        if frame.kind == "disconnecting":
+            yield ServerSentEvent(
+                event="disconnecting",
+                data=json.dumps({"reason": frame.reason, "retry_ms": frame.retry_ms}),
+                retry=frame.retry_ms,
+            )
+            return
+        assert frame.event is not None
+        yield ServerSentEvent(
+            event=frame.event.type,
+            id=frame.event.id,
+            data=json.dumps(frame.event.to_json(), separators=(",", ":")),
+        )
+
+
+@router.post("/v1/sessions/{session_id}/cancel", response_model=CancelResponse)
+async def cancel_turn(request: Request, caller: CallerDep, session_id: str) -> CancelResponse:
+    turn_id = await services(request).turns.cancel(caller, session_id)
+    if turn_id is None:
+        return CancelResponse(status="no_op")
+    return CancelResponse(status="cancelled", turn_id=turn_id)

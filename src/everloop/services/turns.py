@@ -1,0 +1,354 @@
+"""Messages, turns and the event log of a session: posting input, cancelling, reading, streaming.
+
+Posting a message records ``input.message`` and a queued turn in one transaction, then enqueues
+the turn. If the enqueue fails (engine down), the turn stays recorded and the start-up sweep
+enqueues it: a posted message is never lost. Messages posted while a turn runs become the next
+turns, in order (one turn per session at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from everloop import ids
+from everloop.domain.event_log import Event, EventContext, NewEvent
+from everloop.domain.messages import JsonValue, Message, message_from_json, message_to_json
+from everloop.domain.timestamps import now
+from everloop.domain.usage import TokenUsage
+from everloop.engine import events as ev
+from everloop.engine.signals import Signals
+from everloop.errors import InvalidInput, NotFound
+from everloop.services.auth import Caller
+from everloop.services.sessions import SessionService
+from everloop.store import turns as turn_store
+from everloop.store.db import Database
+from everloop.store.event_log import EventQuery, append_events, read_events, sequence_of
+
+log = logging.getLogger("everloop.turns")
+
+MAX_TEXT_CHARS = 1_000_000
+PAGE = 500
+
+
+class Stopping(Protocol):
+    """Set when the server shuts down (an ``asyncio.Event`` or ``anyio.Event``)."""
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> Any: ...
+
+
+class TurnQueue(Protocol):
+    async def enqueue_turn(self, session_id: str, turn_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PostedMessage:
+    message: Message
+    turn_id: str
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFrame:
+    """One thing an event stream yields: an event, or the end of the stream."""
+
+    kind: str  # "event" | "disconnecting"
+    event: Event | None = None
+    retry_ms: int = 0
+    reason: str = ""
+
+
+class TurnService:
+    def __init__(
+        self, db: Database, sessions: SessionService, queue: TurnQueue, signals: Signals
+    ) -> None:
+        self._db = db
+        self._sessions = sessions
+        self._queue = queue
+        self._signals = signals
+
+    async def post_message(
+        self,
+        caller: Caller,
+        session_id: str,
+        content: list[dict[str, Any]],
+        *,
+        controls: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> PostedMessage:
+        message = _user_message(content, controls, metadata)
+        turn_id = ids.new_id("turn")
+        async with self._db.write() as conn:
+            session = await self._sessions.get(caller, session_id, conn)
+            await turn_store.insert_turn(
+                conn, turn_id=turn_id, session_id=session_id, input_message_id=message.id
+            )
+            context = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
+            data = ev.input_message(message=message)
+            wire = data["message"]
+            assert isinstance(wire, dict)
+            wire["controls"] = controls
+            wire["metadata"] = metadata
+            stored = await append_events(
+                conn, session_id, [NewEvent("input.message", data, context, tags=tags)]
+            )
+            values: dict[str, Any] = {"updated_at": now()}
+            if session.preview is None and message.text:
+                values["preview"] = ev.preview(message.text)
+            await turn_store.update_session(conn, session_id, values)
+        self._signals.events_appended(session_id)
+        try:
+            await self._queue.enqueue_turn(session_id, turn_id)
+        except Exception:
+            # Recorded, not lost: the start-up sweep enqueues it again.
+            log.exception(
+                "could not enqueue turn %s; it will be enqueued at the next start", turn_id
+            )
+        return PostedMessage(message, turn_id, stored[0].sequence)
+
+    async def enqueue_recorded(self) -> int:
+        """Enqueue every queued or running turn again (idempotent by turn id): the start-up sweep."""
+        async with self._db.read() as conn:
+            pending = await turn_store.all_open_turns(conn)
+        for turn in pending:
+            await self._queue.enqueue_turn(turn.session_id, turn.id)
+        return len(pending)
+
+    async def cancel(self, caller: Caller, session_id: str) -> str | None:
+        """Cancel the session's running turn (or the next queued one); None when idle."""
+        async with self._db.write() as conn:
+            await self._sessions.get(caller, session_id, conn)
+            open_turns = await turn_store.open_turns(conn, session_id)
+            if not open_turns:
+                return None
+            turn = open_turns[0]
+            if not await turn_store.move_turn(
+                conn, turn.id, to="cancelled", allowed_from=turn_store.OPEN
+            ):
+                return None
+            context = EventContext(
+                turn_id=turn.id, input_message_id=turn.input_message_id, trace_id=turn.id
+            )
+            total = TokenUsage.from_json(await turn_store.session_usage(conn, session_id))  # type: ignore[arg-type]
+            await append_events(
+                conn,
+                session_id,
+                [
+                    NewEvent(
+                        "turn.cancelled",
+                        ev.turn_cancelled(
+                            turn_id=turn.id, reason="cancelled by the user", usage=None
+                        ),
+                        context,
+                    ),
+                    NewEvent(
+                        "session.idled",
+                        ev.session_idled(turn_id=turn.id, iterations=None, usage=total),
+                        context,
+                    ),
+                ],
+            )
+            await turn_store.update_session(
+                conn, session_id, {"status": "idle", "updated_at": now()}
+            )
+        self._signals.turn_cancelled(turn.id)
+        self._signals.events_appended(session_id)
+        return turn.id
+
+    async def list_messages(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:
+        """The conversation rebuilt from the event log, oldest first."""
+        await self._sessions.get(caller, session_id)
+        async with self._db.read() as conn:
+            found = await read_events(
+                conn, session_id, EventQuery(types=turn_store.HISTORY_EVENT_TYPES, limit=1_000_000)
+            )
+        messages: list[dict[str, Any]] = []
+        for event in found:
+            if event.type == "tool.completed":
+                messages.append(_tool_result_message(event))
+                continue
+            wire = dict(event.data["message"])
+            wire.setdefault("created_at", event.ts)
+            wire["created_at"] = wire["created_at"] or event.ts
+            wire["sequence"] = event.sequence
+            if event.type == "output.message.completed":
+                wire["metadata"] = event.data.get("metadata")
+            messages.append(wire)
+        return messages
+
+    async def list_events(
+        self,
+        caller: Caller,
+        session_id: str,
+        *,
+        since_id: str | None,
+        after_sequence: int | None,
+        before_sequence: int | None,
+        limit: int | None,
+        types: Sequence[str],
+        exclude: Sequence[str],
+        turn_id: str | None,
+        newest_first: bool,
+    ) -> list[Event]:
+        await self._sessions.get(caller, session_id)
+        async with self._db.read() as conn:
+            cursor = await self._cursor(conn, session_id, since_id, after_sequence)
+            tail = limit is not None and cursor is None and not newest_first
+            query = EventQuery(
+                after_sequence=cursor,
+                before_sequence=before_sequence,
+                types=types,
+                exclude=exclude,
+                turn_id=turn_id,
+                limit=limit or 1000,
+                newest_first=newest_first or tail,
+            )
+            found = await read_events(conn, session_id, query)
+        # ``limit`` without a cursor means "the last N", still oldest first.
+        return list(reversed(found)) if tail else found
+
+    async def _cursor(
+        self, conn: Any, session_id: str, since_id: str | None, after_sequence: int | None
+    ) -> int | None:
+        if since_id is None:
+            return after_sequence
+        ids.parse("event", since_id, field="since_id")
+        sequence = await sequence_of(conn, session_id, since_id)
+        if sequence is None:
+            raise NotFound.of("event", since_id)
+        return sequence
+
+    async def stream(
+        self,
+        caller: Caller,
+        session_id: str,
+        *,
+        since_id: str | None,
+        after_sequence: int | None,
+        types: Sequence[str],
+        exclude: Sequence[str],
+        cycle_seconds: float,
+        poll_seconds: float,
+        stopping: Stopping,
+    ) -> AsyncIterator[StreamFrame]:
+        """Durable events after the cursor, then live ones as they are appended.
+
+        Without a cursor the stream replays the whole log first. It pages by sequence, so a
+        client that resumes from its last event id sees every event exactly once, in order.
+        """
+        await self._sessions.get(caller, session_id)
+        async with self._db.read() as conn:
+            cursor = await self._cursor(conn, session_id, since_id, after_sequence)
+        return self._frames(
+            session_id, cursor or 0, types, exclude, cycle_seconds, poll_seconds, stopping
+        )
+
+    async def _frames(
+        self,
+        session_id: str,
+        cursor: int,
+        types: Sequence[str],
+        exclude: Sequence[str],
+        cycle_seconds: float,
+        poll_seconds: float,
+        stopping: Stopping,
+    ) -> AsyncIterator[StreamFrame]:
+        started = time.monotonic()
+        while True:
+            async with self._db.read() as conn:
+                # Read unfiltered so the cursor advances past filtered-out events too.
+                page = await read_events(
+                    conn, session_id, EventQuery(after_sequence=cursor, limit=PAGE)
+                )
+            for event in page:
+                cursor = event.sequence
+                if (types and event.type not in types) or event.type in exclude:
+                    continue
+                yield StreamFrame("event", event)
+            if len(page) == PAGE:
+                continue
+            elapsed = time.monotonic() - started
+            if stopping.is_set() or elapsed >= cycle_seconds:
+                if stopping.is_set():
+                    yield StreamFrame("disconnecting", retry_ms=1000, reason="server_shutdown")
+                else:
+                    yield StreamFrame("disconnecting", retry_ms=100, reason="connection_cycle")
+                return
+            wait = min(poll_seconds, max(cycle_seconds - elapsed, 0.0))
+            await _first_of(self._signals.wait_for_events(session_id, wait), stopping.wait())
+
+
+async def _first_of(*waits: Any) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _user_message(
+    content: list[dict[str, Any]], controls: dict[str, Any] | None, metadata: dict[str, Any] | None
+) -> Message:
+    if not content:
+        raise InvalidInput("a message needs at least one content part", field="message.content")
+    parts: list[JsonValue] = []
+    for index, part in enumerate(content):
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInput(
+                    "a text part needs non-empty text", field=f"message.content[{index}].text"
+                )
+            if len(text) > MAX_TEXT_CHARS:
+                raise InvalidInput(
+                    f"a text part is limited to {MAX_TEXT_CHARS} characters",
+                    field=f"message.content[{index}].text",
+                )
+            parts.append({"type": "text", "text": text})
+        elif kind == "image":
+            url = part.get("url")
+            if not isinstance(url, str) or not url.startswith(("data:", "https://", "http://")):
+                raise InvalidInput(
+                    "an image part needs a data: or http(s) url",
+                    field=f"message.content[{index}].url",
+                )
+            parts.append({"type": "image", "url": url, "media_type": part.get("media_type")})
+        else:
+            raise InvalidInput(
+                "a user message may contain only text and image parts",
+                field=f"message.content[{index}].type",
+            )
+    return message_from_json(
+        {"id": ids.new_id("message"), "role": "user", "content": parts, "created_at": now()}
+    )
+
+
+def _tool_result_message(event: Event) -> dict[str, Any]:
+    data = event.data
+    part = {
+        "type": "tool_result",
+        "tool_call_id": data["tool_call_id"],
+        "result": data.get("result"),
+        "error": data.get("error"),
+    }
+    return {
+        "id": "message_" + event.id.removeprefix("event_"),
+        "role": "tool_result",
+        "content": [part],
+        "created_at": event.ts,
+        "sequence": event.sequence,
+        "metadata": {"tool_name": data.get("tool_name")},
+    }
+
+
+__all__ = ["PostedMessage", "StreamFrame", "TurnService", "message_to_json"]

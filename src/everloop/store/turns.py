@@ -1,0 +1,286 @@
+"""Turn rows, exactly-once step records, and the session's conversation history.
+
+A turn's status moves ``queued -> running -> completed | failed | cancelled``; every move is a
+guarded update (``WHERE status IN (...)``), so exactly one writer wins each transition and a
+turn gets exactly one terminal event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop.domain.messages import JsonValue, Message, ToolResultPart, message_from_json
+from everloop.domain.timestamps import now
+from everloop.store.tables import events, sessions, turn_effects, turns
+
+TERMINAL = ("completed", "failed", "cancelled")
+OPEN = ("queued", "running")
+
+HISTORY_EVENT_TYPES = ("input.message", "output.message.completed", "tool.completed")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRow:
+    id: str
+    session_id: str
+    input_message_id: str
+    status: str
+    created_at: str
+
+
+def _turn(row: Any) -> TurnRow:
+    return TurnRow(row.id, row.session_id, row.input_message_id, row.status, row.created_at)
+
+
+async def insert_turn(
+    conn: AsyncConnection, *, turn_id: str, session_id: str, input_message_id: str
+) -> None:
+    await conn.execute(
+        turns.insert().values(
+            id=turn_id,
+            session_id=session_id,
+            input_message_id=input_message_id,
+            status="queued",
+            created_at=now(),
+            finished_at=None,
+        )
+    )
+
+
+async def get_turn(conn: AsyncConnection, turn_id: str) -> TurnRow | None:
+    row = (await conn.execute(select(turns).where(turns.c.id == turn_id))).first()
+    return _turn(row) if row else None
+
+
+async def turn_status(conn: AsyncConnection, turn_id: str) -> str | None:
+    return await conn.scalar(select(turns.c.status).where(turns.c.id == turn_id))
+
+
+async def move_turn(
+    conn: AsyncConnection, turn_id: str, *, to: str, allowed_from: Sequence[str]
+) -> bool:
+    """Move a turn to ``to`` if it is in one of ``allowed_from``; whether this call did it."""
+    values: dict[str, Any] = {"status": to}
+    if to in TERMINAL:
+        values["finished_at"] = now()
+    result = await conn.execute(
+        update(turns)
+        .where(turns.c.id == turn_id, turns.c.status.in_(list(allowed_from)))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def open_turns(conn: AsyncConnection, session_id: str) -> list[TurnRow]:
+    rows = await conn.execute(
+        select(turns)
+        .where(turns.c.session_id == session_id, turns.c.status.in_(OPEN))
+        .order_by(turns.c.created_at, turns.c.id)
+    )
+    return [_turn(r) for r in rows]
+
+
+async def all_open_turns(conn: AsyncConnection) -> list[TurnRow]:
+    rows = await conn.execute(
+        select(turns).where(turns.c.status.in_(OPEN)).order_by(turns.c.created_at)
+    )
+    return [_turn(r) for r in rows]
+
+
+async def recorded_effect(
+    conn: AsyncConnection, turn_id: str, step_key: str
+) -> tuple[bool, JsonValue]:
+    row = (
+        await conn.execute(
+            select(turn_effects.c.result).where(
+                turn_effects.c.turn_id == turn_id, turn_effects.c.step_key == step_key
+            )
+        )
+    ).first()
+    return (True, row.result) if row else (False, None)
+
+
+async def record_effect(
+    conn: AsyncConnection, turn_id: str, step_key: str, result: JsonValue
+) -> None:
+    """Record a step's result in the caller's transaction; a duplicate raises ``IntegrityError``."""
+    await conn.execute(
+        turn_effects.insert().values(
+            turn_id=turn_id, step_key=step_key, result=result, created_at=now()
+        )
+    )
+
+
+async def add_session_usage(conn: AsyncConnection, session_id: str, usage: dict[str, int]) -> None:
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id)
+        .values(
+            input_tokens=sessions.c.input_tokens + usage.get("input_tokens", 0),
+            output_tokens=sessions.c.output_tokens + usage.get("output_tokens", 0),
+            cache_read_tokens=sessions.c.cache_read_tokens + usage.get("cache_read_tokens", 0),
+            cache_creation_tokens=sessions.c.cache_creation_tokens
+            + usage.get("cache_creation_tokens", 0),
+        )
+    )
+
+
+async def session_usage(conn: AsyncConnection, session_id: str) -> dict[str, int]:
+    row = (
+        await conn.execute(
+            select(
+                sessions.c.input_tokens,
+                sessions.c.output_tokens,
+                sessions.c.cache_read_tokens,
+                sessions.c.cache_creation_tokens,
+            ).where(sessions.c.id == session_id)
+        )
+    ).one()
+    return {
+        "input_tokens": int(row[0]),
+        "output_tokens": int(row[1]),
+        "cache_read_tokens": int(row[2]),
+        "cache_creation_tokens": int(row[3]),
+    }
+
+
+async def update_session(conn: AsyncConnection, session_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(update(sessions).where(sessions.c.id == session_id).values(**values))
+
+
+async def conversation(
+    conn: AsyncConnection, session_id: str, *, before_turn: str
+) -> tuple[tuple[Message, ...], Message]:
+    """The messages of the turns before ``before_turn``, in turn order, and that turn's input.
+
+    Tool results of one act phase become one ``tool_result`` message; calls a cancelled turn
+    left without a result get a synthetic error result so the transcript stays well-formed.
+    """
+    rows = await conn.execute(
+        select(events.c.type, events.c.turn_id, events.c.data)
+        .where(events.c.session_id == session_id, events.c.type.in_(HISTORY_EVENT_TYPES))
+        .order_by(events.c.sequence)
+    )
+    order: list[str] = []
+    inputs: dict[str, Message] = {}
+    replies: dict[str, list[Message]] = {}
+    results: dict[str, dict[str, ToolResultPart]] = {}
+    for kind, turn_id, data in rows:
+        if turn_id is None:
+            continue
+        if kind == "input.message":
+            order.append(turn_id)
+            inputs[turn_id] = message_from_json(data["message"])
+        elif kind == "output.message.completed":
+            replies.setdefault(turn_id, []).append(message_from_json(data["message"]))
+        else:
+            results.setdefault(turn_id, {})[data["tool_call_id"]] = _result_part(data)
+    if before_turn not in inputs:
+        raise LookupError(f"turn {before_turn} has no input message")
+    history: list[Message] = []
+    for turn_id in order:
+        if turn_id == before_turn:
+            break
+        history.append(inputs[turn_id])
+        answered = results.get(turn_id, {})
+        for reply in replies.get(turn_id, []):
+            history.append(reply)
+            calls = reply.tool_calls
+            if calls:
+                parts = tuple(
+                    answered.get(call.id)
+                    or ToolResultPart(
+                        call.id, call.name, None, "the tool call did not finish (turn ended)"
+                    )
+                    for call in calls
+                )
+                history.append(Message(_results_id(reply.id), "tool_result", parts))
+    return tuple(history), inputs[before_turn]
+
+
+def _results_id(reply_id: str) -> str:
+    return "message_" + hashlib.sha256(f"{reply_id}:results".encode()).hexdigest()[:32]
+
+
+def _result_part(data: dict[str, Any]) -> ToolResultPart:
+    result = data.get("result")
+    if isinstance(result, list):
+        texts = [p.get("text", "") for p in result if isinstance(p, dict)]
+        result = "".join(texts)
+    return ToolResultPart(data["tool_call_id"], data.get("tool_name"), result, data.get("error"))
+
+
+__all__ = ["IntegrityError", "TurnRow"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """A session with the configuration of its harness and agent, as a turn needs it."""
+
+    id: str
+    organization_id: str
+    harness_id: str
+    agent_id: str | None
+    started_at: str | None
+    model_id: str | None
+    system_prompt: str | None
+    capabilities: list[Any]
+    max_iterations: int | None
+    parallel_tool_calls: bool | None
+    harness_system_prompt: str | None
+    harness_capabilities: list[Any]
+    harness_default_model_id: str | None
+    harness_parallel_tool_calls: bool | None
+    agent_system_prompt: str | None
+    agent_capabilities: list[Any]
+    agent_default_model_id: str | None
+    agent_max_iterations: int | None
+    agent_parallel_tool_calls: bool | None
+
+
+async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfig | None:
+    from everloop.store.tables import agents, harnesses
+
+    query = (
+        select(
+            sessions.c.id,
+            sessions.c.organization_id,
+            sessions.c.harness_id,
+            sessions.c.agent_id,
+            sessions.c.started_at,
+            sessions.c.model_id,
+            sessions.c.system_prompt,
+            sessions.c.capabilities,
+            sessions.c.max_iterations,
+            sessions.c.parallel_tool_calls,
+            harnesses.c.system_prompt.label("harness_system_prompt"),
+            harnesses.c.capabilities.label("harness_capabilities"),
+            harnesses.c.default_model_id.label("harness_default_model_id"),
+            harnesses.c.parallel_tool_calls.label("harness_parallel_tool_calls"),
+            agents.c.system_prompt.label("agent_system_prompt"),
+            agents.c.capabilities.label("agent_capabilities"),
+            agents.c.default_model_id.label("agent_default_model_id"),
+            agents.c.max_iterations.label("agent_max_iterations"),
+            agents.c.parallel_tool_calls.label("agent_parallel_tool_calls"),
+        )
+        .select_from(
+            sessions.outerjoin(harnesses, harnesses.c.id == sessions.c.harness_id).outerjoin(
+                agents, agents.c.id == sessions.c.agent_id
+            )
+        )
+        .where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    values["harness_capabilities"] = values["harness_capabilities"] or []
+    values["agent_capabilities"] = values["agent_capabilities"] or []
+    return SessionConfig(**values)
