@@ -36,7 +36,7 @@ def _reset_postgres(url: str) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    values: dict[str, object] = {"data_dir": tmp_path / "data"}
+    values: dict[str, object] = {"data_dir": tmp_path / "data", "model_retry_base_seconds": 0.01}
     if POSTGRES_URL:
         values["database_url"] = POSTGRES_URL
     s = Settings(**values)  # type: ignore[arg-type]

@@ -111,7 +111,8 @@ class DurableEngine:
             await asyncio.to_thread(self._client.destroy)
             self._client = None
         if self._launched:
-            await asyncio.to_thread(DBOS.destroy, workflow_completion_timeout_sec=0)
+            # Workflows are registered at launch, never at import: drop the registry with it.
+            await asyncio.to_thread(DBOS.destroy, destroy_registry=True)
             self._launched = False
 
 
