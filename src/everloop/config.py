@@ -6,9 +6,11 @@ Every setting has the prefix ``EVERLOOP_`` (``EVERLOOP_DATA_DIR``, ``EVERLOOP_DA
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,9 +68,30 @@ class Settings(BaseSettings):
         description="Pinned DBOS application version; workflows only resume on a match.",
     )
     queue_poll_seconds: float = Field(
-        default=0.005, description="How often the embedded engine polls its turn queue."
+        default=0.1,
+        description="How often a worker polls the turn queue fed by API-only processes.",
     )
     log_level: str = Field(default="INFO", description="Log level of the server.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Base64 of 32 bytes: the AES-256-GCM key that encrypts provider API keys at rest. "
+            "Default: generated once into `secret.key` in the data dir (mode 0600). Required "
+            "with PostgreSQL when there is no data dir and a key must be stored."
+        ),
+    )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                raw = base64.b64decode(value.get_secret_value(), validate=True)
+            except binascii.Error as exc:
+                raise ValueError("EVERLOOP_SECRET_KEY must be base64") from exc
+            if len(raw) != 32:
+                raise ValueError("EVERLOOP_SECRET_KEY must decode to 32 bytes")
+        return value
 
     @property
     def app_database_url(self) -> str:

@@ -1,11 +1,18 @@
-"""DBOS as the durable engine: configuration, launch, the turn queue, and enqueueing.
+"""DBOS as the durable engine: configuration, launch, starting turns, waking waiting turns.
 
-Turns run on the queue ``turns``, partitioned by session with ``partition_concurrency=1``: one
-turn at a time per session, in order of arrival, across every executor. A message posted while a
-turn runs becomes the next turn (it is never delivered into the running one).
+Each turn is one workflow (workflow id = turn id). A process that executes turns starts the
+workflow directly; an API-only process enqueues it on the queue ``turns`` that workers listen
+on (through ``DBOSClient``). Either way the start is idempotent by turn id.
 
-The API side only ever enqueues through ``DBOSClient`` (also in the embedded process), so the
-embedded mode and the scale-out mode run the same code.
+One turn at a time per session, in order: a turn's first step claims the session in the app
+database (it must be the session's earliest open turn); a turn that cannot claim yet waits
+durably (``DBOS.recv``) until the turn before it ends and wakes it (``DBOS.send``). A message
+posted while a turn runs therefore becomes the next turn; it is never injected into the running
+one. See docs/architecture.md for why this replaced a partitioned DBOS queue.
+
+On SQLite the system database runs in WAL mode with ``synchronous=NORMAL``: a commit survives a
+crash of the process (``kill -9``) but not necessarily a power loss of the machine. Use
+PostgreSQL where that matters.
 """
 
 from __future__ import annotations
@@ -16,13 +23,23 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, EnqueueOptions
+import sqlalchemy as sa
+from dbos import (
+    DBOS,
+    DBOSClient,
+    DBOSConfig,
+    DBOSPortableJSONSerializer,
+    EnqueueOptions,
+    SetWorkflowID,
+)
+from dbos._error import DBOSNonExistentWorkflowError
 
 from everloop.engine.runner import RUN_TURN_WORKFLOW, TurnRunner
 
 log = logging.getLogger("everloop.engine")
 
 TURN_QUEUE = "turns"
+WAKE_TOPIC = "everloop.turn.go"
 
 
 class DurableEngine:
@@ -44,6 +61,7 @@ class DurableEngine:
         self.worker_concurrency = worker_concurrency
         self._client: DBOSClient | None = None
         self._launched = False
+        self._workflow: Any = None
 
     def _config(self) -> DBOSConfig:
         config: DBOSConfig = {
@@ -52,9 +70,11 @@ class DurableEngine:
             "application_version": self.application_version,
             "executor_id": self.executor_id,
             "log_level": "WARNING",
-            "notification_listener_polling_interval_sec": 0.01,
+            "notification_listener_polling_interval_sec": 0.05,
             "serializer": DBOSPortableJSONSerializer(),
         }
+        if self.system_database_url.startswith("sqlite"):
+            config["system_database_engine"] = _sqlite_system_engine(self.system_database_url)
         return config
 
     async def launch(self, runner: TurnRunner) -> None:
@@ -69,17 +89,19 @@ class DurableEngine:
             call.__qualname__ = call.__name__ = name
             return DBOS.step(name=name)(call)
 
-        runner.wrap_steps(step)
+        async def wait_for_go(timeout: float) -> object:
+            return await DBOS.recv_async(WAKE_TOPIC, timeout_seconds=timeout)
+
+        runner.wrap_steps(step, wait_for_go=wait_for_go, wake=self.wake_turn)
 
         async def run_turn(session_id: str, turn_id: str) -> str:
             return await runner.run_turn(session_id, turn_id)
 
-        DBOS.workflow(name=RUN_TURN_WORKFLOW)(run_turn)
+        self._workflow = DBOS.workflow(name=RUN_TURN_WORKFLOW)(run_turn)
         DBOS.launch()
         self._launched = True
         await DBOS.register_queue_async(
             TURN_QUEUE,
-            partition_concurrency=1,
             worker_concurrency=self.worker_concurrency,
             polling_interval_sec=self.queue_poll_seconds,
         )
@@ -95,16 +117,29 @@ class DurableEngine:
             )
 
     async def enqueue_turn(self, session_id: str, turn_id: str) -> None:
-        """Enqueue a turn; enqueueing the same turn id again is a no-op."""
-        assert self._client is not None, "connect() first"
+        """Start a turn's workflow (here, or on a worker); a second start of one turn is a no-op."""
+        if self._launched:
+            with SetWorkflowID(turn_id):
+                await DBOS.start_workflow_async(self._workflow, session_id, turn_id)
+            return
         options: EnqueueOptions = {
             "workflow_name": RUN_TURN_WORKFLOW,
             "queue_name": TURN_QUEUE,
             "workflow_id": turn_id,
-            "queue_partition_key": session_id,
             "app_version": self.application_version,
         }
+        assert self._client is not None, "connect() first"
         await self._client.enqueue_async(options, session_id, turn_id)
+
+    async def wake_turn(self, turn_id: str) -> None:
+        """Tell a waiting turn to re-check whether it may run (lost wake-ups are re-checked)."""
+        try:
+            if self._launched:
+                await DBOS.send_async(turn_id, "go", WAKE_TOPIC)
+            elif self._client is not None:
+                await self._client.send_async(turn_id, "go", WAKE_TOPIC)
+        except DBOSNonExistentWorkflowError:
+            pass  # not started yet: it checks when it starts
 
     async def close(self) -> None:
         if self._client is not None:
@@ -114,6 +149,21 @@ class DurableEngine:
             # Workflows are registered at launch, never at import: drop the registry with it.
             await asyncio.to_thread(DBOS.destroy, destroy_registry=True)
             self._launched = False
+
+
+def _sqlite_system_engine(url: str) -> sa.Engine:
+    """DBOS's own SQLite settings (IMMEDIATE transactions, long busy timeout), plus WAL-friendly
+    ``synchronous=NORMAL`` so a commit does not wait for an fsync."""
+    engine = sa.create_engine(url)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = "IMMEDIATE"
+        dbapi_conn.execute("PRAGMA busy_timeout=30000")
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    return engine
 
 
 def _prepare_sqlite(url: str) -> None:

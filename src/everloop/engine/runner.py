@@ -18,6 +18,7 @@ the turn is still running: once cancelled, nothing more is written for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,7 @@ log = logging.getLogger("everloop.engine")
 
 RUN_TURN_WORKFLOW = "everloop.run_turn"
 DELTA_FLUSH_SECONDS = 0.1
+WAIT_RECHECK_SECONDS = 5.0
 CANCEL_POLL_SECONDS = 0.25
 
 
@@ -98,18 +100,47 @@ class TurnRunner:
         self.reason_step: StepFn = self._reason
         self.act_step: StepFn = self._act
         self.finish_step: StepFn = self._finish
+        self.next_turn_step: StepFn = self._next_turn
+        self._wait_for_go: Callable[[float], Awaitable[object]] = asyncio.sleep
+        self._wake: Callable[[str], Awaitable[None]] = _no_wake
 
-    def wrap_steps(self, step: Callable[[str, StepFn], StepFn]) -> None:
-        """Make each step durable: ``step(name, fn)`` returns the checkpointed version."""
+    def wrap_steps(
+        self,
+        step: Callable[[str, StepFn], StepFn],
+        *,
+        wait_for_go: Callable[[float], Awaitable[object]],
+        wake: Callable[[str], Awaitable[None]],
+    ) -> None:
+        """Make each step durable: ``step(name, fn)`` returns the checkpointed version.
+
+        ``wait_for_go(timeout)`` blocks the turn (durably) until another turn of the session
+        wakes it with ``wake(turn_id)``.
+        """
         self.reason_step = step("everloop.reason", self._reason)
         self.act_step = step("everloop.act", self._act)
         self.finish_step = step("everloop.finish", self._finish)
+        self.next_turn_step = step("everloop.next_turn", self._next_turn)
+        self._wait_for_go = wait_for_go
+        self._wake = wake
 
     # -- the workflow body -----------------------------------------------------------------
 
     async def run_turn(self, session_id: str, turn_id: str) -> str:
-        """Run one turn to its end; returns how it ended."""
-        out = await self.reason_step(session_id, turn_id, None, None)
+        """Run one turn to its end, then wake the session's next turn; returns how it ended."""
+        while True:
+            out = await self.reason_step(session_id, turn_id, None, None)
+            if out.get("halted") != "waiting":
+                break
+            # An earlier turn of this session is still open: wait for it to wake us (the
+            # timeout re-checks in case a wake-up was missed).
+            await self._wait_for_go(WAIT_RECHECK_SECONDS)
+        ended = await self._drive(session_id, turn_id, out)
+        following = await self.next_turn_step(session_id)
+        if following is not None:
+            await self._wake(str(following))
+        return ended
+
+    async def _drive(self, session_id: str, turn_id: str, out: dict[str, Any]) -> str:
         while True:
             if "halted" in out:
                 return str(out["halted"])
@@ -150,11 +181,12 @@ class TurnRunner:
             try:
                 model = await self._models.resolve(opened["org_id"], opened["model_candidates"])
             except EverloopError as exc:
+                reason = exc.message
                 return await self._once(
                     session_id,
                     turn_id,
                     f"reason:{state.iteration}:unavailable",
-                    lambda conn: self._fail_setup(conn, session_id, turn_id, exc.message),
+                    lambda conn: self._fail_setup(conn, session_id, turn_id, reason),
                 )
             message_id = str(opened["message_id"])
             key = f"reason:{state.iteration}:done"
@@ -188,7 +220,9 @@ class TurnRunner:
             context = _context(turn_id, turn.input_message_id)
             new: list[NewEvent] = []
             if state_json is None:
-                await turn_store.move_turn(conn, turn_id, to="running", allowed_from=("queued",))
+                claim = await turn_store.claim_turn(conn, session_id, turn_id)
+                if claim not in ("claimed", "running"):
+                    raise TurnHalted(claim)
                 values: dict[str, Any] = {"status": "active", "updated_at": now()}
                 if session.started_at is None:
                     values["started_at"] = now()
@@ -725,6 +759,10 @@ class TurnRunner:
         except TurnHalted as halted:
             return {"halted": str(halted)}
 
+    async def _next_turn(self, session_id: str) -> str | None:
+        async with self._db.read() as conn:
+            return await turn_store.next_open_turn(conn, session_id)
+
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _require_running(self, conn: AsyncConnection, turn_id: str) -> None:
@@ -855,16 +893,18 @@ class _CancelScope:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         assert self._watcher is not None
         self._watcher.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._watcher
-        except asyncio.CancelledError:
-            pass
         if self._cancelled:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
             raise TurnHalted("cancelled")
         return False
+
+
+async def _no_wake(_turn_id: str) -> None:
+    return None
 
 
 def _context(turn_id: str, input_message_id: str) -> EventContext:

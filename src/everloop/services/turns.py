@@ -46,6 +46,8 @@ class Stopping(Protocol):
 class TurnQueue(Protocol):
     async def enqueue_turn(self, session_id: str, turn_id: str) -> None: ...
 
+    async def wake_turn(self, turn_id: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PostedMessage:
@@ -87,9 +89,6 @@ class TurnService:
         turn_id = ids.new_id("turn")
         async with self._db.write() as conn:
             session = await self._sessions.get(caller, session_id, conn)
-            await turn_store.insert_turn(
-                conn, turn_id=turn_id, session_id=session_id, input_message_id=message.id
-            )
             context = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
             data = ev.input_message(message=message)
             wire = data["message"]
@@ -98,6 +97,13 @@ class TurnService:
             wire["metadata"] = metadata
             stored = await append_events(
                 conn, session_id, [NewEvent("input.message", data, context, tags=tags)]
+            )
+            await turn_store.insert_turn(
+                conn,
+                turn_id=turn_id,
+                session_id=session_id,
+                input_message_id=message.id,
+                input_sequence=stored[0].sequence,
             )
             values: dict[str, Any] = {"updated_at": now()}
             if session.preview is None and message.text:
@@ -114,7 +120,7 @@ class TurnService:
         return PostedMessage(message, turn_id, stored[0].sequence)
 
     async def enqueue_recorded(self) -> int:
-        """Enqueue every queued or running turn again (idempotent by turn id): the start-up sweep."""
+        """Start every queued or running turn again (idempotent by turn id): the start-up sweep."""
         async with self._db.read() as conn:
             pending = await turn_store.all_open_turns(conn)
         for turn in pending:
@@ -158,8 +164,14 @@ class TurnService:
             await turn_store.update_session(
                 conn, session_id, {"status": "idle", "updated_at": now()}
             )
+            following = await turn_store.next_open_turn(conn, session_id)
         self._signals.turn_cancelled(turn.id)
         self._signals.events_appended(session_id)
+        # A cancelled turn that was waiting for its predecessor exits at once; if it ran,
+        # the next turn of the session may start now.
+        await self._queue.wake_turn(turn.id)
+        if following is not None:
+            await self._queue.wake_turn(following)
         return turn.id
 
     async def list_messages(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:

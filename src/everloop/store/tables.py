@@ -254,11 +254,14 @@ turns = Table(
     Column("id", Id, primary_key=True),
     Column("session_id", Id, ForeignKey("sessions.id"), nullable=False),
     Column("input_message_id", Id, nullable=False),
+    # Sequence of the turn's input.message event: the order turns of a session run in.
+    Column("input_sequence", BigInteger, nullable=False, server_default="0"),
     Column("status", String(16), nullable=False),  # queued|running|completed|failed|cancelled
     Column("created_at", Ts, nullable=False),
     Column("finished_at", Ts, nullable=True),
 )
 Index("ix_turns_session_status", turns.c.session_id, turns.c.status)
+Index("ix_turns_session_order", turns.c.session_id, turns.c.input_sequence)
 
 # Exactly-once record of a turn's steps: each step's database effects commit in one
 # transaction with its (turn_id, step_key) row, so a step re-run after a crash finds its

@@ -40,13 +40,19 @@ def _turn(row: Any) -> TurnRow:
 
 
 async def insert_turn(
-    conn: AsyncConnection, *, turn_id: str, session_id: str, input_message_id: str
+    conn: AsyncConnection,
+    *,
+    turn_id: str,
+    session_id: str,
+    input_message_id: str,
+    input_sequence: int,
 ) -> None:
     await conn.execute(
         turns.insert().values(
             id=turn_id,
             session_id=session_id,
             input_message_id=input_message_id,
+            input_sequence=input_sequence,
             status="queued",
             created_at=now(),
             finished_at=None,
@@ -78,18 +84,58 @@ async def move_turn(
     return bool(result.rowcount)
 
 
+async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> str:
+    """Let ``turn_id`` run if it is the session's earliest open turn and nothing else runs.
+
+    Returns ``"claimed"`` (moved to running now), ``"running"`` (it already was: a re-run after
+    a crash), ``"waiting"`` (an earlier turn is still open), or the turn's terminal status.
+    The caller's transaction holds the database write lock (SQLite) or locks the session row
+    (PostgreSQL), so two claims of one session never interleave.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            select(sessions.c.id).where(sessions.c.id == session_id).with_for_update()
+        )
+    current = await turn_status(conn, turn_id)
+    if current is None:
+        return "missing"
+    if current != "queued":
+        return current
+    first = await conn.scalar(
+        select(turns.c.id)
+        .where(turns.c.session_id == session_id, turns.c.status.in_(OPEN))
+        .order_by(turns.c.input_sequence)
+        .limit(1)
+    )
+    if first != turn_id:
+        return "waiting"
+    await move_turn(conn, turn_id, to="running", allowed_from=("queued",))
+    return "claimed"
+
+
+async def next_open_turn(conn: AsyncConnection, session_id: str) -> str | None:
+    return await conn.scalar(
+        select(turns.c.id)
+        .where(turns.c.session_id == session_id, turns.c.status.in_(OPEN))
+        .order_by(turns.c.input_sequence)
+        .limit(1)
+    )
+
+
 async def open_turns(conn: AsyncConnection, session_id: str) -> list[TurnRow]:
     rows = await conn.execute(
         select(turns)
         .where(turns.c.session_id == session_id, turns.c.status.in_(OPEN))
-        .order_by(turns.c.created_at, turns.c.id)
+        .order_by(turns.c.input_sequence)
     )
     return [_turn(r) for r in rows]
 
 
 async def all_open_turns(conn: AsyncConnection) -> list[TurnRow]:
     rows = await conn.execute(
-        select(turns).where(turns.c.status.in_(OPEN)).order_by(turns.c.created_at)
+        select(turns)
+        .where(turns.c.status.in_(OPEN))
+        .order_by(turns.c.created_at, turns.c.input_sequence)
     )
     return [_turn(r) for r in rows]
 

@@ -1,0 +1,214 @@
+"""Turn latency and throughput of a real `everloop serve` (SQLite, llmsim with no latency).
+
+Each turn makes one tool call (model -> tool -> model). Timings are taken by the client:
+from sending `POST .../messages` to seeing that turn's `turn.completed` on the session's SSE
+stream.
+
+- W1: 200 sequential turns on one session; p50/p99 latency.
+- W2: 32 sessions x 10 turns, sessions concurrently (each sends its next message when its
+  previous turn completed); turns per second.
+
+Usage: python benchmarks/turns.py [--w1-turns 200] [--sessions 32] [--turns 10]
+Talks to 127.0.0.1 only; starts and stops its own server in a temporary data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SCRIPT = {
+    "response": {"type": "echo"},
+    "tool_calls": [{"when": "add", "name": "add", "arguments": {"a": 2, "b": 3}}],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.base = f"http://127.0.0.1:{self.port}/api"
+        exe = shutil.which("everloop", path=str(Path(sys.executable).parent)) or "everloop"
+        env = {**os.environ, "EVERLOOP_LOG_LEVEL": "WARNING", **(extra_env or {})}
+        self.proc = subprocess.Popen(
+            [exe, "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    async def ready(self) -> str:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
+                try:
+                    if (await client.get(f"http://127.0.0.1:{self.port}/healthz")).status_code == 200:
+                        return (self.data_dir / "admin-token").read_text().strip()
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class SessionStream:
+    """One SSE connection per session; resolves a future per turn id on `turn.completed`."""
+
+    def __init__(self, client: httpx.AsyncClient, session_id: str) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.waiting: dict[str, asyncio.Future[float]] = {}
+        self.done: dict[str, float] = {}
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        url = f"v1/sessions/{self.session_id}/sse"
+        params = {"types": ["turn.completed", "turn.failed"]}
+        async with self.client.stream("GET", url, params=params, timeout=None) as response:
+            event_type = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event_type = line[6:].strip()
+                elif line.startswith("data:") and event_type.startswith("turn."):
+                    seen = time.perf_counter()
+                    data = json.loads(line[5:])
+                    turn_id = data["data"]["turn_id"]
+                    if event_type == "turn.failed":
+                        raise RuntimeError(f"turn failed: {data['data']}")
+                    self.done[turn_id] = seen
+                    future = self.waiting.pop(turn_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(seen)
+
+    async def completed(self, turn_id: str) -> float:
+        if turn_id in self.done:
+            return self.done[turn_id]
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[turn_id] = future
+        return await asyncio.wait_for(future, timeout=60)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def setup(client: httpx.AsyncClient, count: int) -> list[str]:
+    providers = (await client.get("v1/providers")).json()["data"]
+    llmsim = next(p for p in providers if p["driver"] == "llmsim")
+    model = await client.post(
+        f"v1/providers/{llmsim['id']}/models", json={"model_id": "bench", "settings": {"llmsim": SCRIPT}}
+    )
+    model.raise_for_status()
+    sessions = []
+    for _ in range(count):
+        created = await client.post(
+            "v1/sessions", json={"model_id": model.json()["id"], "capabilities": [{"ref": "test_math"}]}
+        )
+        created.raise_for_status()
+        sessions.append(created.json()["id"])
+    return sessions
+
+
+async def turn(client: httpx.AsyncClient, stream: SessionStream, text: str) -> float:
+    started = time.perf_counter()
+    posted = await client.post(
+        f"v1/sessions/{stream.session_id}/messages",
+        json={"message": {"role": "user", "content": [{"type": "text", "text": text}]}},
+    )
+    posted.raise_for_status()
+    finished = await stream.completed(posted.json()["turn_id"])
+    return (finished - started) * 1000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix="everloop-bench-"))
+    server = Server(data_dir)
+    try:
+        token = await server.ready()
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        async with httpx.AsyncClient(
+            base_url=server.base + "/", headers={"Authorization": f"Bearer {token}"}, limits=limits
+        ) as client:
+            sessions = await setup(client, 1 + args.sessions)
+            w1_stream = SessionStream(client, sessions[0])
+            for i in range(5):  # warm-up
+                await turn(client, w1_stream, f"add warm {i}")
+            latencies = []
+            for i in range(args.w1_turns):
+                latencies.append(await turn(client, w1_stream, f"add {i}"))
+                if (i + 1) % 50 == 0:
+                    print(f"  W1: {i + 1}/{args.w1_turns} turns", file=sys.stderr)
+            await w1_stream.close()
+
+            streams = [SessionStream(client, sid) for sid in sessions[1:]]
+
+            async def drive(stream: SessionStream) -> None:
+                for i in range(args.turns):
+                    await turn(client, stream, f"add {i}")
+
+            started = time.perf_counter()
+            await asyncio.gather(*(drive(s) for s in streams))
+            elapsed = time.perf_counter() - started
+            for stream in streams:
+                await stream.close()
+        total = args.sessions * args.turns
+        return {
+            "w1_turns": args.w1_turns,
+            "w1_p50_ms": round(statistics.median(latencies), 1),
+            "w1_p99_ms": round(percentile(latencies, 0.99), 1),
+            "w1_mean_ms": round(statistics.fmean(latencies), 1),
+            "w2_sessions": args.sessions,
+            "w2_turns": total,
+            "w2_seconds": round(elapsed, 2),
+            "w2_turns_per_second": round(total / elapsed, 1),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        }
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--w1-turns", type=int, default=200)
+    parser.add_argument("--sessions", type=int, default=32)
+    parser.add_argument("--turns", type=int, default=10)
+    result = asyncio.run(run(parser.parse_args()))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
