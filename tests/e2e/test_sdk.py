@@ -1,0 +1,182 @@
+"""The published ``everruns-sdk``, unchanged, against a real ``everloop serve`` (issue 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import httpx
+import pytest
+from everruns_sdk import Everruns
+from everruns_sdk.errors import ApiError
+from everruns_sdk.models import AgentCapabilityConfig
+
+from tests.e2e.conftest import Api, Server
+
+pytestmark = pytest.mark.slow
+
+SEED_FIELDS = {
+    "id",
+    "organization_id",
+    "harness_id",
+    "agent_id",
+    "agent_version_id",
+    "agent_identity_id",
+    "owner_principal_id",
+    "resolved_owner_user_id",
+    "owner",
+    "effective_owner",
+    "title",
+    "locale",
+    "preview",
+    "output_preview",
+    "tags",
+    "model_id",
+    "capabilities",
+    "tools",
+    "mcpServers",
+    "system_prompt",
+    "initial_files",
+    "hints",
+    "network_access",
+    "max_iterations",
+    "status",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "usage",
+    "is_pinned",
+    "active_schedule_count",
+    "features",
+    "parent_session_id",
+    "subagent_name",
+    "subagent_task",
+    "subagent_status",
+    "blueprint_id",
+    "blueprint_config",
+}
+
+
+def sdk(server: Server) -> Everruns:
+    return Everruns(api_key=server.token, base_url=server.api_url)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+async def test_agents_and_harnesses(server: Server) -> None:
+    client = sdk(server)
+    try:
+        harness_name = unique("e2e-harness")
+        harness = await client.harnesses.create(harness_name, "You test things.")
+        assert harness.id.startswith("harness_") and harness.name == harness_name
+        fetched_harness = await client.harnesses.get(harness.id)
+        assert fetched_harness.id == harness.id
+        assert fetched_harness.system_prompt == "You test things."
+
+        agent_name = unique("e2e-agent")
+        agent = await client.agents.create(
+            agent_name, "You are terse.", harness_name=harness_name, tags=["e2e"]
+        )
+        assert agent.id.startswith("agent_") and agent.harness_id == harness.id
+        fetched = await client.agents.get(agent.id)
+        assert (fetched.name, fetched.system_prompt) == (agent_name, "You are terse.")
+        assert agent.id in [a.id for a in await client.agents.list()]
+        assert [a.id for a in await client.agents.list(search=agent_name)] == [agent.id]
+
+        await client.agents.delete(agent.id)
+        assert agent.id not in [a.id for a in await client.agents.list()]
+    finally:
+        await client.close()
+
+
+async def test_sessions_crud_pin_and_seed_fields(server: Server) -> None:
+    client = sdk(server)
+    try:
+        agent = await client.agents.create(unique("e2e-agent"), "You help.")
+        session = await client.sessions.create(
+            agent_id=agent.id, title="E2E session", tags=["e2e"], locale="uk-UA"
+        )
+        assert session.id.startswith("session_")
+        fetched = await client.sessions.get(session.id)
+        assert fetched.id == session.id and fetched.agent_id == agent.id
+        assert fetched.title == "E2E session"
+        listed = await client.sessions.list(agent_id=agent.id)
+        assert [s.id for s in listed] == [session.id]
+        assert session.id in [s.id for s in await client.sessions.list(search="e2e sess")]
+
+        async with httpx.AsyncClient(
+            base_url=f"{server.api_url}/v1/", headers=server.headers
+        ) as raw:
+            body = (await raw.get(f"sessions/{session.id}")).json()
+            missing = SEED_FIELDS - set(body)
+            assert not missing, f"session JSON lacks seed fields: {sorted(missing)}"
+            assert body["is_pinned"] is False
+            assert set(body["usage"]) >= {
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_creation_tokens",
+            }
+            for key in ("owner", "effective_owner"):
+                assert set(body[key]) >= {"id", "kind", "subject_id"}, body[key]
+            assert body["status"] == "started"
+
+            await client.sessions.pin(session.id)
+            assert (await raw.get(f"sessions/{session.id}")).json()["is_pinned"] is True
+            await client.sessions.unpin(session.id)
+            assert (await raw.get(f"sessions/{session.id}")).json()["is_pinned"] is False
+
+            await client.sessions.delete(session.id)
+            assert (await raw.get(f"sessions/{session.id}")).status_code == 404
+        with pytest.raises(ApiError):
+            await client.sessions.get(session.id)
+    finally:
+        await client.close()
+
+
+async def test_message_stream_until_turn_completed(server: Server, api: Api) -> None:
+    model_id = await asyncio.to_thread(
+        api.llmsim_model,
+        {
+            "response": {"type": "fixed", "text": "The sum is 5."},
+            "tool_calls": [{"when": "add", "name": "add", "arguments": {"a": 2, "b": 3}}],
+            "latency_ms": 50,
+        },
+    )
+    client = sdk(server)
+    try:
+        session = await client.sessions.create(
+            model_id=model_id, capabilities=[AgentCapabilityConfig(ref="test_math")]
+        )
+        message = await client.messages.create(session.id, "please add 2 and 3")
+        assert message.id.startswith("message_") and message.role == "user"
+
+        seen: list[str] = []
+        stream = client.events.stream(session.id)
+        try:
+            async with asyncio.timeout(60):
+                async for event in stream:
+                    assert event.session_id == session.id
+                    seen.append(event.type)
+                    if event.type == "turn.completed":
+                        break
+        finally:
+            stream.stop()
+            await stream.aclose()
+        assert seen[0] == "session.started"
+        assert {"input.message", "tool.completed", "output.message.completed"} <= set(seen)
+        assert seen.count("turn.completed") == 1
+
+        messages = await client.messages.list(session.id)
+        roles = [m.role for m in messages]
+        assert roles[0] == "user" and messages[0].id == message.id
+        assert "tool_result" in roles
+        assert roles[-1] == "agent"
+        assert messages[-1].content[0].text == "The sum is 5."
+        events = await client.events.list(session.id, types=["turn.completed"])
+        assert len(events) == 1
+    finally:
+        await client.close()
