@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from tests.conftest import Api
 
 TERMINAL = ("turn.completed", "turn.failed", "turn.cancelled")

@@ -7,9 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-from everloop.capabilities.base import Capability, ToolContext
-from everloop.domain.messages import JsonObject, JsonValue
 from tests.conftest import Api
 from tests.engine.conftest import (
     events,
@@ -19,6 +16,9 @@ from tests.engine.conftest import (
     wait_for,
     wait_turns_ended,
 )
+
+from everloop.capabilities.base import Capability, ToolContext
+from everloop.domain.messages import JsonObject, JsonValue
 
 pytestmark = pytest.mark.timeout(60)
 
