@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import uuid
 from typing import Final, Literal
@@ -37,16 +38,55 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_ORG_ID: Final = "org_00000000000000000000000000000001"
 
 
+class _Uuid7Clock:
+    """Monotonic UUIDv7 source: within one millisecond, each id is the previous one plus one.
+
+    Rows are ordered by (created_at, id) and timestamps have millisecond precision, so ids made
+    in the same millisecond must still sort in creation order (RFC 9562, section 6.2).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def next_hex(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        rand = int.from_bytes(os.urandom(10), "big")
+        value = (ms & ((1 << 48) - 1)) << 80
+        value |= 0x7 << 76  # version
+        value |= ((rand >> 68) & 0xFFF) << 64
+        value |= 0b10 << 62  # variant
+        value |= rand & ((1 << 62) - 1)
+        with self._lock:
+            if value <= self._last:
+                value = _uuid7_successor(self._last)
+            self._last = value
+        return f"{value:032x}"
+
+
+def _uuid7_successor(value: int) -> int:
+    """The next UUIDv7 after ``value``: add one to its 74 random bits, skipping version/variant."""
+    rand_a = (value >> 64) & 0xFFF
+    rand_b = value & ((1 << 62) - 1)
+    ms = value >> 80
+    counter = ((rand_a << 62) | rand_b) + 1
+    if counter >> 74:  # the counter overflowed: borrow the next millisecond
+        ms, counter = ms + 1, 0
+    return (
+        (ms << 80)
+        | (0x7 << 76)
+        | ((counter >> 62) << 64)
+        | (0b10 << 62)
+        | (counter & ((1 << 62) - 1))
+    )
+
+
+_CLOCK = _Uuid7Clock()
+
+
 def uuid7_hex() -> str:
-    """A UUIDv7 in simple (32 hex) form: 48 bits of unix ms, then random bits."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76  # version
-    value |= ((rand >> 68) & 0xFFF) << 64
-    value |= 0b10 << 62  # variant
-    value |= rand & ((1 << 62) - 1)
-    return f"{value:032x}"
+    """A UUIDv7 in simple (32 hex) form: 48 bits of unix ms, then random bits; monotonic."""
+    return _CLOCK.next_hex()
 
 
 def new_id(prefix: Prefix) -> str:

@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NAME_PATTERN)]
@@ -34,6 +41,13 @@ Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_
 
 class WireModel(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def _not_null(value: Any) -> Any:
+    # In a PATCH, leaving a field out keeps it; null would clear a field that must have a value.
+    if value is None:
+        raise ValueError("may be left out but not set to null")
+    return value
 
 
 class AgentCapabilityConfig(WireModel):
@@ -124,6 +138,17 @@ class UpdateHarnessRequest(WireModel):
     embedder_metadata: dict[str, Annotated[str, StringConstraints(max_length=1000)]] | None = None
     status: Literal["active", "archived"] | None = None
 
+    _required = field_validator(
+        "name",
+        "tags",
+        "capabilities",
+        "initial_files",
+        "mcp_servers",
+        "embedder_metadata",
+        "status",
+        mode="before",
+    )(_not_null)
+
 
 class HarnessResponse(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
@@ -188,6 +213,18 @@ class UpdateAgentRequest(WireModel):
     max_iterations: MaxIterations | None = None
     parallel_tool_calls: bool | None = None
     status: Literal["active", "archived"] | None = None
+
+    _required = field_validator(
+        "name",
+        "system_prompt",
+        "tags",
+        "capabilities",
+        "tools",
+        "initial_files",
+        "mcp_servers",
+        "status",
+        mode="before",
+    )(_not_null)
 
 
 class AgentResponse(BaseModel):

@@ -281,7 +281,13 @@ class AgentService:
     ) -> tuple[Agent, bool]:
         """Create-or-update with a client-supplied id (``PUT /agents/{id}``)."""
         fields["id"] = agent_id
-        return await self.create(caller, fields)
+        try:
+            return await self.create(caller, fields)
+        except Conflict as exc:
+            if exc.field != "id":
+                raise
+            # The id is another org's agent: answer as if it did not exist, never reveal it.
+            raise NotFound.of("agent", agent_id) from None
 
     async def update(self, caller: Caller, agent_id: str, fields: dict[str, Any]) -> Agent:
         org = caller.organization_id

@@ -9,12 +9,15 @@ on ``SQLITE_BUSY``; WAL lets reads proceed beside them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from everloop.errors import InvalidInput
 
 
 class Database:
@@ -36,18 +39,34 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+        with _data_errors_as_invalid_input():
+            async with self.engine.connect() as conn:
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._write_lock or nullcontext(), self.engine.connect() as conn:
-            await conn.execution_options(everloop_write=True)
-            async with conn.begin():
-                yield conn
+        with _data_errors_as_invalid_input():
+            async with self._write_lock or nullcontext(), self.engine.connect() as conn:
+                await conn.execution_options(everloop_write=True)
+                async with conn.begin():
+                    yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+@contextmanager
+def _data_errors_as_invalid_input() -> Iterator[None]:
+    # A value the database refuses to store (PostgreSQL: a NUL character in text, a number out
+    # of range) is the caller's bad input, not a server fault.
+    try:
+        yield
+    except DataError as exc:
+        raise InvalidInput(
+            "a value in the request cannot be stored (for example text with a NUL "
+            "character, \\u0000)",
+            code="unstorable_value",
+        ) from exc
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
