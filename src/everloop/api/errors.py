@@ -58,7 +58,7 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 def status_of(exc: EverloopError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 500
 
 

@@ -27,7 +27,7 @@ class EventContext:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> EventContext:
-        return cls(**{k: value.get(k) for k in cls.__slots__})  # type: ignore[arg-type]
+        return cls(**{k: value.get(k) for k in cls.__slots__})
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,7 +192,7 @@ class TurnRunner:
             key = f"reason:{state.iteration}:done"
             done, recorded = await self._recorded(turn_id, key)
             if done:
-                return recorded  # type: ignore[return-value]
+                return _as_result(recorded)
             outcome = await self._call_model(session_id, turn_id, state, model, message_id)
             return await self._record_reason(
                 session_id, turn_id, state, model, message_id, outcome, key
@@ -514,7 +514,7 @@ class TurnRunner:
                     context,
                 )
             )
-            await turn_store.add_session_usage(conn, session_id, usage.to_json())  # type: ignore[arg-type]
+            await turn_store.add_session_usage(conn, session_id, usage)
             match effect:
                 case loop.RunTools(calls=run_calls):
                     new.append(
@@ -662,12 +662,10 @@ class TurnRunner:
         new.append(
             NewEvent(
                 "session.idled",
-                ev.session_idled(
-                    turn_id=turn_id, iterations=state.iteration, usage=TokenUsage.from_json(total)
-                ),
+                ev.session_idled(turn_id=turn_id, iterations=state.iteration, usage=total),
                 context,
             )
-        )  # type: ignore[arg-type]
+        )
         await append_events(conn, session_id, new)
         values: dict[str, Any] = {"status": "idle", "updated_at": now(), "finished_at": now()}
         if last_text:
@@ -684,7 +682,7 @@ class TurnRunner:
         try:
             done, recorded = await self._recorded(turn_id, key)
             if done:
-                return recorded  # type: ignore[return-value]
+                return _as_result(recorded)
             async with self._db.read() as conn:
                 turn = await turn_store.get_turn(conn, turn_id)
                 session = await turn_store.session_config(conn, session_id)
@@ -786,7 +784,7 @@ class TurnRunner:
             async with self._db.write() as conn:
                 done, recorded = await turn_store.recorded_effect(conn, turn_id, key)
                 if done:
-                    return recorded  # type: ignore[return-value]
+                    return _as_result(recorded)
                 try:
                     result = await write(conn)
                 except TurnSetupError as exc:
@@ -799,7 +797,7 @@ class TurnRunner:
             done, recorded = await self._recorded(turn_id, key)
             if not done:
                 raise
-            return recorded  # type: ignore[return-value]
+            return _as_result(recorded)
         self._signals.events_appended(session_id)
         return result
 
@@ -839,11 +837,9 @@ class TurnRunner:
                 ),
                 NewEvent(
                     "session.idled",
-                    ev.session_idled(
-                        turn_id=turn_id, iterations=0, usage=TokenUsage.from_json(total)
-                    ),
+                    ev.session_idled(turn_id=turn_id, iterations=0, usage=total),
                     context,
-                ),  # type: ignore[arg-type]
+                ),
             ],
         )
         await turn_store.update_session(
@@ -901,6 +897,12 @@ class _CancelScope:
                 current.uncancel()
             raise TurnHalted("cancelled")
         return False
+
+
+def _as_result(value: JsonValue) -> dict[str, Any]:
+    """A step result read back from ``turn_effects`` (always a JSON object)."""
+    assert isinstance(value, dict), value
+    return value
 
 
 async def _no_wake(_turn_id: str) -> None:

@@ -19,7 +19,6 @@ from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.messages import JsonValue, Message, message_from_json, message_to_json
 from everloop.domain.timestamps import now
-from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine.signals import Signals
 from everloop.errors import InvalidInput, NotFound
@@ -142,7 +141,7 @@ class TurnService:
             context = EventContext(
                 turn_id=turn.id, input_message_id=turn.input_message_id, trace_id=turn.id
             )
-            total = TokenUsage.from_json(await turn_store.session_usage(conn, session_id))  # type: ignore[arg-type]
+            total = await turn_store.session_usage(conn, session_id)
             await append_events(
                 conn,
                 session_id,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonValue, Message, ToolResultPart, message_from_json
 from everloop.domain.timestamps import now
+from everloop.domain.usage import TokenUsage
 from everloop.store.tables import events, sessions, turn_effects, turns
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -164,21 +165,20 @@ async def record_effect(
     )
 
 
-async def add_session_usage(conn: AsyncConnection, session_id: str, usage: dict[str, int]) -> None:
+async def add_session_usage(conn: AsyncConnection, session_id: str, usage: TokenUsage) -> None:
     await conn.execute(
         update(sessions)
         .where(sessions.c.id == session_id)
         .values(
-            input_tokens=sessions.c.input_tokens + usage.get("input_tokens", 0),
-            output_tokens=sessions.c.output_tokens + usage.get("output_tokens", 0),
-            cache_read_tokens=sessions.c.cache_read_tokens + usage.get("cache_read_tokens", 0),
-            cache_creation_tokens=sessions.c.cache_creation_tokens
-            + usage.get("cache_creation_tokens", 0),
+            input_tokens=sessions.c.input_tokens + usage.input_tokens,
+            output_tokens=sessions.c.output_tokens + usage.output_tokens,
+            cache_read_tokens=sessions.c.cache_read_tokens + usage.cache_read_tokens,
+            cache_creation_tokens=sessions.c.cache_creation_tokens + usage.cache_creation_tokens,
         )
     )
 
 
-async def session_usage(conn: AsyncConnection, session_id: str) -> dict[str, int]:
+async def session_usage(conn: AsyncConnection, session_id: str) -> TokenUsage:
     row = (
         await conn.execute(
             select(
@@ -189,12 +189,7 @@ async def session_usage(conn: AsyncConnection, session_id: str) -> dict[str, int
             ).where(sessions.c.id == session_id)
         )
     ).one()
-    return {
-        "input_tokens": int(row[0]),
-        "output_tokens": int(row[1]),
-        "cache_read_tokens": int(row[2]),
-        "cache_creation_tokens": int(row[3]),
-    }
+    return TokenUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 async def update_session(conn: AsyncConnection, session_id: str, values: dict[str, Any]) -> None:
