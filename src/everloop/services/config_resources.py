@@ -16,6 +16,7 @@ from everloop.domain.resources import Agent, Harness, ResourceStatus
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
+from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.sql import Store
 from everloop.store.tables import agents, harnesses
@@ -44,9 +45,10 @@ def _is_id(prefix: ids.Prefix, value: str) -> bool:
 
 
 class HarnessService:
-    def __init__(self, db: Database, store: Store) -> None:
+    def __init__(self, db: Database, store: Store, models: ModelService) -> None:
         self._db = db
         self._store = store
+        self._models = models
 
     async def seed_built_ins(self, org_id: str) -> None:
         async with self._db.write() as conn:
@@ -63,6 +65,9 @@ class HarnessService:
             if await self._store.id_exists(conn, harnesses, harness_id):
                 raise Conflict(f"harness id '{harness_id}' is already in use", field="id")
             await self._check_name_free(conn, caller.organization_id, fields["name"])
+            await self._models.ensure_exists(
+                conn, caller.organization_id, fields.get("default_model_id"), "default_model_id"
+            )
             await self._check_parent(
                 conn, caller.organization_id, fields.get("parent_harness_id"), harness_id
             )
@@ -116,6 +121,10 @@ class HarnessService:
             if "parent_harness_id" in fields:
                 await self._check_parent(
                     conn, caller.organization_id, fields["parent_harness_id"], current.id
+                )
+            if "default_model_id" in fields:
+                await self._models.ensure_exists(
+                    conn, caller.organization_id, fields["default_model_id"], "default_model_id"
                 )
             values = _status_values(fields)
             values["updated_at"] = now()
@@ -183,10 +192,13 @@ class HarnessService:
 
 
 class AgentService:
-    def __init__(self, db: Database, store: Store, harness_service: HarnessService) -> None:
+    def __init__(
+        self, db: Database, store: Store, harness_service: HarnessService, models: ModelService
+    ) -> None:
         self._db = db
         self._store = store
         self._harnesses = harness_service
+        self._models = models
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> tuple[Agent, bool]:
         """Create an agent; with a client-supplied id that exists in this org, update it.
@@ -239,6 +251,7 @@ class AgentService:
                 **fields,
             }
             _check_tool_names(row["tools"])
+            await self._models.ensure_exists(conn, org, row["default_model_id"], "default_model_id")
             await _insert(self._store.insert_agent(conn, row), fields["name"])
             created = await self._store.get_agent(conn, org, agent_id=agent_id)
         assert created is not None
@@ -310,6 +323,10 @@ class AgentService:
                 fields["harness_id"] = harness.id
             if "tools" in fields:
                 _check_tool_names(fields["tools"])
+            if "default_model_id" in fields:
+                await self._models.ensure_exists(
+                    conn, org, fields["default_model_id"], "default_model_id"
+                )
             values = _status_values(fields)
             values["updated_at"] = now()
             await _insert(

@@ -18,6 +18,7 @@ from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
 from everloop.services.config_resources import AgentService, HarnessService, _check_tool_names
+from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
 from everloop.store.sql import SessionFilter, Store
@@ -40,12 +41,14 @@ class SessionService:
         harnesses: HarnessService,
         agents: AgentService,
         features_of: FeaturesOf,
+        models: ModelService,
     ) -> None:
         self._db = db
         self._store = store
         self._harnesses = harnesses
         self._agents = agents
         self._features_of = features_of
+        self._models = models
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Session:
         session_id = fields.pop("id", None) or ids.new_id("session")
@@ -64,6 +67,9 @@ class SessionService:
         async with self._db.write() as conn:
             if await self._store.id_exists(conn, sessions, session_id):
                 raise Conflict(f"session id '{session_id}' is already in use", field="id")
+            await self._models.ensure_exists(
+                conn, caller.organization_id, fields.get("model_id"), "model_id"
+            )
             agent = None
             if agent_id:
                 agent = await self._agents.get(caller, agent_id, conn)

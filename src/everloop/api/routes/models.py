@@ -1,0 +1,136 @@
+"""Routes for LLM providers and their models (thin: parse, call the service, present)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request, Response, status
+
+from everloop.api.deps import CallerDep, services
+from everloop.api.model_schemas import (
+    CreateModelRequest,
+    CreateProviderRequest,
+    ModelResponse,
+    ProviderResponse,
+    UpdateModelRequest,
+    UpdateProviderRequest,
+)
+from everloop.api.schemas import ListResponse
+from everloop.domain.providers import LlmModel, Provider
+
+router = APIRouter()
+
+
+def provider_out(provider: Provider) -> ProviderResponse:
+    return ProviderResponse.model_validate(
+        asdict(provider)
+        | {"provider_type": provider.driver, "api_key_set": provider.credentials_set}
+    )
+
+
+def model_out(entry: tuple[LlmModel, Provider]) -> ModelResponse:
+    model, provider = entry
+    return ModelResponse.model_validate(
+        asdict(model)
+        | {
+            "provider_name": provider.name,
+            "provider_type": provider.driver,
+            "source": "predefined" if model.is_built_in else "manual",
+        }
+    )
+
+
+@router.get("/v1/providers", response_model=ListResponse[ProviderResponse], tags=["providers"])
+async def list_providers(request: Request, caller: CallerDep) -> ListResponse[ProviderResponse]:
+    found = await services(request).providers.list(caller)
+    return ListResponse(data=[provider_out(p) for p in found], total=len(found))
+
+
+@router.post(
+    "/v1/providers",
+    response_model=ProviderResponse,
+    status_code=status.HTTP_201_CREATED,
+    tags=["providers"],
+)
+async def create_provider(
+    request: Request, caller: CallerDep, body: CreateProviderRequest
+) -> ProviderResponse:
+    created = await services(request).providers.create(caller, body.model_dump(exclude_unset=True))
+    return provider_out(created)
+
+
+@router.get("/v1/providers/{provider_id}", response_model=ProviderResponse, tags=["providers"])
+async def get_provider(request: Request, caller: CallerDep, provider_id: str) -> ProviderResponse:
+    return provider_out(await services(request).providers.get(caller, provider_id))
+
+
+@router.patch("/v1/providers/{provider_id}", response_model=ProviderResponse, tags=["providers"])
+async def update_provider(
+    request: Request, caller: CallerDep, provider_id: str, body: UpdateProviderRequest
+) -> ProviderResponse:
+    updated = await services(request).providers.update(
+        caller, provider_id, body.model_dump(exclude_unset=True)
+    )
+    return provider_out(updated)
+
+
+@router.delete(
+    "/v1/providers/{provider_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["providers"]
+)
+async def delete_provider(request: Request, caller: CallerDep, provider_id: str) -> Response:
+    await services(request).providers.delete(caller, provider_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/v1/providers/{provider_id}/models",
+    response_model=ListResponse[ModelResponse],
+    tags=["models"],
+)
+async def list_provider_models(
+    request: Request, caller: CallerDep, provider_id: str
+) -> ListResponse[ModelResponse]:
+    found = await services(request).models.list(caller, provider_id=provider_id)
+    return ListResponse(data=[model_out(m) for m in found], total=len(found))
+
+
+@router.post(
+    "/v1/providers/{provider_id}/models",
+    response_model=ModelResponse,
+    status_code=status.HTTP_201_CREATED,
+    tags=["models"],
+)
+async def create_model(
+    request: Request, caller: CallerDep, provider_id: str, body: CreateModelRequest
+) -> ModelResponse:
+    created = await services(request).models.create(
+        caller, provider_id, body.model_dump(exclude_unset=True)
+    )
+    return model_out(created)
+
+
+@router.get("/v1/models", response_model=ListResponse[ModelResponse], tags=["models"])
+async def list_models(request: Request, caller: CallerDep) -> ListResponse[ModelResponse]:
+    found = await services(request).models.list(caller)
+    return ListResponse(data=[model_out(m) for m in found], total=len(found))
+
+
+@router.get("/v1/models/{model_id}", response_model=ModelResponse, tags=["models"])
+async def get_model(request: Request, caller: CallerDep, model_id: str) -> ModelResponse:
+    return model_out(await services(request).models.get(caller, model_id))
+
+
+@router.patch("/v1/models/{model_id}", response_model=ModelResponse, tags=["models"])
+async def update_model(
+    request: Request, caller: CallerDep, model_id: str, body: UpdateModelRequest
+) -> ModelResponse:
+    updated = await services(request).models.update(
+        caller, model_id, body.model_dump(exclude_unset=True)
+    )
+    return model_out(updated)
+
+
+@router.delete("/v1/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["models"])
+async def delete_model(request: Request, caller: CallerDep, model_id: str) -> Response:
+    await services(request).models.delete(caller, model_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
