@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import jsonschema
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonObject, JsonValue, ToolCallPart, ToolResultPart
 from everloop.llm.base import ToolSpec
@@ -33,12 +34,19 @@ class CapabilityError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """Where a tool call runs; passed to every ``Tool.call``."""
+    """Where a tool call runs; passed to every ``Tool.call``.
+
+    ``connection`` is set for *transactional* tools (a tool class with ``transactional = True``:
+    one that only touches everloop's own database). Such a tool runs inside the runner's step
+    transaction, so its writes commit atomically with its ``tool.completed`` event: exactly once,
+    even across crashes. A tool error rolls its writes back (a savepoint).
+    """
 
     session_id: str
     org_id: str
     turn_id: str
     tool_call_id: str
+    connection: AsyncConnection | None = None
 
 
 class Tool(Protocol):
@@ -97,6 +105,10 @@ async def execute_tool_call(
     except ToolError as exc:
         return ToolResultPart(call.id, name=call.name, error=exc.message)
     return ToolResultPart(call.id, name=call.name, result=result)
+
+
+def is_transactional(tool: Tool | None) -> bool:
+    return bool(getattr(tool, "transactional", False))
 
 
 class CapabilityRegistry:

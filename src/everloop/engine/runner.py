@@ -32,8 +32,10 @@ from everloop import ids
 from everloop.capabilities.base import (
     CapabilityError,
     CapabilityRegistry,
+    Tool,
     ToolContext,
     execute_tool_call,
+    is_transactional,
     tool_spec,
     tools_by_name,
 )
@@ -703,32 +705,50 @@ class TurnRunner:
             except CapabilityError:
                 tool = None
             started = time.monotonic()
-            tool_context = ToolContext(session_id, session.organization_id, turn_id, call.id)
-            try:
-                async with self._cancellable(turn_id):
-                    result = await execute_tool_call(tool, call, tool_context)
-            except (TurnHalted, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # a tool bug is a tool error for the model, not a crash
-                log.exception("tool %s raised", call.name)
-                result = ToolResultPart(
-                    call.id, call.name, None, f"the tool failed unexpectedly: {type(exc).__name__}"
-                )
-            duration = _ms_since(started)
+            org_id = session.organization_id
+            result: ToolResultPart | None = None
+            if not is_transactional(tool):
+                context = ToolContext(session_id, org_id, turn_id, call.id)
+                result = await self._run_tool(tool, call, context, turn_id)
 
             async def write(conn: AsyncConnection) -> dict[str, Any]:
                 await self._require_running(conn, turn_id)
-                data = ev.tool_completed(tool_call=call, result=result, duration_ms=duration)
+                outcome = result
+                if outcome is None:
+                    # A database-only tool: its writes share this transaction.
+                    savepoint = await conn.begin_nested()
+                    context = ToolContext(session_id, org_id, turn_id, call.id, connection=conn)
+                    outcome = await self._run_tool(tool, call, context, turn_id)
+                    if outcome.error is None:
+                        await savepoint.commit()
+                    else:
+                        await savepoint.rollback()
+                duration = _ms_since(started)
+                data = ev.tool_completed(tool_call=call, result=outcome, duration_ms=duration)
                 await append_events(
                     conn,
                     session_id,
                     [NewEvent("tool.completed", data, _context(turn_id, turn.input_message_id))],
                 )
-                return {"result": part_to_json(result)}
+                return {"result": part_to_json(outcome)}
 
             return await self._once(session_id, turn_id, key, write)
         except TurnHalted as halted:
             return {"halted": str(halted)}
+
+    async def _run_tool(
+        self, tool: Tool | None, call: ToolCallPart, context: ToolContext, turn_id: str
+    ) -> ToolResultPart:
+        try:
+            async with self._cancellable(turn_id):
+                return await execute_tool_call(tool, call, context)
+        except (TurnHalted, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a tool bug is a tool error for the model, not a crash
+            log.exception("tool %s raised", call.name)
+            return ToolResultPart(
+                call.id, call.name, None, f"the tool failed unexpectedly: {type(exc).__name__}"
+            )
 
     # -- finish (a failure decided between steps, e.g. the iteration limit) -----------------
 

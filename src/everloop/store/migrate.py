@@ -29,6 +29,6 @@ def upgrade(database_url: str) -> None:
         with engine.begin() as connection:
             cfg = alembic_config()
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
     finally:
         engine.dispose()
