@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -16,6 +18,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -72,11 +75,27 @@ class NetworkAccessList(WireModel):
 
 
 class ToolDefinition(WireModel):
+    """A tool the agent may call: ``client_side`` (the API caller runs it and posts the result)
+    or ``builtin`` (names a tool of a registered capability)."""
+
     type: Literal["client_side", "builtin"] = "client_side"
     name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
     description: Annotated[str, StringConstraints(max_length=10_000)] = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     display_name: ShortText | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
+
+    @model_validator(mode="after")
+    def _parameters_are_a_schema(self) -> ToolDefinition:
+        try:
+            validator_for(self.parameters).check_schema(self.parameters)
+        except SchemaError as exc:
+            raise ValueError(
+                f"tool '{self.name}': parameters is not a valid JSON Schema: {exc.message}"
+            ) from None
+        if self.parameters.get("type", "object") != "object":
+            raise ValueError(f"tool '{self.name}': parameters must describe an object")
+        return self
 
 
 class McpServerConfig(WireModel):
@@ -428,6 +447,21 @@ class EventResponse(BaseModel):
     data: dict[str, Any]
     metadata: dict[str, Any] | None = None
     tags: list[str] | None = None
+
+
+class ToolResultIn(WireModel):
+    tool_call_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    result: Any = None
+    error: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+
+
+class SubmitToolResultsRequest(WireModel):
+    tool_results: Annotated[list[ToolResultIn], Field(min_length=1, max_length=200)]
+
+
+class SubmitToolResultsResponse(BaseModel):
+    accepted: int
+    status: Literal["started", "active", "idle", "waitingfortoolresults", "paused"]
 
 
 class CancelResponse(BaseModel):

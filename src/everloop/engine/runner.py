@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
@@ -48,14 +49,16 @@ from everloop.domain.messages import (
     part_from_json,
     part_to_json,
 )
-from everloop.domain.timestamps import now
+from everloop.domain.network_access import merge_network_access
+from everloop.domain.timestamps import format_ts, now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
 from everloop.engine.ports import ModelResolver, ResolvedModel
 from everloop.engine.signals import Signals
 from everloop.errors import EverloopError
-from everloop.llm.base import Completed, ModelCallError, TextDelta
+from everloop.llm.base import Completed, ModelCallError, TextDelta, ToolSpec
+from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
@@ -78,6 +81,7 @@ class RunnerSettings:
     retry_attempts: int = 4
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 20.0
+    client_tool_timeout_seconds: float = 600.0
 
 
 StepFn = Callable[..., Awaitable[Any]]
@@ -103,6 +107,7 @@ class TurnRunner:
         self.act_step: StepFn = self._act
         self.finish_step: StepFn = self._finish
         self.next_turn_step: StepFn = self._next_turn
+        self.collect_step: StepFn = self._collect
         self._wait_for_go: Callable[[float], Awaitable[object]] = asyncio.sleep
         self._wake: Callable[[str], Awaitable[None]] = _no_wake
 
@@ -122,6 +127,7 @@ class TurnRunner:
         self.act_step = step("everloop.act", self._act)
         self.finish_step = step("everloop.finish", self._finish)
         self.next_turn_step = step("everloop.next_turn", self._next_turn)
+        self.collect_step = step("everloop.collect_client_results", self._collect)
         self._wait_for_go = wait_for_go
         self._wake = wake
 
@@ -151,7 +157,8 @@ class TurnRunner:
                 return state.status
             assert state.status == "running_tools", state.status
             started = time.monotonic()
-            calls = [part_to_json(call) for call in state.pending_tool_calls]
+            client = state.settings.client_side_tools
+            calls = [part_to_json(c) for c in state.pending_tool_calls if c.name not in client]
             if state.settings.parallel_tool_calls:
                 raw = await asyncio.gather(*(self.act_step(session_id, turn_id, c) for c in calls))
             else:
@@ -159,12 +166,92 @@ class TurnRunner:
             if any("halted" in r for r in raw):
                 return "cancelled"
             results = tuple(_result_from_json(r["result"]) for r in raw)
+            if any(c.name in client for c in state.pending_tool_calls):
+                answered = await self._await_client_results(session_id, turn_id, state.iteration)
+                if answered is None:
+                    return "cancelled"
+                results += answered
             act = ev.act_completed(results=results, duration_ms=_ms_since(started))
             state, effects = loop.tools_finished(state, results, created_at=now())
             if isinstance(effects[0], loop.FailTurn):
                 out = await self.finish_step(session_id, turn_id, state.to_json(), act)
             else:
                 out = await self.reason_step(session_id, turn_id, state.to_json(), act)
+
+    async def _await_client_results(
+        self, session_id: str, turn_id: str, iteration: int
+    ) -> tuple[ToolResultPart, ...] | None:
+        """Wait (durably) until every client-side call of this act phase has an outcome: a
+        posted result, a timeout, or a cancellation by a new user message. None if the turn
+        stopped meanwhile."""
+        while True:
+            out = await self.collect_step(session_id, turn_id, iteration)
+            if "halted" in out:
+                return None
+            if "results" in out:
+                return tuple(_result_from_json(r) for r in out["results"])
+            await self._wait_for_go(min(float(out["wait_seconds"]), WAIT_RECHECK_SECONDS))
+
+    async def _collect(self, session_id: str, turn_id: str, iteration: int) -> dict[str, Any]:
+        try:
+            async with self._db.write() as conn:
+                await self._require_running(conn, turn_id)
+                calls = await client_store.calls_of(conn, turn_id, iteration)
+                moment = now()
+                overdue = [c for c in calls if c.status == "pending" and c.deadline <= moment]
+                if overdue:
+                    turn = await turn_store.get_turn(conn, turn_id)
+                    assert turn is not None
+                    ctx = _context(turn_id, turn.input_message_id)
+                    error = "the client did not answer in time"
+                    new = [
+                        NewEvent("tool.completed", client_completed(c, None, error, "timeout"), ctx)
+                        for c in overdue
+                        if await client_store.settle(
+                            conn, turn_id, c.call_id, status="expired", error=error
+                        )
+                    ]
+                    await append_events(conn, session_id, new)
+                    calls = await client_store.calls_of(conn, turn_id, iteration)
+                waiting = [c for c in calls if c.status == "pending"]
+                if waiting:
+                    earliest = min(c.deadline for c in waiting)
+                    return {"wait_seconds": max(_seconds_until(earliest), 0.05)}
+                await turn_store.update_session(
+                    conn, session_id, {"status": "active", "updated_at": now()}
+                )
+                return {
+                    "results": [
+                        part_to_json(ToolResultPart(c.call_id, c.name, c.result, c.error))
+                        for c in calls
+                    ]
+                }
+        except TurnHalted as halted:
+            return {"halted": str(halted)}
+        finally:
+            self._signals.events_appended(session_id)
+
+    async def _request_client_calls(
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        turn_id: str,
+        iteration: int,
+        calls: list[ToolCallPart],
+    ) -> None:
+        session = await turn_store.session_config(conn, session_id)
+        definitions = _client_tool_defs(session) if session else {}
+        pending = []
+        for call in calls:
+            timeout = definitions.get(call.name, {}).get("timeout_seconds")
+            seconds = float(timeout) if timeout else self._settings.client_tool_timeout_seconds
+            pending.append((call.id, call.name, call.arguments, _ts_after(seconds)))
+        await client_store.insert_pending(
+            conn, turn_id=turn_id, session_id=session_id, iteration=iteration, calls=pending
+        )
+        await turn_store.update_session(
+            conn, session_id, {"status": "waitingfortoolresults", "updated_at": now()}
+        )
 
     # -- reason ------------------------------------------------------------------------------
 
@@ -296,14 +383,17 @@ class TurnRunner:
         return await self._once(session_id, turn_id, key, write)
 
     async def _turn_settings(self, session: turn_store.SessionConfig) -> loop.TurnSettings:
-        refs = [c["ref"] for c in session.harness_capabilities]
-        refs += [c["ref"] for c in session.agent_capabilities]
-        refs += [c["ref"] for c in session.capabilities]
         try:
-            tools = self._capabilities.tools_for(dict.fromkeys(refs))
-            additions = self._capabilities.system_prompt_additions(dict.fromkeys(refs))
+            server_tools = self._server_tools(session)
+            additions = self._capabilities.system_prompt_additions(_capability_refs(session))
         except CapabilityError as exc:
             raise TurnSetupError(str(exc)) from exc
+        client_tools = _client_tool_defs(session)
+        specs = [tool_spec(t) for t in server_tools.values()]
+        specs += [
+            ToolSpec(d["name"], d.get("description") or "", d.get("parameters") or {})
+            for d in client_tools.values()
+        ]
         prompts = [p for p in (session.harness_system_prompt,) if p]
         agent_prompt = "\n\n".join(
             p for p in (session.system_prompt, session.agent_system_prompt) if p
@@ -328,10 +418,30 @@ class TurnRunner:
         return loop.TurnSettings(
             model=model.model_name,
             system_prompt="\n\n".join(prompts) or None,
-            tools=tuple(tool_spec(t) for t in tools),
+            tools=tuple(specs),
+            client_side_tools=frozenset(client_tools),
             max_iterations=max_iterations,
             parallel_tool_calls=True if parallel is None else bool(parallel),
         )
+
+    def _server_tools(self, session: turn_store.SessionConfig) -> dict[str, Tool]:
+        """The turn's server-side tools by name: from its capabilities, plus built-in tools
+        that agent or session ``tools`` name with ``{"type": "builtin"}``."""
+        found = dict(tools_by_name(self._capabilities.tools_for(_capability_refs(session))))
+        wanted = [
+            d["name"] for d in (*session.agent_tools, *session.tools) if d.get("type") == "builtin"
+        ]
+        if wanted:
+            every = {
+                tool.name: tool
+                for capability in self._capabilities.all()
+                for tool in capability.tools
+            }
+            for name in wanted:
+                if name not in every:
+                    raise CapabilityError(f"unknown built-in tool: {name}")
+                found.setdefault(name, every[name])
+        return found
 
     async def _call_model(
         self,
@@ -519,13 +629,27 @@ class TurnRunner:
             await turn_store.add_session_usage(conn, session_id, usage)
             match effect:
                 case loop.RunTools(calls=run_calls):
+                    client = state.settings.client_side_tools
+                    server_calls = [c for c in run_calls if c.name not in client]
+                    client_calls = [c for c in run_calls if c.name in client]
                     new.append(
                         NewEvent("act.started", ev.act_started(tool_calls=run_calls), context)
                     )
                     new.extend(
                         NewEvent("tool.started", ev.tool_started(tool_call=c), context)
-                        for c in run_calls
+                        for c in server_calls
                     )
+                    if client_calls:
+                        await self._request_client_calls(
+                            conn, session_id, turn_id, state.iteration, client_calls
+                        )
+                        new.append(
+                            NewEvent(
+                                "tool.call_requested",
+                                ev.tool_call_requested(tool_calls=tuple(client_calls)),
+                                context,
+                            )
+                        )
                     await append_events(conn, session_id, new)
                 case loop.CompleteTurn(final_message=final):
                     await append_events(conn, session_id, new)
@@ -690,25 +814,19 @@ class TurnRunner:
                 session = await turn_store.session_config(conn, session_id)
             if turn is None or turn.status != "running" or session is None:
                 raise TurnHalted(turn.status if turn else "missing")
-            refs = [
-                c["ref"]
-                for c in (
-                    *session.harness_capabilities,
-                    *session.agent_capabilities,
-                    *session.capabilities,
-                )
-            ]
             try:
-                tool = tools_by_name(self._capabilities.tools_for(dict.fromkeys(refs))).get(
-                    call.name
-                )
+                tool = self._server_tools(session).get(call.name)
             except CapabilityError:
                 tool = None
             started = time.monotonic()
             org_id = session.organization_id
+            # The session's effective network access, for tools that make outbound requests.
+            access = merge_network_access(
+                session.harness_network_access, session.agent_network_access, session.network_access
+            )
             result: ToolResultPart | None = None
             if not is_transactional(tool):
-                context = ToolContext(session_id, org_id, turn_id, call.id)
+                context = ToolContext(session_id, org_id, turn_id, call.id, network_access=access)
                 result = await self._run_tool(tool, call, context, turn_id)
 
             async def write(conn: AsyncConnection) -> dict[str, Any]:
@@ -717,7 +835,9 @@ class TurnRunner:
                 if outcome is None:
                     # A database-only tool: its writes share this transaction.
                     savepoint = await conn.begin_nested()
-                    context = ToolContext(session_id, org_id, turn_id, call.id, connection=conn)
+                    context = ToolContext(
+                        session_id, org_id, turn_id, call.id, connection=conn, network_access=access
+                    )
                     outcome = await self._run_tool(tool, call, context, turn_id)
                     if outcome.error is None:
                         await savepoint.commit()
@@ -923,6 +1043,49 @@ def _as_result(value: JsonValue) -> dict[str, Any]:
     """A step result read back from ``turn_effects`` (always a JSON object)."""
     assert isinstance(value, dict), value
     return value
+
+
+ToolStatus = Literal["success", "error", "timeout", "cancelled"]
+
+
+def client_completed(
+    call: client_store.ClientCall, result: JsonValue, error: str | None, status: ToolStatus
+) -> dict[str, Any]:
+    """``tool.completed`` data for a client-side call's outcome."""
+    part = ToolResultPart(call.call_id, call.name, result, error)
+    tool_call = ToolCallPart(call.call_id, call.name, call.arguments)
+    return ev.tool_completed(
+        tool_call=tool_call,
+        result=part,
+        duration_ms=None,
+        status=status,
+    )
+
+
+def _ts_after(seconds: float) -> str:
+    return format_ts(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+def _seconds_until(ts: str) -> float:
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
+def _capability_refs(session: turn_store.SessionConfig) -> list[str]:
+    refs = [
+        c["ref"]
+        for c in (*session.harness_capabilities, *session.agent_capabilities, *session.capabilities)
+    ]
+    return list(dict.fromkeys(refs))
+
+
+def _client_tool_defs(session: turn_store.SessionConfig) -> dict[str, dict[str, Any]]:
+    """Client-side tool definitions of the agent and the session (the session's last)."""
+    return {
+        d["name"]: d
+        for d in (*session.agent_tools, *session.tools)
+        if d.get("type", "client_side") == "client_side"
+    }
 
 
 async def _no_wake(_turn_id: str) -> None:

@@ -9,6 +9,7 @@ turns, in order (one turn per session at a time).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -20,17 +21,21 @@ from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.messages import JsonValue, Message, message_from_json, message_to_json
 from everloop.domain.timestamps import now
 from everloop.engine import events as ev
+from everloop.engine.runner import ToolStatus, client_completed
 from everloop.engine.signals import Signals
-from everloop.errors import InvalidInput, NotFound
+from everloop.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from everloop.services.auth import Caller
 from everloop.services.sessions import SessionService
+from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
+from everloop.store.client_tools import ClientCall
 from everloop.store.db import Database
 from everloop.store.event_log import EventQuery, append_events, read_events, sequence_of
 
 log = logging.getLogger("everloop.turns")
 
 MAX_TEXT_CHARS = 1_000_000
+MAX_TOOL_RESULT_BYTES = 1024 * 1024
 PAGE = 500
 
 
@@ -105,10 +110,20 @@ class TurnService:
                 input_sequence=stored[0].sequence,
             )
             values: dict[str, Any] = {"updated_at": now()}
+            waiting = await client_store.pending_for_session(conn, session_id)
+            if waiting:
+                # The user moved on: the calls the running turn waits for are answered as
+                # cancelled, it finishes, and this message is the next turn.
+                await self._settle_all(
+                    conn, session_id, waiting, "cancelled: the user sent a new message"
+                )
+                values["status"] = "active"
             if session.preview is None and message.text:
                 values["preview"] = ev.preview(message.text)
             await turn_store.update_session(conn, session_id, values)
         self._signals.events_appended(session_id)
+        for turn in {call.turn_id for call in waiting}:
+            await self._queue.wake_turn(turn)
         try:
             await self._queue.enqueue_turn(session_id, turn_id)
         except Exception:
@@ -117,6 +132,107 @@ class TurnService:
                 "could not enqueue turn %s; it will be enqueued at the next start", turn_id
             )
         return PostedMessage(message, turn_id, stored[0].sequence)
+
+    async def submit_tool_results(
+        self, caller: Caller, session_id: str, results: list[dict[str, Any]]
+    ) -> tuple[int, str]:
+        """Record results of client-side tool calls; returns (accepted, session status after).
+
+        All or nothing: any bad entry refuses the whole submission and changes nothing.
+        """
+        seen: set[str] = set()
+        for index, item in enumerate(results):
+            call_id = item["tool_call_id"]
+            if call_id in seen:
+                raise InvalidInput(
+                    f"tool_call_id '{call_id}' appears twice",
+                    field=f"tool_results[{index}].tool_call_id",
+                )
+            seen.add(call_id)
+            size = len(json.dumps(item.get("result"), separators=(",", ":")))
+            if size > MAX_TOOL_RESULT_BYTES:
+                raise PayloadTooLarge(
+                    f"the result for '{call_id}' is {size} bytes; the limit is "
+                    f"{MAX_TOOL_RESULT_BYTES} bytes",
+                    field=f"tool_results[{index}].result",
+                )
+        async with self._db.write() as conn:
+            session = await self._sessions.get(caller, session_id, conn)
+            waiting = {
+                c.call_id: c for c in await client_store.pending_for_session(conn, session_id)
+            }
+            if not waiting:
+                raise Conflict(
+                    f"session '{session_id}' is not waiting for tool results "
+                    f"(status: {session.status.value})",
+                    code="not_waiting_for_tool_results",
+                )
+            for index, item in enumerate(results):
+                if item["tool_call_id"] not in waiting:
+                    raise InvalidInput(
+                        f"tool_call_id '{item['tool_call_id']}' is not a call this session is "
+                        "waiting for (unknown, or already answered)",
+                        field=f"tool_results[{index}].tool_call_id",
+                    )
+            turn_id = next(iter(waiting.values())).turn_id
+            context = await self._turn_context(conn, turn_id)
+            new = []
+            for item in results:
+                call = waiting.pop(item["tool_call_id"])
+                error = item.get("error")
+                status: ToolStatus = "error" if error else "success"
+                await client_store.settle(
+                    conn,
+                    call.turn_id,
+                    call.call_id,
+                    status="answered",
+                    result=item.get("result"),
+                    error=error,
+                )
+                new.append(
+                    NewEvent(
+                        "tool.completed",
+                        client_completed(call, item.get("result"), error, status),
+                        context,
+                    )
+                )
+            await append_events(conn, session_id, new)
+            status_after = session.status.value
+            if not waiting:
+                status_after = "active"
+                await turn_store.update_session(
+                    conn, session_id, {"status": status_after, "updated_at": now()}
+                )
+        self._signals.events_appended(session_id)
+        if not waiting:
+            await self._queue.wake_turn(turn_id)
+        return len(results), status_after
+
+    async def _settle_all(
+        self, conn: Any, session_id: str, calls: list[ClientCall], error: str
+    ) -> None:
+        by_turn: dict[str, list[ClientCall]] = {}
+        for call in calls:
+            by_turn.setdefault(call.turn_id, []).append(call)
+        for turn_id, group in by_turn.items():
+            context = await self._turn_context(conn, turn_id)
+            new = [
+                NewEvent(
+                    "tool.completed", client_completed(call, None, error, "cancelled"), context
+                )
+                for call in group
+                if await client_store.settle(
+                    conn, turn_id, call.call_id, status="cancelled", error=error
+                )
+            ]
+            await append_events(conn, session_id, new)
+
+    async def _turn_context(self, conn: Any, turn_id: str) -> EventContext:
+        turn = await turn_store.get_turn(conn, turn_id)
+        assert turn is not None
+        return EventContext(
+            turn_id=turn_id, input_message_id=turn.input_message_id, trace_id=turn_id
+        )
 
     async def enqueue_recorded(self) -> int:
         """Start every queued or running turn again (idempotent by turn id): the start-up sweep."""
@@ -138,6 +254,10 @@ class TurnService:
                 conn, turn.id, to="cancelled", allowed_from=turn_store.OPEN
             ):
                 return None
+            for call in await client_store.pending_for_session(conn, session_id):
+                await client_store.settle(
+                    conn, call.turn_id, call.call_id, status="cancelled", error="turn cancelled"
+                )
             context = EventContext(
                 turn_id=turn.id, input_message_id=turn.input_message_id, trace_id=turn.id
             )

@@ -77,6 +77,7 @@ _SESSION_STORED = (
 
 def _session(row: Any, *, is_pinned: bool | None = None) -> Session:
     values = dict(row._mapping)
+    values["status"] = SessionStatus(values["status"])
     usage = TokenTotals(
         values["input_tokens"],
         values["output_tokens"],

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -275,4 +276,106 @@ turn_effects = Table(
     Column("created_at", Ts, nullable=False),
 )
 
+# Client-side tool calls a turn waits for; results arrive through POST .../tool-results.
+client_tool_calls = Table(
+    "client_tool_calls",
+    metadata,
+    Column("call_id", String(100), primary_key=True),
+    Column("turn_id", Id, primary_key=True),
+    Column("session_id", Id, nullable=False),
+    Column("iteration", Integer, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("arguments", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # pending|answered|expired|cancelled
+    Column("result", Json, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("deadline", Ts, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("answered_at", Ts, nullable=True),
+)
+Index(
+    "ix_client_tool_calls_session_status",
+    client_tool_calls.c.session_id,
+    client_tool_calls.c.status,
+)
+
+# Idempotency-Key records: the first response to a key is replayed for 24 hours.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("organization_id", Id, primary_key=True),
+    Column("principal_id", Id, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # in_progress|done
+    Column("response_status", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("created_at", Ts, nullable=False),
+)
+
+# The SQLite databases of the sql_database capability, each held whole as bytes (serialized by
+# sqlite3) so that any worker can open it; see everloop.sql_sandbox.
+session_databases = Table(
+    "session_databases",
+    metadata,
+    Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("content", LargeBinary, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+
 CONFIG_COLUMNS = _config_columns
+
+# Session storage (capabilities file_system, key_value, secrets, leased_resources). Rows go
+# with their session: SessionService.delete purges them in the delete's transaction.
+session_files = Table(
+    "session_files",
+    metadata,
+    Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),  # normalized: "/a/b.txt", never "/"
+    Column("parent_path", String(1024), nullable=False),  # "/" for top-level entries
+    Column("id", String(36), nullable=False),  # UUID text, the wire "id"
+    Column("is_directory", Boolean, nullable=False),
+    Column("is_readonly", Boolean, nullable=False),
+    Column("content", LargeBinary, nullable=True),  # NULL for directories
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("content_hash", String(80), nullable=True),  # "sha256:<hex>"
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+Index("ix_session_files_parent", session_files.c.session_id, session_files.c.parent_path)
+
+session_kv = Table(
+    "session_kv",
+    metadata,
+    Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+
+session_secrets = Table(
+    "session_secrets",
+    metadata,
+    Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("value_encrypted", Text, nullable=False),  # crypto.SecretBox token
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+
+session_leases = Table(
+    "session_leases",
+    metadata,
+    Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("metadata", Json, nullable=True),
+    Column("expires_at", Ts, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+Index("ix_session_leases_expires", session_leases.c.expires_at)

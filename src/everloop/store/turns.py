@@ -273,6 +273,7 @@ class SessionConfig:
     model_id: str | None
     system_prompt: str | None
     capabilities: list[Any]
+    tools: list[Any]
     max_iterations: int | None
     parallel_tool_calls: bool | None
     harness_system_prompt: str | None
@@ -281,9 +282,13 @@ class SessionConfig:
     harness_parallel_tool_calls: bool | None
     agent_system_prompt: str | None
     agent_capabilities: list[Any]
+    agent_tools: list[Any]
     agent_default_model_id: str | None
     agent_max_iterations: int | None
     agent_parallel_tool_calls: bool | None
+    network_access: Any = None
+    harness_network_access: Any = None
+    agent_network_access: Any = None
 
 
 async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfig | None:
@@ -299,6 +304,7 @@ async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfi
             sessions.c.model_id,
             sessions.c.system_prompt,
             sessions.c.capabilities,
+            sessions.c.tools,
             sessions.c.max_iterations,
             sessions.c.parallel_tool_calls,
             harnesses.c.system_prompt.label("harness_system_prompt"),
@@ -307,9 +313,13 @@ async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfi
             harnesses.c.parallel_tool_calls.label("harness_parallel_tool_calls"),
             agents.c.system_prompt.label("agent_system_prompt"),
             agents.c.capabilities.label("agent_capabilities"),
+            agents.c.tools.label("agent_tools"),
             agents.c.default_model_id.label("agent_default_model_id"),
             agents.c.max_iterations.label("agent_max_iterations"),
             agents.c.parallel_tool_calls.label("agent_parallel_tool_calls"),
+            sessions.c.network_access,
+            harnesses.c.network_access.label("harness_network_access"),
+            agents.c.network_access.label("agent_network_access"),
         )
         .select_from(
             sessions.outerjoin(harnesses, harnesses.c.id == sessions.c.harness_id).outerjoin(
@@ -324,4 +334,5 @@ async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfi
     values = dict(row._mapping)
     values["harness_capabilities"] = values["harness_capabilities"] or []
     values["agent_capabilities"] = values["agent_capabilities"] or []
+    values["agent_tools"] = values["agent_tools"] or []
     return SessionConfig(**values)

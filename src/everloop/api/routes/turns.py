@@ -17,6 +17,8 @@ from everloop.api.schemas import (
     EventResponse,
     ListResponse,
     MessageResponse,
+    SubmitToolResultsRequest,
+    SubmitToolResultsResponse,
 )
 from everloop.services.turns import StreamFrame
 
@@ -158,6 +160,20 @@ async def _sse(frames: AsyncIterator[StreamFrame]) -> AsyncIterator[ServerSentEv
             id=frame.event.id,
             data=json.dumps(frame.event.to_json(), separators=(",", ":")),
         )
+
+
+@router.post(
+    "/v1/sessions/{session_id}/tool-results",
+    response_model=SubmitToolResultsResponse,
+)
+async def submit_tool_results(
+    request: Request, caller: CallerDep, session_id: str, body: SubmitToolResultsRequest
+) -> SubmitToolResultsResponse:
+    """Results of client-side tool calls the session's turn is waiting for."""
+    accepted, status_after = await services(request).turns.submit_tool_results(
+        caller, session_id, [item.model_dump() for item in body.tool_results]
+    )
+    return SubmitToolResultsResponse.model_validate({"accepted": accepted, "status": status_after})
 
 
 @router.post("/v1/sessions/{session_id}/cancel", response_model=CancelResponse)
