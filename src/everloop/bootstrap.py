@@ -12,21 +12,30 @@ from dataclasses import dataclass
 
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.current_time import build_current_time_capability
+from everloop.capabilities.sql_database import build_sql_database_capability
 from everloop.capabilities.test_math import build_test_math_capability
+from everloop.capabilities.test_weather import build_test_weather_capability
+from everloop.capabilities.web_fetch import build_web_fetch_capability
 from everloop.config import Settings
 from everloop.crypto import SecretBox
 from everloop.engine.durable import DurableEngine
 from everloop.engine.runner import RunnerSettings, TurnRunner
+from everloop.egress import EgressGuard
 from everloop.engine.signals import Signals
+from everloop.llm.clients import SdkDrivers
 from everloop.services.auth import AuthService
 from everloop.services.config_resources import AgentService, HarnessService
+from everloop.services.idempotency import IdempotencyService
+from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.models import ModelService, ProviderService
+from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.sessions import SessionService
 from everloop.services.turns import TurnService
 from everloop.store import migrate
 from everloop.store.db import Database
 from everloop.store.models_store import ModelStore
 from everloop.store.sql import Store
+from everloop.sql_sandbox import Limits as SqlLimits
 
 
 @dataclass
@@ -44,11 +53,22 @@ class Services:
     agents: AgentService
     sessions: SessionService
     turns: TurnService
+    idempotency: IdempotencyService
+    egress: EgressGuard
+    session_databases: SessionDatabaseService
+    drivers: SdkDrivers | None = None
 
     async def seed_org(self, org_id: str) -> None:
-        """Reconcile the built-in harnesses, provider and model into an organization."""
+        """Reconcile the built-in harnesses, provider and model into an organization, and the
+        providers of the API keys in the environment (``services.model_seeds``)."""
         await self.harnesses.seed_built_ins(org_id)
         await self.providers.seed_built_ins(org_id)
+        for seed, key in (
+            (OPENAI, self.settings.openai_api_key),
+            (ANTHROPIC, self.settings.anthropic_api_key),
+        ):
+            if key is not None and key.get_secret_value():
+                await self.providers.seed_provider(org_id, seed, key.get_secret_value())
 
     async def start_engine(self, *, execute: bool = True) -> int:
         """Connect to the durable engine (and run turns here when ``execute``); enqueue
@@ -60,14 +80,48 @@ class Services:
 
     async def close(self) -> None:
         await self.engine.close()
+        if self.drivers is not None:
+            await self.drivers.aclose()
         await self.db.close()
 
 
-def build_capabilities() -> CapabilityRegistry:
+def build_capabilities(
+    settings: Settings, egress: EgressGuard, session_databases: SessionDatabaseService
+) -> CapabilityRegistry:
     registry = CapabilityRegistry()
     registry.register(build_current_time_capability())
     registry.register(build_test_math_capability())
+    registry.register(build_test_weather_capability())
+    registry.register(
+        build_web_fetch_capability(
+            egress,
+            max_bytes=settings.web_fetch_max_bytes,
+            max_chars=settings.web_fetch_max_chars,
+        )
+    )
+    registry.register(build_sql_database_capability(session_databases))
     return registry
+
+
+def build_egress(settings: Settings) -> EgressGuard:
+    return EgressGuard(
+        timeout_seconds=settings.egress_timeout_seconds,
+        max_redirects=settings.egress_max_redirects,
+    )
+
+
+def build_session_databases(
+    db: Database, store: Store, settings: Settings
+) -> SessionDatabaseService:
+    limits = SqlLimits(
+        timeout_seconds=settings.sql_statement_timeout_seconds,
+        max_rows=settings.sql_max_rows,
+        max_result_bytes=settings.sql_max_result_bytes,
+        max_database_bytes=settings.sql_max_database_bytes,
+    )
+    return SessionDatabaseService(
+        db, store, limits, max_per_session=settings.sql_max_databases_per_session
+    )
 
 
 def prepare_storage(settings: Settings) -> None:
@@ -92,10 +146,13 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.app_database_url)
     store = Store()
     signals = Signals()
-    capabilities = build_capabilities()
+    egress = build_egress(settings)
+    session_databases = build_session_databases(db, store, settings)
+    capabilities = build_capabilities(settings, egress, session_databases)
     model_store = ModelStore()
     providers = ProviderService(db, model_store, SecretBox.from_settings(settings))
-    models = ModelService(db, model_store, providers)
+    drivers = SdkDrivers()
+    models = ModelService(db, model_store, providers, drivers)
     runner = TurnRunner(
         db,
         signals,
@@ -114,27 +171,33 @@ def build_services(settings: Settings) -> Services:
         queue_poll_seconds=settings.queue_poll_seconds,
     )
     auth = AuthService(db, store)
-    harnesses = HarnessService(db, store, models)
-    agents = AgentService(db, store, harnesses, models)
+    harnesses = HarnessService(db, store, models, capabilities)
+    agents = AgentService(db, store, harnesses, models, capabilities)
 
     def features_of(refs: Sequence[str]) -> tuple[str, ...]:
         found = {f for ref in refs if ref in capabilities for f in capabilities.get(ref).features}
         return tuple(sorted(found))
 
-    sessions = SessionService(db, store, harnesses, agents, features_of, models)
+    sessions = SessionService(
+        db, store, harnesses, agents, features_of, models, known_capabilities=capabilities
+    )
     turns = TurnService(db, sessions, engine, signals)
     return Services(
-        settings,
-        db,
-        signals,
-        capabilities,
-        engine,
-        runner,
-        auth,
-        providers,
-        models,
-        harnesses,
-        agents,
-        sessions,
-        turns,
+        settings=settings,
+        db=db,
+        signals=signals,
+        capabilities=capabilities,
+        engine=engine,
+        runner=runner,
+        auth=auth,
+        providers=providers,
+        models=models,
+        harnesses=harnesses,
+        agents=agents,
+        sessions=sessions,
+        turns=turns,
+        idempotency=IdempotencyService(db),
+        egress=egress,
+        session_databases=session_databases,
+        drivers=drivers,
     )

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
-from everloop.api.errors import error_response, install_error_handlers
+from everloop.api.errors import document_errors, error_response, install_error_handlers
 from everloop.api.routes import config_resources, models, sessions, turns
 
 if TYPE_CHECKING:
@@ -109,6 +109,7 @@ def create_app(
     api.include_router(models.router)
     api.include_router(turns.router)
     app.include_router(api)
+    document_errors(app)
     _install_docs(app)
 
     @app.get("/healthz", include_in_schema=False)

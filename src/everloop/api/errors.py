@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from everloop.api.schemas import ErrorResponse
 from everloop.errors import (
     Conflict,
     EngineUnavailable,
@@ -104,6 +105,70 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "internal server error")
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (the body is not valid JSON)",
+    401: "Missing or unrecognised token",
+    404: "No such object in the caller's organization",
+    409: "Conflicts with the current state (a duplicate name, a read-only object)",
+    413: "Request body over the size limit",
+    422: "Invalid value; the error names the field",
+    500: "Unexpected server error (details only in the server log)",
+    503: "The durable engine cannot accept the work right now",
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Declare in the OpenAPI schema the error responses each ``/api/v1`` operation can give.
+
+    Derived from the operation's shape, so a new route is documented without repeating itself:
+    every one can answer 401, 422 and 500; one with a path parameter 404; one with a body 400,
+    413 and 404 (the body may name another object); one that writes 409 and 503. The body is
+    always ``ErrorResponse``: FastAPI's own 422 schema (``HTTPValidationError``) is not what
+    ``_validation_error`` sends.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(error_schema.pop("$defs", {}))
+        components["ErrorResponse"] = error_schema
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/api/v1/"):
+                continue
+            for method, operation in operations.items():
+                for status in _error_statuses(method, operation):
+                    operation["responses"][str(status)] = {
+                        "description": _DESCRIPTIONS[status],
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+                            }
+                        },
+                    }
+                operation["responses"] = dict(sorted(operation["responses"].items()))
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
+    statuses = {401, 422, 500}
+    if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+        statuses.add(404)
+    if "requestBody" in operation:
+        statuses |= {400, 404, 413}
+    if method in ("post", "put", "patch", "delete"):
+        statuses |= {409, 503}
+    return sorted(statuses)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -7,6 +7,7 @@ transaction as the row: a session never exists without its log.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -164,21 +165,36 @@ class SessionService:
     async def _with_features(
         self, conn: AsyncConnection, caller: Caller, session: Session
     ) -> Session:
-        refs = [c["ref"] for c in session.capabilities]
-        harness = await self._store.get_harness(
-            conn, caller.organization_id, harness_id=session.harness_id
-        )
-        if harness is not None:
-            refs = [c["ref"] for c in harness.capabilities] + refs
-        if session.agent_id:
-            agent = await self._store.get_agent(
-                conn, caller.organization_id, agent_id=session.agent_id
-            )
-            if agent is not None:
-                refs = refs + [c["ref"] for c in agent.capabilities]
-        from dataclasses import replace
+        return (await self._with_features_many(conn, caller, [session]))[0]
 
-        return replace(session, features=self._features_of(refs))
+    async def _with_features_many(
+        self, conn: AsyncConnection, caller: Caller, found: Sequence[Session]
+    ) -> list[Session]:
+        """Resolve ``features`` of many sessions, reading each harness and agent once.
+
+        A page of sessions mostly shares a few harnesses and agents: one read per distinct one,
+        not per session, keeps a 50-item page from costing 100 queries.
+        """
+        org_id = caller.organization_id
+        harness_refs: dict[str, list[str]] = {}
+        for harness_id in dict.fromkeys(s.harness_id for s in found):
+            harness = await self._store.get_harness(conn, org_id, harness_id=harness_id)
+            harness_refs[harness_id] = [c["ref"] for c in harness.capabilities] if harness else []
+        agent_refs: dict[str, list[str]] = {}
+        for agent_id in dict.fromkeys(s.agent_id for s in found if s.agent_id):
+            agent = await self._store.get_agent(conn, org_id, agent_id=agent_id)
+            agent_refs[agent_id] = [c["ref"] for c in agent.capabilities] if agent else []
+        return [
+            replace(
+                s,
+                features=self._features_of(
+                    harness_refs[s.harness_id]
+                    + [c["ref"] for c in s.capabilities]
+                    + (agent_refs[s.agent_id] if s.agent_id else [])
+                ),
+            )
+            for s in found
+        ]
 
     async def list(
         self, caller: Caller, flt: SessionFilter, *, offset: int, limit: int
@@ -194,7 +210,7 @@ class SessionService:
                 offset=offset,
                 limit=limit,
             )
-            return [await self._with_features(conn, caller, s) for s in found], total
+            return await self._with_features_many(conn, caller, found), total
 
     async def update(self, caller: Caller, session_id: str, fields: dict[str, Any]) -> Session:
         if fields.get("agent_identity_id") is not None:

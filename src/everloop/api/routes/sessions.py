@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 
 from everloop.api.deps import CallerDep, services
+from everloop.api.idempotency import IdempotencyKey, once
 from everloop.api.schemas import (
     CreateSessionRequest,
     PageResponse,
@@ -48,10 +49,16 @@ def session_out(session: Session) -> SessionResponse:
 
 @router.post("/v1/sessions", response_model=SessionResponse, status_code=status.HTTP_201_CREATED)
 async def create_session(
-    request: Request, caller: CallerDep, body: CreateSessionRequest
-) -> SessionResponse:
-    created = await services(request).sessions.create(caller, body.model_dump(exclude_unset=True))
-    return session_out(created)
+    request: Request,
+    caller: CallerDep,
+    body: CreateSessionRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def create() -> SessionResponse:
+        fields = body.model_dump(exclude_unset=True)
+        return session_out(await services(request).sessions.create(caller, fields))
+
+    return await once(request, caller, idempotency_key, 201, create)
 
 
 @router.get("/v1/sessions", response_model=PageResponse[SessionResponse])

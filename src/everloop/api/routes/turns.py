@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from everloop.api.deps import CallerDep, services
+from everloop.api.idempotency import IdempotencyKey, once
 from everloop.api.schemas import (
     CancelResponse,
     CreateMessageRequest,
@@ -33,6 +34,22 @@ TypeList = Annotated[list[Annotated[str, Query(max_length=64)]] | None, Query(ma
     status_code=status.HTTP_201_CREATED,
 )
 async def create_message(
+    request: Request,
+    caller: CallerDep,
+    session_id: str,
+    body: CreateMessageRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await once(
+        request,
+        caller,
+        idempotency_key,
+        201,
+        lambda: _post_message(request, caller, session_id, body),
+    )
+
+
+async def _post_message(
     request: Request, caller: CallerDep, session_id: str, body: CreateMessageRequest
 ) -> MessageResponse:
     posted = await services(request).turns.post_message(
@@ -167,13 +184,23 @@ async def _sse(frames: AsyncIterator[StreamFrame]) -> AsyncIterator[ServerSentEv
     response_model=SubmitToolResultsResponse,
 )
 async def submit_tool_results(
-    request: Request, caller: CallerDep, session_id: str, body: SubmitToolResultsRequest
-) -> SubmitToolResultsResponse:
+    request: Request,
+    caller: CallerDep,
+    session_id: str,
+    body: SubmitToolResultsRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Results of client-side tool calls the session's turn is waiting for."""
-    accepted, status_after = await services(request).turns.submit_tool_results(
-        caller, session_id, [item.model_dump() for item in body.tool_results]
-    )
-    return SubmitToolResultsResponse.model_validate({"accepted": accepted, "status": status_after})
+
+    async def submit() -> SubmitToolResultsResponse:
+        accepted, status_after = await services(request).turns.submit_tool_results(
+            caller, session_id, [item.model_dump() for item in body.tool_results]
+        )
+        return SubmitToolResultsResponse.model_validate(
+            {"accepted": accepted, "status": status_after}
+        )
+
+    return await once(request, caller, idempotency_key, 200, submit)
 
 
 @router.post("/v1/sessions/{session_id}/cancel", response_model=CancelResponse)
