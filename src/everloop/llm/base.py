@@ -54,12 +54,16 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """The end of a stream: the full text (authoritative over the deltas) and any tool calls."""
+    """The end of a stream: the full text (authoritative over the deltas) and any tool calls.
+
+    ``thinking`` is the model's reasoning text (a summary for OpenAI reasoning models, Anthropic
+    extended thinking, ``reasoning_content`` of OpenAI-compatible servers) when it gave any."""
 
     text: str
     tool_calls: tuple[ToolCallPart, ...]
     usage: TokenUsage
     finish_reason: FinishReason
+    thinking: str = ""
     kind: Literal["completed"] = field(default="completed", init=False, repr=False)
 
 

@@ -1,0 +1,66 @@
+"""Pieces every wire format needs: tool results as text, tool arguments from JSON text, data URLs.
+
+The drivers and the HTTP simulator use these so the two sides of the wire agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from everloop.domain.messages import JsonObject, ToolResultPart, json_text
+from everloop.domain.usage import TokenUsage
+
+
+def tool_result_text(part: ToolResultPart) -> str:
+    """What the model reads for one tool result: the result as text, or ``error: <message>``."""
+    if part.error is not None:
+        return f"error: {part.error}"
+    return json_text(part.result)
+
+
+def parse_tool_arguments(raw: str | None) -> JsonObject:
+    """Tool-call arguments streamed as JSON text. A model that writes broken JSON gets it back
+    under ``_invalid_json`` so the tool's validation tells it what went wrong."""
+    if not raw or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {"_invalid_json": raw}
+    if not isinstance(value, dict):
+        return {"_invalid_json": raw}
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DataUrl:
+    media_type: str
+    data: str  # base64
+
+
+def parse_data_url(url: str) -> DataUrl | None:
+    """``data:<type>;base64,<data>`` split into its parts; None for any other URL."""
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    head, data = url[len("data:") :].split(";base64,", 1)
+    return DataUrl(media_type=head or "application/octet-stream", data=data)
+
+
+def inclusive_prompt_usage(
+    prompt_tokens: int | None,
+    output_tokens: int | None,
+    cached_tokens: int | None,
+    cache_creation_tokens: int | None = None,
+) -> TokenUsage:
+    """Usage from a provider whose prompt count *includes* cached tokens (OpenAI): the cached
+    part is moved out of ``input_tokens`` so the buckets are disjoint."""
+    prompt = prompt_tokens or 0
+    cached = min(cached_tokens or 0, prompt)
+    created = min(cache_creation_tokens or 0, prompt - cached)
+    return TokenUsage(
+        input_tokens=prompt - cached - created,
+        output_tokens=output_tokens or 0,
+        cache_read_tokens=cached,
+        cache_creation_tokens=created,
+    )
