@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.current_time import build_current_time_capability
+from everloop.capabilities.file_system import build_file_system_capability
+from everloop.capabilities.key_value import build_key_value_capability
+from everloop.capabilities.leased_resources import build_leased_resources_capability
+from everloop.capabilities.secrets import build_secrets_capability
 from everloop.capabilities.sql_database import build_sql_database_capability
 from everloop.capabilities.test_math import build_test_math_capability
 from everloop.capabilities.test_weather import build_test_weather_capability
@@ -25,10 +29,12 @@ from everloop.engine.signals import Signals
 from everloop.llm.clients import SdkDrivers
 from everloop.services.auth import AuthService
 from everloop.services.config_resources import AgentService, HarnessService
+from everloop.services.files import FileLimits, FileService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.models import ModelService, ProviderService
 from everloop.services.session_databases import SessionDatabaseService
+from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
 from everloop.services.turns import TurnService
 from everloop.store import migrate
@@ -56,6 +62,8 @@ class Services:
     idempotency: IdempotencyService
     egress: EgressGuard
     session_databases: SessionDatabaseService
+    files: FileService
+    storage: SessionStorageService
     drivers: SdkDrivers | None = None
 
     async def seed_org(self, org_id: str) -> None:
@@ -75,10 +83,12 @@ class Services:
         recorded turns that were never enqueued. Returns how many were swept."""
         if execute:
             await self.engine.launch(self.runner)
+        self.storage.start_lease_sweeper(self.settings.lease_sweep_seconds)
         await self.engine.connect()
         return await self.turns.enqueue_recorded()
 
     async def close(self) -> None:
+        await self.storage.stop_lease_sweeper()
         await self.engine.close()
         if self.drivers is not None:
             await self.drivers.aclose()
@@ -91,6 +101,10 @@ def build_capabilities(
     registry = CapabilityRegistry()
     registry.register(build_current_time_capability())
     registry.register(build_test_math_capability())
+    registry.register(build_file_system_capability(file_limits(settings)))
+    registry.register(build_key_value_capability())
+    registry.register(build_secrets_capability(SecretVault(SecretBox.from_settings(settings))))
+    registry.register(build_leased_resources_capability())
     registry.register(build_test_weather_capability())
     registry.register(
         build_web_fetch_capability(
@@ -101,6 +115,10 @@ def build_capabilities(
     )
     registry.register(build_sql_database_capability(session_databases))
     return registry
+
+
+def file_limits(settings: Settings) -> FileLimits:
+    return FileLimits(settings.file_max_bytes, settings.session_files_max_bytes)
 
 
 def build_egress(settings: Settings) -> EgressGuard:
@@ -179,8 +197,16 @@ def build_services(settings: Settings) -> Services:
         return tuple(sorted(found))
 
     sessions = SessionService(
-        db, store, harnesses, agents, features_of, models, known_capabilities=capabilities
+        db,
+        store,
+        harnesses,
+        agents,
+        features_of,
+        models,
+        known_capabilities=capabilities,
+        file_limits=file_limits(settings),
     )
+    vault = SecretVault(SecretBox.from_settings(settings))
     turns = TurnService(db, sessions, engine, signals)
     return Services(
         settings=settings,
@@ -199,5 +225,7 @@ def build_services(settings: Settings) -> Services:
         idempotency=IdempotencyService(db),
         egress=egress,
         session_databases=session_databases,
+        files=FileService(db, sessions, file_limits(settings)),
+        storage=SessionStorageService(db, sessions, vault),
         drivers=drivers,
     )

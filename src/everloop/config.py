@@ -72,6 +72,15 @@ class Settings(BaseSettings):
         description="How often a worker polls the turn queue fed by API-only processes.",
     )
     log_level: str = Field(default="INFO", description="Log level of the server.")
+    file_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=0, description="Largest file in a session's file system."
+    )
+    session_files_max_bytes: int = Field(
+        default=500 * 1024 * 1024, ge=0, description="Total size of one session's files."
+    )
+    lease_sweep_seconds: float = Field(
+        default=60.0, gt=0, description="How often expired session leases are released."
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description=(

@@ -5,6 +5,7 @@ HTTP: ``api/errors.py`` maps each class to a status code, in one place.
 
     EverloopError
     ├── InvalidInput            code "validation_error" (or a more specific code)
+    │   └── MalformedInput      code "malformed_input" (a bad file path or pattern)
     ├── Unauthenticated         code "unauthorized"
     ├── NotFound                code "not_found"
     ├── Conflict                code "conflict"
@@ -32,6 +33,12 @@ class InvalidInput(EverloopError):
     """The request is well-formed but a value is not acceptable."""
 
     code = "validation_error"
+
+
+class MalformedInput(InvalidInput):
+    """A value that cannot be used at all: a file path with ``..`` or NUL, a bad regex."""
+
+    code = "malformed_input"
 
 
 class Unauthenticated(EverloopError):

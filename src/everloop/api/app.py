@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
 from everloop.api.errors import document_errors, error_response, install_error_handlers
-from everloop.api.routes import config_resources, models, sessions, turns
+from everloop.api.routes import config_resources, files, models, session_storage, sessions, turns
 
 if TYPE_CHECKING:
     from everloop.bootstrap import Services
@@ -108,6 +108,8 @@ def create_app(
     api.include_router(sessions.router)
     api.include_router(models.router)
     api.include_router(turns.router)
+    api.include_router(files.router)
+    api.include_router(session_storage.router)
     app.include_router(api)
     document_errors(app)
     _install_docs(app)

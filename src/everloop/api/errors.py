@@ -20,6 +20,7 @@ from everloop.errors import (
     EngineUnavailable,
     EverloopError,
     InvalidInput,
+    MalformedInput,
     NotFound,
     PayloadTooLarge,
     Unauthenticated,
@@ -28,6 +29,7 @@ from everloop.errors import (
 log = logging.getLogger("everloop.api")
 
 STATUS_BY_ERROR: dict[type[EverloopError], int] = {
+    MalformedInput: 400,
     InvalidInput: 422,
     Unauthenticated: 401,
     NotFound: 404,

@@ -178,3 +178,15 @@ class CapabilityRegistry:
 
 def tools_by_name(tools: Iterable[Tool]) -> Mapping[str, Tool]:
     return {tool.name: tool for tool in tools}
+
+
+def reveal_result(tool: Tool | None, part: ToolResultPart, session_id: str) -> ToolResultPart:
+    """``part`` as the model reads it. A tool result is persisted (its event, the step record,
+    the turn state), so a tool that must hand the model a secret returns it sealed and defines
+    ``reveal(result, session_id, tool_call_id) -> JsonValue`` to open it; the runner calls this
+    only while building a model request, so the plaintext is never stored, evented or logged."""
+    reveal = getattr(tool, "reveal", None)
+    if reveal is None or part.result is None:
+        return part
+    opened: JsonValue = reveal(part.result, session_id, part.tool_call_id)
+    return ToolResultPart(part.tool_call_id, part.name, opened, part.error)

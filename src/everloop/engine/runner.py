@@ -37,6 +37,7 @@ from everloop.capabilities.base import (
     ToolContext,
     execute_tool_call,
     is_transactional,
+    reveal_result,
     tool_spec,
     tools_by_name,
 )
@@ -457,6 +458,7 @@ class TurnRunner:
         while True:
             attempt += 1
             request = loop.model_request(state, attempt=attempt)
+            request = replace(request, messages=self._revealed(session_id, request.messages))
             first_token: float | None = None
             accumulated = ""
             pending = ""
@@ -524,6 +526,28 @@ class TurnRunner:
                 )
                 async with self._cancellable(turn_id):
                     await asyncio.sleep(delay)
+
+    def _revealed(self, session_id: str, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The history as the model reads it: tool results with a sealed value are opened here,
+        in memory only (see ``reveal_result``)."""
+        every = tools_by_name(t for c in self._capabilities.all() for t in c.tools)
+        revealing = {name: tool for name, tool in every.items() if hasattr(tool, "reveal")}
+        if not revealing:
+            return messages
+        return tuple(
+            replace(
+                message,
+                content=tuple(
+                    reveal_result(revealing.get(part.name or ""), part, session_id)
+                    if isinstance(part, ToolResultPart)
+                    else part
+                    for part in message.content
+                ),
+            )
+            if message.tool_results
+            else message
+            for message in messages
+        )
 
     async def _write_delta(
         self,

@@ -19,9 +19,11 @@ from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
 from everloop.services.config_resources import AgentService, HarnessService, _check_tool_names
+from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
+from everloop.store.session_storage import purge_session
 from everloop.store.sql import SessionFilter, Store
 from everloop.store.tables import sessions
 
@@ -43,6 +45,7 @@ class SessionService:
         agents: AgentService,
         features_of: FeaturesOf,
         models: ModelService,
+        file_limits: FileLimits | None = None,
     ) -> None:
         self._db = db
         self._store = store
@@ -50,6 +53,7 @@ class SessionService:
         self._agents = agents
         self._features_of = features_of
         self._models = models
+        self._file_limits = file_limits or FileLimits()
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Session:
         session_id = fields.pop("id", None) or ids.new_id("session")
@@ -132,6 +136,17 @@ class SessionService:
                 "deleted_at": None,
             }
             await self._store.insert_session(conn, row)
+            # initial_files layer harness -> agent -> session; a later layer wins by path.
+            harness_row = await self._store.get_harness(
+                conn, caller.organization_id, harness_id=resolved_harness_id
+            )
+            layers = [
+                harness_row.initial_files if harness_row else [],
+                agent.initial_files if agent else [],
+            ]
+            await copy_initial_files(
+                conn, session_id, [*layers, fields.get("initial_files") or []], self._file_limits
+            )
             await append_events(
                 conn,
                 session_id,
@@ -233,6 +248,7 @@ class SessionService:
             await self._store.update_session(
                 conn, caller.organization_id, session_id, {"deleted_at": ts, "updated_at": ts}
             )
+            await purge_session(conn, session_id)  # files, key-values, secrets, leases
 
     async def set_pinned(self, caller: Caller, session_id: str, pinned: bool) -> None:
         async with self._db.write() as conn:

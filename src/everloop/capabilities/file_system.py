@@ -1,0 +1,288 @@
+"""Capability ``file_system``: the session's files under ``/workspace``, stored in the database.
+
+Every tool is transactional (database only): it runs inside the runner's step transaction, so
+a file write commits together with its ``tool.completed`` event, exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.domain.files import StoredFile
+from everloop.domain.messages import JsonObject, JsonValue
+from everloop.errors import EverloopError
+from everloop.services.files import FileLimits, Workspace, decode_content, encode_content
+
+DEFAULT_READ_LINES = 2000
+MAX_READ_CHARS = 256 * 1024
+MAX_LISTED = 1000
+
+_PATH: JsonObject = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 1100,
+    "description": "Path under /workspace: '/workspace/notes.md', '/notes.md' and 'notes.md' "
+    "name the same file.",
+}
+
+
+def _schema(properties: JsonObject, required: list[str]) -> JsonObject:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def _info(entry: StoredFile) -> JsonObject:
+    return {
+        "path": entry.path,
+        "name": entry.name,
+        "is_directory": entry.is_directory,
+        "is_readonly": entry.is_readonly,
+        "size_bytes": entry.size_bytes,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _FileTool:
+    """Shared plumbing: a ``Workspace`` on the step's connection; our errors become tool
+    errors the model reads."""
+
+    limits: FileLimits = field(repr=False)
+    transactional: bool = field(default=True, init=False)
+
+    async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
+        if context.connection is None:
+            raise ToolError("the file system is only available inside a turn")
+        workspace = Workspace(context.connection, context.session_id, self.limits)
+        try:
+            return await self.run(workspace, arguments)
+        except EverloopError as exc:
+            raise ToolError(exc.message) from None
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFile(_FileTool):
+    name: str = "read_file"
+    description: str = (
+        "Read a file. Text comes back as lines from `offset` (1-based line number, default 1), "
+        f"at most `limit` lines (default {DEFAULT_READ_LINES}); binary files as base64. The "
+        "result's content_hash is what edit_file's expected_hash compares against."
+    )
+    parameters: JsonObject = field(
+        default_factory=lambda: _schema(
+            {
+                "path": _PATH,
+                "offset": {"type": "integer", "minimum": 1},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100000},
+            },
+            ["path"],
+        )
+    )
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        entry = await workspace.read(arguments["path"])
+        assert entry.content is not None
+        text, encoding = encode_content(entry.content)
+        result: JsonObject = {
+            "path": entry.path,
+            "encoding": encoding,
+            "size_bytes": entry.size_bytes,
+            "content_hash": entry.content_hash,
+        }
+        if encoding == "base64":
+            truncated = len(text) > MAX_READ_CHARS
+            return {**result, "content": text[:MAX_READ_CHARS], "truncated": truncated}
+        lines = text.splitlines(keepends=True)
+        offset = int(arguments.get("offset", 1))
+        limit = int(arguments.get("limit", DEFAULT_READ_LINES))
+        chosen = "".join(lines[offset - 1 : offset - 1 + limit])
+        truncated = len(chosen) > MAX_READ_CHARS or offset - 1 + limit < len(lines)
+        return {
+            **result,
+            "content": chosen[:MAX_READ_CHARS],
+            "offset": offset,
+            "total_lines": len(lines),
+            "truncated": truncated,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFile(_FileTool):
+    name: str = "write_file"
+    description: str = (
+        "Create or overwrite a file (parent directories are created). `encoding` is 'text' "
+        "(default) or 'base64' for binary content."
+    )
+    parameters: JsonObject = field(
+        default_factory=lambda: _schema(
+            {
+                "path": _PATH,
+                "content": {"type": "string"},
+                "encoding": {"type": "string", "enum": ["text", "base64"]},
+            },
+            ["path", "content"],
+        )
+    )
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        content = decode_content(arguments["content"], arguments.get("encoding", "text"))
+        entry, created = await workspace.write(arguments["path"], content)
+        return {
+            "path": entry.path,
+            "size_bytes": entry.size_bytes,
+            "content_hash": entry.content_hash,
+            "created": created,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EditFile(_FileTool):
+    name: str = "edit_file"
+    description: str = (
+        "Edit a text file: replace `old_string` (which must occur exactly once) with "
+        "`new_string`; or replace the whole file with `content`, only if its hash is still "
+        "`expected_hash` (from read_file). `expected_hash` also guards a string replacement."
+    )
+    parameters: JsonObject = field(
+        default_factory=lambda: _schema(
+            {
+                "path": _PATH,
+                "old_string": {"type": "string", "minLength": 1},
+                "new_string": {"type": "string"},
+                "content": {"type": "string"},
+                "expected_hash": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+            },
+            ["path"],
+        )
+    )
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        content = arguments.get("content")
+        entry = await workspace.edit(
+            arguments["path"],
+            old_string=arguments.get("old_string"),
+            new_string=arguments.get("new_string"),
+            content=None if content is None else content.encode("utf-8"),
+            expected_hash=arguments.get("expected_hash"),
+        )
+        return {
+            "path": entry.path,
+            "size_bytes": entry.size_bytes,
+            "content_hash": entry.content_hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ListDirectory(_FileTool):
+    name: str = "list_directory"
+    description: str = "List a directory (default the workspace root), optionally recursively."
+    parameters: JsonObject = field(
+        default_factory=lambda: _schema({"path": _PATH, "recursive": {"type": "boolean"}}, [])
+    )
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        entries = await workspace.listing(
+            arguments.get("path", "/"), recursive=bool(arguments.get("recursive", False))
+        )
+        return {
+            "entries": [_info(e) for e in entries[:MAX_LISTED]],
+            "truncated": len(entries) > MAX_LISTED,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Grep(_FileTool):
+    name: str = "grep"
+    description: str = (
+        "Search text files for a regular expression (Python syntax); `path_pattern` is a glob "
+        "on the path or the file name, e.g. '*.md' or '/docs/*'."
+    )
+    parameters: JsonObject = field(
+        default_factory=lambda: _schema(
+            {
+                "pattern": {"type": "string", "minLength": 1},
+                "path_pattern": {"type": "string"},
+                "path": _PATH,
+            },
+            ["pattern"],
+        )
+    )
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        matches, truncated = await workspace.grep(
+            arguments["pattern"],
+            path_pattern=arguments.get("path_pattern"),
+            under=arguments.get("path", "/"),
+        )
+        return {
+            "matches": [
+                {"path": m.path, "line_number": m.line_number, "line": m.line} for m in matches
+            ],
+            "truncated": truncated,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFile(_FileTool):
+    name: str = "delete_file"
+    description: str = (
+        "Delete a file or an empty directory; `recursive: true` deletes a directory with "
+        "everything in it. Read-only entries cannot be deleted."
+    )
+    parameters: JsonObject = field(
+        default_factory=lambda: _schema({"path": _PATH, "recursive": {"type": "boolean"}}, ["path"])
+    )
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        count = await workspace.delete(
+            arguments["path"], recursive=bool(arguments.get("recursive", False))
+        )
+        return {"path": arguments["path"], "deleted": count}
+
+
+@dataclass(frozen=True, slots=True)
+class Stat(_FileTool):
+    name: str = "stat"
+    description: str = "Metadata of a file or directory: size, hash, read-only flag, timestamps."
+    parameters: JsonObject = field(default_factory=lambda: _schema({"path": _PATH}, ["path"]))
+
+    async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
+        entry = await workspace.stat(arguments["path"])
+        return {
+            **_info(entry),
+            "content_hash": entry.content_hash,
+            "created_at": entry.created_at,
+            "updated_at": entry.updated_at,
+        }
+
+
+def build_file_system_capability(limits: FileLimits) -> Capability:
+    return Capability(
+        id="file_system",
+        name="File system",
+        description="A per-session file system under /workspace: read, write, edit, list, "
+        "search and delete files.",
+        category="storage",
+        features=("file_system",),
+        system_prompt_addition=(
+            "You have a private file system mounted at /workspace (paths may also be given "
+            "relative to it). Use read_file before edit_file, and keep edits small."
+        ),
+        tools=(
+            ReadFile(limits),
+            WriteFile(limits),
+            EditFile(limits),
+            ListDirectory(limits),
+            Grep(limits),
+            DeleteFile(limits),
+            Stat(limits),
+        ),
+    )
