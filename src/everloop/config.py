@@ -89,6 +89,22 @@ class Settings(BaseSettings):
             "with PostgreSQL when there is no data dir and a key must be stored."
         ),
     )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="OPENAI_API_KEY",
+        description=(
+            "`OPENAI_API_KEY` (no prefix): when set, an `openai` provider with current models "
+            "is seeded into the org at start, its key stored encrypted."
+        ),
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="ANTHROPIC_API_KEY",
+        description=(
+            "`ANTHROPIC_API_KEY` (no prefix): when set, an `anthropic` provider with current "
+            "models is seeded into the org at start, its key stored encrypted."
+        ),
+    )
 
     @field_validator("secret_key")
     @classmethod

@@ -12,7 +12,10 @@ from everloop import ids
 from everloop.bootstrap import Services
 from everloop.domain.messages import Message, TextPart
 from everloop.errors import InvalidInput, NotFound
+from everloop.llm.anthropic import AnthropicDriver
 from everloop.llm.base import ModelRequest, complete
+from everloop.llm.openai_chat import OpenAIChatDriver
+from everloop.llm.openai_responses import OpenAIResponsesDriver
 from everloop.services.auth import Caller
 
 
@@ -138,13 +141,53 @@ async def test_resolved_model_carries_names_and_prices(services: Services, org: 
     assert (default.model_name, default.provider_name) == ("llmsim", "llmsim")
 
 
-@pytest.mark.parametrize("driver", ["openai", "openai_completions", "anthropic"])
-async def test_drivers_not_built_yet_say_so(services: Services, org: Org, driver: str) -> None:
+@pytest.mark.parametrize(
+    ("driver", "driver_class"),
+    [
+        ("openai", OpenAIResponsesDriver),
+        ("openai_completions", OpenAIChatDriver),
+        ("anthropic", AnthropicDriver),
+    ],
+)
+async def test_sdk_drivers_are_built(
+    services: Services, org: Org, driver: str, driver_class: type
+) -> None:
     fields: dict[str, Any] = {"name": driver, "driver": driver, "api_key": "sk-x"}
     provider = await services.providers.create(org.caller, fields)
     model, _ = await services.models.create(org.caller, provider.id, {"model_id": "m"})
-    with pytest.raises(InvalidInput, match=f"driver {driver} is not available yet"):
-        await services.models.resolve(org.caller.organization_id, [model.id])
+    resolved = await services.models.resolve(org.caller.organization_id, [model.id])
+    assert isinstance(resolved.driver, driver_class)
+    assert (resolved.model_name, resolved.driver_kind) == ("m", driver)
+
+
+async def test_the_org_default_is_the_model_marked_default(services: Services, org: Org) -> None:
+    org_id = org.caller.organization_id
+    assert (await services.models.resolve(org_id, [None])).model_name == "llmsim"
+    await services.models.update(org.caller, org.model_b, {"settings": {"default": True}})
+    assert (await services.models.resolve(org_id, [None, None])).model_name == "sim-b"
+    assert (await services.models.resolve(org_id, [org.model_a])).model_name == "sim-a"
+    with pytest.raises(InvalidInput, match=r"settings\.default"):
+        await services.models.update(org.caller, org.model_a, {"settings": {"default": "yes"}})
+
+
+@pytest.mark.parametrize(
+    ("model_settings", "field"),
+    [
+        ({"temperature": 5}, "settings.temperature"),
+        ({"timeout_seconds": 0}, "settings.timeout_seconds"),
+        ({"thinking_budget_tokens": 10}, "settings.thinking_budget_tokens"),
+        ({"extra_body": []}, "settings.extra_body"),
+    ],
+)
+async def test_bad_driver_settings_are_refused(
+    services: Services, org: Org, model_settings: dict[str, Any], field: str
+) -> None:
+    _model, provider = await services.models.get(org.caller, org.model_a)
+    with pytest.raises(InvalidInput) as raised:
+        await services.models.create(
+            org.caller, provider.id, {"model_id": "bad", "settings": model_settings}
+        )
+    assert raised.value.field == field
 
 
 async def test_a_disabled_provider_is_refused(services: Services, org: Org) -> None:

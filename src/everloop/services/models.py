@@ -3,13 +3,17 @@
 Every org has a built-in provider ``llmsim`` (driver ``llmsim``, no key) with a built-in model
 ``llmsim``, seeded next to the built-in harnesses; built-ins cannot be deleted. A provider's
 ``api_key`` is sealed with ``crypto.SecretBox`` (associated data: org and provider id) and is
-never returned. ``ModelService.resolve`` is the engine's ``ModelResolver``.
+never returned. ``ModelService.resolve`` is the engine's ``ModelResolver``: it opens the key and
+builds the model's driver (SDK-based drivers through the injected ``DriverBuilder``).
+
+The org default model is the most recently updated model whose ``settings.default`` is true;
+without one, turns that name no model run on the built-in llmsim model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 from urllib.parse import urlsplit
 
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +24,18 @@ from everloop.crypto import SecretBox
 from everloop.domain.providers import DRIVERS, LlmModel, Provider
 from everloop.domain.timestamps import now
 from everloop.engine.ports import ModelPrices, ResolvedModel
-from everloop.errors import Conflict, InvalidInput, NotFound
+from everloop.errors import Conflict, EverloopError, InvalidInput, NotFound
+from everloop.llm.base import ModelDriver
 from everloop.llm.llmsim import LlmSim, LlmSimScriptError, validate_llmsim_script
+from everloop.llm.options import (
+    DriverOptionError,
+    DriverOptions,
+    Endpoint,
+    SdkDriverKind,
+    parse_driver_options,
+)
 from everloop.services.auth import Caller
+from everloop.services.model_seeds import SeedProvider
 from everloop.store.db import Database
 from everloop.store.models_store import ModelStore
 
@@ -42,6 +55,14 @@ def llmsim_script(model: LlmModel, provider: Provider) -> Any:
         if settings.get("llmsim") is not None:
             return settings["llmsim"]
     return None
+
+
+class DriverBuilder(Protocol):
+    """Builds the SDK-based drivers (``llm.clients.SdkDrivers``)."""
+
+    def build(
+        self, kind: SdkDriverKind, model: str, endpoint: Endpoint, options: DriverOptions
+    ) -> ModelDriver: ...
 
 
 class ProviderService:
@@ -78,6 +99,57 @@ class ProviderService:
                     )
                     | {"is_built_in": True},
                 )
+
+    async def seed_provider(self, org_id: str, seed: SeedProvider, api_key: str) -> None:
+        """Create (or refresh the key of) provider ``seed.name`` with its seed models; see
+        ``model_seeds``. A provider of that name with another driver is left alone."""
+        async with self._db.write() as conn:
+            existing = [
+                p
+                for p in await self._store.list_providers(conn, org_id)
+                if p.name == seed.name and not p.is_built_in
+            ]
+            ts = now()
+            if not existing:
+                provider_id = ids.new_id("provider")
+                sealed = self._secrets.seal(api_key, secret_aad(org_id, provider_id))
+                fields = {"name": seed.name, "driver": seed.driver}
+                await self._store.insert_provider(
+                    conn,
+                    _provider_row(org_id, provider_id, fields, ts)
+                    | {"credentials_encrypted": sealed},
+                )
+            elif existing[0].driver != seed.driver:
+                return
+            else:
+                provider_id = existing[0].id
+                if await self._readable_key(conn, org_id, provider_id) != api_key:
+                    sealed = self._secrets.seal(api_key, secret_aad(org_id, provider_id))
+                    await self._store.update_provider(
+                        conn,
+                        org_id,
+                        provider_id,
+                        {"credentials_encrypted": sealed, "updated_at": ts},
+                    )
+            for model in seed.models:
+                if not await self._store.wire_name_taken(conn, provider_id, model.model_id):
+                    row = _model_row(org_id, provider_id, ids.new_id("model"), model.fields(), ts)
+                    await self._store.insert_model(conn, row)
+
+    async def api_key(self, conn: AsyncConnection, org_id: str, provider_id: str) -> str | None:
+        """The provider's decrypted key, for building its driver (never logged or returned)."""
+        sealed = await self._store.provider_credentials(conn, org_id, provider_id)
+        return (
+            None if sealed is None else self._secrets.open(sealed, secret_aad(org_id, provider_id))
+        )
+
+    async def _readable_key(
+        self, conn: AsyncConnection, org_id: str, provider_id: str
+    ) -> str | None:
+        try:
+            return await self.api_key(conn, org_id, provider_id)
+        except EverloopError:  # sealed under another secret key: replace it
+            return None
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Provider:
         org = caller.organization_id
@@ -145,10 +217,17 @@ class ProviderService:
 class ModelService:
     """Models of providers; also the engine's ``ModelResolver``."""
 
-    def __init__(self, db: Database, store: ModelStore, providers: ProviderService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: ModelStore,
+        providers: ProviderService,
+        drivers: DriverBuilder,
+    ) -> None:
         self._db = db
         self._store = store
         self._providers = providers
+        self._drivers = drivers
 
     async def create(
         self, caller: Caller, provider_id: str, fields: dict[str, Any]
@@ -230,10 +309,11 @@ class ModelService:
             )
 
     async def resolve(self, org_id: str, candidates: Sequence[str | None]) -> ResolvedModel:
-        """The first candidate model id that is set, else the built-in llmsim model.
+        """The first candidate model id that is set, else the org default model (see the
+        module docstring), else the built-in llmsim model.
 
         Raises ``NotFound`` naming the id when a set id does not exist (any more), and
-        ``InvalidInput`` when its provider is disabled or its driver is not available.
+        ``InvalidInput`` when its provider is disabled or its settings are not valid.
         """
         chosen = next((c for c in candidates if c is not None), None)
         async with self._db.read() as conn:
@@ -246,12 +326,50 @@ class ModelService:
                 if model is None:
                     raise NotFound.of("model", chosen)
             else:
-                model = await self._store.built_in_model(conn, org_id)
+                model = await self._default_model(conn, org_id)
                 if model is None:  # an org created without seeding: plain llmsim
                     return ResolvedModel(driver=LlmSim(), model_name=BUILT_IN_NAME)
             provider = await self._store.get_provider(conn, org_id, model.provider_id)
-        assert provider is not None  # models.provider_id is a foreign key
-        return _resolved(model, provider)
+            assert provider is not None  # models.provider_id is a foreign key
+            if provider.status != "active":
+                raise InvalidInput(
+                    f"provider '{provider.name}' of model '{model.model_id}' is disabled"
+                )
+            api_key = (
+                await self._providers.api_key(conn, org_id, provider.id)
+                if provider.credentials_set and provider.driver != "llmsim"
+                else None
+            )
+        return _resolved(model, provider, self._driver(model, provider, api_key))
+
+    async def _default_model(self, conn: AsyncConnection, org_id: str) -> LlmModel | None:
+        marked = [
+            m for m in await self._store.list_models(conn, org_id) if m.settings.get("default")
+        ]
+        if marked:
+            return max(marked, key=lambda m: (m.updated_at, m.id))
+        return await self._store.built_in_model(conn, org_id)
+
+    def _driver(self, model: LlmModel, provider: Provider, api_key: str | None) -> ModelDriver:
+        match provider.driver:
+            case "llmsim":
+                try:
+                    return LlmSim(llmsim_script(model, provider))
+                except LlmSimScriptError as exc:  # validated on write; guards hand-edited rows
+                    raise InvalidInput(f"llmsim script of model '{model.model_id}': {exc}") from exc
+            case "openai" | "openai_completions" | "anthropic":
+                try:
+                    options = parse_driver_options(
+                        provider.settings,
+                        model.settings,
+                        max_output_tokens=model.profile.get("max_output_tokens"),
+                    )
+                except DriverOptionError as exc:
+                    raise InvalidInput(f"settings of model '{model.model_id}': {exc}") from exc
+                endpoint = Endpoint(provider.base_url, api_key)
+                return self._drivers.build(provider.driver, model.model_id, endpoint, options)
+            case _ as unreachable:
+                assert_never(unreachable)
 
     async def _check_wire_name_free(
         self,
@@ -264,19 +382,7 @@ class ModelService:
             raise Conflict(f"this provider already has a model '{wire_model_id}'", field="model_id")
 
 
-def _resolved(model: LlmModel, provider: Provider) -> ResolvedModel:
-    if provider.status != "active":
-        raise InvalidInput(f"provider '{provider.name}' of model '{model.model_id}' is disabled")
-    match provider.driver:
-        case "llmsim":
-            try:
-                driver = LlmSim(llmsim_script(model, provider))
-            except LlmSimScriptError as exc:  # validated on write; guards rows edited by hand
-                raise InvalidInput(f"llmsim script of model '{model.model_id}': {exc}") from exc
-        case "openai" | "openai_completions" | "anthropic":
-            raise InvalidInput(f"driver {provider.driver} is not available yet")
-        case _ as unreachable:
-            assert_never(unreachable)
+def _resolved(model: LlmModel, provider: Provider, driver: ModelDriver) -> ResolvedModel:
     prices = model.profile.get("prices") or {}
     return ResolvedModel(
         driver=driver,
@@ -321,6 +427,13 @@ def _check_base_url(url: str) -> None:
 def _check_settings(settings: Any) -> None:
     if not isinstance(settings, dict):
         raise InvalidInput("settings must be an object", field="settings")
+    if not isinstance(settings.get("default", False), bool):
+        raise InvalidInput("settings.default must be a boolean", field="settings.default")
+    try:
+        parse_driver_options(settings)
+    except DriverOptionError as exc:
+        path = f"settings.{exc.path}"
+        raise InvalidInput(f"{path}: {exc.problem}", field=path) from exc
     script = settings.get("llmsim")
     if script is None:
         return
