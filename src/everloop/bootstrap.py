@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import text
+
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
@@ -22,10 +24,11 @@ from everloop.capabilities.test_weather import build_test_weather_capability
 from everloop.capabilities.web_fetch import build_web_fetch_capability
 from everloop.config import Settings
 from everloop.crypto import SecretBox
+from everloop.egress import EgressGuard
 from everloop.engine.durable import DurableEngine
 from everloop.engine.runner import RunnerSettings, TurnRunner
-from everloop.egress import EgressGuard
 from everloop.engine.signals import Signals
+from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
 from everloop.services.auth import AuthService
 from everloop.services.config_resources import AgentService, HarnessService
@@ -37,11 +40,12 @@ from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
 from everloop.services.turns import TurnService
+from everloop.sql_sandbox import Limits as SqlLimits
 from everloop.store import migrate
 from everloop.store.db import Database
 from everloop.store.models_store import ModelStore
+from everloop.store.notifications import EventListener
 from everloop.store.sql import Store
-from everloop.sql_sandbox import Limits as SqlLimits
 
 
 @dataclass
@@ -65,6 +69,8 @@ class Services:
     files: FileService
     storage: SessionStorageService
     drivers: SdkDrivers | None = None
+    workers: WorkerLifecycle | None = None
+    listener: EventListener | None = None
 
     async def seed_org(self, org_id: str) -> None:
         """Reconcile the built-in harnesses, provider and model into an organization, and the
@@ -78,16 +84,49 @@ class Services:
             if key is not None and key.get_secret_value():
                 await self.providers.seed_provider(org_id, seed, key.get_secret_value())
 
-    async def start_engine(self, *, execute: bool = True) -> int:
-        """Connect to the durable engine (and run turns here when ``execute``); enqueue
-        recorded turns that were never enqueued. Returns how many were swept."""
+    async def start_engine(self, *, execute: bool = True, role: str = "serve") -> int:
+        """Connect to the durable engine (and run turns here when ``execute``, heartbeating
+        as an executor); start recorded turns that were never started. Returns how many."""
         if execute:
             await self.engine.launch(self.runner)
+            self.workers = WorkerLifecycle(
+                self.db,
+                self.engine,
+                self.runner,
+                role=role,
+                heartbeat_seconds=self.settings.worker_heartbeat_seconds,
+                dead_after_seconds=self.settings.worker_dead_after_seconds,
+            )
+            await self.workers.start()
         self.storage.start_lease_sweeper(self.settings.lease_sweep_seconds)
+        if self.settings.is_postgres:
+            # Events written by other processes wake this process's streams at once.
+            self.listener = EventListener(
+                self.settings.app_database_url, self.signals.events_appended
+            )
+            self.listener.start()
         await self.engine.connect()
         return await self.turns.enqueue_recorded()
 
+    async def ready(self) -> dict[str, str]:
+        """Whether the app database and the engine's system database answer."""
+        checks: dict[str, str] = {}
+        try:
+            async with self.db.read() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        checks["engine"] = "ok" if await self.engine.ping() else "unavailable"
+        return checks
+
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
+        if self.workers is not None:
+            await self.workers.stop()
+            self.workers = None
         await self.storage.stop_lease_sweeper()
         await self.engine.close()
         if self.drivers is not None:
@@ -180,6 +219,8 @@ def build_services(settings: Settings) -> Services:
             default_max_iterations=settings.default_max_iterations,
             retry_attempts=settings.model_retry_attempts,
             retry_base_seconds=settings.model_retry_base_seconds,
+            client_tool_timeout_seconds=settings.client_tool_timeout_seconds,
+            max_concurrent_model_calls=settings.max_concurrent_model_calls,
         ),
     )
     engine = DurableEngine(
@@ -187,6 +228,7 @@ def build_services(settings: Settings) -> Services:
         application_version=settings.application_version,
         executor_id=executor_id(settings),
         queue_poll_seconds=settings.queue_poll_seconds,
+        worker_concurrency=settings.worker_concurrency,
     )
     auth = AuthService(db, store)
     harnesses = HarnessService(db, store, models, capabilities)

@@ -71,6 +71,50 @@ class Settings(BaseSettings):
         default=0.1,
         description="How often a worker polls the turn queue fed by API-only processes.",
     )
+    egress_timeout_seconds: float = Field(
+        default=20.0, description="Timeout of one outbound HTTP request through the egress guard."
+    )
+    egress_max_redirects: int = Field(
+        default=5, description="Redirects the egress guard follows (each one re-checked)."
+    )
+    web_fetch_max_bytes: int = Field(
+        default=2 * 1024 * 1024, description="Bytes of a response `web_fetch` downloads at most."
+    )
+    web_fetch_max_chars: int = Field(
+        default=50_000, description="Characters of text `web_fetch` returns at most."
+    )
+    sql_statement_timeout_seconds: float = Field(
+        default=5.0, description="Time limit of one `sql_query`/`sql_execute` call."
+    )
+    sql_max_rows: int = Field(default=1000, description="Rows a session SQL query returns at most.")
+    sql_max_result_bytes: int = Field(
+        default=1024 * 1024, description="Size of a session SQL query result at most, in bytes."
+    )
+    sql_max_database_bytes: int = Field(
+        default=10 * 1024 * 1024, description="Size of one session SQL database at most, in bytes."
+    )
+    sql_max_databases_per_session: int = Field(
+        default=10, description="Session SQL databases one session may have."
+    )
+    client_tool_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a turn waits for a client-side tool result (a tool may set its own).",
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often an executing process records its heartbeat."
+    )
+    worker_dead_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="An executor silent this long is dead: its pending turns move to live ones.",
+    )
+    worker_concurrency: int = Field(
+        default=64, ge=1, description="Turns one worker takes from the queue at a time."
+    )
+    max_concurrent_model_calls: int = Field(
+        default=64, ge=1, description="Model calls one process makes at the same time."
+    )
     log_level: str = Field(default="INFO", description="Log level of the server.")
     file_max_bytes: int = Field(
         default=10 * 1024 * 1024, ge=0, description="Largest file in a session's file system."

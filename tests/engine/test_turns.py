@@ -270,13 +270,25 @@ async def test_two_messages_back_to_back_run_as_two_turns_in_order(engine: Api) 
     assert generations[1]["data"]["metadata"]["prompt_message_count"] == 3
 
 
-async def test_an_unknown_capability_fails_the_turn_instead_of_hanging(engine: Api) -> None:
-    sid = await new_session(engine, capabilities=[{"ref": "no_such_capability"}])
+async def test_an_unknown_capability_is_refused_when_the_session_is_created(engine: Api) -> None:
+    response = await engine.client.post(
+        "/v1/sessions", json={"capabilities": [{"ref": "no_such_capability"}]}
+    )
+    assert response.status_code == 422
+    assert "no_such_capability" in response.json()["error"]["message"]
+
+
+async def test_a_model_deleted_after_the_session_was_created_fails_the_turn(engine: Api) -> None:
+    sid = await new_session(engine, {"response": {"type": "fixed", "text": "hi"}})
+    model_id = (await engine.client.get(f"/v1/sessions/{sid}")).json()["model_id"]
+    deleted = await engine.client.delete(f"/v1/models/{model_id}")
+    assert deleted.status_code == 204, deleted.text
     await send(engine, sid, "hello")
     found = await wait_turns_ended(engine, sid)
     failed = next(e for e in found if e["type"] == "turn.failed")
     assert failed["data"]["error_code"] == "turn_setup_failed"
-    assert "no_such_capability" in failed["data"]["error"]
+    assert model_id in failed["data"]["error"]
+    assert (await engine.client.get(f"/v1/sessions/{sid}")).json()["status"] == "idle"
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,24 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
 from everloop.api.errors import document_errors, error_response, install_error_handlers
-from everloop.api.routes import config_resources, files, models, session_storage, sessions, turns
+from everloop.api.routes import (
+    capabilities,
+    config_resources,
+    files,
+    models,
+    operations,
+    session_databases,
+    session_storage,
+    sessions,
+    turns,
+)
 
 if TYPE_CHECKING:
     from everloop.bootstrap import Services
@@ -80,7 +90,10 @@ def create_app(
     *,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    api: bool = True,
 ) -> FastAPI:
+    """The HTTP application; ``api=False`` serves only the health endpoints (a worker)."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if on_startup:
@@ -102,23 +115,23 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
+    app.include_router(operations.router)
+    app.add_middleware(BodySizeLimit, limit=services.settings.max_body_bytes)
+    if not api:
+        return app
 
-    api = APIRouter(prefix="/api")
-    api.include_router(config_resources.router)
-    api.include_router(sessions.router)
-    api.include_router(models.router)
-    api.include_router(turns.router)
-    api.include_router(files.router)
-    api.include_router(session_storage.router)
-    app.include_router(api)
+    routes = APIRouter(prefix="/api")
+    routes.include_router(config_resources.router)
+    routes.include_router(sessions.router)
+    routes.include_router(models.router)
+    routes.include_router(turns.router)
+    routes.include_router(capabilities.router)
+    routes.include_router(session_databases.router)
+    routes.include_router(files.router)
+    routes.include_router(session_storage.router)
+    app.include_router(routes)
     document_errors(app)
     _install_docs(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    app.add_middleware(BodySizeLimit, limit=services.settings.max_body_bytes)
     return app
 
 

@@ -53,17 +53,61 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 9000).")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the API and the turn engine in one process on the embedded default (SQLite)."""
+    """Run the API and the turn engine in one process (the embedded default: SQLite)."""
+    _run(_settings(data_dir, host=host, port=port), role="serve")
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 9000).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run an API process only (scale-out): turns are queued for `everloop worker` processes.
+
+    Needs EVERLOOP_DATABASE_URL=postgresql+psycopg://... shared with the workers.
+    """
+    _run(_settings(data_dir, host=host, port=port), role="api")
+
+
+@app.command()
+def worker(
+    executor_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Stable executor id (default: host name + a suffix kept in the data dir)."
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address of the health endpoints.")] = None,
+    port: Annotated[
+        int, typer.Option(help="Port of the health endpoints (/healthz, /readyz).")
+    ] = 9100,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a worker process (scale-out): executes turns from the shared queue, heartbeats, and
+    recovers the turns of workers that died. Serves only /healthz and /readyz."""
+    _run(_settings(data_dir, host=host, port=port, executor_id=executor_id), role="worker")
+
+
+def _run(settings: Settings, *, role: str) -> None:
     import uvicorn
 
     from everloop.api.app import create_app
     from everloop.bootstrap import build_services, prepare_storage
 
-    settings = _settings(data_dir, host=host, port=port)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    typer.echo(f"everloop: data dir {settings.data_dir.resolve()}; migrating the database...")
+    if role != "serve" and not settings.is_postgres:
+        typer.echo(
+            f"error: `everloop {role}` runs beside other processes and needs PostgreSQL: set "
+            "EVERLOOP_DATABASE_URL=postgresql+psycopg://user@host/db (or use `everloop serve`)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    typer.echo(
+        f"everloop {role}: data dir {settings.data_dir.resolve()}; migrating the database..."
+    )
     prepare_storage(settings)
     services = build_services(settings)
 
@@ -75,14 +119,18 @@ def serve(
             typer.echo(
                 f"everloop: created admin token (shown once, also saved to {path}):\n  {boot.token}"
             )
-        swept = await services.start_engine()
+        swept = await services.start_engine(execute=role != "api", role=role)
         if swept:
             typer.echo(f"everloop: resuming {swept} turn(s) recorded before the last stop")
-        typer.echo(
-            f"everloop: serving on http://{settings.host}:{settings.port}/api (docs: /api/docs)"
-        )
+        where = f"http://{settings.host}:{settings.port}"
+        if role == "worker":
+            typer.echo(f"everloop worker {services.engine.executor_id}: health on {where}/healthz")
+        else:
+            typer.echo(f"everloop {role}: serving on {where}/api (docs: /api/docs)")
 
-    application = create_app(services, on_startup=startup, on_shutdown=services.close)
+    application = create_app(
+        services, on_startup=startup, on_shutdown=services.close, api=role != "worker"
+    )
     config = uvicorn.Config(
         application,
         host=settings.host,
@@ -92,6 +140,22 @@ def serve(
         access_log=False,
     )
     uvicorn.Server(config).run()
+
+
+@app.command()
+def llmsim(
+    port: Annotated[int, typer.Option(help="Port to listen on.")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve the llmsim model simulator over HTTP (OpenAI- and Anthropic-compatible).
+
+    POST /v1/chat/completions, /v1/responses and /v1/messages, streamed or not. Model names
+    `error-<status>`, `error-<status>-once`, `slow-<ms>`, `hang` and `stall` simulate failures;
+    see everloop.llm.llmsim_http."""
+    from everloop.llm.llmsim_http import serve as serve_llmsim
+
+    typer.echo(f"llmsim: serving on http://{host}:{port}/v1")
+    serve_llmsim(host, port)
 
 
 @token_app.command("create")

@@ -141,6 +141,26 @@ class DurableEngine:
         except DBOSNonExistentWorkflowError:
             pass  # not started yet: it checks when it starts
 
+    async def ping(self) -> bool:
+        """Whether the system database answers."""
+        try:
+            if self._launched:
+                await DBOS.list_workflows_async(limit=1)
+            elif self._client is not None:
+                await self._client.list_workflows_async(limit=1)
+            else:
+                return False
+        except Exception:
+            return False
+        return True
+
+    async def recover(self, executor_ids: list[str]) -> int:
+        """Hand the pending turns of dead executors back to the queues; how many."""
+        if not self._launched:
+            return 0
+        handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
+        return len(handles)
+
     async def close(self) -> None:
         if self._client is not None:
             await asyncio.to_thread(self._client.destroy)

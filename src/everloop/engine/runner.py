@@ -83,6 +83,7 @@ class RunnerSettings:
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 20.0
     client_tool_timeout_seconds: float = 600.0
+    max_concurrent_model_calls: int = 64
 
 
 StepFn = Callable[..., Awaitable[Any]]
@@ -109,6 +110,8 @@ class TurnRunner:
         self.finish_step: StepFn = self._finish
         self.next_turn_step: StepFn = self._next_turn
         self.collect_step: StepFn = self._collect
+        self.active_turns = 0
+        self._model_calls = asyncio.Semaphore(settings.max_concurrent_model_calls)
         self._wait_for_go: Callable[[float], Awaitable[object]] = asyncio.sleep
         self._wake: Callable[[str], Awaitable[None]] = _no_wake
 
@@ -136,6 +139,13 @@ class TurnRunner:
 
     async def run_turn(self, session_id: str, turn_id: str) -> str:
         """Run one turn to its end, then wake the session's next turn; returns how it ended."""
+        self.active_turns += 1
+        try:
+            return await self._run_turn(session_id, turn_id)
+        finally:
+            self.active_turns -= 1
+
+    async def _run_turn(self, session_id: str, turn_id: str) -> str:
         while True:
             out = await self.reason_step(session_id, turn_id, None, None)
             if out.get("halted") != "waiting":
@@ -464,7 +474,7 @@ class TurnRunner:
             pending = ""
             last_flush = time.monotonic()
             try:
-                async with self._cancellable(turn_id):
+                async with self._cancellable(turn_id), self._model_calls:
                     completed: Completed | None = None
                     async for item in model.driver.stream(request):
                         if isinstance(item, TextDelta):

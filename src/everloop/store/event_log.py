@@ -20,6 +20,7 @@ from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.timestamps import now
 from everloop.errors import NotFound
+from everloop.store.notifications import notify_appended
 from everloop.store.tables import events, sessions
 
 
@@ -82,6 +83,7 @@ async def append_events(
             for e in stored
         ],
     )
+    await notify_appended(conn, session_id)
     return stored
 
 

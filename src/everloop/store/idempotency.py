@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from everloop.store.tables import idempotency_keys
 
@@ -19,7 +20,7 @@ class KeyRecord:
     created_at: str
 
 
-def _where(org_id: str, principal_id: str, key: str) -> tuple[object, ...]:
+def _where(org_id: str, principal_id: str, key: str) -> tuple[ColumnElement[bool], ...]:
     c = idempotency_keys.c
     return (c.organization_id == org_id, c.principal_id == principal_id, c.key == key)
 

@@ -326,6 +326,31 @@ session_databases = Table(
     Column("updated_at", Ts, nullable=False),
 )
 
+# Executors (serve / worker processes) and their heartbeats; the reaper recovers the turns of
+# executors that went silent.
+workers = Table(
+    "workers",
+    metadata,
+    Column("executor_id", String(200), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("application_version", String(100), nullable=False),
+    Column("started_at", Ts, nullable=False),
+    Column("heartbeat_at", Ts, nullable=False),
+    Column("running_turns", Integer, nullable=False),
+    Column("stopped_at", Ts, nullable=True),
+    Column("recovered_at", Ts, nullable=True),
+    Column("recovered_by", String(200), nullable=True),
+)
+Index(
+    "ix_sessions_org_live_created",
+    sessions.c.organization_id,
+    sessions.c.deleted_at,
+    sessions.c.created_at,
+    sessions.c.id,
+)
+
 CONFIG_COLUMNS = _config_columns
 
 # Session storage (capabilities file_system, key_value, secrets, leased_resources). Rows go
@@ -379,3 +404,28 @@ session_leases = Table(
     Column("updated_at", Ts, nullable=False),
 )
 Index("ix_session_leases_expires", session_leases.c.expires_at)
+
+# Immutable snapshots of an agent's configuration; sessions run the one they captured.
+agent_versions = Table(
+    "agent_versions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("agent_id", Id, ForeignKey("agents.id"), nullable=False),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("version_number", Integer, nullable=False),
+    Column("semver_major", Integer, nullable=False),
+    Column("semver_minor", Integer, nullable=False),
+    Column("semver_patch", Integer, nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("config_hash", String(80), nullable=False),
+    Column("authored_config", Json, nullable=False),
+    Column("resolved_config", Json, nullable=False),
+    Column("change_kind", String(16), nullable=False),
+    Column("summary", Text, nullable=True),
+    Column("parent_version_id", Id, nullable=True),
+    Column("source_version_id", Id, nullable=True),
+    Column("is_published", Boolean, nullable=False),
+    Column("created_by_principal_id", Id, nullable=True),
+    Column("created_at", Ts, nullable=False),
+    UniqueConstraint("agent_id", "version_number", name="uq_agent_versions_agent_number"),
+)
