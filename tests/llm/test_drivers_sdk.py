@@ -234,11 +234,11 @@ def test_request_bodies_carry_options() -> None:
 
     options = DriverOptions(max_output_tokens=77, temperature=0.5, extra_body={"seed": 1})
     req = request(user("hi"), system="be brief")
-    chat = OpenAIChatDriver(lambda: None, "m", options).request_body(req)  # type: ignore[arg-type, return-value]
+    chat = OpenAIChatDriver(lambda: None, "m", options).request_body(req)
     assert chat["stream_options"] == {"include_usage": True}
     assert chat["messages"][0] == {"role": "system", "content": "be brief"}
     assert (chat["max_completion_tokens"], chat["temperature"]) == (77, 0.5)
     assert chat["extra_body"] == {"seed": 1}
     assert json.loads(json.dumps(chat["tools"]))[1]["function"]["name"] == "add"
-    messages = AnthropicDriver(lambda: None, "m", DriverOptions()).request_body(req)  # type: ignore[arg-type, return-value]
+    messages = AnthropicDriver(lambda: None, "m", DriverOptions()).request_body(req)
     assert messages["max_tokens"] == 4096 and messages["system"] == "be brief"
