@@ -158,22 +158,6 @@ def llmsim(
     serve_llmsim(host, port)
 
 
-@app.command()
-def llmsim(
-    port: Annotated[int, typer.Option(help="Port to listen on.")],
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-) -> None:
-    """Serve the llmsim model simulator over HTTP (OpenAI- and Anthropic-compatible).
-
-    POST /v1/chat/completions, /v1/responses and /v1/messages, streamed or not. Model names
-    `error-<status>`, `error-<status>-once`, `slow-<ms>`, `hang` and `stall` simulate failures;
-    see everloop.llm.llmsim_http."""
-    from everloop.llm.llmsim_http import serve as serve_llmsim
-
-    typer.echo(f"llmsim: serving on http://{host}:{port}/v1")
-    serve_llmsim(host, port)
-
-
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="A name to recognise the token by.")],
