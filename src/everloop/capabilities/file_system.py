@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from everloop.capabilities.base import Capability, ToolContext, ToolError
-from everloop.domain.files import StoredFile
+from everloop.domain.files import StoredFile, normalize_path
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.services.files import FileLimits, Workspace, decode_content, encode_content
@@ -245,7 +245,7 @@ class DeleteFile(_FileTool):
         count = await workspace.delete(
             arguments["path"], recursive=bool(arguments.get("recursive", False))
         )
-        return {"path": arguments["path"], "deleted": count}
+        return {"path": normalize_path(arguments["path"]), "deleted": count}
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from everloop.domain.files import (
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, MalformedInput, NotFound, PayloadTooLarge
 from everloop.services.auth import Caller
+from everloop.services.session_storage import SessionAccess
 from everloop.store import files as file_store
 from everloop.store.db import Database
 
@@ -393,7 +394,7 @@ async def copy_initial_files(
 class FileService:
     """The session file system for the REST API: session access first, then a ``Workspace``."""
 
-    def __init__(self, db: Database, sessions: Any, limits: FileLimits) -> None:
+    def __init__(self, db: Database, sessions: SessionAccess, limits: FileLimits) -> None:
         self._db = db
         self._sessions = sessions
         self.limits = limits
