@@ -14,7 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_setting_is_in_the_readme_configuration_table() -> None:
     readme = (ROOT / "README.md").read_text()
-    missing = [name for name in Settings.model_fields if f"`EVERLOOP_{name.upper()}`" not in readme]
+    names = [
+        field.validation_alias
+        if isinstance(field.validation_alias, str)
+        else f"EVERLOOP_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+    ]
+    missing = [name for name in names if f"`{name}`" not in readme]
     assert missing == []
 
 
