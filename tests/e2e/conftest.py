@@ -63,11 +63,12 @@ def wait_for(
 class Server:
     """One ``everloop serve`` process; restartable on the same data dir and port."""
 
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str], role: str = "serve") -> None:
         self.data_dir = data_dir
         self.port = port
         self.env = env
-        self.log_path = data_dir.parent / "server.log"
+        self.role = role  # serve | api | worker
+        self.log_path = data_dir.parent / f"{role}-{port}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -99,7 +100,7 @@ class Server:
             self.process = subprocess.Popen(
                 [
                     *everloop_command(),
-                    "serve",
+                    self.role,
                     "--host",
                     HOST,
                     "--port",
@@ -125,6 +126,8 @@ class Server:
                 response = httpx.get(f"{self.base_url}/healthz", timeout=1.0)
             except httpx.TransportError:
                 return False
+            if self.role == "worker":
+                return response.status_code == 200
             return response.status_code == 200 and (self.data_dir / "admin-token").exists()
 
         try:

@@ -36,8 +36,8 @@ def test_upgrade_is_idempotent(settings: Settings) -> None:
     migrate.upgrade(url)
     assert _state(url) == first
     versions, tables, triggers = first
-    head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
-    assert versions == [head]
+    heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
+    assert sorted(versions) == sorted(heads)
     assert {t.name for t in metadata.sorted_tables} <= tables
     assert triggers, "the append-only triggers on events are missing"
 
