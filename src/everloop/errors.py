@@ -5,7 +5,8 @@ HTTP: ``api/errors.py`` maps each class to a status code, in one place.
 
     EverloopError
     ├── InvalidInput            code "validation_error" (or a more specific code)
-    │   └── MalformedInput      code "malformed_input" (a bad file path or pattern)
+    │   ├── MalformedInput      code "malformed_input" (a bad file path or pattern)
+    │   └── EgressDenied        code "egress_denied" (an outbound request the guard refused)
     ├── Unauthenticated         code "unauthorized"
     ├── NotFound                code "not_found"
     ├── Conflict                code "conflict"
@@ -39,6 +40,13 @@ class MalformedInput(InvalidInput):
     """A value that cannot be used at all: a file path with ``..`` or NUL, a bad regex."""
 
     code = "malformed_input"
+
+
+class EgressDenied(InvalidInput):
+    """An outbound request refused by the egress guard (network access, SSRF rules, a bad URL)
+    or that could not be made; inside a tool it becomes a tool error for the model."""
+
+    code = "egress_denied"
 
 
 class Unauthenticated(EverloopError):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import jsonschema
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonObject, JsonValue, ToolCallPart, ToolResultPart
+from everloop.domain.network_access import OPEN_NETWORK, NetworkAccess
 from everloop.llm.base import ToolSpec
 
 
@@ -40,6 +41,9 @@ class ToolContext:
     one that only touches everloop's own database). Such a tool runs inside the runner's step
     transaction, so its writes commit atomically with its ``tool.completed`` event: exactly once,
     even across crashes. A tool error rolls its writes back (a savepoint).
+
+    ``network_access`` is the session's effective access list (harness, agent and session
+    merged); tools that make outbound requests pass it to the egress guard.
     """
 
     session_id: str
@@ -47,6 +51,7 @@ class ToolContext:
     turn_id: str
     tool_call_id: str
     connection: AsyncConnection | None = None
+    network_access: NetworkAccess = OPEN_NETWORK
 
 
 class Tool(Protocol):
@@ -65,6 +70,10 @@ class Tool(Protocol):
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue: ...
 
 
+RiskLevel = Literal["low", "medium", "high"]
+CapabilityStatus = Literal["available", "coming_soon", "deprecated", "retired"]
+
+
 @dataclass(frozen=True, slots=True)
 class Capability:
     id: str
@@ -75,6 +84,9 @@ class Capability:
     dependencies: tuple[str, ...] = ()
     system_prompt_addition: str | None = None
     tools: tuple[Tool, ...] = ()
+    risk_level: RiskLevel = "low"
+    status: CapabilityStatus = "available"
+    config_schema: JsonObject | None = None
 
 
 def tool_spec(tool: Tool) -> ToolSpec:

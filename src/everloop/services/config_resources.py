@@ -6,6 +6,7 @@ deleted. Built-in harnesses (``base``, ``generic``) are seeded into every org an
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -45,10 +46,13 @@ def _is_id(prefix: ids.Prefix, value: str) -> bool:
 
 
 class HarnessService:
-    def __init__(self, db: Database, store: Store, models: ModelService) -> None:
+    def __init__(
+        self, db: Database, store: Store, models: ModelService, known_capabilities: Container[str]
+    ) -> None:
         self._db = db
         self._store = store
         self._models = models
+        self._known_capabilities = known_capabilities
 
     async def seed_built_ins(self, org_id: str) -> None:
         async with self._db.write() as conn:
@@ -61,6 +65,7 @@ class HarnessService:
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Harness:
         harness_id = fields.pop("id", None) or ids.new_id("harness")
         ids.parse("harness", harness_id, field="id")
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         async with self._db.write() as conn:
             if await self._store.id_exists(conn, harnesses, harness_id):
                 raise Conflict(f"harness id '{harness_id}' is already in use", field="id")
@@ -108,6 +113,7 @@ class HarnessService:
             )
 
     async def update(self, caller: Caller, id_or_name: str, fields: dict[str, Any]) -> Harness:
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         async with self._db.write() as conn:
             current = await self.get(caller, id_or_name, conn)
             if current.is_built_in:
@@ -193,18 +199,25 @@ class HarnessService:
 
 class AgentService:
     def __init__(
-        self, db: Database, store: Store, harness_service: HarnessService, models: ModelService
+        self,
+        db: Database,
+        store: Store,
+        harness_service: HarnessService,
+        models: ModelService,
+        known_capabilities: Container[str],
     ) -> None:
         self._db = db
         self._store = store
         self._harnesses = harness_service
         self._models = models
+        self._known_capabilities = known_capabilities
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> tuple[Agent, bool]:
         """Create an agent; with a client-supplied id that exists in this org, update it.
 
         Returns the agent and whether it was created.
         """
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         agent_id = fields.pop("id", None)
         if agent_id is not None:
             ids.parse("agent", agent_id, field="id")
@@ -303,6 +316,7 @@ class AgentService:
             raise NotFound.of("agent", agent_id) from None
 
     async def update(self, caller: Caller, agent_id: str, fields: dict[str, Any]) -> Agent:
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         org = caller.organization_id
         async with self._db.write() as conn:
             current = await self.get(caller, agent_id, conn)
@@ -387,6 +401,17 @@ def _status_values(fields: dict[str, Any]) -> dict[str, Any]:
     elif status == ResourceStatus.ACTIVE.value:
         values["archived_at"] = None
     return values
+
+
+def check_capability_refs(known: Container[str], capabilities: Iterable[dict[str, Any]]) -> None:
+    """Every ``{"ref": ...}`` names a registered capability; otherwise a 422 naming it."""
+    for index, capability in enumerate(capabilities):
+        if capability["ref"] not in known:
+            raise InvalidInput(
+                f"unknown capability '{capability['ref']}' (GET /v1/capabilities lists them)",
+                code="unknown_capability",
+                field=f"capabilities.{index}.ref",
+            )
 
 
 def _check_tool_names(tools: list[dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ transaction as the row: a session never exists without its log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,11 +18,17 @@ from everloop.domain.resources import ResourceStatus, Session, SessionStatus
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
-from everloop.services.config_resources import AgentService, HarnessService, _check_tool_names
+from everloop.services.config_resources import (
+    AgentService,
+    HarnessService,
+    _check_tool_names,
+    check_capability_refs,
+)
 from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
+from everloop.store.session_databases import delete_session_databases
 from everloop.store.session_storage import purge_session
 from everloop.store.sql import SessionFilter, Store
 from everloop.store.tables import sessions
@@ -46,7 +52,10 @@ class SessionService:
         features_of: FeaturesOf,
         models: ModelService,
         file_limits: FileLimits | None = None,
+        *,
+        known_capabilities: Container[str],
     ) -> None:
+        self._known_capabilities = known_capabilities
         self._db = db
         self._store = store
         self._harnesses = harnesses
@@ -68,6 +77,7 @@ class SessionService:
             if fields.get(key) is not None:
                 ids.parse(prefix, fields[key], field=key)  # type: ignore[arg-type]
         _check_tool_names(fields.get("tools") or [])
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         ts = now()
         async with self._db.write() as conn:
             if await self._store.id_exists(conn, sessions, session_id):
@@ -230,6 +240,7 @@ class SessionService:
     async def update(self, caller: Caller, session_id: str, fields: dict[str, Any]) -> Session:
         if fields.get("agent_identity_id") is not None:
             ids.parse("identity", fields["agent_identity_id"], field="agent_identity_id")
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         async with self._db.write() as conn:
             await self.get(caller, session_id, conn)
             values = dict(fields)
@@ -249,6 +260,7 @@ class SessionService:
                 conn, caller.organization_id, session_id, {"deleted_at": ts, "updated_at": ts}
             )
             await purge_session(conn, session_id)  # files, key-values, secrets, leases
+            await delete_session_databases(conn, session_id)
 
     async def set_pinned(self, caller: Caller, session_id: str, pinned: bool) -> None:
         async with self._db.write() as conn:

@@ -1,0 +1,75 @@
+"""Routes of the capability registry: what capabilities this server offers (read-only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from everloop.api.capability_schemas import CapabilityInfoResponse, ToolDefinitionInfo
+from everloop.api.deps import CallerDep, services
+from everloop.api.schemas import PageResponse
+from everloop.capabilities.base import Capability, CapabilityError
+from everloop.errors import NotFound
+
+router = APIRouter()
+
+_EMPTY_CONFIG = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+def capability_out(capability: Capability) -> CapabilityInfoResponse:
+    return CapabilityInfoResponse(
+        id=capability.id,
+        name=capability.name,
+        description=capability.description,
+        status=capability.status,
+        category=capability.category,
+        features=list(capability.features),
+        dependencies=list(capability.dependencies),
+        config_schema=capability.config_schema or _EMPTY_CONFIG,
+        tool_definitions=[
+            ToolDefinitionInfo(name=t.name, description=t.description, parameters=t.parameters)
+            for t in capability.tools
+        ],
+        risk_level=capability.risk_level,
+        system_prompt=capability.system_prompt_addition,
+    )
+
+
+@router.get(
+    "/v1/capabilities",
+    response_model=PageResponse[CapabilityInfoResponse],
+    tags=["capabilities"],
+)
+async def list_capabilities(
+    request: Request,
+    caller: CallerDep,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> PageResponse[CapabilityInfoResponse]:
+    found = sorted(services(request).capabilities.all(), key=lambda c: c.id)
+    if search:
+        needle = search.lower()
+        found = [
+            c
+            for c in found
+            if needle in c.id.lower() or needle in c.name.lower() or needle in c.description.lower()
+        ]
+    page = [capability_out(c) for c in found[offset : offset + limit]]
+    return PageResponse(data=page, total=len(found), offset=offset, limit=limit)
+
+
+@router.get(
+    "/v1/capabilities/{capability_id}",
+    response_model=CapabilityInfoResponse,
+    tags=["capabilities"],
+)
+async def get_capability(
+    request: Request, caller: CallerDep, capability_id: str
+) -> CapabilityInfoResponse:
+    try:
+        capability = services(request).capabilities.get(capability_id)
+    except CapabilityError:
+        raise NotFound.of("capability", capability_id[:200]) from None
+    return capability_out(capability)

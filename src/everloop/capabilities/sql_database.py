@@ -1,0 +1,161 @@
+"""Capability ``sql_database``: named, sandboxed SQLite databases per session.
+
+All four tools are *transactional*: they only touch everloop's own database, so they run inside
+the runner's step transaction and a ``sql_execute`` write commits exactly once, together with
+its ``tool.completed`` event. The sandbox (``everloop.sql_sandbox``) refuses ATTACH, extension
+loading and PRAGMAs outside a short allow-list, and bounds time, rows and size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, cast
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.domain.messages import JsonObject, JsonValue
+from everloop.errors import EverloopError
+from everloop.services.session_databases import SessionDatabaseService
+from everloop.sql_sandbox import SqlValue
+
+_NAME: JsonObject = {
+    "type": "string",
+    "pattern": "^[a-zA-Z_][a-zA-Z0-9_]{0,63}$",
+    "description": "Database name: a letter or underscore, then letters, digits, underscores.",
+}
+_SQL: JsonObject = {"type": "string", "minLength": 1, "maxLength": 100_000}
+_PARAMS: JsonObject = {
+    "type": "array",
+    "maxItems": 1000,
+    "items": {"type": ["string", "number", "integer", "boolean", "null"]},
+    "description": "Values for the ? placeholders of a single statement.",
+}
+
+Operation = Callable[[AsyncConnection, str, JsonObject], Awaitable[JsonValue]]
+
+
+@dataclass(frozen=True, slots=True)
+class _SqlTool:
+    """One tool: checks it has the step's connection and turns everloop errors into
+    tool errors (the model sees the message)."""
+
+    name: str
+    description: str
+    parameters: JsonObject
+    operation: Operation = field(repr=False)
+    transactional: ClassVar[bool] = True
+
+    async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
+        if context.connection is None:
+            raise ToolError(f"{self.name} must run inside the turn's step transaction")
+        try:
+            return await self.operation(context.connection, context.session_id, arguments)
+        except EverloopError as exc:
+            raise ToolError(exc.message) from None
+
+
+def _params(args: JsonObject) -> list[SqlValue]:
+    values = args.get("params") or []
+    assert isinstance(values, list)  # schema-checked: a list of scalars
+    return [v for v in values if v is None or isinstance(v, str | int | float | bool)]
+
+
+def _json(value: object) -> JsonValue:
+    # Rows and schemas hold only JSON scalars, lists and string-keyed dicts (see sql_sandbox).
+    return cast(JsonValue, value)
+
+
+def _object(properties: JsonObject, required: list[str]) -> JsonObject:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": _json(required),
+        "additionalProperties": False,
+    }
+
+
+def build_sql_database_capability(service: SessionDatabaseService) -> Capability:
+    async def create_database(
+        conn: AsyncConnection, session_id: str, args: JsonObject
+    ) -> JsonValue:
+        info = await service.create(conn, session_id, str(args["name"]))
+        return {"name": info.name, "size_bytes": info.size_bytes, "created": True}
+
+    async def sql_query(conn: AsyncConnection, session_id: str, args: JsonObject) -> JsonValue:
+        result = await service.query(
+            conn, session_id, str(args["database"]), str(args["sql"]), _params(args)
+        )
+        return {
+            "columns": _json(result.columns),
+            "rows": _json(result.rows),
+            "row_count": len(result.rows),
+            "truncated": result.truncated,
+        }
+
+    async def sql_execute(conn: AsyncConnection, session_id: str, args: JsonObject) -> JsonValue:
+        result = await service.execute(
+            conn, session_id, str(args["database"]), str(args["sql"]), _params(args)
+        )
+        return {
+            "rows_affected": result.rows_affected,
+            "last_insert_rowid": result.last_insert_rowid,
+            "size_bytes": len(result.content),
+        }
+
+    async def list_tables(conn: AsyncConnection, session_id: str, args: JsonObject) -> JsonValue:
+        database = args.get("database")
+        if database is None:
+            return {"databases": _json(await service.names(conn, session_id))}
+        tables = await service.schema(conn, session_id, str(database))
+        return {"database": database, "tables": _json(tables)}
+
+    limits = service.limits
+    return Capability(
+        id="sql_database",
+        name="SQL databases",
+        description=(
+            "Named SQLite databases for this session: create them, change them with SQL and "
+            "query them. Sandboxed: no ATTACH, no extensions, bounded time, rows and size."
+        ),
+        category="data",
+        features=("sql_database",),
+        risk_level="medium",
+        system_prompt_addition=(
+            "You can keep structured data in SQLite databases that belong to this session: "
+            "create_database, then sql_execute to create tables and change rows, sql_query to "
+            "read (one SELECT; use ? placeholders with params), list_tables to see the schema. "
+            f"A query returns at most {limits.max_rows} rows; a statement may run "
+            f"{limits.timeout_seconds:g} s."
+        ),
+        tools=(
+            _SqlTool(
+                "create_database",
+                "Create an empty SQLite database for this session.",
+                _object({"name": _NAME}, ["name"]),
+                create_database,
+            ),
+            _SqlTool(
+                "sql_query",
+                "Run one read-only SQL statement (SELECT, or an allowed PRAGMA such as "
+                "table_info) on a session database and return its rows.",
+                _object({"database": _NAME, "sql": _SQL, "params": _PARAMS}, ["database", "sql"]),
+                sql_query,
+            ),
+            _SqlTool(
+                "sql_execute",
+                "Change a session database: one statement with params, or a script of several "
+                "statements without. All of it applies, or none.",
+                _object({"database": _NAME, "sql": _SQL, "params": _PARAMS}, ["database", "sql"]),
+                sql_execute,
+            ),
+            _SqlTool(
+                "list_tables",
+                "List this session's databases, or with `database` the tables and columns of "
+                "that database.",
+                _object({"database": _NAME}, []),
+                list_tables,
+            ),
+        ),
+    )

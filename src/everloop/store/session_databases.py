@@ -1,0 +1,101 @@
+"""Rows of ``session_databases``: a session's SQLite databases, each kept whole as bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop.store.tables import session_databases
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseInfo:
+    session_id: str
+    name: str
+    size_bytes: int
+    created_at: str
+    updated_at: str
+
+
+_INFO = (
+    session_databases.c.session_id,
+    session_databases.c.name,
+    session_databases.c.size_bytes,
+    session_databases.c.created_at,
+    session_databases.c.updated_at,
+)
+
+
+def _where(session_id: str, name: str) -> ColumnElement[bool]:
+    return (session_databases.c.session_id == session_id) & (session_databases.c.name == name)
+
+
+async def list_databases(conn: AsyncConnection, session_id: str) -> list[DatabaseInfo]:
+    rows = await conn.execute(
+        select(*_INFO)
+        .where(session_databases.c.session_id == session_id)
+        .order_by(session_databases.c.name)
+    )
+    return [DatabaseInfo(*row) for row in rows]
+
+
+async def count(conn: AsyncConnection, session_id: str) -> int:
+    query = select(func.count()).where(session_databases.c.session_id == session_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def get_info(conn: AsyncConnection, session_id: str, name: str) -> DatabaseInfo | None:
+    row = (await conn.execute(select(*_INFO).where(_where(session_id, name)))).first()
+    return DatabaseInfo(*row) if row else None
+
+
+async def get_content(
+    conn: AsyncConnection, session_id: str, name: str, *, for_update: bool = False
+) -> bytes | None:
+    """The database's bytes; ``for_update`` locks the row (PostgreSQL) until the transaction
+    ends, so two writers of one database queue instead of losing an update. SQLite serializes
+    writers already."""
+    query = select(session_databases.c.content).where(_where(session_id, name))
+    if for_update:
+        query = query.with_for_update()
+    value = (await conn.execute(query)).scalar_one_or_none()
+    return bytes(value) if value is not None else None
+
+
+async def insert_database(
+    conn: AsyncConnection, session_id: str, name: str, content: bytes, ts: str
+) -> None:
+    await conn.execute(
+        insert(session_databases).values(
+            session_id=session_id,
+            name=name,
+            content=content,
+            size_bytes=len(content),
+            created_at=ts,
+            updated_at=ts,
+        )
+    )
+
+
+async def save_content(
+    conn: AsyncConnection, session_id: str, name: str, content: bytes, ts: str
+) -> None:
+    await conn.execute(
+        update(session_databases)
+        .where(_where(session_id, name))
+        .values(content=content, size_bytes=len(content), updated_at=ts)
+    )
+
+
+async def delete_database(conn: AsyncConnection, session_id: str, name: str) -> bool:
+    result = await conn.execute(delete(session_databases).where(_where(session_id, name)))
+    return bool(result.rowcount)
+
+
+async def delete_session_databases(conn: AsyncConnection, session_id: str) -> None:
+    """Remove every database of a session (part of deleting the session)."""
+    await conn.execute(
+        delete(session_databases).where(session_databases.c.session_id == session_id)
+    )
