@@ -25,17 +25,21 @@ from everloop.capabilities.web_fetch import build_web_fetch_capability
 from everloop.config import Settings
 from everloop.crypto import SecretBox
 from everloop.egress import EgressGuard
+from everloop.engine.assembly import Assembler
 from everloop.engine.durable import DurableEngine
 from everloop.engine.runner import RunnerSettings, TurnRunner
 from everloop.engine.signals import Signals
 from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
+from everloop.services.agent_versions import AgentVersionService, VersionRecorder
 from everloop.services.auth import AuthService
+from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.files import FileLimits, FileService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.models import ModelService, ProviderService
+from everloop.services.runtime_agents import RuntimeAgentService
 from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
@@ -68,6 +72,9 @@ class Services:
     session_databases: SessionDatabaseService
     files: FileService
     storage: SessionStorageService
+    blueprints: BlueprintService
+    agent_versions: AgentVersionService
+    runtime_agents: RuntimeAgentService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -206,6 +213,8 @@ def build_services(settings: Settings) -> Services:
     egress = build_egress(settings)
     session_databases = build_session_databases(db, store, settings)
     capabilities = build_capabilities(settings, egress, session_databases)
+    blueprints = BlueprintService(load_blueprints(settings.blueprints_dir, capabilities))
+    assembler = Assembler(capabilities, blueprints.list())
     model_store = ModelStore()
     providers = ProviderService(db, model_store, SecretBox.from_settings(settings))
     drivers = SdkDrivers()
@@ -222,6 +231,7 @@ def build_services(settings: Settings) -> Services:
             client_tool_timeout_seconds=settings.client_tool_timeout_seconds,
             max_concurrent_model_calls=settings.max_concurrent_model_calls,
         ),
+        assembler=assembler,
     )
     engine = DurableEngine(
         system_database_url=settings.dbos_database_url,
@@ -232,7 +242,8 @@ def build_services(settings: Settings) -> Services:
     )
     auth = AuthService(db, store)
     harnesses = HarnessService(db, store, models, capabilities)
-    agents = AgentService(db, store, harnesses, models, capabilities)
+    recorder = VersionRecorder(assembler)
+    agents = AgentService(db, store, harnesses, models, capabilities, recorder)
 
     def features_of(refs: Sequence[str]) -> tuple[str, ...]:
         found = {f for ref in refs if ref in capabilities for f in capabilities.get(ref).features}
@@ -246,6 +257,8 @@ def build_services(settings: Settings) -> Services:
         features_of,
         models,
         known_capabilities=capabilities,
+        assembler=assembler,
+        blueprints=blueprints,
         file_limits=file_limits(settings),
     )
     vault = SecretVault(SecretBox.from_settings(settings))
@@ -270,4 +283,7 @@ def build_services(settings: Settings) -> Services:
         files=FileService(db, sessions, file_limits(settings)),
         storage=SessionStorageService(db, sessions, vault),
         drivers=drivers,
+        blueprints=blueprints,
+        agent_versions=AgentVersionService(db, store, agents, recorder),
+        runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
     )

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     session_files_max_bytes: int = Field(
         default=500 * 1024 * 1024, ge=0, description="Total size of one session's files."
     )
+    blueprints_dir: Path | None = Field(
+        default=None,
+        description="Directory of blueprint YAML files loaded at start, beside the built-in ones.",
+    )
     lease_sweep_seconds: float = Field(
         default=60.0, gt=0, description="How often expired session leases are released."
     )

@@ -182,8 +182,8 @@ async def test_create_stores_the_config_fields(api: Api) -> None:
         network_access={"allowed": ["example.com"]},
         initial_files=[{"path": "/a.txt", "content": "hi"}],
         max_iterations=3,
-        blueprint_id="bp",
-        blueprint_config={"k": [1, 2]},
+        blueprint_id="research_pack",
+        blueprint_config={"topic": "tides", "max_points": 2},
     )
     fetched = (await api.client.get(f"/v1/sessions/{session['id']}")).json()
     assert fetched == session
@@ -194,7 +194,7 @@ async def test_create_stores_the_config_fields(api: Api) -> None:
     assert fetched["network_access"] == {"allowed": ["example.com"], "blocked": []}
     assert fetched["initial_files"][0]["path"] == "/a.txt"
     assert fetched["max_iterations"] == 3
-    assert fetched["blueprint_config"] == {"k": [1, 2]}
+    assert fetched["blueprint_config"] == {"topic": "tides", "max_points": 2}
 
 
 async def test_client_supplied_id(api: Api) -> None:

@@ -20,11 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from everloop import __version__
 from everloop.api.errors import document_errors, error_response, install_error_handlers
 from everloop.api.routes import (
+    agent_versions,
+    blueprints,
     capabilities,
     config_resources,
     files,
     models,
     operations,
+    runtime_agents,
     session_databases,
     session_storage,
     sessions,
@@ -121,6 +124,9 @@ def create_app(
         return app
 
     routes = APIRouter(prefix="/api")
+    routes.include_router(runtime_agents.router)
+    routes.include_router(agent_versions.router)
+    routes.include_router(blueprints.router)
     routes.include_router(config_resources.router)
     routes.include_router(sessions.router)
     routes.include_router(models.router)

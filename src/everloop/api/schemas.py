@@ -300,6 +300,11 @@ class CreateSessionRequest(WireModel):
 
 class UpdateSessionRequest(WireModel):
     title: Title | None = None
+    agent_id: IdText | None = Field(
+        default=None,
+        description="Rebind to this agent (null: none); the session captures its default "
+        "(else latest) version and runs that from the next turn.",
+    )
     tags: Tags | None = None
     locale: Locale | None = None
     agent_identity_id: IdText | None = None

@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
 from everloop.capabilities.base import (
-    CapabilityError,
     CapabilityRegistry,
     Tool,
     ToolContext,
@@ -50,16 +49,19 @@ from everloop.domain.messages import (
     part_from_json,
     part_to_json,
 )
-from everloop.domain.network_access import merge_network_access
+from everloop.domain.network_access import NetworkAccess
+from everloop.domain.runtime_agent import NO_CONTROLS, Controls, RuntimeAgent
 from everloop.domain.timestamps import format_ts, now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
+from everloop.engine.assembly import Assembler
 from everloop.engine.ports import ModelResolver, ResolvedModel
 from everloop.engine.signals import Signals
 from everloop.errors import EverloopError
 from everloop.llm.base import Completed, ModelCallError, TextDelta, ToolSpec
 from everloop.store import client_tools as client_store
+from everloop.store import runtime_layers
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
@@ -99,10 +101,12 @@ class TurnRunner:
         capabilities: CapabilityRegistry,
         models: ModelResolver,
         settings: RunnerSettings,
+        assembler: Assembler | None = None,
     ) -> None:
         self._db = db
         self._signals = signals
         self._capabilities = capabilities
+        self._assembler = assembler or Assembler(capabilities)
         self._models = models
         self._settings = settings
         self.reason_step: StepFn = self._reason
@@ -251,11 +255,14 @@ class TurnRunner:
         calls: list[ToolCallPart],
     ) -> None:
         session = await turn_store.session_config(conn, session_id)
-        definitions = _client_tool_defs(session) if session else {}
+        timeouts = (
+            {t.name: t.timeout_seconds for t in self._assembler.for_session(session).tools}
+            if session
+            else {}
+        )
         pending = []
         for call in calls:
-            timeout = definitions.get(call.name, {}).get("timeout_seconds")
-            seconds = float(timeout) if timeout else self._settings.client_tool_timeout_seconds
+            seconds = timeouts.get(call.name) or self._settings.client_tool_timeout_seconds
             pending.append((call.id, call.name, call.arguments, _ts_after(seconds)))
         await client_store.insert_pending(
             conn, turn_id=turn_id, session_id=session_id, iteration=iteration, calls=pending
@@ -317,6 +324,7 @@ class TurnRunner:
             session = await turn_store.session_config(conn, session_id)
             if session is None:
                 raise TurnHalted("session deleted")
+            controls = await runtime_layers.turn_controls(conn, turn_id)
             context = _context(turn_id, turn.input_message_id)
             new: list[NewEvent] = []
             if state_json is None:
@@ -330,7 +338,7 @@ class TurnRunner:
                 history, user_message = await turn_store.conversation(
                     conn, session_id, before_turn=turn_id
                 )
-                settings = await self._turn_settings(session)
+                settings = await self._turn_settings(session, controls)
                 state, _ = loop.start_turn(
                     turn_id=turn_id, history=history, user_message=user_message, settings=settings
                 )
@@ -384,75 +392,43 @@ class TurnRunner:
                 "state": state.to_json(),
                 "message_id": message_id,
                 "org_id": session.organization_id,
-                "model_candidates": [
-                    session.model_id,
-                    session.agent_default_model_id,
-                    session.harness_default_model_id,
-                ],
+                "model_candidates": list(
+                    self._assembler.for_session(session, controls).model_candidates
+                ),
             }
 
         return await self._once(session_id, turn_id, key, write)
 
-    async def _turn_settings(self, session: turn_store.SessionConfig) -> loop.TurnSettings:
-        try:
-            server_tools = self._server_tools(session)
-            additions = self._capabilities.system_prompt_additions(_capability_refs(session))
-        except CapabilityError as exc:
-            raise TurnSetupError(str(exc)) from exc
-        client_tools = _client_tool_defs(session)
-        specs = [tool_spec(t) for t in server_tools.values()]
-        specs += [
-            ToolSpec(d["name"], d.get("description") or "", d.get("parameters") or {})
-            for d in client_tools.values()
+    async def _turn_settings(
+        self, session: turn_store.SessionConfig, controls: Controls = NO_CONTROLS
+    ) -> loop.TurnSettings:
+        """The turn's settings from the session's assembled RuntimeAgent (``engine.assembly``)."""
+        runtime = self._assembler.for_session(session, controls)
+        server_tools = self._server_tools(session, runtime)
+        specs = [
+            tool_spec(server_tools[t.name])
+            if t.source != "client_side"
+            else ToolSpec(t.name, t.description, dict(t.parameters))
+            for t in runtime.tools
         ]
-        prompts = [p for p in (session.harness_system_prompt,) if p]
-        agent_prompt = "\n\n".join(
-            p for p in (session.system_prompt, session.agent_system_prompt) if p
-        )
-        if agent_prompt:
-            prompts.append(agent_prompt)
-        prompts.extend(additions)
-        max_iterations = (
-            session.max_iterations
-            or session.agent_max_iterations
-            or self._settings.default_max_iterations
-        )
-        parallel = session.parallel_tool_calls
-        if parallel is None:
-            parallel = session.agent_parallel_tool_calls
-        if parallel is None:
-            parallel = session.harness_parallel_tool_calls
-        model = await self._models.resolve(
-            session.organization_id,
-            [session.model_id, session.agent_default_model_id, session.harness_default_model_id],
-        )
+        model = await self._models.resolve(session.organization_id, runtime.model_candidates)
         return loop.TurnSettings(
             model=model.model_name,
-            system_prompt="\n\n".join(prompts) or None,
+            system_prompt=runtime.system_prompt,
             tools=tuple(specs),
-            client_side_tools=frozenset(client_tools),
-            max_iterations=max_iterations,
-            parallel_tool_calls=True if parallel is None else bool(parallel),
+            client_side_tools=frozenset(t.name for t in runtime.client_side_tools),
+            max_iterations=runtime.max_iterations or self._settings.default_max_iterations,
+            parallel_tool_calls=runtime.parallel_tool_calls is not False,
         )
 
-    def _server_tools(self, session: turn_store.SessionConfig) -> dict[str, Tool]:
-        """The turn's server-side tools by name: from its capabilities, plus built-in tools
-        that agent or session ``tools`` name with ``{"type": "builtin"}``."""
-        found = dict(tools_by_name(self._capabilities.tools_for(_capability_refs(session))))
-        wanted = [
-            d["name"] for d in (*session.agent_tools, *session.tools) if d.get("type") == "builtin"
-        ]
-        if wanted:
-            every = {
-                tool.name: tool
-                for capability in self._capabilities.all()
-                for tool in capability.tools
-            }
-            for name in wanted:
-                if name not in every:
-                    raise CapabilityError(f"unknown built-in tool: {name}")
-                found.setdefault(name, every[name])
-        return found
+    def _server_tools(
+        self, session: turn_store.SessionConfig, runtime: RuntimeAgent | None = None
+    ) -> dict[str, Tool]:
+        """The turn's server-side tools by name: its capabilities' tools, plus built-in tools
+        that a layer's ``tools`` name with ``{"type": "builtin"}``."""
+        runtime = runtime or self._assembler.for_session(session)
+        every = tools_by_name(t for c in self._capabilities.all() for t in c.tools)
+        return {name: every[name] for name in runtime.server_tool_names}
 
     async def _call_model(
         self,
@@ -849,15 +825,14 @@ class TurnRunner:
             if turn is None or turn.status != "running" or session is None:
                 raise TurnHalted(turn.status if turn else "missing")
             try:
-                tool = self._server_tools(session).get(call.name)
-            except CapabilityError:
-                tool = None
+                runtime = self._assembler.for_session(session)
+                tool = self._server_tools(session, runtime).get(call.name)
+                # The session's effective network access, for tools that make outbound requests.
+                access = runtime.network_access
+            except EverloopError:
+                tool, access = None, NetworkAccess(allowed=())
             started = time.monotonic()
             org_id = session.organization_id
-            # The session's effective network access, for tools that make outbound requests.
-            access = merge_network_access(
-                session.harness_network_access, session.agent_network_access, session.network_access
-            )
             result: ToolResultPart | None = None
             if not is_transactional(tool):
                 context = ToolContext(session_id, org_id, turn_id, call.id, network_access=access)
@@ -1103,23 +1078,6 @@ def _ts_after(seconds: float) -> str:
 def _seconds_until(ts: str) -> float:
     moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     return (moment - datetime.now(UTC)).total_seconds()
-
-
-def _capability_refs(session: turn_store.SessionConfig) -> list[str]:
-    refs = [
-        c["ref"]
-        for c in (*session.harness_capabilities, *session.agent_capabilities, *session.capabilities)
-    ]
-    return list(dict.fromkeys(refs))
-
-
-def _client_tool_defs(session: turn_store.SessionConfig) -> dict[str, dict[str, Any]]:
-    """Client-side tool definitions of the agent and the session (the session's last)."""
-    return {
-        d["name"]: d
-        for d in (*session.agent_tools, *session.tools)
-        if d.get("type", "client_side") == "client_side"
-    }
 
 
 async def _no_wake(_turn_id: str) -> None:

@@ -7,20 +7,25 @@ deleted. Built-in harnesses (``base``, ``generic``) are seeded into every org an
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
 from everloop.domain.resources import Agent, Harness, ResourceStatus
+from everloop.domain.runtime_agent import Layer, harness_chain
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
 from everloop.services.models import ModelService
 from everloop.store.db import Database
+from everloop.store.runtime_layers import harness_parents
 from everloop.store.sql import Store
 from everloop.store.tables import agents, harnesses
+
+if TYPE_CHECKING:
+    from everloop.services.agent_versions import VersionRecorder
 
 BUILT_IN_HARNESSES: tuple[dict[str, Any], ...] = (
     {
@@ -195,6 +200,13 @@ class HarnessService:
             raise InvalidInput("a harness cannot be its own parent", field="parent_harness_id")
         if await self._store.get_harness(conn, org_id, harness_id=parent_id) is None:
             raise NotFound.of("harness", parent_id)
+        # Every chain through this harness, with its new parent, must stay acyclic and at most
+        # MAX_HARNESS_DEPTH deep (its descendants' chains grow too).
+        parents = await harness_parents(conn, org_id)
+        parents[own_id] = parent_id
+        layers = {hid: Layer(kind="harness", id=hid, parent_id=p) for hid, p in parents.items()}
+        for harness_id in layers:
+            harness_chain(harness_id, layers)
 
 
 class AgentService:
@@ -205,12 +217,14 @@ class AgentService:
         harness_service: HarnessService,
         models: ModelService,
         known_capabilities: Container[str],
+        versions: VersionRecorder | None = None,
     ) -> None:
         self._db = db
         self._store = store
         self._harnesses = harness_service
         self._models = models
         self._known_capabilities = known_capabilities
+        self._versions = versions
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> tuple[Agent, bool]:
         """Create an agent; with a client-supplied id that exists in this org, update it.
@@ -267,7 +281,11 @@ class AgentService:
             await self._models.ensure_exists(conn, org, row["default_model_id"], "default_model_id")
             await _insert(self._store.insert_agent(conn, row), fields["name"])
             created = await self._store.get_agent(conn, org, agent_id=agent_id)
-        assert created is not None
+            assert created is not None
+            if self._versions is not None:
+                await self._versions.record(
+                    conn, created, change_kind="auto", principal_id=caller.principal_id
+                )
         return created, True
 
     async def get(
@@ -348,7 +366,11 @@ class AgentService:
                 fields.get("name", ""),
             )
             updated = await self._store.get_agent(conn, org, agent_id=current.id)
-        assert updated is not None
+            assert updated is not None
+            if self._versions is not None:
+                await self._versions.record(
+                    conn, updated, change_kind="auto", principal_id=caller.principal_id
+                )
         return updated
 
     async def archive(self, caller: Caller, agent_id: str) -> None:

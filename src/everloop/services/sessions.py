@@ -15,9 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from everloop import ids
 from everloop.domain.event_log import NewEvent
 from everloop.domain.resources import ResourceStatus, Session, SessionStatus
+from everloop.domain.runtime_agent import NO_CONTROLS, Controls, Layer, RuntimeAgent
 from everloop.domain.timestamps import now
+from everloop.engine.assembly import Assembler
 from everloop.errors import Conflict, InvalidInput, NotFound
+from everloop.services.agent_versions import captured_version_id
 from everloop.services.auth import Caller
+from everloop.services.blueprints import BlueprintService
 from everloop.services.config_resources import (
     AgentService,
     HarnessService,
@@ -28,10 +32,12 @@ from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
+from everloop.store.runtime_layers import load_agent_layer, load_harness_chain
 from everloop.store.session_databases import delete_session_databases
 from everloop.store.session_storage import purge_session
 from everloop.store.sql import SessionFilter, Store
 from everloop.store.tables import sessions
+from everloop.store.turns import session_config
 
 FeaturesOf = Callable[[Sequence[str]], tuple[str, ...]]
 
@@ -54,8 +60,12 @@ class SessionService:
         file_limits: FileLimits | None = None,
         *,
         known_capabilities: Container[str],
+        assembler: Assembler,
+        blueprints: BlueprintService,
     ) -> None:
         self._known_capabilities = known_capabilities
+        self._assembler = assembler
+        self._blueprints = blueprints
         self._db = db
         self._store = store
         self._harnesses = harnesses
@@ -78,6 +88,12 @@ class SessionService:
                 ids.parse(prefix, fields[key], field=key)  # type: ignore[arg-type]
         _check_tool_names(fields.get("tools") or [])
         check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
+        if fields.get("blueprint_id"):
+            fields["blueprint_config"] = self._blueprints.validated_config(
+                fields["blueprint_id"], fields.get("blueprint_config")
+            )
+        elif fields.get("blueprint_config") is not None:
+            raise InvalidInput("blueprint_config needs a blueprint_id", field="blueprint_config")
         ts = now()
         async with self._db.write() as conn:
             if await self._store.id_exists(conn, sessions, session_id):
@@ -107,7 +123,7 @@ class SessionService:
                 "organization_id": caller.organization_id,
                 "harness_id": resolved_harness_id,
                 "agent_id": agent.id if agent else None,
-                "agent_version_id": None,
+                "agent_version_id": await captured_version_id(conn, agent) if agent else None,
                 "agent_identity_id": fields.get("agent_identity_id"),
                 "owner_principal_id": caller.principal_id,
                 "resolved_owner_user_id": _uuid_text(caller.user_id),
@@ -146,16 +162,11 @@ class SessionService:
                 "deleted_at": None,
             }
             await self._store.insert_session(conn, row)
-            # initial_files layer harness -> agent -> session; a later layer wins by path.
-            harness_row = await self._store.get_harness(
-                conn, caller.organization_id, harness_id=resolved_harness_id
-            )
-            layers = [
-                harness_row.initial_files if harness_row else [],
-                agent.initial_files if agent else [],
-            ]
+            # The session's RuntimeAgent must assemble (a harness cycle, two tools of one name
+            # are a 422); its initial files, merged by path across the layers, are copied in.
+            runtime = await self._runtime(conn, session_id)
             await copy_initial_files(
-                conn, session_id, [*layers, fields.get("initial_files") or []], self._file_limits
+                conn, session_id, [list(runtime.initial_files)], self._file_limits
             )
             await append_events(
                 conn,
@@ -201,25 +212,23 @@ class SessionService:
         not per session, keeps a 50-item page from costing 100 queries.
         """
         org_id = caller.organization_id
-        harness_refs: dict[str, list[str]] = {}
-        for harness_id in dict.fromkeys(s.harness_id for s in found):
-            harness = await self._store.get_harness(conn, org_id, harness_id=harness_id)
-            harness_refs[harness_id] = [c["ref"] for c in harness.capabilities] if harness else []
-        agent_refs: dict[str, list[str]] = {}
-        for agent_id in dict.fromkeys(s.agent_id for s in found if s.agent_id):
-            agent = await self._store.get_agent(conn, org_id, agent_id=agent_id)
-            agent_refs[agent_id] = [c["ref"] for c in agent.capabilities] if agent else []
-        return [
-            replace(
-                s,
-                features=self._features_of(
-                    harness_refs[s.harness_id]
-                    + [c["ref"] for c in s.capabilities]
-                    + (agent_refs[s.agent_id] if s.agent_id else [])
-                ),
-            )
-            for s in found
-        ]
+        chains: dict[str, tuple[Layer, ...]] = {}
+        agent_layers: dict[tuple[str | None, str | None], Layer | None] = {}
+        result = []
+        for s in found:
+            if s.harness_id not in chains:
+                chains[s.harness_id] = await load_harness_chain(conn, org_id, s.harness_id)
+            key = (s.agent_id, s.agent_version_id)
+            if key not in agent_layers:
+                agent_layers[key] = await load_agent_layer(conn, org_id, *key)
+            own = Layer(kind="session", capabilities=s.capabilities)
+            if s.blueprint_id and s.blueprint_id in self._assembler.blueprints:
+                layers = [self._assembler.blueprint(s.blueprint_id).layer(None), own]
+            else:
+                layers = [*chains[s.harness_id], *filter(None, [agent_layers[key]]), own]
+            refs = self._assembler.capability_refs(layers)
+            result.append(replace(s, features=self._features_of(refs)))
+        return result
 
     async def list(
         self, caller: Caller, flt: SessionFilter, *, offset: int, limit: int
@@ -244,13 +253,43 @@ class SessionService:
         async with self._db.write() as conn:
             await self.get(caller, session_id, conn)
             values = dict(fields)
+            if "agent_id" in values:
+                # Rebind: the session now runs the agent's default (else latest) version.
+                agent = None
+                if values["agent_id"] is not None:
+                    agent = await self._agents.get(caller, values["agent_id"], conn)
+                    if agent.status is not ResourceStatus.ACTIVE:
+                        raise InvalidInput(
+                            f"agent '{agent.name}' is archived and cannot be used",
+                            field="agent_id",
+                        )
+                values["agent_version_id"] = (
+                    await captured_version_id(conn, agent) if agent else None
+                )
             if "title" in values:
                 values["title_search"] = values["title"].lower() if values["title"] else None
             if "tags" in values and values["tags"] is None:
                 values["tags"] = []
             values["updated_at"] = now()
             await self._store.update_session(conn, caller.organization_id, session_id, values)
+            await self._runtime(conn, session_id)
             return await self._read(conn, caller, session_id)
+
+    async def runtime_agent(
+        self, caller: Caller, session_id: str, controls: Controls = NO_CONTROLS
+    ) -> tuple[Session, RuntimeAgent]:
+        """The RuntimeAgent a turn of the session would run now (the context report)."""
+        async with self._db.read() as conn:
+            session = await self.get(caller, session_id, conn)
+            return session, await self._runtime(conn, session_id, controls)
+
+    async def _runtime(
+        self, conn: AsyncConnection, session_id: str, controls: Controls = NO_CONTROLS
+    ) -> RuntimeAgent:
+        config = await session_config(conn, session_id)
+        if config is None:
+            raise NotFound.of("session", session_id)
+        return self._assembler.for_session(config, controls)
 
     async def delete(self, caller: Caller, session_id: str) -> None:
         async with self._db.write() as conn:

@@ -17,8 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonValue, Message, ToolResultPart, message_from_json
+from everloop.domain.runtime_agent import Layer
 from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
+from everloop.store import runtime_layers
 from everloop.store.tables import events, sessions, turn_effects, turns
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -289,6 +291,15 @@ class SessionConfig:
     network_access: Any = None
     harness_network_access: Any = None
     agent_network_access: Any = None
+    # The RuntimeAgent's layers (``engine.assembly``): the harness chain root first, the agent
+    # as the version the session captured (else as it is now), the session itself, or the
+    # blueprint the session was created from.
+    agent_version_id: str | None = None
+    harness_chain: tuple[Layer, ...] = ()
+    agent_layer: Layer | None = None
+    session_layer: Layer | None = None
+    blueprint_id: str | None = None
+    blueprint_config: dict[str, Any] | None = None
 
 
 async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfig | None:
@@ -320,6 +331,13 @@ async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfi
             sessions.c.network_access,
             harnesses.c.network_access.label("harness_network_access"),
             agents.c.network_access.label("agent_network_access"),
+            sessions.c.agent_version_id,
+            sessions.c.blueprint_id,
+            sessions.c.blueprint_config,
+            sessions.c.locale,
+            sessions.c.hints,
+            sessions.c.initial_files,
+            sessions.c.mcp_servers,
         )
         .select_from(
             sessions.outerjoin(harnesses, harnesses.c.id == sessions.c.harness_id).outerjoin(
@@ -335,4 +353,14 @@ async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfi
     values["harness_capabilities"] = values["harness_capabilities"] or []
     values["agent_capabilities"] = values["agent_capabilities"] or []
     values["agent_tools"] = values["agent_tools"] or []
+    values["session_layer"] = runtime_layers.session_layer(values)
+    for key in ("locale", "hints", "initial_files", "mcp_servers"):
+        del values[key]
+    org_id = values["organization_id"]
+    values["harness_chain"] = await runtime_layers.load_harness_chain(
+        conn, org_id, values["harness_id"]
+    )
+    values["agent_layer"] = await runtime_layers.load_agent_layer(
+        conn, org_id, values["agent_id"], values["agent_version_id"]
+    )
     return SessionConfig(**values)

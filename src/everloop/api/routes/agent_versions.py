@@ -1,0 +1,80 @@
+"""Routes for agent versions: list, save, choose the default, diff, roll back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request
+
+from everloop.api.deps import CallerDep, services
+from everloop.api.routes.config_resources import agent_out
+from everloop.api.runtime_schemas import (
+    AgentVersionDiffResponse,
+    AgentVersionResponse,
+    CreateAgentVersionRequest,
+    RollbackAgentVersionRequest,
+    SetDefaultAgentVersionRequest,
+)
+from everloop.api.schemas import AgentResponse
+from everloop.domain.agent_versions import AgentVersion
+
+router = APIRouter(tags=["agents"])
+
+
+def version_out(version: AgentVersion) -> AgentVersionResponse:
+    values = asdict(version)
+    values.pop("organization_id")
+    return AgentVersionResponse.model_validate(values)
+
+
+@router.get("/v1/agents/{agent_id}/versions", response_model=list[AgentVersionResponse])
+async def list_agent_versions(
+    request: Request, caller: CallerDep, agent_id: str
+) -> list[AgentVersionResponse]:
+    found = await services(request).agent_versions.list(caller, agent_id)
+    return [version_out(v) for v in found]
+
+
+@router.post("/v1/agents/{agent_id}/versions", response_model=AgentVersionResponse)
+async def create_agent_version(
+    request: Request, caller: CallerDep, agent_id: str, body: CreateAgentVersionRequest
+) -> AgentVersionResponse:
+    created = await services(request).agent_versions.create(
+        caller, agent_id, change_kind=body.change_kind, summary=body.summary
+    )
+    return version_out(created)
+
+
+@router.post("/v1/agents/{agent_id}/versions/default", response_model=AgentResponse)
+async def set_default_agent_version(
+    request: Request, caller: CallerDep, agent_id: str, body: SetDefaultAgentVersionRequest
+) -> AgentResponse:
+    agent = await services(request).agent_versions.set_default(caller, agent_id, body.version_id)
+    return agent_out(agent)
+
+
+@router.get(
+    "/v1/agents/{agent_id}/versions/{from_version_id}/diff/{to_version_id}",
+    response_model=AgentVersionDiffResponse,
+)
+async def diff_agent_versions(
+    request: Request, caller: CallerDep, agent_id: str, from_version_id: str, to_version_id: str
+) -> AgentVersionDiffResponse:
+    diff = await services(request).agent_versions.diff(
+        caller, agent_id, from_version_id, to_version_id
+    )
+    return AgentVersionDiffResponse.model_validate(diff)
+
+
+@router.post("/v1/agents/{agent_id}/versions/{version_id}/rollback", response_model=AgentResponse)
+async def rollback_agent_version(
+    request: Request,
+    caller: CallerDep,
+    agent_id: str,
+    version_id: str,
+    body: RollbackAgentVersionRequest,
+) -> AgentResponse:
+    agent = await services(request).agent_versions.rollback(
+        caller, agent_id, version_id, save_version=body.save_version, summary=body.summary
+    )
+    return agent_out(agent)

@@ -1,0 +1,185 @@
+"""Wire schemas of the RuntimeAgent views: context report, previews, agent versions, blueprints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from everloop.api.schemas import (
+    AgentCapabilityConfig,
+    IdText,
+    InitialFile,
+    LongText,
+    MaxIterations,
+    McpServers,
+    NetworkAccessList,
+    ResourceName,
+    ToolDefinition,
+    WireModel,
+)
+
+ChangeKind = Literal["auto", "manual", "patch", "minor", "major", "import", "rollback", "fork"]
+Summary = Annotated[str, StringConstraints(max_length=10_000)]
+
+# -- the RuntimeAgent ------------------------------------------------------------------------
+
+
+class RuntimeCapability(BaseModel):
+    ref: str
+    config: dict[str, Any] | None
+    implicit: bool = Field(description="Added as another capability's dependency.")
+
+
+class RuntimeToolOut(BaseModel):
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    source: Literal["capability", "builtin", "client_side"]
+    capability_id: str | None = None
+
+
+class RuntimeModel(BaseModel):
+    id: str | None = Field(description="The model id the layers chose; null: the org default.")
+    name: str | None = Field(description="The resolved model's wire name; null if unresolvable.")
+    provider_id: str | None = None
+    error: str | None = None
+
+
+class RuntimeLimits(BaseModel):
+    max_iterations: int
+    parallel_tool_calls: bool
+
+
+class NetworkAccessOut(BaseModel):
+    allowed: list[str] | None = Field(description="null: no layer restricts (open).")
+    blocked: list[str]
+
+
+class ContextReportSection(BaseModel):
+    key: str
+    label: str
+    tokens: int
+    items: int
+
+
+class ContextReportContribution(BaseModel):
+    section_key: str
+    source_id: str
+    label: str
+    tokens: int
+
+
+class RuntimeAgentView(BaseModel):
+    """The assembled RuntimeAgent a turn runs."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    system_prompt: str
+    capabilities: list[RuntimeCapability]
+    tools: list[RuntimeToolOut]
+    model: RuntimeModel
+    limits: RuntimeLimits
+    hints: dict[str, Any]
+    network_access: NetworkAccessOut
+    locale: str | None
+    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    initial_files: list[str] = Field(description="Normalized paths of the merged initial files.")
+    features: list[str]
+    estimated_prompt_tokens: int
+    findings: list[dict[str, Any]] = []
+
+
+class SessionContextReport(RuntimeAgentView):
+    """``GET /v1/sessions/{id}/context-report``: what the next turn would run with."""
+
+    session_id: str
+    agent_version_id: str | None
+    blueprint_id: str | None
+    estimated_input_tokens: int
+    sections: list[ContextReportSection]
+    contributions: list[ContextReportContribution]
+
+
+class PreviewAgentRequest(WireModel):
+    system_prompt: LongText
+    harness_id: IdText | None = None
+    harness_name: ResourceName | None = None
+    default_model_id: IdText | None = None
+    capabilities: Annotated[list[AgentCapabilityConfig], Field(max_length=100)] = []
+    tools: Annotated[list[ToolDefinition], Field(max_length=200)] = []
+    initial_files: Annotated[list[InitialFile], Field(max_length=500)] = []
+    network_access: NetworkAccessList | None = None
+    mcp_servers: McpServers = Field(default_factory=dict, alias="mcpServers")
+    max_iterations: MaxIterations | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class PreviewHarnessRequest(WireModel):
+    system_prompt: LongText | None = None
+    parent_harness_id: IdText | None = None
+    default_model_id: IdText | None = None
+    capabilities: Annotated[list[AgentCapabilityConfig], Field(max_length=100)] = []
+    initial_files: Annotated[list[InitialFile], Field(max_length=500)] = []
+    network_access: NetworkAccessList | None = None
+    mcp_servers: McpServers = Field(default_factory=dict, alias="mcpServers")
+    parallel_tool_calls: bool | None = None
+
+
+# -- agent versions --------------------------------------------------------------------------
+
+
+class AgentVersionResponse(BaseModel):
+    id: str
+    agent_id: str
+    version_number: int
+    semver_major: int
+    semver_minor: int
+    semver_patch: int
+    version: str
+    is_published: bool
+    change_kind: ChangeKind
+    config_hash: str
+    authored_config: dict[str, Any]
+    resolved_config: dict[str, Any]
+    summary: str | None
+    parent_version_id: str | None
+    source_version_id: str | None
+    created_by_principal_id: str | None
+    created_at: str
+
+
+class CreateAgentVersionRequest(WireModel):
+    change_kind: ChangeKind | None = None
+    summary: Summary | None = None
+
+
+class SetDefaultAgentVersionRequest(WireModel):
+    version_id: IdText
+
+
+class RollbackAgentVersionRequest(WireModel):
+    save_version: bool = False
+    summary: Summary | None = None
+
+
+class AgentVersionDiffResponse(BaseModel):
+    from_version_id: str
+    to_version_id: str
+    authored_diff: dict[str, Any]
+    resolved_diff: dict[str, Any]
+
+
+# -- blueprints ------------------------------------------------------------------------------
+
+
+class BlueprintResponse(BaseModel):
+    id: str
+    name: str
+    description: str
+    system_prompt: str
+    capabilities: list[AgentCapabilityConfig]
+    tools: list[dict[str, Any]]
+    model_id: str | None
+    max_iterations: int | None
+    config_schema: dict[str, Any]
+    is_built_in: bool

@@ -1,0 +1,86 @@
+"""Views of assembled RuntimeAgents: a session's (the context report) and unsaved drafts'
+(agent and harness previews). The assembly itself is ``engine.assembly``'s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from everloop.domain.resources import Session
+from everloop.domain.runtime_agent import Layer, RuntimeAgent
+from everloop.engine.assembly import Assembler
+from everloop.errors import EverloopError
+from everloop.services.auth import Caller
+from everloop.services.config_resources import HarnessService
+from everloop.services.models import ModelService
+from everloop.services.sessions import SessionService
+from everloop.store.db import Database
+from everloop.store.runtime_layers import agent_layer, harness_layer, load_harness_chain
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """The model a RuntimeAgent would call: the id the layers chose and what it resolves to."""
+
+    id: str | None
+    name: str | None
+    provider_id: str | None = None
+    error: str | None = None
+
+
+class RuntimeAgentService:
+    def __init__(
+        self,
+        db: Database,
+        assembler: Assembler,
+        harnesses: HarnessService,
+        sessions: SessionService,
+        models: ModelService,
+    ) -> None:
+        self._db = db
+        self._assembler = assembler
+        self._harnesses = harnesses
+        self._sessions = sessions
+        self._models = models
+
+    async def for_session(
+        self, caller: Caller, session_id: str
+    ) -> tuple[Session, RuntimeAgent, ModelChoice]:
+        session, runtime = await self._sessions.runtime_agent(caller, session_id)
+        return session, runtime, await self.model_of(caller, runtime)
+
+    async def preview_agent(
+        self, caller: Caller, fields: dict[str, Any]
+    ) -> tuple[RuntimeAgent, ModelChoice]:
+        async with self._db.read() as conn:
+            harness = await self._harnesses.resolve_for_use(
+                conn,
+                caller,
+                harness_id=fields.pop("harness_id", None),
+                harness_name=fields.pop("harness_name", None),
+            )
+            chain = await load_harness_chain(conn, caller.organization_id, harness.id)
+        runtime = self._assembler.assemble(harnesses=chain, agent=agent_layer(fields, "draft"))
+        return runtime, await self.model_of(caller, runtime)
+
+    async def preview_harness(
+        self, caller: Caller, fields: dict[str, Any]
+    ) -> tuple[RuntimeAgent, ModelChoice]:
+        parent_id = fields.get("parent_harness_id")
+        chain: tuple[Layer, ...] = ()
+        if parent_id:
+            async with self._db.read() as conn:
+                parent = await self._harnesses.get(caller, parent_id, conn)
+                chain = await load_harness_chain(conn, caller.organization_id, parent.id)
+        draft = harness_layer(
+            {**fields, "id": "draft", "parent_harness_id": chain[-1].id if chain else None}
+        )
+        runtime = self._assembler.assemble(harnesses=(*chain, draft))
+        return runtime, await self.model_of(caller, runtime)
+
+    async def model_of(self, caller: Caller, runtime: RuntimeAgent) -> ModelChoice:
+        try:
+            model = await self._models.resolve(caller.organization_id, runtime.model_candidates)
+        except EverloopError as exc:
+            return ModelChoice(runtime.model_id, None, error=exc.message)
+        return ModelChoice(model.model_id or runtime.model_id, model.model_name, model.provider_id)
