@@ -17,6 +17,7 @@ from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
 from everloop.capabilities.key_value import build_key_value_capability
 from everloop.capabilities.leased_resources import build_leased_resources_capability
+from everloop.capabilities.mcp import McpConnector, McpToolset
 from everloop.capabilities.secrets import build_secrets_capability
 from everloop.capabilities.sql_database import build_sql_database_capability
 from everloop.capabilities.test_math import build_test_math_capability
@@ -37,6 +38,7 @@ from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.files import FileLimits, FileService
 from everloop.services.idempotency import IdempotencyService
+from everloop.services.mcp_servers import McpServerService
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.models import ModelService, ProviderService
 from everloop.services.runtime_agents import RuntimeAgentService
@@ -75,6 +77,7 @@ class Services:
     blueprints: BlueprintService
     agent_versions: AgentVersionService
     runtime_agents: RuntimeAgentService
+    mcp_servers: McpServerService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -219,6 +222,16 @@ def build_services(settings: Settings) -> Services:
     providers = ProviderService(db, model_store, SecretBox.from_settings(settings))
     drivers = SdkDrivers()
     models = ModelService(db, model_store, providers, drivers)
+    mcp_servers = McpServerService(db, SecretBox.from_settings(settings))
+    mcp_tools = McpToolset(
+        mcp_servers,
+        McpConnector(
+            egress,
+            timeout_seconds=settings.mcp_timeout_seconds,
+            call_timeout_seconds=settings.mcp_call_timeout_seconds,
+        ),
+        cache_seconds=settings.mcp_tools_cache_seconds,
+    )
     runner = TurnRunner(
         db,
         signals,
@@ -232,6 +245,7 @@ def build_services(settings: Settings) -> Services:
             max_concurrent_model_calls=settings.max_concurrent_model_calls,
         ),
         assembler=assembler,
+        remote_tools=mcp_tools,
     )
     engine = DurableEngine(
         system_database_url=settings.dbos_database_url,
@@ -286,4 +300,5 @@ def build_services(settings: Settings) -> Services:
         blueprints=blueprints,
         agent_versions=AgentVersionService(db, store, agents, recorder),
         runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
+        mcp_servers=mcp_servers,
     )

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     egress_max_redirects: int = Field(
         default=5, description="Redirects the egress guard follows (each one re-checked)."
     )
+    mcp_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Connecting to an MCP server and listing its tools."
+    )
+    mcp_call_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="How long one MCP tool call may run."
+    )
+    mcp_tools_cache_seconds: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="How long an MCP server's tool listing is reused (a changed server config "
+        "is listed again at once).",
+    )
     web_fetch_max_bytes: int = Field(
         default=2 * 1024 * 1024, description="Bytes of a response `web_fetch` downloads at most."
     )

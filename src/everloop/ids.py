@@ -30,6 +30,7 @@ Prefix = Literal[
     "turn",
     "exec",
     "pat",
+    "mcp",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from everloop.api.routes import (
     capabilities,
     config_resources,
     files,
+    mcp_servers,
     models,
     operations,
     runtime_agents,
@@ -135,6 +136,7 @@ def create_app(
     routes.include_router(session_databases.router)
     routes.include_router(files.router)
     routes.include_router(session_storage.router)
+    routes.include_router(mcp_servers.router)
     app.include_router(routes)
     document_errors(app)
     _install_docs(app)

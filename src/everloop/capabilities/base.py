@@ -123,6 +123,14 @@ def is_transactional(tool: Tool | None) -> bool:
     return bool(getattr(tool, "transactional", False))
 
 
+def is_at_most_once(tool: Tool | None) -> bool:
+    """Whether ``tool`` (one with ``at_most_once = True``, e.g. a remote tool not declared
+    idempotent) must never run twice for one call: the runner records that the call started
+    before making it, and a call found started but unrecorded after a crash is reported with
+    an unknown outcome instead of being repeated."""
+    return bool(getattr(tool, "at_most_once", False))
+
+
 class CapabilityRegistry:
     """The capabilities this process knows, by id. Built and filled in ``bootstrap``."""
 

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from everloop.capabilities.base import Tool
+from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.llm.base import ModelDriver
 
 
@@ -42,3 +44,31 @@ class ModelResolver(Protocol):
         Raises ``everloop.errors.NotFound`` naming the id when a set id no longer exists.
         """
         ...
+
+
+class RemoteTools(Protocol):
+    """Tools of the remote (MCP) servers a turn's RuntimeAgent names (``capabilities.mcp``).
+
+    ``discover`` lists servers without a fresh cached listing (network; never raises);
+    ``listed`` gives the cached tools to offer the model (no network); ``find`` gives the tool
+    the model called, connecting if needed (a stand-in reporting an unreachable server, or None).
+    """
+
+    async def discover(self, org_id: str, runtime: RuntimeAgent) -> None: ...
+
+    async def listed(self, org_id: str, runtime: RuntimeAgent) -> Mapping[str, Tool]: ...
+
+    async def find(self, org_id: str, runtime: RuntimeAgent, name: str) -> Tool | None: ...
+
+
+class NoRemoteTools:
+    """A process without MCP: no remote tools."""
+
+    async def discover(self, org_id: str, runtime: RuntimeAgent) -> None:
+        return None
+
+    async def listed(self, org_id: str, runtime: RuntimeAgent) -> Mapping[str, Tool]:
+        return {}
+
+    async def find(self, org_id: str, runtime: RuntimeAgent, name: str) -> Tool | None:
+        return None

@@ -35,6 +35,7 @@ from everloop.capabilities.base import (
     Tool,
     ToolContext,
     execute_tool_call,
+    is_at_most_once,
     is_transactional,
     reveal_result,
     tool_spec,
@@ -56,7 +57,7 @@ from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
 from everloop.engine.assembly import Assembler
-from everloop.engine.ports import ModelResolver, ResolvedModel
+from everloop.engine.ports import ModelResolver, NoRemoteTools, RemoteTools, ResolvedModel
 from everloop.engine.signals import Signals
 from everloop.errors import EverloopError
 from everloop.llm.base import Completed, ModelCallError, TextDelta, ToolSpec
@@ -102,11 +103,13 @@ class TurnRunner:
         models: ModelResolver,
         settings: RunnerSettings,
         assembler: Assembler | None = None,
+        remote_tools: RemoteTools | None = None,
     ) -> None:
         self._db = db
         self._signals = signals
         self._capabilities = capabilities
         self._assembler = assembler or Assembler(capabilities)
+        self._remote = remote_tools or NoRemoteTools()
         self._models = models
         self._settings = settings
         self.reason_step: StepFn = self._reason
@@ -281,6 +284,8 @@ class TurnRunner:
         act_completed: dict[str, Any] | None,
     ) -> dict[str, Any]:
         try:
+            if state_json is None:
+                await self._discover_remote_tools(session_id, turn_id)
             opened = await self._open_reason(session_id, turn_id, state_json, act_completed)
             if "halted" in opened:
                 return opened
@@ -411,6 +416,9 @@ class TurnRunner:
             else ToolSpec(t.name, t.description, dict(t.parameters))
             for t in runtime.tools
         ]
+        # MCP tools listed by _discover_remote_tools (from the cache: no network here).
+        remote = await self._remote.listed(session.organization_id, runtime)
+        specs += [tool_spec(t) for name, t in remote.items() if name not in server_tools]
         model = await self._models.resolve(session.organization_id, runtime.model_candidates)
         return loop.TurnSettings(
             model=model.model_name,
@@ -429,6 +437,21 @@ class TurnRunner:
         runtime = runtime or self._assembler.for_session(session)
         every = tools_by_name(t for c in self._capabilities.all() for t in c.tools)
         return {name: every[name] for name in runtime.server_tool_names}
+
+    async def _discover_remote_tools(self, session_id: str, turn_id: str) -> None:
+        """List the turn's MCP servers before its first reason transaction opens, so no
+        network call runs inside a database transaction (failures only log; see
+        ``capabilities.mcp``)."""
+        async with self._db.read() as conn:
+            session = await turn_store.session_config(conn, session_id)
+            controls = await runtime_layers.turn_controls(conn, turn_id)
+        if session is None:
+            return
+        try:
+            runtime = self._assembler.for_session(session, controls)
+        except EverloopError:
+            return  # the reason transaction reports the broken configuration
+        await self._remote.discover(session.organization_id, runtime)
 
     async def _call_model(
         self,
@@ -827,6 +850,8 @@ class TurnRunner:
             try:
                 runtime = self._assembler.for_session(session)
                 tool = self._server_tools(session, runtime).get(call.name)
+                if tool is None:  # an MCP tool (connects if its server is not listed yet)
+                    tool = await self._remote.find(session.organization_id, runtime, call.name)
                 # The session's effective network access, for tools that make outbound requests.
                 access = runtime.network_access
             except EverloopError:
@@ -836,7 +861,9 @@ class TurnRunner:
             result: ToolResultPart | None = None
             if not is_transactional(tool):
                 context = ToolContext(session_id, org_id, turn_id, call.id, network_access=access)
-                result = await self._run_tool(tool, call, context, turn_id)
+                result = await self._interrupted(tool, call, turn_id) or await self._run_tool(
+                    tool, call, context, turn_id
+                )
 
             async def write(conn: AsyncConnection) -> dict[str, Any]:
                 await self._require_running(conn, turn_id)
@@ -864,6 +891,32 @@ class TurnRunner:
             return await self._once(session_id, turn_id, key, write)
         except TurnHalted as halted:
             return {"halted": str(halted)}
+
+    async def _interrupted(
+        self, tool: Tool | None, call: ToolCallPart, turn_id: str
+    ) -> ToolResultPart | None:
+        """For an ``at_most_once`` tool: record (committed) that this call starts and return
+        None; or, if an earlier run of this step already started it (a crash came between
+        the call and its recorded result), the error result saying the outcome is unknown."""
+        if not is_at_most_once(tool):
+            return None
+        key = f"tool-start:{call.id}"
+        try:
+            async with self._db.write() as conn:
+                done, _ = await turn_store.recorded_effect(conn, turn_id, key)
+                if not done:
+                    await turn_store.record_effect(conn, turn_id, key, {"started_at": now()})
+                    return None
+        except IntegrityError:
+            pass  # another run of this step recorded the start first
+        return ToolResultPart(
+            call.id,
+            call.name,
+            None,
+            "the call was interrupted (everloop restarted while it ran) and this tool is not "
+            "idempotent, so it was not repeated: its outcome is unknown. Check its effect "
+            "before calling it again.",
+        )
 
     async def _run_tool(
         self, tool: Tool | None, call: ToolCallPart, context: ToolContext, turn_id: str

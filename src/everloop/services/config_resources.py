@@ -13,11 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
+from everloop.domain.mcp import server_id_of_ref
 from everloop.domain.resources import Agent, Harness, ResourceStatus
 from everloop.domain.runtime_agent import Layer, harness_chain
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
+from everloop.services.mcp_servers import check_mcp_refs
 from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.runtime_layers import harness_parents
@@ -75,6 +77,7 @@ class HarnessService:
             if await self._store.id_exists(conn, harnesses, harness_id):
                 raise Conflict(f"harness id '{harness_id}' is already in use", field="id")
             await self._check_name_free(conn, caller.organization_id, fields["name"])
+            await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
             await self._models.ensure_exists(
                 conn, caller.organization_id, fields.get("default_model_id"), "default_model_id"
             )
@@ -125,6 +128,7 @@ class HarnessService:
                 raise Conflict(
                     f"harness '{current.name}' is built in and read-only; copy it to change it"
                 )
+            await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
             if "name" in fields and fields["name"] != current.name:
                 await self._check_name_free(
                     conn, caller.organization_id, fields["name"], except_id=current.id
@@ -248,6 +252,7 @@ class AgentService:
                 raise Conflict(f"agent id '{agent_id}' is already in use", field="id")
             if await self._store.name_taken(conn, agents, org, fields["name"]):
                 raise Conflict(f"an agent named '{fields['name']}' already exists", field="name")
+            await check_mcp_refs(conn, org, fields.get("capabilities"))
             harness = await self._harnesses.resolve_for_use(
                 conn,
                 caller,
@@ -338,6 +343,7 @@ class AgentService:
         org = caller.organization_id
         async with self._db.write() as conn:
             current = await self.get(caller, agent_id, conn)
+            await check_mcp_refs(conn, org, fields.get("capabilities"))
             if (
                 "name" in fields
                 and fields["name"] != current.name
@@ -426,9 +432,10 @@ def _status_values(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_capability_refs(known: Container[str], capabilities: Iterable[dict[str, Any]]) -> None:
-    """Every ``{"ref": ...}`` names a registered capability; otherwise a 422 naming it."""
+    """Every ``{"ref": ...}`` names a registered capability; otherwise a 422 naming it.
+    ``mcp:{id}`` refs are checked against the org's servers by ``check_mcp_refs``."""
     for index, capability in enumerate(capabilities):
-        if capability["ref"] not in known:
+        if capability["ref"] not in known and server_id_of_ref(capability["ref"]) is None:
             raise InvalidInput(
                 f"unknown capability '{capability['ref']}' (GET /v1/capabilities lists them)",
                 code="unknown_capability",

@@ -29,6 +29,7 @@ from everloop.services.config_resources import (
     check_capability_refs,
 )
 from everloop.services.files import FileLimits, copy_initial_files
+from everloop.services.mcp_servers import check_mcp_refs
 from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
@@ -98,6 +99,7 @@ class SessionService:
         async with self._db.write() as conn:
             if await self._store.id_exists(conn, sessions, session_id):
                 raise Conflict(f"session id '{session_id}' is already in use", field="id")
+            await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
             await self._models.ensure_exists(
                 conn, caller.organization_id, fields.get("model_id"), "model_id"
             )
@@ -252,6 +254,7 @@ class SessionService:
         check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         async with self._db.write() as conn:
             await self.get(caller, session_id, conn)
+            await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
             values = dict(fields)
             if "agent_id" in values:
                 # Rebind: the session now runs the agent's default (else latest) version.

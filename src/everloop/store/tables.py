@@ -429,3 +429,20 @@ agent_versions = Table(
     Column("created_at", Ts, nullable=False),
     UniqueConstraint("agent_id", "version_number", name="uq_agent_versions_agent_number"),
 )
+
+mcp_servers = Table(
+    "mcp_servers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("url", String(2000), nullable=False),
+    Column("transport_type", String(16), nullable=False),  # http (streamable HTTP)
+    Column("headers_encrypted", Text, nullable=True),  # crypto.SecretBox token of a JSON object
+    Column("header_names", Json, nullable=False),  # the names only, for responses
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    UniqueConstraint("organization_id", "name", name="uq_mcp_servers_org_name"),
+)
