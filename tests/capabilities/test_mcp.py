@@ -180,5 +180,12 @@ async def test_registered_server_as_a_capability(engine: Api, mcp_server: McpTes
     await send(engine, sid, "add again")
     assert len(await completed_tools(engine, sid, 2)) == 1
     assert mcp_server.calls["add"] == 1
-    # A disabled server contributes no tools.
-    await engine.client.patch(f"/v1/mcp-servers/{server_id}", json={"status": "disabled"})
+    # A disabled server contributes no tools, even with the right token again.
+    disabled = await engine.client.patch(
+        f"/v1/mcp-servers/{server_id}",
+        json={"status": "disabled", "headers": mcp_server.headers},
+    )
+    assert disabled.status_code == 200, disabled.text
+    await send(engine, sid, "add once more")
+    assert len(await completed_tools(engine, sid, 3)) == 1
+    assert mcp_server.calls["add"] == 1
