@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import Api
-from tests.engine.conftest import events, new_session, send, wait_turns_ended
+from tests.engine.conftest import new_session, send, wait_turns_ended
 from tests.mcp_test_server import McpTestServer
 
 from everloop.domain.mcp import tool_name
@@ -55,13 +55,6 @@ async def completed_tools(api: Api, session_id: str, turns: int = 1) -> list[dic
     found = await wait_turns_ended(api, session_id, turns)
     assert [e["type"] for e in found].count("turn.completed") == turns, found
     return [e["data"] for e in found if e["type"] == "tool.completed"]
-
-
-async def offered_tools(api: Api, session_id: str) -> list[str]:
-    generations = [e for e in await events(api, session_id) if e["type"] == "llm.generation"]
-    return [t["name"] for t in generations[-1]["data"]["metadata"].get("tools", [])] or [
-        t["name"] for t in generations[-1]["data"].get("tools", [])
-    ]
 
 
 def test_tool_names_are_sanitized_and_bounded() -> None:
