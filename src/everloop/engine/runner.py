@@ -72,6 +72,7 @@ log = logging.getLogger("everloop.engine")
 RUN_TURN_WORKFLOW = "everloop.run_turn"
 DELTA_FLUSH_SECONDS = 0.1
 WAIT_RECHECK_SECONDS = 5.0
+REPLAYED = "_replayed"  # marks a step result read back from turn_effects
 CANCEL_POLL_SECONDS = 0.25
 
 
@@ -160,19 +161,26 @@ class TurnRunner:
             # An earlier turn of this session is still open: wait for it to wake us (the
             # timeout re-checks in case a wake-up was missed).
             await self._wait_for_go(WAIT_RECHECK_SECONDS)
-        ended = await self._drive(session_id, turn_id, out)
-        following = await self.next_turn_step(session_id)
+        ended, last = await self._drive(session_id, turn_id, out)
+        # The step that ended the turn looked up the session's next turn in its transaction;
+        # when the turn stopped some other way (cancelled), look it up now.
+        if "next_turn" in last:
+            following = last["next_turn"]
+        else:
+            following = await self.next_turn_step(session_id)
         if following is not None:
             await self._wake(str(following))
         return ended
 
-    async def _drive(self, session_id: str, turn_id: str, out: dict[str, Any]) -> str:
+    async def _drive(
+        self, session_id: str, turn_id: str, out: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         while True:
             if "halted" in out:
-                return str(out["halted"])
+                return str(out["halted"]), out
             state = loop.TurnState.from_json(out["state"])
             if state.status in ("completed", "failed"):
-                return state.status
+                return state.status, out
             assert state.status == "running_tools", state.status
             started = time.monotonic()
             client = state.settings.client_side_tools
@@ -182,12 +190,12 @@ class TurnRunner:
             else:
                 raw = [await self.act_step(session_id, turn_id, c) for c in calls]
             if any("halted" in r for r in raw):
-                return "cancelled"
+                return "cancelled", {}
             results = tuple(_result_from_json(r["result"]) for r in raw)
             if any(c.name in client for c in state.pending_tool_calls):
                 answered = await self._await_client_results(session_id, turn_id, state.iteration)
                 if answered is None:
-                    return "cancelled"
+                    return "cancelled", {}
                 results += answered
             act = ev.act_completed(results=results, duration_ms=_ms_since(started))
             state, effects = loop.tools_finished(state, results, created_at=now())
@@ -302,9 +310,11 @@ class TurnRunner:
                 )
             message_id = str(opened["message_id"])
             key = f"reason:{state.iteration}:done"
-            done, recorded = await self._recorded(turn_id, key)
-            if done:
-                return _as_result(recorded)
+            if opened.get(REPLAYED):
+                # This step ran before (a crash): the model call may have been recorded too.
+                done, recorded = await self._recorded(turn_id, key)
+                if done:
+                    return _as_result(recorded)
             outcome = await self._call_model(session_id, turn_id, state, model, message_id)
             return await self._record_reason(
                 session_id, turn_id, state, model, message_id, outcome, key
@@ -705,7 +715,10 @@ class TurnRunner:
                     raise AssertionError(
                         "a model answer never asks for another model call directly"
                     )
-            return {"state": new_state.to_json()}
+            result: dict[str, Any] = {"state": new_state.to_json()}
+            if new_state.status in ("completed", "failed"):
+                result["next_turn"] = await turn_store.next_open_turn(conn, session_id)
+            return result
 
         return await self._once(session_id, turn_id, key, write)
 
@@ -952,7 +965,8 @@ class TurnRunner:
                 conn, session_id, [NewEvent("act.completed", act_completed, context)]
             )
             await self._end_turn(conn, session_id, turn_id, state, context, None, effect, None)
-            return {"state": state.to_json()}
+            following = await turn_store.next_open_turn(conn, session_id)
+            return {"state": state.to_json(), "next_turn": following}
 
         try:
             return await self._once(session_id, turn_id, "finish", write)
@@ -986,7 +1000,7 @@ class TurnRunner:
             async with self._db.write() as conn:
                 done, recorded = await turn_store.recorded_effect(conn, turn_id, key)
                 if done:
-                    return _as_result(recorded)
+                    return {**_as_result(recorded), REPLAYED: True}
                 try:
                     result = await write(conn)
                 except TurnSetupError as exc:
