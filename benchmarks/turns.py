@@ -64,7 +64,9 @@ class Server:
                 if self.proc.poll() is not None:
                     raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
                 try:
-                    if (await client.get(f"http://127.0.0.1:{self.port}/healthz")).status_code == 200:
+                    if (
+                        await client.get(f"http://127.0.0.1:{self.port}/healthz")
+                    ).status_code == 200:
                         return (self.data_dir / "admin-token").read_text().strip()
                 except httpx.TransportError:
                     pass
@@ -124,13 +126,15 @@ async def setup(client: httpx.AsyncClient, count: int) -> list[str]:
     providers = (await client.get("v1/providers")).json()["data"]
     llmsim = next(p for p in providers if p["driver"] == "llmsim")
     model = await client.post(
-        f"v1/providers/{llmsim['id']}/models", json={"model_id": "bench", "settings": {"llmsim": SCRIPT}}
+        f"v1/providers/{llmsim['id']}/models",
+        json={"model_id": "bench", "settings": {"llmsim": SCRIPT}},
     )
     model.raise_for_status()
     sessions = []
     for _ in range(count):
         created = await client.post(
-            "v1/sessions", json={"model_id": model.json()["id"], "capabilities": [{"ref": "test_math"}]}
+            "v1/sessions",
+            json={"model_id": model.json()["id"], "capabilities": [{"ref": "test_math"}]},
         )
         created.raise_for_status()
         sessions.append(created.json()["id"])
@@ -194,7 +198,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "w2_turns": total,
             "w2_seconds": round(elapsed, 2),
             "w2_turns_per_second": round(total / elapsed, 1),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": (
+                f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+            ),
         }
     finally:
         server.stop()
