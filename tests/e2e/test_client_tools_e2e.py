@@ -98,4 +98,3 @@ def test_a_waiting_turn_survives_kill_9_and_gets_its_result_once(server: Server,
     text = final["data"]["message"]["content"][0]["text"]
     assert 'get_location: "after restart"' in text
     assert api.ok(api.http.get(f"sessions/{session_id}"))["status"] == "idle"
-
