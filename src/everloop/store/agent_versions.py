@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.agent_versions import AgentVersion
@@ -52,14 +52,3 @@ async def list_versions(conn: AsyncConnection, org_id: str, agent_id: str) -> li
         .order_by(agent_versions.c.version_number.desc())
     )
     return [_version(r) for r in rows]
-
-
-async def count_versions(conn: AsyncConnection, agent_id: str) -> int:
-    return int(
-        await conn.scalar(
-            select(func.count())
-            .select_from(agent_versions)
-            .where(agent_versions.c.agent_id == agent_id)
-        )
-        or 0
-    )
