@@ -125,8 +125,9 @@ def document_errors(app: FastAPI) -> None:
     """Declare in the OpenAPI schema the error responses each ``/api/v1`` operation can give.
 
     Derived from the operation's shape, so a new route is documented without repeating itself:
-    every one can answer 401, 422 and 500; one with a path parameter 404; one with a body 400,
-    413 and 404 (the body may name another object); one that writes 409 and 503. The body is
+    every one can answer 401, 422 and 500; one with a path parameter 400 and 404; one with a
+    body 400, 413 and 404 (the body may name another object); one that writes 409 and 503. The
+    body is
     always ``ErrorResponse``: FastAPI's own 422 schema (``HTTPValidationError``) is not what
     ``_validation_error`` sends.
     """
@@ -165,7 +166,8 @@ def document_errors(app: FastAPI) -> None:
 def _error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
     statuses = {401, 422, 500}
     if any(p.get("in") == "path" for p in operation.get("parameters", [])):
-        statuses.add(404)
+        # 400: a path value that can never be valid (a file path with a NUL, say).
+        statuses.update((400, 404))
     if "requestBody" in operation:
         statuses |= {400, 404, 413}
     if method in ("post", "put", "patch", "delete"):
