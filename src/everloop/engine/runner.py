@@ -1003,8 +1003,6 @@ class TurnRunner:
                     return {**_as_result(recorded), REPLAYED: True}
                 try:
                     result = await write(conn)
-                except TurnSetupError as exc:
-                    result = await self._fail_setup(conn, session_id, turn_id, str(exc))
                 except EverloopError as exc:
                     result = await self._fail_setup(conn, session_id, turn_id, exc.message)
                 await turn_store.record_effect(conn, turn_id, key, result)
@@ -1067,10 +1065,6 @@ class TurnRunner:
 
     def _cancellable(self, turn_id: str) -> _CancelScope:
         return _CancelScope(self._db, self._signals, turn_id)
-
-
-class TurnSetupError(Exception):
-    """The turn's configuration cannot be assembled (unknown capability, missing model...)."""
 
 
 class _CancelScope:

@@ -265,7 +265,8 @@ __all__ = ["IntegrityError", "TurnRow"]
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
-    """A session with the configuration of its harness and agent, as a turn needs it."""
+    """A session with the configuration layers of its harness chain and agent, as a turn
+    needs them."""
 
     id: str
     organization_id: str
@@ -278,19 +279,7 @@ class SessionConfig:
     tools: list[Any]
     max_iterations: int | None
     parallel_tool_calls: bool | None
-    harness_system_prompt: str | None
-    harness_capabilities: list[Any]
-    harness_default_model_id: str | None
-    harness_parallel_tool_calls: bool | None
-    agent_system_prompt: str | None
-    agent_capabilities: list[Any]
-    agent_tools: list[Any]
-    agent_default_model_id: str | None
-    agent_max_iterations: int | None
-    agent_parallel_tool_calls: bool | None
     network_access: Any = None
-    harness_network_access: Any = None
-    agent_network_access: Any = None
     # The RuntimeAgent's layers (``engine.assembly``): the harness chain root first, the agent
     # as the version the session captured (else as it is now), the session itself, or the
     # blueprint the session was created from.
@@ -303,56 +292,31 @@ class SessionConfig:
 
 
 async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfig | None:
-    from everloop.store.tables import agents, harnesses
-
-    query = (
-        select(
-            sessions.c.id,
-            sessions.c.organization_id,
-            sessions.c.harness_id,
-            sessions.c.agent_id,
-            sessions.c.started_at,
-            sessions.c.model_id,
-            sessions.c.system_prompt,
-            sessions.c.capabilities,
-            sessions.c.tools,
-            sessions.c.max_iterations,
-            sessions.c.parallel_tool_calls,
-            harnesses.c.system_prompt.label("harness_system_prompt"),
-            harnesses.c.capabilities.label("harness_capabilities"),
-            harnesses.c.default_model_id.label("harness_default_model_id"),
-            harnesses.c.parallel_tool_calls.label("harness_parallel_tool_calls"),
-            agents.c.system_prompt.label("agent_system_prompt"),
-            agents.c.capabilities.label("agent_capabilities"),
-            agents.c.tools.label("agent_tools"),
-            agents.c.default_model_id.label("agent_default_model_id"),
-            agents.c.max_iterations.label("agent_max_iterations"),
-            agents.c.parallel_tool_calls.label("agent_parallel_tool_calls"),
-            sessions.c.network_access,
-            harnesses.c.network_access.label("harness_network_access"),
-            agents.c.network_access.label("agent_network_access"),
-            sessions.c.agent_version_id,
-            sessions.c.blueprint_id,
-            sessions.c.blueprint_config,
-            sessions.c.locale,
-            sessions.c.hints,
-            sessions.c.initial_files,
-            sessions.c.mcp_servers,
-        )
-        .select_from(
-            sessions.outerjoin(harnesses, harnesses.c.id == sessions.c.harness_id).outerjoin(
-                agents, agents.c.id == sessions.c.agent_id
-            )
-        )
-        .where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
-    )
+    query = select(
+        sessions.c.id,
+        sessions.c.organization_id,
+        sessions.c.harness_id,
+        sessions.c.agent_id,
+        sessions.c.started_at,
+        sessions.c.model_id,
+        sessions.c.system_prompt,
+        sessions.c.capabilities,
+        sessions.c.tools,
+        sessions.c.max_iterations,
+        sessions.c.parallel_tool_calls,
+        sessions.c.network_access,
+        sessions.c.agent_version_id,
+        sessions.c.blueprint_id,
+        sessions.c.blueprint_config,
+        sessions.c.locale,
+        sessions.c.hints,
+        sessions.c.initial_files,
+        sessions.c.mcp_servers,
+    ).where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
     row = (await conn.execute(query)).first()
     if row is None:
         return None
     values = dict(row._mapping)
-    values["harness_capabilities"] = values["harness_capabilities"] or []
-    values["agent_capabilities"] = values["agent_capabilities"] or []
-    values["agent_tools"] = values["agent_tools"] or []
     values["session_layer"] = runtime_layers.session_layer(values)
     for key in ("locale", "hints", "initial_files", "mcp_servers"):
         del values[key]
