@@ -69,6 +69,7 @@ class Assembler:
     ) -> None:
         self._capabilities = capabilities
         self._blueprints = {b.id: b for b in blueprints}
+        self._catalog: tuple[tuple[str, ...], dict[str, CapabilityInfo]] | None = None
 
     @property
     def blueprints(self) -> Mapping[str, Blueprint]:
@@ -92,13 +93,19 @@ class Assembler:
         session: Layer | None = None,
         controls: Controls = NO_CONTROLS,
     ) -> RuntimeAgent:
-        catalog = capability_catalog(self._capabilities)
-        return assemble(Layers(tuple(harnesses), agent, session, controls, catalog))
+        return assemble(Layers(tuple(harnesses), agent, session, controls, self.catalog()))
+
+    def catalog(self) -> dict[str, CapabilityInfo]:
+        """The registry as data, rebuilt only when the set of capabilities changes."""
+        key = tuple(c.id for c in self._capabilities.all())
+        if self._catalog is None or self._catalog[0] != key:
+            self._catalog = (key, capability_catalog(self._capabilities))
+        return self._catalog[1]
 
     def capability_refs(self, layers: Sequence[Layer]) -> list[str]:
         """The active capability ids of ``layers`` with their dependencies, in order; unknown
         ids and cycles are skipped, not raised (for read-time facts such as ``features``)."""
-        catalog = capability_catalog(self._capabilities)
+        catalog = self.catalog()
         known = [
             replace(
                 layer,

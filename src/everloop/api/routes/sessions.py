@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -24,10 +24,14 @@ from everloop.store.sql import SessionFilter
 router = APIRouter(tags=["sessions"])
 
 
+_NOT_ON_THE_WIRE = ("usage", "owner_kind", "owner_subject_id", "features")
+_SESSION_FIELDS = [f.name for f in fields(Session) if f.name not in _NOT_ON_THE_WIRE]
+
+
 def session_out(session: Session) -> SessionResponse:
-    values = asdict(session)
-    for key in ("usage", "owner_kind", "owner_subject_id", "features"):
-        values.pop(key)
+    # A shallow read of the fields: ``dataclasses.asdict`` deep-copies every JSON value, which
+    # was a third of a 50-session page.
+    values = {name: getattr(session, name) for name in _SESSION_FIELDS}
     owner = (
         PrincipalSummary(
             id=session.owner_principal_id,
