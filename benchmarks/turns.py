@@ -43,13 +43,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, extra_env: dict[str, str] | None = None, src: str | None = None
+    ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{self.port}/api"
         exe = shutil.which("everloop", path=str(Path(sys.executable).parent)) or "everloop"
         env = {**os.environ, "EVERLOOP_LOG_LEVEL": "WARNING", **(extra_env or {})}
+        if src:  # measure another checkout's code (e.g. the previous commit) side by side
+            env["PYTHONPATH"] = src
         self.proc = subprocess.Popen(
             [exe, "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
             env=env,
@@ -159,49 +170,70 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="everloop-bench-"))
-    server = Server(data_dir)
+    server = Server(data_dir, src=args.src)
+    result: dict[str, Any] = {"database": os.environ.get("EVERLOOP_DATABASE_URL", "sqlite")}
     try:
         token = await server.ready()
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=300)
         async with httpx.AsyncClient(
             base_url=server.base + "/", headers={"Authorization": f"Bearer {token}"}, limits=limits
         ) as client:
             sessions = await setup(client, 1 + args.sessions)
-            w1_stream = SessionStream(client, sessions[0])
-            for i in range(5):  # warm-up
-                await turn(client, w1_stream, f"add warm {i}")
-            latencies = []
-            for i in range(args.w1_turns):
-                latencies.append(await turn(client, w1_stream, f"add {i}"))
-                if (i + 1) % 50 == 0:
-                    print(f"  W1: {i + 1}/{args.w1_turns} turns", file=sys.stderr)
-            await w1_stream.close()
+            if args.w1_turns:
+                w1_stream = SessionStream(client, sessions[0])
+                for i in range(5):  # warm-up
+                    await turn(client, w1_stream, f"add warm {i}")
+                latencies = []
+                cpu_before = cpu_seconds(server.proc.pid)
+                for i in range(args.w1_turns):
+                    latencies.append(await turn(client, w1_stream, f"add {i}"))
+                    if (i + 1) % 50 == 0:
+                        print(f"  W1: {i + 1}/{args.w1_turns} turns", file=sys.stderr)
+                cpu_w1 = cpu_seconds(server.proc.pid) - cpu_before
+                await w1_stream.close()
+                edge = min(20, len(latencies))
+                result.update(
+                    w1_turns=args.w1_turns,
+                    w1_p50_ms=round(statistics.median(latencies), 1),
+                    w1_p99_ms=round(percentile(latencies, 0.99), 1),
+                    w1_mean_ms=round(statistics.fmean(latencies), 1),
+                    w1_first20_p50_ms=round(statistics.median(latencies[:edge]), 1),
+                    w1_last20_p50_ms=round(statistics.median(latencies[-edge:]), 1),
+                    w1_server_cpu_ms_per_turn=round(cpu_w1 * 1000 / args.w1_turns, 1),
+                )
 
             streams = [SessionStream(client, sid) for sid in sessions[1:]]
+            failures: list[str] = []
 
             async def drive(stream: SessionStream) -> None:
                 for i in range(args.turns):
-                    await turn(client, stream, f"add {i}")
+                    try:
+                        await turn(client, stream, f"add {i}")
+                    except Exception as exc:  # counted, not fatal: the figure is failed turns
+                        failures.append(f"{type(exc).__name__}: {exc}"[:200])
 
+            cpu_before = cpu_seconds(server.proc.pid)
             started = time.perf_counter()
             await asyncio.gather(*(drive(s) for s in streams))
             elapsed = time.perf_counter() - started
+            cpu_w2 = cpu_seconds(server.proc.pid) - cpu_before
             for stream in streams:
                 await stream.close()
         total = args.sessions * args.turns
-        return {
-            "w1_turns": args.w1_turns,
-            "w1_p50_ms": round(statistics.median(latencies), 1),
-            "w1_p99_ms": round(percentile(latencies, 0.99), 1),
-            "w1_mean_ms": round(statistics.fmean(latencies), 1),
-            "w2_sessions": args.sessions,
-            "w2_turns": total,
-            "w2_seconds": round(elapsed, 2),
-            "w2_turns_per_second": round(total / elapsed, 1),
-            "machine": (
+        result.update(
+            w2_sessions=args.sessions,
+            w2_turns=total,
+            w2_failed_turns=len(failures),
+            w2_failures_sample=sorted(set(failures))[:3],
+            w2_seconds=round(elapsed, 2),
+            w2_turns_per_second=round((total - len(failures)) / elapsed, 1),
+            w2_server_cpu_ms_per_turn=round(cpu_w2 * 1000 / total, 1),
+            machine=(
                 f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
             ),
-        }
+            load_average=os.getloadavg()[0],
+        )
+        return result
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -212,6 +244,9 @@ def main() -> None:
     parser.add_argument("--w1-turns", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=32)
     parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument(
+        "--src", default=None, help="run the server from this source dir (another checkout)"
+    )
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))
 
