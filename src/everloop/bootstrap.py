@@ -98,7 +98,10 @@ class Services:
         """Connect to the durable engine (and run turns here when ``execute``, heartbeating
         as an executor); start recorded turns that were never started. Returns how many."""
         if execute:
-            await self.engine.launch(self.runner)
+            # A lone embedded process (SQLite) has no API-only process feeding the queue.
+            await self.engine.launch(
+                self.runner, listen_queue=role != "serve" or self.settings.is_postgres
+            )
             self.workers = WorkerLifecycle(
                 self.db,
                 self.engine,

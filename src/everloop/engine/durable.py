@@ -6,9 +6,13 @@ on (through ``DBOSClient``). Either way the start is idempotent by turn id.
 
 One turn at a time per session, in order: a turn's first step claims the session in the app
 database (it must be the session's earliest open turn); a turn that cannot claim yet waits
-durably (``DBOS.recv``) until the turn before it ends and wakes it (``DBOS.send``). A message
+until the session's log moves (the turn before it ends with events) and tries again. A message
 posted while a turn runs therefore becomes the next turn; it is never injected into the running
 one. See docs/architecture.md for why this replaced a partitioned DBOS queue.
+
+The workflow has no DBOS steps: each phase of a turn records its own result in the app
+database in the same commit as its writes (``engine.steps``), so DBOS checkpoints only the
+workflow's start and end, and recovers a workflow that did not end.
 
 On SQLite the system database runs in WAL mode with ``synchronous=NORMAL``: a commit survives a
 crash of the process (``kill -9``) but not necessarily a power loss of the machine. Use
@@ -32,14 +36,12 @@ from dbos import (
     EnqueueOptions,
     SetWorkflowID,
 )
-from dbos._error import DBOSNonExistentWorkflowError
 
 from everloop.engine.runner import RUN_TURN_WORKFLOW, TurnRunner
 
 log = logging.getLogger("everloop.engine")
 
 TURN_QUEUE = "turns"
-WAKE_TOPIC = "everloop.turn.go"
 
 
 class DurableEngine:
@@ -70,29 +72,22 @@ class DurableEngine:
             "application_version": self.application_version,
             "executor_id": self.executor_id,
             "log_level": "WARNING",
-            "notification_listener_polling_interval_sec": 0.05,
+            # Turns use no DBOS messages or events (they wake on the app's own signals), so
+            # the listener that polls for them on SQLite can be slower (it also bounds how
+            # long shutdown waits for that thread).
+            "notification_listener_polling_interval_sec": 0.2,
             "serializer": DBOSPortableJSONSerializer(),
         }
         if self.system_database_url.startswith("sqlite"):
             config["system_database_engine"] = _sqlite_system_engine(self.system_database_url)
         return config
 
-    async def launch(self, runner: TurnRunner) -> None:
-        """Start this process's executor: register the turn workflow and listen on the queue."""
+    async def launch(self, runner: TurnRunner, *, listen_queue: bool = True) -> None:
+        """Start this process's executor: register the turn workflow and (``listen_queue``)
+        take turns from the queue that API-only processes feed. A lone embedded process starts
+        its turns directly and has nobody feeding the queue: it does not poll it."""
         _prepare_sqlite(self.system_database_url)
         DBOS(config=self._config())
-
-        def step(name: str, fn: Any) -> Any:
-            async def call(*args: Any) -> Any:
-                return await fn(*args)
-
-            call.__qualname__ = call.__name__ = name
-            return DBOS.step(name=name)(call)
-
-        async def wait_for_go(timeout: float) -> object:
-            return await DBOS.recv_async(WAKE_TOPIC, timeout_seconds=timeout)
-
-        runner.wrap_steps(step, wait_for_go=wait_for_go, wake=self.wake_turn)
 
         async def run_turn(session_id: str, turn_id: str) -> str:
             return await runner.run_turn(session_id, turn_id)
@@ -100,6 +95,9 @@ class DurableEngine:
         self._workflow = DBOS.workflow(name=RUN_TURN_WORKFLOW)(run_turn)
         DBOS.launch()
         self._launched = True
+        if not listen_queue:
+            log.info("durable engine launched (executor %s)", self.executor_id)
+            return
         await DBOS.register_queue_async(
             TURN_QUEUE,
             worker_concurrency=self.worker_concurrency,
@@ -130,16 +128,6 @@ class DurableEngine:
         }
         assert self._client is not None, "connect() first"
         await self._client.enqueue_async(options, session_id, turn_id)
-
-    async def wake_turn(self, turn_id: str) -> None:
-        """Tell a waiting turn to re-check whether it may run (lost wake-ups are re-checked)."""
-        try:
-            if self._launched:
-                await DBOS.send_async(turn_id, "go", WAKE_TOPIC)
-            elif self._client is not None:
-                await self._client.send_async(turn_id, "go", WAKE_TOPIC)
-        except DBOSNonExistentWorkflowError:
-            pass  # not started yet: it checks when it starts
 
     async def ping(self) -> bool:
         """Whether the system database answers."""

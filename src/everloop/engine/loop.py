@@ -132,13 +132,18 @@ class TurnState:
     def turn_messages(self) -> tuple[Message, ...]:
         return self.messages[self.history_length :]
 
-    def to_json(self) -> JsonObject:
+    def to_json(self, *, with_history: bool = True) -> JsonObject:
+        """The state as JSON. ``with_history=False`` leaves out the session history (the first
+        ``history_length`` messages): a runner that records a state after every step stores
+        only what the turn added, and passes the history back to ``from_json``."""
+        messages = self.messages if with_history else self.turn_messages
         return {
             "version": STATE_VERSION,
             "turn_id": self.turn_id,
             "input_message_id": self.input_message_id,
             "settings": self.settings.to_json(),
-            "messages": [message_to_json(message) for message in self.messages],
+            "messages": [message_to_json(message) for message in messages],
+            "history_omitted": not with_history,
             "history_length": self.history_length,
             "status": self.status,
             "iteration": self.iteration,
@@ -152,7 +157,8 @@ class TurnState:
         }
 
     @classmethod
-    def from_json(cls, data: JsonValue) -> TurnState:
+    def from_json(cls, data: JsonValue, history: tuple[Message, ...] | None = None) -> TurnState:
+        """Parse a state; a state saved without its history needs it as ``history``."""
         obj = _object(data, "state")
         if obj.get("version") != STATE_VERSION:
             raise TurnStateError(f"state.version: expected {STATE_VERSION}")
@@ -161,6 +167,10 @@ class TurnState:
             raise TurnStateError(f"state.status: expected one of {TURN_STATUSES}")
         try:
             messages = tuple(message_from_json(m) for m in _list(obj, "messages"))
+            if obj.get("history_omitted") is True:
+                if history is None or len(history) != _int(obj, "history_length"):
+                    raise TurnStateError("state: saved without history; pass the history")
+                messages = history + messages
             pending = tuple(part_from_json(p) for p in _list(obj, "pending_tool_calls"))
             usage = TokenUsage.from_json(obj.get("usage"))
         except ValueError as exc:

@@ -7,7 +7,9 @@ waiter also re-checks on a short timeout (another process may have written).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 
 
 class Signals:
@@ -22,6 +24,21 @@ class Signals:
     async def wait_for_events(self, session_id: str, timeout: float) -> None:
         """Return when events are appended to the session here, or after ``timeout``."""
         await _wait(self._event_waiters, session_id, timeout)
+
+    @contextlib.contextmanager
+    def listening(self, session_id: str) -> Iterator[Wakeup]:
+        """Collect "events appended" signals of the session for the block: one that comes
+        between a check and the wait that follows it is not lost."""
+        wakeup = Wakeup()
+        self._event_waiters[session_id].add(wakeup.event)
+        try:
+            yield wakeup
+        finally:
+            waiters = self._event_waiters.get(session_id)
+            if waiters is not None:
+                waiters.discard(wakeup.event)
+                if not waiters:
+                    del self._event_waiters[session_id]
 
     def turn_cancelled(self, turn_id: str) -> None:
         for waiter in self._cancel_waiters.get(turn_id, ()):
@@ -43,3 +60,22 @@ async def _wait(table: defaultdict[str, set[asyncio.Event]], key: str, timeout: 
         table[key].discard(waiter)
         if not table[key]:
             del table[key]
+
+
+class Wakeup:
+    """A registered waiter (see ``Signals.listening``)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def clear(self) -> None:
+        self.event.clear()
+
+    async def wait_or(self, timeout: float) -> None:
+        """Return once signalled since the last return (or ``clear``), or after ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.event.wait()
+        except TimeoutError:
+            pass
+        self.event.clear()

@@ -50,8 +50,6 @@ class Stopping(Protocol):
 class TurnQueue(Protocol):
     async def enqueue_turn(self, session_id: str, turn_id: str) -> None: ...
 
-    async def wake_turn(self, turn_id: str) -> None: ...
-
 
 @dataclass(frozen=True, slots=True)
 class PostedMessage:
@@ -121,9 +119,9 @@ class TurnService:
             if session.preview is None and message.text:
                 values["preview"] = ev.preview(message.text)
             await turn_store.update_session(conn, session_id, values)
+        # Turns waiting for the settled calls wake on the session's new events (in this
+        # process by signal, in others by the database notification of the append).
         self._signals.events_appended(session_id)
-        for turn in {call.turn_id for call in waiting}:
-            await self._queue.wake_turn(turn)
         try:
             await self._queue.enqueue_turn(session_id, turn_id)
         except Exception:
@@ -203,9 +201,7 @@ class TurnService:
                 await turn_store.update_session(
                     conn, session_id, {"status": status_after, "updated_at": now()}
                 )
-        self._signals.events_appended(session_id)
-        if not waiting:
-            await self._queue.wake_turn(turn_id)
+        self._signals.events_appended(session_id)  # wakes the turn waiting for these results
         return len(results), status_after
 
     async def _settle_all(
@@ -283,14 +279,10 @@ class TurnService:
             await turn_store.update_session(
                 conn, session_id, {"status": "idle", "updated_at": now()}
             )
-            following = await turn_store.next_open_turn(conn, session_id)
         self._signals.turn_cancelled(turn.id)
+        # The session's new events wake a cancelled turn that was waiting for its predecessor
+        # (it exits) and, if it ran, the session's next turn (it may start now).
         self._signals.events_appended(session_id)
-        # A cancelled turn that was waiting for its predecessor exits at once; if it ran,
-        # the next turn of the session may start now.
-        await self._queue.wake_turn(turn.id)
-        if following is not None:
-            await self._queue.wake_turn(following)
         return turn.id
 
     async def list_messages(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:

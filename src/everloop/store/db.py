@@ -18,6 +18,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from everloop.errors import InvalidInput
+from everloop.store import sqlite_inline
 
 
 class Database:
@@ -28,7 +29,15 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.engine: AsyncEngine
         if self.is_sqlite:
-            self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=4)
+            # Statements run on the event loop (see store/sqlite_inline.py), so no thread
+            # hop per statement; writes still queue on the asyncio lock below.
+            sqlite_inline.register()
+            self.engine = create_async_engine(
+                sqlite_inline.inline_url(url),
+                pool_size=pool_size,
+                max_overflow=4,
+                connect_args={"check_same_thread": False},
+            )
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
         else:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -35,18 +35,22 @@ class EventQuery:
     newest_first: bool = False
 
 
+_TAKE_SEQUENCES = (
+    update(sessions)
+    .where(sessions.c.id == bindparam("session_id"))
+    .values(last_sequence=sessions.c.last_sequence + bindparam("count"))
+    .returning(sessions.c.last_sequence)
+)
+_INSERT_EVENT = events.insert()
+
+
 async def append_events(
     conn: AsyncConnection, session_id: str, new: Sequence[NewEvent]
 ) -> list[Event]:
     """Append ``new`` to the session's log inside the caller's transaction."""
     if not new:
         return []
-    last = await conn.scalar(
-        update(sessions)
-        .where(sessions.c.id == session_id)
-        .values(last_sequence=sessions.c.last_sequence + len(new))
-        .returning(sessions.c.last_sequence)
-    )
+    last = await conn.scalar(_TAKE_SEQUENCES, {"session_id": session_id, "count": len(new)})
     if last is None:
         raise NotFound.of("session", session_id)
     first = int(last) - len(new) + 1
@@ -66,7 +70,7 @@ async def append_events(
         for offset, item in enumerate(new)
     ]
     await conn.execute(
-        events.insert(),
+        _INSERT_EVENT,
         [
             {
                 "id": e.id,

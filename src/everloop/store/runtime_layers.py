@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.runtime_agent import MAX_HARNESS_DEPTH, Controls, Layer
@@ -135,18 +135,26 @@ async def load_agent_layer(
     return agent_layer(dict(row._mapping)) if row is not None else None
 
 
+_TURN_INPUT_DATA = (
+    select(events.c.data)
+    .select_from(
+        events.join(
+            turns,
+            and_(
+                turns.c.session_id == events.c.session_id,
+                turns.c.input_sequence == events.c.sequence,
+            ),
+        )
+    )
+    .where(turns.c.id == bindparam("turn_id"), events.c.type == "input.message")
+    .limit(1)
+)
+
+
 async def turn_controls(conn: AsyncConnection, turn_id: str) -> Controls:
     """The ``controls`` of the message that started ``turn_id`` (stored in its input event)."""
-    data = await conn.scalar(
-        select(events.c.data)
-        .select_from(events.join(turns, turns.c.session_id == events.c.session_id))
-        .where(
-            turns.c.id == turn_id,
-            events.c.turn_id == turn_id,
-            events.c.type == "input.message",
-        )
-        .limit(1)
-    )
+    # By the input event's sequence (one index lookup), not by scanning the session's events.
+    data = await conn.scalar(_TURN_INPUT_DATA, {"turn_id": turn_id})
     message = data.get("message") if isinstance(data, dict) else None
     controls = message.get("controls") if isinstance(message, dict) else None
     return Controls.from_json(controls if isinstance(controls, dict) else None)

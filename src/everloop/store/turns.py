@@ -7,16 +7,15 @@ turn gets exactly one terminal event.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.domain.messages import JsonValue, Message, ToolResultPart, message_from_json
+from everloop.domain.messages import JsonValue
 from everloop.domain.runtime_agent import Layer
 from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
@@ -63,13 +62,49 @@ async def insert_turn(
     )
 
 
+# The statements of a turn's hot path are built once: building a statement and its cache key
+# costs more than SQLite takes to run it.
+_GET_TURN = select(turns).where(turns.c.id == bindparam("turn_id"))
+_TURN_STATUS = select(turns.c.status).where(turns.c.id == bindparam("turn_id"))
+_FIRST_OPEN = (
+    select(turns.c.id)
+    .where(turns.c.session_id == bindparam("session_id"), turns.c.status.in_(OPEN))
+    .order_by(turns.c.input_sequence)
+    .limit(1)
+)
+_RECORDED = select(turn_effects.c.result).where(
+    turn_effects.c.turn_id == bindparam("turn_id"),
+    turn_effects.c.step_key == bindparam("step_key"),
+)
+_RECORD = turn_effects.insert()
+_SESSION_ALIVE = select(sessions.c.id).where(
+    sessions.c.id == bindparam("session_id"), sessions.c.deleted_at.is_(None)
+)
+_ADD_USAGE = (
+    update(sessions)
+    .where(sessions.c.id == bindparam("session_id"))
+    .values(
+        input_tokens=sessions.c.input_tokens + bindparam("input_tokens"),
+        output_tokens=sessions.c.output_tokens + bindparam("output_tokens"),
+        cache_read_tokens=sessions.c.cache_read_tokens + bindparam("cache_read_tokens"),
+        cache_creation_tokens=sessions.c.cache_creation_tokens + bindparam("cache_creation_tokens"),
+    )
+)
+_SESSION_USAGE = select(
+    sessions.c.input_tokens,
+    sessions.c.output_tokens,
+    sessions.c.cache_read_tokens,
+    sessions.c.cache_creation_tokens,
+).where(sessions.c.id == bindparam("session_id"))
+
+
 async def get_turn(conn: AsyncConnection, turn_id: str) -> TurnRow | None:
-    row = (await conn.execute(select(turns).where(turns.c.id == turn_id))).first()
+    row = (await conn.execute(_GET_TURN, {"turn_id": turn_id})).first()
     return _turn(row) if row else None
 
 
 async def turn_status(conn: AsyncConnection, turn_id: str) -> str | None:
-    return await conn.scalar(select(turns.c.status).where(turns.c.id == turn_id))
+    return await conn.scalar(_TURN_STATUS, {"turn_id": turn_id})
 
 
 async def move_turn(
@@ -104,12 +139,7 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
         return "missing"
     if current != "queued":
         return current
-    first = await conn.scalar(
-        select(turns.c.id)
-        .where(turns.c.session_id == session_id, turns.c.status.in_(OPEN))
-        .order_by(turns.c.input_sequence)
-        .limit(1)
-    )
+    first = await conn.scalar(_FIRST_OPEN, {"session_id": session_id})
     if first != turn_id:
         return "waiting"
     await move_turn(conn, turn_id, to="running", allowed_from=("queued",))
@@ -117,12 +147,7 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
 
 
 async def next_open_turn(conn: AsyncConnection, session_id: str) -> str | None:
-    return await conn.scalar(
-        select(turns.c.id)
-        .where(turns.c.session_id == session_id, turns.c.status.in_(OPEN))
-        .order_by(turns.c.input_sequence)
-        .limit(1)
-    )
+    return await conn.scalar(_FIRST_OPEN, {"session_id": session_id})
 
 
 async def open_turns(conn: AsyncConnection, session_id: str) -> list[TurnRow]:
@@ -146,13 +171,7 @@ async def all_open_turns(conn: AsyncConnection) -> list[TurnRow]:
 async def recorded_effect(
     conn: AsyncConnection, turn_id: str, step_key: str
 ) -> tuple[bool, JsonValue]:
-    row = (
-        await conn.execute(
-            select(turn_effects.c.result).where(
-                turn_effects.c.turn_id == turn_id, turn_effects.c.step_key == step_key
-            )
-        )
-    ).first()
+    row = (await conn.execute(_RECORDED, {"turn_id": turn_id, "step_key": step_key})).first()
     return (True, row.result) if row else (False, None)
 
 
@@ -161,36 +180,25 @@ async def record_effect(
 ) -> None:
     """Record a step's result in the caller's transaction; a duplicate raises ``IntegrityError``."""
     await conn.execute(
-        turn_effects.insert().values(
-            turn_id=turn_id, step_key=step_key, result=result, created_at=now()
-        )
+        _RECORD, {"turn_id": turn_id, "step_key": step_key, "result": result, "created_at": now()}
     )
 
 
 async def add_session_usage(conn: AsyncConnection, session_id: str, usage: TokenUsage) -> None:
     await conn.execute(
-        update(sessions)
-        .where(sessions.c.id == session_id)
-        .values(
-            input_tokens=sessions.c.input_tokens + usage.input_tokens,
-            output_tokens=sessions.c.output_tokens + usage.output_tokens,
-            cache_read_tokens=sessions.c.cache_read_tokens + usage.cache_read_tokens,
-            cache_creation_tokens=sessions.c.cache_creation_tokens + usage.cache_creation_tokens,
-        )
+        _ADD_USAGE,
+        {
+            "session_id": session_id,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_creation_tokens": usage.cache_creation_tokens,
+        },
     )
 
 
 async def session_usage(conn: AsyncConnection, session_id: str) -> TokenUsage:
-    row = (
-        await conn.execute(
-            select(
-                sessions.c.input_tokens,
-                sessions.c.output_tokens,
-                sessions.c.cache_read_tokens,
-                sessions.c.cache_creation_tokens,
-            ).where(sessions.c.id == session_id)
-        )
-    ).one()
+    row = (await conn.execute(_SESSION_USAGE, {"session_id": session_id})).one()
     return TokenUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
@@ -198,66 +206,25 @@ async def update_session(conn: AsyncConnection, session_id: str, values: dict[st
     await conn.execute(update(sessions).where(sessions.c.id == session_id).values(**values))
 
 
-async def conversation(
-    conn: AsyncConnection, session_id: str, *, before_turn: str
-) -> tuple[tuple[Message, ...], Message]:
-    """The messages of the turns before ``before_turn``, in turn order, and that turn's input.
-
-    Tool results of one act phase become one ``tool_result`` message; calls a cancelled turn
-    left without a result get a synthetic error result so the transcript stays well-formed.
-    """
+async def history_rows(
+    conn: AsyncConnection, session_id: str, *, after_sequence: int = 0
+) -> list[tuple[int, str, str | None, Any]]:
+    """(sequence, type, turn id, data) of the session's conversation events after
+    ``after_sequence``, in order (see ``engine.context.Transcripts``)."""
     rows = await conn.execute(
-        select(events.c.type, events.c.turn_id, events.c.data)
-        .where(events.c.session_id == session_id, events.c.type.in_(HISTORY_EVENT_TYPES))
+        select(events.c.sequence, events.c.type, events.c.turn_id, events.c.data)
+        .where(
+            events.c.session_id == session_id,
+            events.c.sequence > after_sequence,
+            events.c.type.in_(HISTORY_EVENT_TYPES),
+        )
         .order_by(events.c.sequence)
     )
-    order: list[str] = []
-    inputs: dict[str, Message] = {}
-    replies: dict[str, list[Message]] = {}
-    results: dict[str, dict[str, ToolResultPart]] = {}
-    for kind, turn_id, data in rows:
-        if turn_id is None:
-            continue
-        if kind == "input.message":
-            order.append(turn_id)
-            inputs[turn_id] = message_from_json(data["message"])
-        elif kind == "output.message.completed":
-            replies.setdefault(turn_id, []).append(message_from_json(data["message"]))
-        else:
-            results.setdefault(turn_id, {})[data["tool_call_id"]] = _result_part(data)
-    if before_turn not in inputs:
-        raise LookupError(f"turn {before_turn} has no input message")
-    history: list[Message] = []
-    for turn_id in order:
-        if turn_id == before_turn:
-            break
-        history.append(inputs[turn_id])
-        answered = results.get(turn_id, {})
-        for reply in replies.get(turn_id, []):
-            history.append(reply)
-            calls = reply.tool_calls
-            if calls:
-                parts = tuple(
-                    answered.get(call.id)
-                    or ToolResultPart(
-                        call.id, call.name, None, "the tool call did not finish (turn ended)"
-                    )
-                    for call in calls
-                )
-                history.append(Message(_results_id(reply.id), "tool_result", parts))
-    return tuple(history), inputs[before_turn]
+    return [(int(r[0]), str(r[1]), r[2], r[3]) for r in rows]
 
 
-def _results_id(reply_id: str) -> str:
-    return "message_" + hashlib.sha256(f"{reply_id}:results".encode()).hexdigest()[:32]
-
-
-def _result_part(data: dict[str, Any]) -> ToolResultPart:
-    result = data.get("result")
-    if isinstance(result, list):
-        texts = [p.get("text", "") for p in result if isinstance(p, dict)]
-        result = "".join(texts)
-    return ToolResultPart(data["tool_call_id"], data.get("tool_name"), result, data.get("error"))
+async def session_alive(conn: AsyncConnection, session_id: str) -> bool:
+    return await conn.scalar(_SESSION_ALIVE, {"session_id": session_id}) is not None
 
 
 __all__ = ["IntegrityError", "TurnRow"]

@@ -1,0 +1,139 @@
+"""What a running turn keeps in memory: its configuration, read once per turn, and the
+session's conversation history, read incrementally across turns.
+
+A turn used to re-read its session's configuration (session row, harness chain, agent layer,
+message controls), re-resolve its model and re-read the whole conversation in every step; the
+conversation read grew with the session. Now:
+
+- ``TurnContext`` holds what a turn runs with, loaded at its first step in this process and
+  dropped when the turn ends. A turn runs with the configuration it started with.
+- ``Transcripts`` folds each session's history events (``input.message``,
+  ``output.message.completed``, ``tool.completed``) as they are appended and reads only the
+  events after the last one it folded: the log is append-only and ordered by a gapless
+  sequence, so a folded prefix never changes. It keeps a bounded number of sessions (least
+  recently used first out); a session it dropped is read again from the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop.capabilities.base import Tool
+from everloop.domain.messages import Message, ToolResultPart, message_from_json
+from everloop.domain.runtime_agent import Controls, RuntimeAgent
+from everloop.engine.ports import ResolvedModel
+from everloop.store import turns as turn_store
+
+TRANSCRIPT_SESSIONS = 128
+
+
+@dataclass(slots=True)
+class TurnContext:
+    """A turn's configuration as it started (see the module docstring)."""
+
+    session_id: str
+    turn_id: str
+    org_id: str
+    input_message_id: str
+    config: turn_store.SessionConfig
+    controls: Controls
+    runtime: RuntimeAgent | None  # None: the configuration does not assemble (turn fails)
+    server_tools: dict[str, Tool] = field(default_factory=dict)
+    revealing: dict[str, Tool] = field(default_factory=dict)
+    model: ResolvedModel | None = None
+    history: tuple[Message, ...] | None = None
+
+
+@dataclass(slots=True)
+class _Transcript:
+    through: int = 0  # the last sequence folded
+    order: list[str] = field(default_factory=list)  # turn ids, in input order
+    inputs: dict[str, Message] = field(default_factory=dict)
+    replies: dict[str, list[Message]] = field(default_factory=dict)
+    results: dict[str, dict[str, ToolResultPart]] = field(default_factory=dict)
+    built: dict[str, tuple[Message, ...]] = field(default_factory=dict)
+
+    def fold(self, rows: list[tuple[int, str, str | None, Any]]) -> None:
+        for sequence, kind, turn_id, data in rows:
+            self.through = sequence
+            if turn_id is None:
+                continue
+            self.built.pop(turn_id, None)
+            if kind == "input.message":
+                self.order.append(turn_id)
+                self.inputs[turn_id] = message_from_json(data["message"])
+            elif kind == "output.message.completed":
+                self.replies.setdefault(turn_id, []).append(message_from_json(data["message"]))
+            else:
+                self.results.setdefault(turn_id, {})[data["tool_call_id"]] = _result_part(data)
+
+    def before(self, turn_id: str) -> tuple[tuple[Message, ...], Message]:
+        """The messages of the turns before ``turn_id``, in turn order, and its input."""
+        if turn_id not in self.inputs:
+            raise LookupError(f"turn {turn_id} has no input message")
+        history: list[Message] = []
+        for earlier in self.order:
+            if earlier == turn_id:
+                break
+            built = self.built.get(earlier)
+            if built is None:
+                built = self.built[earlier] = self._turn_messages(earlier)
+            history.extend(built)
+        return tuple(history), self.inputs[turn_id]
+
+    def _turn_messages(self, turn_id: str) -> tuple[Message, ...]:
+        # Tool results of one act phase become one ``tool_result`` message; calls a cancelled
+        # turn left without a result get a synthetic error result so the transcript stays
+        # well-formed.
+        messages = [self.inputs[turn_id]]
+        answered = self.results.get(turn_id, {})
+        for reply in self.replies.get(turn_id, []):
+            messages.append(reply)
+            calls = reply.tool_calls
+            if calls:
+                parts = tuple(
+                    answered.get(call.id)
+                    or ToolResultPart(
+                        call.id, call.name, None, "the tool call did not finish (turn ended)"
+                    )
+                    for call in calls
+                )
+                messages.append(Message(_results_id(reply.id), "tool_result", parts))
+        return tuple(messages)
+
+
+class Transcripts:
+    """Conversation histories of recently active sessions (see the module docstring)."""
+
+    def __init__(self, max_sessions: int = TRANSCRIPT_SESSIONS) -> None:
+        self._max = max_sessions
+        self._sessions: OrderedDict[str, _Transcript] = OrderedDict()
+
+    async def conversation(
+        self, conn: AsyncConnection, session_id: str, *, before_turn: str
+    ) -> tuple[tuple[Message, ...], Message]:
+        """The history before ``before_turn`` and that turn's input message."""
+        transcript = self._sessions.pop(session_id, None) or _Transcript()
+        rows = await turn_store.history_rows(conn, session_id, after_sequence=transcript.through)
+        transcript.fold(rows)
+        self._sessions[session_id] = transcript
+        while len(self._sessions) > self._max:
+            self._sessions.popitem(last=False)
+        return transcript.before(before_turn)
+
+
+def _results_id(reply_id: str) -> str:
+    return "message_" + hashlib.sha256(f"{reply_id}:results".encode()).hexdigest()[:32]
+
+
+def _result_part(data: dict[str, Any]) -> ToolResultPart:
+    result = data.get("result")
+    if isinstance(result, list):
+        texts = [p.get("text", "") for p in result if isinstance(p, dict)]
+        result = "".join(texts)
+    return ToolResultPart(data["tool_call_id"], data.get("tool_name"), result, data.get("error"))

@@ -1,0 +1,144 @@
+"""How a turn ends: its terminal events, the session back to idle, all in the caller's
+transaction. Every terminal transition is a guarded update of ``turns.status``, so a turn gets
+exactly one terminal event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop.domain.event_log import EventContext, NewEvent
+from everloop.domain.messages import Message, part_from_json
+from everloop.domain.timestamps import now
+from everloop.engine import events as ev
+from everloop.engine import loop
+from everloop.engine.steps import Halted, TurnHalted, event_context
+from everloop.store import turns as turn_store
+from everloop.store.event_log import append_events
+
+
+async def end_turn(
+    conn: AsyncConnection,
+    session_id: str,
+    turn_id: str,
+    state: loop.TurnState,
+    context: EventContext,
+    final: Message | None,
+    failure: loop.FailTurn | None,
+    ttft_ms: int | None,
+) -> None:
+    """Write the turn's terminal events and return the session to idle."""
+    if not await turn_store.move_turn(
+        conn,
+        turn_id,
+        to="completed" if failure is None else "failed",
+        allowed_from=("running",),
+    ):
+        raise TurnHalted("cancelled")
+    new: list[NewEvent] = []
+    if failure is not None:
+        new.append(
+            NewEvent(
+                "output.message.completed",
+                ev.output_message_completed(
+                    message=failure.agent_message,
+                    model=state.settings.model,
+                    usage=None,
+                    error_code=failure.error_code,
+                ),
+                context,
+            )
+        )
+        new.append(
+            NewEvent(
+                "turn.failed",
+                ev.turn_failed(
+                    turn_id=turn_id, error=failure.message, error_code=failure.error_code
+                ),
+                context,
+            )
+        )
+        last_text = failure.agent_message.text
+    else:
+        assert final is not None
+        new.append(
+            NewEvent(
+                "turn.completed",
+                ev.turn_completed(
+                    turn_id=turn_id,
+                    iterations=state.iteration,
+                    usage=state.usage,
+                    final_message_id=final.id,
+                    final_answer=final.text,
+                    duration_ms=None,
+                    time_to_first_token_ms=ttft_ms,
+                    tool_call_count=state.tool_call_count,
+                    llm_call_count=state.llm_call_count,
+                ),
+                context,
+            )
+        )
+        last_text = final.text
+    total = await turn_store.session_usage(conn, session_id)
+    new.append(
+        NewEvent(
+            "session.idled",
+            ev.session_idled(turn_id=turn_id, iterations=state.iteration, usage=total),
+            context,
+        )
+    )
+    await append_events(conn, session_id, new)
+    stamp = now()
+    values: dict[str, Any] = {"status": "idle", "updated_at": stamp, "finished_at": stamp}
+    if last_text:
+        values["output_preview"] = ev.preview(last_text)
+    await turn_store.update_session(conn, session_id, values)
+
+
+async def fail_setup(conn: AsyncConnection, session_id: str, turn_id: str, reason: str) -> Halted:
+    """The turn cannot start or go on (its configuration is broken): fail it with a readable
+    message."""
+    turn = await turn_store.get_turn(conn, turn_id)
+    if turn is None or not await turn_store.move_turn(
+        conn, turn_id, to="failed", allowed_from=turn_store.OPEN
+    ):
+        return Halted("failed")
+    context = event_context(turn_id, turn.input_message_id)
+    text = f"Sorry, I could not start working on this: {reason}."
+    message = Message(
+        loop.derived_message_id(turn_id, "setup-failure"),
+        "agent",
+        (part_from_json({"type": "text", "text": text}),),
+        now(),
+    )
+    total = await turn_store.session_usage(conn, session_id)
+    await append_events(
+        conn,
+        session_id,
+        [
+            NewEvent(
+                "output.message.completed",
+                ev.output_message_completed(
+                    message=message, model="", usage=None, error_code="turn_setup_failed"
+                ),
+                context,
+            ),
+            NewEvent(
+                "turn.failed",
+                ev.turn_failed(turn_id=turn_id, error=reason, error_code="turn_setup_failed"),
+                context,
+            ),
+            NewEvent(
+                "session.idled",
+                ev.session_idled(turn_id=turn_id, iterations=0, usage=total),
+                context,
+            ),
+        ],
+    )
+    await turn_store.update_session(
+        conn,
+        session_id,
+        {"status": "idle", "updated_at": now(), "output_preview": ev.preview(text)},
+    )
+    return Halted("failed")

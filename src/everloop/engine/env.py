@@ -1,0 +1,177 @@
+"""What every phase of a turn shares: the dependencies, each turn's cached context, and the
+cancel scope that interrupts a model or tool call when its turn is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop.capabilities.base import CapabilityRegistry, Tool, tools_by_name
+from everloop.domain.messages import Message
+from everloop.engine.assembly import Assembler
+from everloop.engine.context import Transcripts, TurnContext
+from everloop.engine.ports import ModelResolver, RemoteTools, ResolvedModel
+from everloop.engine.signals import Signals
+from everloop.engine.steps import TurnHalted
+from everloop.errors import EverloopError
+from everloop.store import runtime_layers
+from everloop.store import turns as turn_store
+from everloop.store.db import Database
+
+CANCEL_POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    default_max_iterations: int = 100
+    retry_attempts: int = 4
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 20.0
+    client_tool_timeout_seconds: float = 600.0
+    max_concurrent_model_calls: int = 64
+
+
+class TurnEnv:
+    """The runner's dependencies and the contexts of the turns running in this process."""
+
+    def __init__(
+        self,
+        db: Database,
+        signals: Signals,
+        capabilities: CapabilityRegistry,
+        models: ModelResolver,
+        settings: RunnerSettings,
+        assembler: Assembler,
+        remote: RemoteTools,
+    ) -> None:
+        self.db = db
+        self.signals = signals
+        self.capabilities = capabilities
+        self.models = models
+        self.settings = settings
+        self.assembler = assembler
+        self.remote = remote
+        self.transcripts = Transcripts()
+        self.model_calls = asyncio.Semaphore(settings.max_concurrent_model_calls)
+        self._contexts: dict[str, TurnContext] = {}
+
+    # -- a turn's context --------------------------------------------------------------------
+
+    async def context(self, session_id: str, turn_id: str) -> TurnContext:
+        """The turn's context: cached, or read now (the first step of the turn in this
+        process, e.g. after a restart). ``TurnHalted`` if the turn or its session is gone."""
+        found = self._contexts.get(turn_id)
+        if found is not None:
+            return found
+        async with self.db.read() as conn:
+            turn = await turn_store.get_turn(conn, turn_id)
+            config = await turn_store.session_config(conn, session_id)
+            controls = await runtime_layers.turn_controls(conn, turn_id)
+        if turn is None or config is None:
+            raise TurnHalted("missing" if turn is None else "session deleted")
+        try:
+            runtime = self.assembler.for_session(config, controls)
+        except EverloopError:
+            runtime = None  # the first step reports the broken configuration
+        context = TurnContext(
+            session_id=session_id,
+            turn_id=turn_id,
+            org_id=config.organization_id,
+            input_message_id=turn.input_message_id,
+            config=config,
+            controls=controls,
+            runtime=runtime,
+        )
+        if runtime is not None:
+            every = tools_by_name(t for c in self.capabilities.all() for t in c.tools)
+            context.server_tools = {name: every[name] for name in runtime.server_tool_names}
+            context.revealing = {n: t for n, t in every.items() if hasattr(t, "reveal")}
+        self._contexts[turn_id] = context
+        return context
+
+    def forget(self, turn_id: str) -> None:
+        """The turn ended (or stopped) in this process: drop its context."""
+        self._contexts.pop(turn_id, None)
+
+    async def history(self, context: TurnContext) -> tuple[Message, ...]:
+        """The session history before the turn (the turn has claimed its session, so the
+        history is final)."""
+        if context.history is None:
+            async with self.db.read() as conn:
+                context.history, _ = await self.transcripts.conversation(
+                    conn, context.session_id, before_turn=context.turn_id
+                )
+        return context.history
+
+    async def conversation(
+        self, conn: AsyncConnection, context: TurnContext
+    ) -> tuple[tuple[Message, ...], Message]:
+        history, user_message = await self.transcripts.conversation(
+            conn, context.session_id, before_turn=context.turn_id
+        )
+        context.history = history
+        return history, user_message
+
+    async def model(self, context: TurnContext) -> ResolvedModel:
+        """The turn's model, resolved once per turn (``EverloopError`` if it is gone)."""
+        if context.model is None:
+            candidates = context.runtime.model_candidates if context.runtime else (None,)
+            context.model = await self.models.resolve(context.org_id, candidates)
+        return context.model
+
+    async def tool(self, context: TurnContext, name: str) -> Tool | None:
+        """The server-side tool ``name`` of the turn: a capability's, or an MCP server's
+        (connecting if its server is not listed yet)."""
+        tool = context.server_tools.get(name)
+        if tool is None and context.runtime is not None:
+            tool = await self.remote.find(context.org_id, context.runtime, name)
+        return tool
+
+    def cancellable(self, turn_id: str) -> CancelScope:
+        return CancelScope(self.db, self.signals, turn_id)
+
+
+class CancelScope:
+    """Run a block while watching the turn: if it is cancelled, the block is interrupted and
+    ``TurnHalted`` is raised. The in-process signal makes this immediate; the database poll
+    covers a cancel recorded by another process."""
+
+    def __init__(self, db: Database, signals: Signals, turn_id: str) -> None:
+        self._db = db
+        self._signals = signals
+        self._turn_id = turn_id
+        self._watcher: asyncio.Task[None] | None = None
+        self._cancelled = False
+
+    async def __aenter__(self) -> CancelScope:
+        task = asyncio.current_task()
+        assert task is not None
+
+        async def watch() -> None:
+            while True:
+                await self._signals.wait_for_cancel(self._turn_id, CANCEL_POLL_SECONDS)
+                async with self._db.read() as conn:
+                    status = await turn_store.turn_status(conn, self._turn_id)
+                if status != "running":
+                    self._cancelled = True
+                    task.cancel()
+                    return
+
+        self._watcher = asyncio.create_task(watch())
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        assert self._watcher is not None
+        self._watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watcher
+        if self._cancelled:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            raise TurnHalted("cancelled")
+        return False

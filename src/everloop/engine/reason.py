@@ -1,0 +1,540 @@
+"""The reason phase: open it (events, and for a turn's first phase the claim of its session),
+call the model (retrying transient errors, streaming deltas), record the answer.
+
+Two transactions per phase: one before the model call (``reason:<n>:open``) and one after it
+(``reason:<n>:done``) with the answer, its events, the usage and, when the answer is final, the
+turn's end. No transaction is open during the model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop.capabilities.base import reveal_result, tool_spec
+from everloop.domain.event_log import EventContext, NewEvent
+from everloop.domain.messages import Message, ToolCallPart, ToolResultPart
+from everloop.domain.timestamps import now
+from everloop.domain.usage import TokenUsage
+from everloop.engine import events as ev
+from everloop.engine import loop
+from everloop.engine.client_wait import request_client_calls
+from everloop.engine.context import TurnContext
+from everloop.engine.ending import end_turn, fail_setup
+from everloop.engine.env import TurnEnv
+from everloop.engine.ports import ResolvedModel
+from everloop.engine.steps import (
+    Advanced,
+    Halted,
+    Opened,
+    StepRecorder,
+    StepResult,
+    TurnHalted,
+    Waiting,
+    decode,
+    event_context,
+    require_running,
+)
+from everloop.errors import EverloopError
+from everloop.llm.base import Completed, ModelCallError, TextDelta, ToolSpec
+from everloop.store import turns as turn_store
+from everloop.store.event_log import append_events
+
+log = logging.getLogger("everloop.engine")
+
+DELTA_FLUSH_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutcome:
+    """What one model call (with its retries) came to."""
+
+    ok: bool
+    attempt: int
+    duration_ms: int
+    text: str | None = None
+    tool_calls: tuple[ToolCallPart, ...] = ()
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    finish_reason: str | None = None
+    pending_delta: str = ""
+    accumulated: str = ""
+    ttft_ms: int | None = None
+    error: str | None = None
+    status: int | None = None
+    retryable: bool = False
+
+
+class ReasonPhase:
+    def __init__(self, env: TurnEnv, steps: StepRecorder) -> None:
+        self._env = env
+        self._steps = steps
+
+    # -- open ----------------------------------------------------------------------------------
+
+    async def open_first(self, session_id: str, turn_id: str) -> Opened | Waiting | Halted:
+        """Claim the session and open the turn's first reason phase."""
+        context = await self._env.context(session_id, turn_id)
+        if context.runtime is not None:
+            # List the turn's MCP servers before the transaction opens, so no network call
+            # runs inside it (failures only log; see ``capabilities.mcp``).
+            await self._env.remote.discover(context.org_id, context.runtime)
+
+        async def write(conn: AsyncConnection) -> StepResult:
+            await _require_open(conn, session_id, turn_id)
+            claim = await turn_store.claim_turn(conn, session_id, turn_id)
+            if claim not in ("claimed", "running"):
+                raise TurnHalted(claim)
+            values: dict[str, Any] = {"status": "active", "updated_at": now()}
+            if context.config.started_at is None:
+                values["started_at"] = now()
+            await turn_store.update_session(conn, session_id, values)
+            history, user_message = await self._env.conversation(conn, context)
+            settings = await self._turn_settings(context)
+            state, _ = loop.start_turn(
+                turn_id=turn_id, history=history, user_message=user_message, settings=settings
+            )
+            ctx = event_context(turn_id, context.input_message_id)
+            new = [
+                NewEvent(
+                    "session.activated",
+                    ev.session_activated(turn_id=turn_id, input_message_id=user_message.id),
+                    ctx,
+                ),
+                NewEvent(
+                    "turn.started",
+                    ev.turn_started(
+                        turn_id=turn_id,
+                        input_message_id=user_message.id,
+                        input_content=user_message.text,
+                    ),
+                    ctx,
+                ),
+            ]
+            return await self._open_events(conn, context, state, new)
+
+        try:
+            return await self._open(context, "reason:1:open", write)
+        except TurnHalted as halted:
+            return Waiting() if str(halted) == "waiting" else Halted(str(halted))
+
+    async def open_next(
+        self, context: TurnContext, state: loop.TurnState, act_completed: dict[str, Any]
+    ) -> Opened | Halted:
+        """Open the next reason phase after an act phase (``act.completed`` is written here)."""
+
+        async def write(conn: AsyncConnection) -> StepResult:
+            await _require_open(conn, context.session_id, context.turn_id)
+            ctx = event_context(context.turn_id, context.input_message_id)
+            new = [NewEvent("act.completed", act_completed, ctx)]
+            return await self._open_events(conn, context, state, new)
+
+        try:
+            return await self._open(context, f"reason:{state.iteration}:open", write)
+        except TurnHalted as halted:
+            return Halted(str(halted))
+
+    async def _open(self, context: TurnContext, key: str, write: Any) -> Opened | Halted:
+        result, replayed = await self._steps.once(
+            context.session_id, context.turn_id, key, lambda: self._env.history(context), write
+        )
+        if isinstance(result, Opened):
+            return replace(result, replayed=True) if replayed else result
+        assert isinstance(result, Halted), result
+        return result
+
+    async def _open_events(
+        self,
+        conn: AsyncConnection,
+        context: TurnContext,
+        state: loop.TurnState,
+        new: list[NewEvent],
+    ) -> Opened:
+        turn_id = context.turn_id
+        ctx = event_context(turn_id, context.input_message_id)
+        message_id = loop.derived_message_id(turn_id, f"reply:{state.iteration}")
+        model_name = state.settings.model
+        new.append(
+            NewEvent(
+                "reason.started",
+                ev.reason_started(
+                    model=model_name,
+                    harness_id=context.config.harness_id,
+                    agent_id=context.config.agent_id,
+                ),
+                ctx,
+            )
+        )
+        new.append(
+            NewEvent(
+                "output.message.started",
+                ev.output_message_started(
+                    turn_id=turn_id,
+                    message_id=message_id,
+                    model=model_name,
+                    iteration=state.iteration,
+                ),
+                ctx,
+            )
+        )
+        await append_events(conn, context.session_id, new)
+        return Opened(state, message_id)
+
+    async def _turn_settings(self, context: TurnContext) -> loop.TurnSettings:
+        """The turn's settings from the session's assembled RuntimeAgent (``engine.assembly``)."""
+        runtime = context.runtime
+        if runtime is None:  # raises the assembly error: the turn fails with it
+            runtime = self._env.assembler.for_session(context.config, context.controls)
+        server_tools = context.server_tools
+        specs = [
+            tool_spec(server_tools[t.name])
+            if t.source != "client_side"
+            else ToolSpec(t.name, t.description, dict(t.parameters))
+            for t in runtime.tools
+        ]
+        # MCP tools listed before the transaction (from the cache: no network here).
+        remote = await self._env.remote.listed(context.org_id, runtime)
+        specs += [tool_spec(t) for name, t in remote.items() if name not in server_tools]
+        model = await self._env.model(context)
+        return loop.TurnSettings(
+            model=model.model_name,
+            system_prompt=runtime.system_prompt,
+            tools=tuple(specs),
+            client_side_tools=frozenset(t.name for t in runtime.client_side_tools),
+            max_iterations=runtime.max_iterations or self._env.settings.default_max_iterations,
+            parallel_tool_calls=runtime.parallel_tool_calls is not False,
+        )
+
+    # -- call the model and record its answer ------------------------------------------------
+
+    async def reason(self, context: TurnContext, opened: Opened) -> Advanced | Halted:
+        state, message_id = opened.state, opened.message_id
+        key = f"reason:{state.iteration}:done"
+        try:
+            if opened.replayed:
+                # This phase ran before (a crash): the model's answer may be recorded too.
+                recorded = await self._steps.recorded(context.turn_id, key)
+                if recorded is not None:
+                    return _advanced(decode(recorded, await self._env.history(context)))
+            try:
+                model = await self._env.model(context)
+            except EverloopError as exc:
+                reason = exc.message
+
+                async def unavailable(conn: AsyncConnection) -> StepResult:
+                    return await fail_setup(conn, context.session_id, context.turn_id, reason)
+
+                result = await self._once(
+                    context, f"reason:{state.iteration}:unavailable", unavailable
+                )
+                return _advanced(result)
+            outcome = await self._call_model(context, state, model, message_id)
+            return await self._record(context, state, model, message_id, outcome, key)
+        except TurnHalted as halted:
+            return Halted(str(halted))
+
+    async def _call_model(
+        self,
+        context: TurnContext,
+        state: loop.TurnState,
+        model: ResolvedModel,
+        message_id: str,
+    ) -> ModelOutcome:
+        """Call the model, retrying transient failures; deltas are written as they arrive."""
+        settings = self._env.settings
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            attempt += 1
+            request = loop.model_request(state, attempt=attempt)
+            request = replace(request, messages=self._revealed(context, request.messages))
+            first_token: float | None = None
+            accumulated = ""
+            pending = ""
+            last_flush = time.monotonic()
+            try:
+                async with self._env.cancellable(context.turn_id), self._env.model_calls:
+                    completed: Completed | None = None
+                    async for item in model.driver.stream(request):
+                        if isinstance(item, TextDelta):
+                            if first_token is None:
+                                first_token = time.monotonic()
+                            accumulated += item.text
+                            pending += item.text
+                            if time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
+                                await self._write_delta(
+                                    context, message_id, pending, accumulated, attempt
+                                )
+                                pending, last_flush = "", time.monotonic()
+                        else:
+                            completed = item
+                    if completed is None:
+                        raise ModelCallError(
+                            "the model stream ended without an answer", retryable=True
+                        )
+                return ModelOutcome(
+                    ok=True,
+                    attempt=attempt,
+                    duration_ms=_ms_since(started),
+                    text=completed.text,
+                    tool_calls=tuple(completed.tool_calls),
+                    usage=completed.usage,
+                    finish_reason=completed.finish_reason,
+                    pending_delta=pending,
+                    accumulated=accumulated,
+                    ttft_ms=None if first_token is None else int((first_token - started) * 1000),
+                )
+            except ModelCallError as error:
+                if not error.retryable or attempt >= settings.retry_attempts:
+                    return ModelOutcome(
+                        ok=False,
+                        attempt=attempt,
+                        duration_ms=_ms_since(started),
+                        error=error.message,
+                        status=error.status,
+                        retryable=error.retryable,
+                    )
+                delay = min(
+                    settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds
+                )
+                if error.retry_after is not None:
+                    delay = min(max(delay, error.retry_after), settings.retry_max_seconds)
+                log.info(
+                    "turn %s: model attempt %d failed (%s); retrying in %.2fs",
+                    context.turn_id,
+                    attempt,
+                    error,
+                    delay,
+                )
+                async with self._env.cancellable(context.turn_id):
+                    await asyncio.sleep(delay)
+
+    def _revealed(self, context: TurnContext, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The history as the model reads it: tool results with a sealed value are opened here,
+        in memory only (see ``reveal_result``)."""
+        revealing = context.revealing
+        if not revealing:
+            return messages
+        return tuple(
+            replace(
+                message,
+                content=tuple(
+                    reveal_result(revealing.get(part.name or ""), part, context.session_id)
+                    if isinstance(part, ToolResultPart)
+                    else part
+                    for part in message.content
+                ),
+            )
+            if message.tool_results
+            else message
+            for message in messages
+        )
+
+    async def _write_delta(
+        self, context: TurnContext, message_id: str, delta: str, accumulated: str, attempt: int
+    ) -> None:
+        # Deltas are written as they stream and are not part of the exactly-once record: a
+        # retried call streams again under a new ``attempt``. output.message.completed is the
+        # authoritative text.
+        data = ev.output_message_delta(
+            turn_id=context.turn_id, message_id=message_id, delta=delta, accumulated=accumulated
+        )
+        data["attempt"] = attempt
+        async with self._env.db.write() as conn:
+            if await turn_store.turn_status(conn, context.turn_id) != "running":
+                raise TurnHalted("cancelled")
+            ctx = event_context(context.turn_id, context.input_message_id)
+            await append_events(
+                conn, context.session_id, [NewEvent("output.message.delta", data, ctx)]
+            )
+        self._env.signals.events_appended(context.session_id)
+
+    async def _record(
+        self,
+        context: TurnContext,
+        state: loop.TurnState,
+        model: ResolvedModel,
+        message_id: str,
+        outcome: ModelOutcome,
+        key: str,
+    ) -> Advanced | Halted:
+        session_id, turn_id = context.session_id, context.turn_id
+        ctx = event_context(turn_id, state.input_message_id)
+        created = now()
+        if outcome.ok:
+            new_state, effects = loop.model_responded(
+                state,
+                message_id=message_id,
+                text=outcome.text or "",
+                tool_calls=outcome.tool_calls,
+                usage=outcome.usage,
+                created_at=created,
+            )
+        else:
+            error = ModelCallError(
+                outcome.error or "", status=outcome.status, retryable=outcome.retryable
+            )
+            new_state, effects = loop.model_failed(state, error, created_at=created)
+        effect = effects[0]
+        usage = outcome.usage
+
+        async def write(conn: AsyncConnection) -> StepResult:
+            await require_running(conn, turn_id)
+            new = self._answer_events(state, new_state, model, message_id, outcome, ctx)
+            await turn_store.add_session_usage(conn, session_id, usage)
+            match effect:
+                case loop.RunTools(calls=run_calls):
+                    client = state.settings.client_side_tools
+                    server_calls = [c for c in run_calls if c.name not in client]
+                    client_calls = [c for c in run_calls if c.name in client]
+                    new.append(NewEvent("act.started", ev.act_started(tool_calls=run_calls), ctx))
+                    new.extend(
+                        NewEvent("tool.started", ev.tool_started(tool_call=c), ctx)
+                        for c in server_calls
+                    )
+                    if client_calls:
+                        await request_client_calls(
+                            conn, self._env, context, state.iteration, client_calls
+                        )
+                        new.append(
+                            NewEvent(
+                                "tool.call_requested",
+                                ev.tool_call_requested(tool_calls=tuple(client_calls)),
+                                ctx,
+                            )
+                        )
+                    await append_events(conn, session_id, new)
+                    return Advanced(new_state)
+                case loop.CompleteTurn(final_message=final):
+                    await append_events(conn, session_id, new)
+                    await end_turn(
+                        conn, session_id, turn_id, new_state, ctx, final, None, outcome.ttft_ms
+                    )
+                case loop.FailTurn():
+                    await append_events(conn, session_id, new)
+                    await end_turn(conn, session_id, turn_id, new_state, ctx, None, effect, None)
+                case loop.CallModel():
+                    raise AssertionError("a model answer never asks for another model call")
+            return Advanced(new_state)
+
+        return _advanced(await self._once(context, key, write))
+
+    def _answer_events(
+        self,
+        state: loop.TurnState,
+        new_state: loop.TurnState,
+        model: ResolvedModel,
+        message_id: str,
+        outcome: ModelOutcome,
+        ctx: EventContext,
+    ) -> list[NewEvent]:
+        new: list[NewEvent] = []
+        usage = outcome.usage
+        if outcome.ok:
+            if outcome.pending_delta:
+                delta = ev.output_message_delta(
+                    turn_id=state.turn_id,
+                    message_id=message_id,
+                    delta=outcome.pending_delta,
+                    accumulated=outcome.accumulated,
+                )
+                delta["attempt"] = outcome.attempt
+                new.append(NewEvent("output.message.delta", delta, ctx))
+            new.append(
+                NewEvent(
+                    "output.message.completed",
+                    ev.output_message_completed(
+                        message=new_state.messages[-1], model=model.model_name, usage=usage
+                    ),
+                    ctx,
+                )
+            )
+        new.append(NewEvent("llm.generation", _generation(state, model, outcome), ctx))
+        new.append(
+            NewEvent(
+                "reason.completed",
+                ev.reason_completed(
+                    success=outcome.ok,
+                    text=outcome.text,
+                    tool_call_count=len(outcome.tool_calls),
+                    usage=usage,
+                    duration_ms=outcome.duration_ms,
+                    error=outcome.error,
+                ),
+                ctx,
+            )
+        )
+        return new
+
+    async def _once(self, context: TurnContext, key: str, write: Any) -> StepResult:
+        result, _ = await self._steps.once(
+            context.session_id,
+            context.turn_id,
+            key,
+            lambda: self._env.history(context),
+            write,
+        )
+        return result
+
+
+async def _require_open(conn: AsyncConnection, session_id: str, turn_id: str) -> None:
+    turn = await turn_store.get_turn(conn, turn_id)
+    if turn is None or turn.status not in turn_store.OPEN:
+        raise TurnHalted(turn.status if turn else "missing")
+    if not await turn_store.session_alive(conn, session_id):
+        raise TurnHalted("session deleted")
+
+
+def _advanced(result: StepResult) -> Advanced | Halted:
+    assert isinstance(result, Advanced | Halted), result
+    return result
+
+
+def _generation(
+    state: loop.TurnState, model: ResolvedModel, outcome: ModelOutcome
+) -> dict[str, Any]:
+    data = ev.llm_generation(
+        model=model.model_name,
+        system_prompt=state.settings.system_prompt,
+        # The turn's own messages; earlier turns are in the log already (this keeps the event
+        # size independent of the session's length). prompt_message_count says how many
+        # messages the model actually saw.
+        messages=state.turn_messages,
+        tools=state.settings.tools,
+        text=outcome.text,
+        tool_calls=outcome.tool_calls,
+        usage=outcome.usage,
+        success=outcome.ok,
+        provider=model.provider_name or model.driver_kind,
+        duration_ms=outcome.duration_ms,
+        time_to_first_token_ms=outcome.ttft_ms,
+        finish_reason=outcome.finish_reason,
+        error=outcome.error,
+    )
+    metadata = data["metadata"]
+    assert isinstance(metadata, dict)
+    metadata["prompt_message_count"] = len(state.messages)
+    metadata["model_id"] = model.model_id
+    metadata["provider_id"] = model.provider_id
+    metadata["attempts"] = outcome.attempt
+    prices = model.prices
+    usage = outcome.usage
+    metadata["estimated_cost_usd"] = round(
+        (
+            usage.input_tokens * prices.input
+            + usage.output_tokens * prices.output
+            + usage.cache_read_tokens * prices.cache_read
+            + usage.cache_creation_tokens * prices.cache_write
+        )
+        / 1_000_000,
+        10,
+    )
+    return data
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
