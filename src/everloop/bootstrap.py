@@ -213,7 +213,12 @@ def executor_id(settings: Settings) -> str:
 
 
 def build_services(settings: Settings) -> Services:
-    db = Database(settings.app_database_url)
+    db = Database(
+        settings.app_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
     store = Store()
     signals = Signals()
     egress = build_egress(settings)
@@ -256,6 +261,7 @@ def build_services(settings: Settings) -> Services:
         executor_id=executor_id(settings),
         queue_poll_seconds=settings.queue_poll_seconds,
         worker_concurrency=settings.worker_concurrency,
+        pool_size=settings.dbos_pool_size,
     )
     auth = AuthService(db, store)
     harnesses = HarnessService(db, store, models, capabilities)

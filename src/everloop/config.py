@@ -67,6 +67,34 @@ class Settings(BaseSettings):
         default="everloop-1",
         description="Pinned DBOS application version; workflows only resume on a match.",
     )
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description=(
+            "App database connections each process keeps open (PostgreSQL; plus "
+            "db_max_overflow under load). Each request or turn step holds at most one, for "
+            "one transaction, never across a model call, a tool call or a wait; see "
+            "docs/operations.md for sizing."
+        ),
+    )
+    db_max_overflow: int = Field(
+        default=10, ge=0, le=1000, description="Extra app database connections under load."
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "How long a transaction waits for a free app database connection before failing; "
+            "waits queue in order, so a busy pool delays work instead of failing it."
+        ),
+    )
+    dbos_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="DBOS system database connections per process (PostgreSQL).",
+    )
     queue_poll_seconds: float = Field(
         default=0.1,
         description="How often a worker polls the turn queue fed by API-only processes.",

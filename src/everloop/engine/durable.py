@@ -55,12 +55,14 @@ class DurableEngine:
         executor_id: str,
         queue_poll_seconds: float,
         worker_concurrency: int | None = None,
+        pool_size: int = 20,
     ) -> None:
         self.system_database_url = system_database_url
         self.application_version = application_version
         self.executor_id = executor_id
         self.queue_poll_seconds = queue_poll_seconds
         self.worker_concurrency = worker_concurrency
+        self.pool_size = pool_size
         self._client: DBOSClient | None = None
         self._launched = False
         self._workflow: Any = None
@@ -77,6 +79,7 @@ class DurableEngine:
             # long shutdown waits for that thread).
             "notification_listener_polling_interval_sec": 0.2,
             "serializer": DBOSPortableJSONSerializer(),
+            "sys_db_pool_size": self.pool_size,
         }
         if self.system_database_url.startswith("sqlite"):
             config["system_database_engine"] = _sqlite_system_engine(self.system_database_url)
@@ -112,6 +115,7 @@ class DurableEngine:
                 DBOSClient,
                 system_database_url=self.system_database_url,
                 serializer=DBOSPortableJSONSerializer(),
+                system_database_pool_size=self.pool_size,
             )
 
     async def enqueue_turn(self, session_id: str, turn_id: str) -> None:

@@ -79,10 +79,16 @@ class ReasonPhase:
     async def open_first(self, session_id: str, turn_id: str) -> Opened | Waiting | Halted:
         """Claim the session and open the turn's first reason phase."""
         context = await self._env.context(session_id, turn_id)
-        if context.runtime is not None:
-            # List the turn's MCP servers before the transaction opens, so no network call
-            # runs inside it (failures only log; see ``capabilities.mcp``).
-            await self._env.remote.discover(context.org_id, context.runtime)
+        # What the turn's settings need from outside is fetched before the transaction opens:
+        # no network call and no second database connection while it holds one.
+        settings: loop.TurnSettings | EverloopError
+        try:
+            if context.runtime is not None:
+                # MCP listings (failures only log; see ``capabilities.mcp``).
+                await self._env.remote.discover(context.org_id, context.runtime)
+            settings = await self._turn_settings(context)
+        except EverloopError as exc:
+            settings = exc  # the transaction fails the turn with it
 
         async def write(conn: AsyncConnection) -> StepResult:
             await _require_open(conn, session_id, turn_id)
@@ -94,7 +100,8 @@ class ReasonPhase:
                 values["started_at"] = now()
             await turn_store.update_session(conn, session_id, values)
             history, user_message = await self._env.conversation(conn, context)
-            settings = await self._turn_settings(context)
+            if isinstance(settings, EverloopError):
+                raise settings
             state, _ = loop.start_turn(
                 turn_id=turn_id, history=history, user_message=user_message, settings=settings
             )

@@ -89,8 +89,15 @@ class TurnService:
     ) -> PostedMessage:
         message = _user_message(content, controls, metadata)
         turn_id = ids.new_id("turn")
+        ids.parse("session", session_id, field="session_id")
         async with self._db.write() as conn:
-            session = await self._sessions.get(caller, session_id, conn)
+            # Only existence in the caller's organization and the preview matter here; the
+            # session's configuration is read by the turn itself.
+            found, preview = await turn_store.session_preview(
+                conn, caller.organization_id, session_id
+            )
+            if not found:
+                raise NotFound.of("session", session_id)
             context = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
             data = ev.input_message(message=message)
             wire = data["message"]
@@ -116,7 +123,7 @@ class TurnService:
                     conn, session_id, waiting, "cancelled: the user sent a new message"
                 )
                 values["status"] = "active"
-            if session.preview is None and message.text:
+            if preview is None and message.text:
                 values["preview"] = ev.preview(message.text)
             await turn_store.update_session(conn, session_id, values)
         # Turns waiting for the settled calls wake on the session's new events (in this

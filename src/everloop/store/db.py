@@ -24,7 +24,14 @@ from everloop.store import sqlite_inline
 class Database:
     """The app database of one process (SQLite file or PostgreSQL)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        pool_timeout: float = 300.0,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine: AsyncEngine
@@ -41,8 +48,13 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
         else:
+            # A busy pool queues transactions (up to pool_timeout) instead of failing them.
             self.engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                pool_pre_ping=True,
             )
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 

@@ -98,6 +98,23 @@ _SESSION_USAGE = select(
 ).where(sessions.c.id == bindparam("session_id"))
 
 
+_SESSION_PREVIEW = select(sessions.c.preview).where(
+    sessions.c.id == bindparam("session_id"),
+    sessions.c.organization_id == bindparam("org_id"),
+    sessions.c.deleted_at.is_(None),
+)
+
+
+async def session_preview(
+    conn: AsyncConnection, org_id: str, session_id: str
+) -> tuple[bool, str | None]:
+    """Whether the session exists in the organization (not deleted), and its preview."""
+    row = (
+        await conn.execute(_SESSION_PREVIEW, {"session_id": session_id, "org_id": org_id})
+    ).first()
+    return (True, row[0]) if row is not None else (False, None)
+
+
 async def get_turn(conn: AsyncConnection, turn_id: str) -> TurnRow | None:
     row = (await conn.execute(_GET_TURN, {"turn_id": turn_id})).first()
     return _turn(row) if row else None
