@@ -27,7 +27,8 @@ from everloop.config import Settings
 from everloop.crypto import SecretBox
 from everloop.egress import EgressGuard
 from everloop.engine.assembly import Assembler
-from everloop.engine.durable import DurableEngine
+from everloop.engine.local import LocalEngine
+from everloop.engine.ports import TurnEngine
 from everloop.engine.runner import RunnerSettings, TurnRunner
 from everloop.engine.signals import Signals
 from everloop.engine.workers import WorkerLifecycle
@@ -60,7 +61,7 @@ class Services:
     db: Database
     signals: Signals
     capabilities: CapabilityRegistry
-    engine: DurableEngine
+    engine: TurnEngine
     runner: TurnRunner
     auth: AuthService
     providers: ProviderService
@@ -255,14 +256,24 @@ def build_services(settings: Settings) -> Services:
         assembler=assembler,
         remote_tools=mcp_tools,
     )
-    engine = DurableEngine(
-        system_database_url=settings.dbos_database_url,
-        application_version=settings.application_version,
-        executor_id=executor_id(settings),
-        queue_poll_seconds=settings.queue_poll_seconds,
-        worker_concurrency=settings.worker_concurrency,
-        pool_size=settings.dbos_pool_size,
-    )
+    # DBOS where processes share the work (PostgreSQL); turns as tasks of the one process on
+    # the embedded default (see engine/local.py for why).
+    engine: TurnEngine
+    if settings.is_postgres:
+        from everloop.engine.durable import DurableEngine  # DBOS is imported only when used
+
+        engine = DurableEngine(
+            system_database_url=settings.dbos_database_url,
+            application_version=settings.application_version,
+            executor_id=executor_id(settings),
+            queue_poll_seconds=settings.queue_poll_seconds,
+            worker_concurrency=settings.worker_concurrency,
+            pool_size=settings.dbos_pool_size,
+        )
+    else:
+        engine = LocalEngine(
+            executor_id=executor_id(settings), application_version=settings.application_version
+        )
     auth = AuthService(db, store)
     harnesses = HarnessService(db, store, models, capabilities)
     recorder = VersionRecorder(assembler)

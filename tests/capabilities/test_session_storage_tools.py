@@ -221,7 +221,7 @@ async def test_a_secret_never_reaches_an_api_response_event_log_or_database(
         assert sealed is not None and PLAINTEXT not in sealed
     if not POSTGRES_URL:
         names, holding = _files_holding(Path(api.services.settings.data_dir), PLAINTEXT.encode())
-        assert "everloop.db" in names and "dbos.sqlite" in names
+        assert "everloop.db" in names
         assert holding == []
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from everloop.capabilities.base import Tool
 from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.llm.base import ModelDriver
+
+if TYPE_CHECKING:
+    from everloop.engine.runner import TurnRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +75,23 @@ class NoRemoteTools:
 
     async def find(self, org_id: str, runtime: RuntimeAgent, name: str) -> Tool | None:
         return None
+
+
+class TurnEngine(Protocol):
+    """What starts turns: DBOS (``engine.durable``, PostgreSQL) or the embedded engine
+    (``engine.local``, SQLite). Starting a turn is idempotent by its id."""
+
+    executor_id: str
+    application_version: str
+
+    async def launch(self, runner: TurnRunner, *, listen_queue: bool = ...) -> None: ...
+
+    async def connect(self) -> None: ...
+
+    async def enqueue_turn(self, session_id: str, turn_id: str) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def recover(self, executor_ids: list[str]) -> int: ...
+
+    async def close(self) -> None: ...

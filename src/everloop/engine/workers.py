@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.timestamps import format_ts, now
-from everloop.engine.durable import DurableEngine
+from everloop.engine.ports import TurnEngine
 from everloop.engine.runner import TurnRunner
 from everloop.store import workers as worker_store
 from everloop.store.db import Database
@@ -36,7 +36,7 @@ class WorkerLifecycle:
     def __init__(
         self,
         db: Database,
-        engine: DurableEngine,
+        engine: TurnEngine,
         runner: TurnRunner,
         *,
         role: str,
