@@ -73,11 +73,16 @@ class ActPhase:
             result: ToolResultPart | None = None
             if not is_transactional(tool):
                 async with self._env.db.read() as conn:
-                    done, recorded = await turn_store.recorded_effect(conn, turn_id, key)
                     status = await turn_store.turn_status(conn, turn_id)
+                    # A re-run: the call may have been recorded already.
+                    done, recorded = (
+                        (False, None)
+                        if context.fresh
+                        else await turn_store.recorded_effect(conn, turn_id, key)
+                    )
                 if done:
                     return _tool_done(decode(recorded, await self._env.history(context)))
-                if status != "running":
+                if status != "running":  # no tool call for a turn cancelled meanwhile
                     raise TurnHalted(status or "missing")
                 tool_context = ToolContext(
                     session_id, context.org_id, turn_id, call.id, network_access=access
@@ -113,7 +118,12 @@ class ActPhase:
                 return ToolDone(outcome)
 
             recorded_result, _ = await self._steps.once(
-                session_id, turn_id, key, lambda: self._env.history(context), write
+                session_id,
+                turn_id,
+                key,
+                lambda: self._env.history(context),
+                write,
+                fresh=context.fresh,
             )
             return _tool_done(recorded_result)
         except TurnHalted as halted:

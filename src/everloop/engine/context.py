@@ -47,6 +47,9 @@ class TurnContext:
     revealing: dict[str, Tool] = field(default_factory=dict)
     model: ResolvedModel | None = None
     history: tuple[Message, ...] | None = None
+    # This process ran the turn's first step itself (it was not recorded before): no later
+    # step can have a record yet (see ``StepRecorder.once``).
+    fresh: bool = False
 
 
 @dataclass(slots=True)

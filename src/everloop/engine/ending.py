@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from everloop.domain.event_log import EventContext, NewEvent
 from everloop.domain.messages import Message, part_from_json
 from everloop.domain.timestamps import now
+from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
 from everloop.engine.steps import Halted, TurnHalted, event_context
@@ -27,8 +28,13 @@ async def end_turn(
     final: Message | None,
     failure: loop.FailTurn | None,
     ttft_ms: int | None,
+    *,
+    prior: list[NewEvent] | None = None,
+    total: TokenUsage | None = None,
 ) -> None:
-    """Write the turn's terminal events and return the session to idle."""
+    """Write the turn's terminal events (after ``prior``, the step's own events, in one
+    append) and return the session to idle. ``total``: the session's usage totals, when the
+    caller has them."""
     if not await turn_store.move_turn(
         conn,
         turn_id,
@@ -36,7 +42,7 @@ async def end_turn(
         allowed_from=("running",),
     ):
         raise TurnHalted("cancelled")
-    new: list[NewEvent] = []
+    new: list[NewEvent] = list(prior or ())
     if failure is not None:
         new.append(
             NewEvent(
@@ -80,7 +86,8 @@ async def end_turn(
             )
         )
         last_text = final.text
-    total = await turn_store.session_usage(conn, session_id)
+    if total is None:
+        total = await turn_store.session_usage(conn, session_id)
     new.append(
         NewEvent(
             "session.idled",

@@ -125,9 +125,12 @@ class ReasonPhase:
             return await self._open_events(conn, context, state, new)
 
         try:
-            return await self._open(context, "reason:1:open", write)
+            opened = await self._open(context, "reason:1:open", write)
         except TurnHalted as halted:
             return Waiting() if str(halted) == "waiting" else Halted(str(halted))
+        if isinstance(opened, Opened) and not opened.replayed:
+            context.fresh = True
+        return opened
 
     async def open_next(
         self, context: TurnContext, state: loop.TurnState, act_completed: dict[str, Any]
@@ -147,7 +150,12 @@ class ReasonPhase:
 
     async def _open(self, context: TurnContext, key: str, write: Any) -> Opened | Halted:
         result, replayed = await self._steps.once(
-            context.session_id, context.turn_id, key, lambda: self._env.history(context), write
+            context.session_id,
+            context.turn_id,
+            key,
+            lambda: self._env.history(context),
+            write,
+            fresh=context.fresh,
         )
         if isinstance(result, Opened):
             return replace(result, replayed=True) if replayed else result
@@ -392,7 +400,7 @@ class ReasonPhase:
         async def write(conn: AsyncConnection) -> StepResult:
             await require_running(conn, turn_id)
             new = self._answer_events(state, new_state, model, message_id, outcome, ctx)
-            await turn_store.add_session_usage(conn, session_id, usage)
+            total = await turn_store.add_session_usage(conn, session_id, usage)
             match effect:
                 case loop.RunTools(calls=run_calls):
                     client = state.settings.client_side_tools
@@ -417,13 +425,31 @@ class ReasonPhase:
                     await append_events(conn, session_id, new)
                     return Advanced(new_state)
                 case loop.CompleteTurn(final_message=final):
-                    await append_events(conn, session_id, new)
                     await end_turn(
-                        conn, session_id, turn_id, new_state, ctx, final, None, outcome.ttft_ms
+                        conn,
+                        session_id,
+                        turn_id,
+                        new_state,
+                        ctx,
+                        final,
+                        None,
+                        outcome.ttft_ms,
+                        prior=new,
+                        total=total,
                     )
                 case loop.FailTurn():
-                    await append_events(conn, session_id, new)
-                    await end_turn(conn, session_id, turn_id, new_state, ctx, None, effect, None)
+                    await end_turn(
+                        conn,
+                        session_id,
+                        turn_id,
+                        new_state,
+                        ctx,
+                        None,
+                        effect,
+                        None,
+                        prior=new,
+                        total=total,
+                    )
                 case loop.CallModel():
                     raise AssertionError("a model answer never asks for another model call")
             return Advanced(new_state)
@@ -484,15 +510,16 @@ class ReasonPhase:
             key,
             lambda: self._env.history(context),
             write,
+            fresh=context.fresh,
         )
         return result
 
 
 async def _require_open(conn: AsyncConnection, session_id: str, turn_id: str) -> None:
-    turn = await turn_store.get_turn(conn, turn_id)
-    if turn is None or turn.status not in turn_store.OPEN:
-        raise TurnHalted(turn.status if turn else "missing")
-    if not await turn_store.session_alive(conn, session_id):
+    status, session_live = await turn_store.turn_state(conn, turn_id)
+    if status is None or status not in turn_store.OPEN:
+        raise TurnHalted(status or "missing")
+    if not session_live:
         raise TurnHalted("session deleted")
 
 

@@ -56,7 +56,6 @@ from everloop.engine.steps import (
 )
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
-from everloop.store.event_log import append_events
 
 log = logging.getLogger("everloop.engine")
 
@@ -203,11 +202,17 @@ class TurnRunner:
         async def write(conn: AsyncConnection) -> StepResult:
             await require_running(conn, context.turn_id)
             ctx = event_context(context.turn_id, state.input_message_id)
-            await append_events(
-                conn, context.session_id, [NewEvent("act.completed", act_completed, ctx)]
-            )
+            act = NewEvent("act.completed", act_completed, ctx)
             await end_turn(
-                conn, context.session_id, context.turn_id, state, ctx, None, failure, None
+                conn,
+                context.session_id,
+                context.turn_id,
+                state,
+                ctx,
+                None,
+                failure,
+                None,
+                prior=[act],
             )
             return Advanced(state)
 

@@ -166,16 +166,24 @@ class StepRecorder:
         key: str,
         history: Callable[[], Awaitable[tuple[Message, ...]]],
         write: Callable[[AsyncConnection], Awaitable[StepResult]],
+        *,
+        fresh: bool = False,
     ) -> tuple[StepResult, bool]:
         """Run ``write`` and record its result under ``key`` in one transaction, unless a run
         of this step recorded it before: then that result. Returns (result, replayed).
+
+        ``fresh``: this process started the turn's first step itself (no record existed), so no
+        later step can have a record yet and the look-up is skipped; the record's primary key
+        still refuses a second one (a concurrent run), and that run's result is returned.
 
         ``TurnHalted`` raised by ``write`` rolls the transaction back and propagates; an
         ``EverloopError`` (a broken configuration) fails the turn with a readable message.
         """
         try:
             async with self._db.write() as conn:
-                done, value = await turn_store.recorded_effect(conn, turn_id, key)
+                done, value = (
+                    (False, None) if fresh else await turn_store.recorded_effect(conn, turn_id, key)
+                )
                 if not done:
                     try:
                         result = await write(conn)

@@ -91,13 +91,12 @@ class TurnService:
         turn_id = ids.new_id("turn")
         ids.parse("session", session_id, field="session_id")
         async with self._db.write() as conn:
-            # Only existence in the caller's organization and the preview matter here; the
-            # session's configuration is read by the turn itself.
-            found, preview = await turn_store.session_preview(
-                conn, caller.organization_id, session_id
-            )
-            if not found:
+            # Only existence in the caller's organization, the preview and the status matter
+            # here; the session's configuration is read by the turn itself.
+            found = await turn_store.session_preview(conn, caller.organization_id, session_id)
+            if found is None:
                 raise NotFound.of("session", session_id)
+            preview, status = found
             context = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
             data = ev.input_message(message=message)
             wire = data["message"]
@@ -115,7 +114,11 @@ class TurnService:
                 input_sequence=stored[0].sequence,
             )
             values: dict[str, Any] = {"updated_at": now()}
-            waiting = await client_store.pending_for_session(conn, session_id)
+            waiting = (
+                await client_store.pending_for_session(conn, session_id)
+                if status == "waitingfortoolresults"
+                else []
+            )
             if waiting:
                 # The user moved on: the calls the running turn waits for are answered as
                 # cancelled, it finishes, and this message is the next turn.

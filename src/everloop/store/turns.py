@@ -77,9 +77,6 @@ _RECORDED = select(turn_effects.c.result).where(
     turn_effects.c.step_key == bindparam("step_key"),
 )
 _RECORD = turn_effects.insert()
-_SESSION_ALIVE = select(sessions.c.id).where(
-    sessions.c.id == bindparam("session_id"), sessions.c.deleted_at.is_(None)
-)
 _ADD_USAGE = (
     update(sessions)
     .where(sessions.c.id == bindparam("session_id"))
@@ -88,6 +85,12 @@ _ADD_USAGE = (
         output_tokens=sessions.c.output_tokens + bindparam("output_tokens"),
         cache_read_tokens=sessions.c.cache_read_tokens + bindparam("cache_read_tokens"),
         cache_creation_tokens=sessions.c.cache_creation_tokens + bindparam("cache_creation_tokens"),
+    )
+    .returning(
+        sessions.c.input_tokens,
+        sessions.c.output_tokens,
+        sessions.c.cache_read_tokens,
+        sessions.c.cache_creation_tokens,
     )
 )
 _SESSION_USAGE = select(
@@ -98,7 +101,20 @@ _SESSION_USAGE = select(
 ).where(sessions.c.id == bindparam("session_id"))
 
 
-_SESSION_PREVIEW = select(sessions.c.preview).where(
+_TURN_STATE = (
+    select(turns.c.status, sessions.c.deleted_at)
+    .select_from(turns.join(sessions, sessions.c.id == turns.c.session_id))
+    .where(turns.c.id == bindparam("turn_id"))
+)
+
+
+async def turn_state(conn: AsyncConnection, turn_id: str) -> tuple[str | None, bool]:
+    """The turn's status (None if there is no such turn) and whether its session is live."""
+    row = (await conn.execute(_TURN_STATE, {"turn_id": turn_id})).first()
+    return (None, False) if row is None else (str(row[0]), row[1] is None)
+
+
+_SESSION_PREVIEW = select(sessions.c.preview, sessions.c.status).where(
     sessions.c.id == bindparam("session_id"),
     sessions.c.organization_id == bindparam("org_id"),
     sessions.c.deleted_at.is_(None),
@@ -107,12 +123,13 @@ _SESSION_PREVIEW = select(sessions.c.preview).where(
 
 async def session_preview(
     conn: AsyncConnection, org_id: str, session_id: str
-) -> tuple[bool, str | None]:
-    """Whether the session exists in the organization (not deleted), and its preview."""
+) -> tuple[str | None, str | None] | None:
+    """(preview, status) of the session in the organization; None if it does not exist
+    (or is deleted)."""
     row = (
         await conn.execute(_SESSION_PREVIEW, {"session_id": session_id, "org_id": org_id})
     ).first()
-    return (True, row[0]) if row is not None else (False, None)
+    return (row[0], row[1]) if row is not None else None
 
 
 async def get_turn(conn: AsyncConnection, turn_id: str) -> TurnRow | None:
@@ -201,8 +218,11 @@ async def record_effect(
     )
 
 
-async def add_session_usage(conn: AsyncConnection, session_id: str, usage: TokenUsage) -> None:
-    await conn.execute(
+async def add_session_usage(
+    conn: AsyncConnection, session_id: str, usage: TokenUsage
+) -> TokenUsage:
+    """Add ``usage`` to the session's totals; the new totals."""
+    row = await conn.execute(
         _ADD_USAGE,
         {
             "session_id": session_id,
@@ -212,6 +232,8 @@ async def add_session_usage(conn: AsyncConnection, session_id: str, usage: Token
             "cache_creation_tokens": usage.cache_creation_tokens,
         },
     )
+    total = row.one()
+    return TokenUsage(int(total[0]), int(total[1]), int(total[2]), int(total[3]))
 
 
 async def session_usage(conn: AsyncConnection, session_id: str) -> TokenUsage:
@@ -238,10 +260,6 @@ async def history_rows(
         .order_by(events.c.sequence)
     )
     return [(int(r[0]), str(r[1]), r[2], r[3]) for r in rows]
-
-
-async def session_alive(conn: AsyncConnection, session_id: str) -> bool:
-    return await conn.scalar(_SESSION_ALIVE, {"session_id": session_id}) is not None
 
 
 __all__ = ["IntegrityError", "TurnRow"]
