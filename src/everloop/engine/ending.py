@@ -95,12 +95,11 @@ async def end_turn(
             context,
         )
     )
-    await append_events(conn, session_id, new)
     stamp = now()
     values: dict[str, Any] = {"status": "idle", "updated_at": stamp, "finished_at": stamp}
     if last_text:
         values["output_preview"] = ev.preview(last_text)
-    await turn_store.update_session(conn, session_id, values)
+    await append_events(conn, session_id, new, session_values=values)
 
 
 async def fail_setup(conn: AsyncConnection, session_id: str, turn_id: str, reason: str) -> Halted:
@@ -142,10 +141,6 @@ async def fail_setup(conn: AsyncConnection, session_id: str, turn_id: str, reaso
                 context,
             ),
         ],
-    )
-    await turn_store.update_session(
-        conn,
-        session_id,
-        {"status": "idle", "updated_at": now(), "output_preview": ev.preview(text)},
+        session_values={"status": "idle", "updated_at": now(), "output_preview": ev.preview(text)},
     )
     return Halted("failed")

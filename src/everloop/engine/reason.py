@@ -91,14 +91,12 @@ class ReasonPhase:
             settings = exc  # the transaction fails the turn with it
 
         async def write(conn: AsyncConnection) -> StepResult:
-            await _require_open(conn, session_id, turn_id)
             claim = await turn_store.claim_turn(conn, session_id, turn_id)
             if claim not in ("claimed", "running"):
                 raise TurnHalted(claim)
             values: dict[str, Any] = {"status": "active", "updated_at": now()}
             if context.config.started_at is None:
-                values["started_at"] = now()
-            await turn_store.update_session(conn, session_id, values)
+                values["started_at"] = values["updated_at"]
             history, user_message = await self._env.conversation(conn, context)
             if isinstance(settings, EverloopError):
                 raise settings
@@ -122,7 +120,7 @@ class ReasonPhase:
                     ctx,
                 ),
             ]
-            return await self._open_events(conn, context, state, new)
+            return await self._open_events(conn, context, state, new, session_values=values)
 
         try:
             opened = await self._open(context, "reason:1:open", write)
@@ -168,6 +166,8 @@ class ReasonPhase:
         context: TurnContext,
         state: loop.TurnState,
         new: list[NewEvent],
+        *,
+        session_values: dict[str, Any] | None = None,
     ) -> Opened:
         turn_id = context.turn_id
         ctx = event_context(turn_id, context.input_message_id)
@@ -196,7 +196,7 @@ class ReasonPhase:
                 ctx,
             )
         )
-        await append_events(conn, context.session_id, new)
+        await append_events(conn, context.session_id, new, session_values=session_values)
         return Opened(state, message_id)
 
     async def _turn_settings(self, context: TurnContext) -> loop.TurnSettings:

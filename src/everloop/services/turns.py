@@ -103,8 +103,21 @@ class TurnService:
             assert isinstance(wire, dict)
             wire["controls"] = controls
             wire["metadata"] = metadata
+            waiting = (
+                await client_store.pending_for_session(conn, session_id)
+                if status == "waitingfortoolresults"
+                else []
+            )
+            values: dict[str, Any] = {"updated_at": now()}
+            if waiting:
+                values["status"] = "active"
+            if preview is None and message.text:
+                values["preview"] = ev.preview(message.text)
             stored = await append_events(
-                conn, session_id, [NewEvent("input.message", data, context, tags=tags)]
+                conn,
+                session_id,
+                [NewEvent("input.message", data, context, tags=tags)],
+                session_values=values,
             )
             await turn_store.insert_turn(
                 conn,
@@ -113,22 +126,12 @@ class TurnService:
                 input_message_id=message.id,
                 input_sequence=stored[0].sequence,
             )
-            values: dict[str, Any] = {"updated_at": now()}
-            waiting = (
-                await client_store.pending_for_session(conn, session_id)
-                if status == "waitingfortoolresults"
-                else []
-            )
             if waiting:
                 # The user moved on: the calls the running turn waits for are answered as
                 # cancelled, it finishes, and this message is the next turn.
                 await self._settle_all(
                     conn, session_id, waiting, "cancelled: the user sent a new message"
                 )
-                values["status"] = "active"
-            if preview is None and message.text:
-                values["preview"] = ev.preview(message.text)
-            await turn_store.update_session(conn, session_id, values)
         # Turns waiting for the settled calls wake on the session's new events (in this
         # process by signal, in others by the database notification of the append).
         self._signals.events_appended(session_id)

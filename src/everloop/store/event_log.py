@@ -8,7 +8,7 @@ There is deliberately no method to change or delete an event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.timestamps import now
 from everloop.errors import NotFound
-from everloop.store.notifications import notify_appended
+from everloop.store.notifications import notify_expression
 from everloop.store.tables import events, sessions
 
 
@@ -35,22 +35,39 @@ class EventQuery:
     newest_first: bool = False
 
 
-_TAKE_SEQUENCES = (
-    update(sessions)
-    .where(sessions.c.id == bindparam("session_id"))
-    .values(last_sequence=sessions.c.last_sequence + bindparam("count"))
-    .returning(sessions.c.last_sequence)
-)
+def _take_sequences(notify: bool, session_values: Mapping[str, Any] | None = None) -> Any:
+    """``UPDATE sessions SET last_sequence = last_sequence + :count [, other columns] RETURNING
+    last_sequence`` (and on PostgreSQL the notification, in the same statement)."""
+    stmt = (
+        update(sessions)
+        .where(sessions.c.id == bindparam("session_id"))
+        .values(
+            last_sequence=sessions.c.last_sequence + bindparam("count"), **(session_values or {})
+        )
+    )
+    if notify:
+        return stmt.returning(sessions.c.last_sequence, notify_expression(bindparam("session_id")))
+    return stmt.returning(sessions.c.last_sequence)
+
+
+_TAKE_SEQUENCES = {notify: _take_sequences(notify) for notify in (False, True)}
 _INSERT_EVENT = events.insert()
 
 
 async def append_events(
-    conn: AsyncConnection, session_id: str, new: Sequence[NewEvent]
+    conn: AsyncConnection,
+    session_id: str,
+    new: Sequence[NewEvent],
+    *,
+    session_values: Mapping[str, Any] | None = None,
 ) -> list[Event]:
-    """Append ``new`` to the session's log inside the caller's transaction."""
+    """Append ``new`` to the session's log inside the caller's transaction; ``session_values``
+    are set on the session's row by the same statement that takes the sequence numbers."""
     if not new:
         return []
-    last = await conn.scalar(_TAKE_SEQUENCES, {"session_id": session_id, "count": len(new)})
+    notify = conn.dialect.name == "postgresql"
+    stmt = _take_sequences(notify, session_values) if session_values else _TAKE_SEQUENCES[notify]
+    last = await conn.scalar(stmt, {"session_id": session_id, "count": len(new)})
     if last is None:
         raise NotFound.of("session", session_id)
     first = int(last) - len(new) + 1
@@ -87,7 +104,6 @@ async def append_events(
             for e in stored
         ],
     )
-    await notify_appended(conn, session_id)
     return stored
 
 

@@ -101,6 +101,9 @@ _SESSION_USAGE = select(
 ).where(sessions.c.id == bindparam("session_id"))
 
 
+_LOCK_SESSION = (
+    select(sessions.c.id).where(sessions.c.id == bindparam("session_id")).with_for_update()
+)
 _TURN_STATE = (
     select(turns.c.status, sessions.c.deleted_at)
     .select_from(turns.join(sessions, sessions.c.id == turns.c.session_id))
@@ -160,17 +163,18 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
     """Let ``turn_id`` run if it is the session's earliest open turn and nothing else runs.
 
     Returns ``"claimed"`` (moved to running now), ``"running"`` (it already was: a re-run after
-    a crash), ``"waiting"`` (an earlier turn is still open), or the turn's terminal status.
-    The caller's transaction holds the database write lock (SQLite) or locks the session row
-    (PostgreSQL), so two claims of one session never interleave.
+    a crash), ``"waiting"`` (an earlier turn is still open), ``"session deleted"``,
+    ``"missing"``, or the turn's terminal status. The caller's transaction holds the database
+    write lock (SQLite) or locks the session row (PostgreSQL), so two claims of one session
+    never interleave.
     """
     if conn.dialect.name == "postgresql":
-        await conn.execute(
-            select(sessions.c.id).where(sessions.c.id == session_id).with_for_update()
-        )
-    current = await turn_status(conn, turn_id)
+        await conn.execute(_LOCK_SESSION, {"session_id": session_id})
+    current, session_live = await turn_state(conn, turn_id)
     if current is None:
         return "missing"
+    if not session_live:
+        return "session deleted"
     if current != "queued":
         return current
     first = await conn.scalar(_FIRST_OPEN, {"session_id": session_id})
