@@ -99,10 +99,10 @@ class Services:
         """Connect to the durable engine (and run turns here when ``execute``, heartbeating
         as an executor); start recorded turns that were never started. Returns how many."""
         if execute:
-            # A lone embedded process (SQLite) has no API-only process feeding the queue.
-            await self.engine.launch(
-                self.runner, listen_queue=role != "serve" or self.settings.is_postgres
-            )
+            # Only workers take turns from the queue that API-only processes feed; `serve`
+            # runs the turns it accepts itself. (On PostgreSQL the queue poll of a serve
+            # process measurably delayed its own turns: docs/benchmarks.md.)
+            await self.engine.launch(self.runner, listen_queue=role == "worker")
             self.workers = WorkerLifecycle(
                 self.db,
                 self.engine,
