@@ -164,21 +164,13 @@ def token_create(
     data_dir: DataDir = None,
 ) -> None:
     """Mint a new personal access token for the admin user and print it (shown once)."""
-    from everloop.bootstrap import build_services, prepare_storage
+    from everloop.bootstrap_admin import create_token, prepare_storage
     from everloop.errors import EverloopError
 
     settings = _settings(data_dir)
     prepare_storage(settings)
-
-    async def mint() -> str:
-        services = build_services(settings)
-        try:
-            return await services.auth.create_token(name)
-        finally:
-            await services.close()
-
     try:
-        typer.echo(asyncio.run(mint()))
+        typer.echo(asyncio.run(create_token(settings, name)))
     except EverloopError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(code=1) from exc
