@@ -4,9 +4,10 @@ Before the port is bound: migrate the app database (one version read when it is 
 and make sure the admin user and its token exist, so ``<data-dir>/admin-token`` is there when
 ``/healthz`` first answers. That phase imports only the database and auth modules.
 
-After: import and build the services and the HTTP app (FastAPI, the model SDKs, DBOS) in a
-thread, seed the organization, launch the durable engine, then open the ``StartupGate``. Until
-then ``/healthz`` answers 200, ``/readyz`` 503, and other requests wait for the app.
+After: import and build the services and the HTTP app (FastAPI, DBOS) in a thread, seed the
+organization, launch the durable engine, then open the ``StartupGate``. Until then ``/healthz``
+answers 200, ``/readyz`` 503, and other requests wait for the app. Last, the model and MCP SDKs
+(which load on first use) are imported in a thread, so that no turn waits for them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
     from everloop.bootstrap import Services
 
+log = logging.getLogger("everloop.startup")
+
 
 def write_admin_token(data_dir: Path, token: str) -> Path:
     """Write the admin token to ``<data-dir>/admin-token`` readable by the owner only."""
@@ -48,6 +51,7 @@ class Startup:
         self.organization_id = organization_id
         self.services: Services | None = None
         self.failed = False
+        self._warm_up: asyncio.Task[None] | None = None
 
     def _build(self) -> tuple[Services, ASGIApp]:
         # In a thread: the imports are most of the start-up time, and the event loop keeps
@@ -70,12 +74,24 @@ class Startup:
             typer.echo(f"everloop worker {services.engine.executor_id}: health on {where}/healthz")
         else:
             typer.echo(f"everloop {self.role}: serving on {where}/api (docs: /api/docs)")
+        self._warm_up = asyncio.create_task(asyncio.to_thread(_load_sdks), name="load-sdks")
         return app
 
     async def stop(self) -> None:
         if self.services is not None:
             await self.services.close()
             self.services = None
+
+
+def _load_sdks() -> None:
+    from everloop.capabilities.mcp import load_sdk as load_mcp_sdk
+    from everloop.llm.clients import load_sdks as load_model_sdks
+
+    try:
+        load_model_sdks()
+        load_mcp_sdk()
+    except Exception:  # they load again, and fail visibly, when a turn needs them
+        log.exception("loading the model and MCP SDKs failed")
 
 
 def run(settings: Settings, *, role: str) -> None:
