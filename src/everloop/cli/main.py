@@ -41,7 +41,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 9000).")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the API and the turn engine in one process (the embedded default: SQLite)."""
+    """Run the API and the turn engine in one process (the embedded default: SQLite).
+
+    /healthz answers once the port is bound; /readyz and the API once the engine runs."""
     _run(_settings(data_dir, host=host, port=port), role="serve")
 
 
