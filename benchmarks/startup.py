@@ -14,8 +14,8 @@ wall times do.
 
 Usage: python benchmarks/startup.py [--runs 5] [--src DIR] [--compare DIR] [--pg URL]
 --src runs the child processes on another checkout's code (PYTHONPATH=DIR); --compare measures
-a second checkout too, its runs alternating with the first's so both see the same load (e.g.
---compare /path/to/baseline/src). --pg (postgresql+psycopg://user@127.0.0.1/db) measures
+another checkout too (repeatable), runs alternating between them so all see the same load
+(e.g. --compare /path/to/baseline/src). --pg (postgresql+psycopg://user@127.0.0.1/db) measures
 PostgreSQL instead: each fresh run gets a new database, dropped afterwards.
 Talks to 127.0.0.1 only; starts and stops its own processes in a temporary directory.
 """
@@ -249,11 +249,15 @@ class Subject:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="everloop-startup-"))
     load_before = os.getloadavg()
-    sources = [args.src] + ([args.compare] if args.compare else [])
+    sources = [args.src, *(args.compare or [])]
     subjects = [Subject(src, root / f"subject{n}") for n, src in enumerate(sources)]
     try:
         with pg_databases(args.pg) as new_database:
-            # Runs alternate between the subjects, so a change of load hits both alike.
+            # One start each that is not measured: it compiles the bytecode and warms the OS
+            # file cache. Then runs alternate between subjects, so changes of load hit all alike.
+            for subject in subjects:
+                subject.env = child_env(subject.src, new_database())
+                Serve(subject.root / "warm-up", subject.env).stop()
             for i in range(args.runs):
                 for subject in subjects:
                     subject.env = child_env(subject.src, new_database())
@@ -308,7 +312,9 @@ def main() -> None:
         "--src", default=None, help="run the processes from this source dir (another checkout)"
     )
     parser.add_argument(
-        "--compare", default=None, help="also measure this source dir, runs alternating"
+        "--compare",
+        action="append",
+        help="also measure this source dir, runs alternating (may be given more than once)",
     )
     parser.add_argument(
         "--pg", default=None, help="measure PostgreSQL: a URL to create databases with"
