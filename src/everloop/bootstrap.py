@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from everloop.bootstrap_admin import prepare_storage as prepare_storage  # re-exported
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
@@ -48,7 +49,6 @@ from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
 from everloop.services.turns import TurnService
 from everloop.sql_sandbox import Limits as SqlLimits
-from everloop.store import migrate
 from everloop.store.db import Database
 from everloop.store.models_store import ModelStore
 from everloop.store.notifications import EventListener
@@ -193,12 +193,6 @@ def build_session_databases(
     return SessionDatabaseService(
         db, store, limits, max_per_session=settings.sql_max_databases_per_session
     )
-
-
-def prepare_storage(settings: Settings) -> None:
-    """Create the data dir and bring the app schema up to date (synchronous, before serving)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.app_database_url)
 
 
 def executor_id(settings: Settings) -> str:

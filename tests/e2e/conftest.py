@@ -1,9 +1,9 @@
 """End-to-end fixtures: ``everloop serve`` as a real subprocess on 127.0.0.1.
 
 ``server`` starts one process on a free port and a temp data dir; ``start_server`` starts one with
-extra environment. Both kill every process they started in teardown, pass or fail. With
-``EVERLOOP_TEST_POSTGRES_URL`` set, each test gets a fresh PostgreSQL database
-(``everloop_e2e_<hex>``), dropped afterwards.
+extra environment (and can prepare its data dir or database first). Both kill every process
+they started in teardown, pass or fail. With ``EVERLOOP_TEST_POSTGRES_URL`` set, each test gets
+a fresh PostgreSQL database (``everloop_e2e_<hex>``), dropped afterwards.
 
 Every wait polls a condition inside a deadline: nothing here sleeps to synchronise.
 """
@@ -329,7 +329,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
     databases: list[str] = []
 
-    def start(**extra_env: str) -> Server:
+    def start(prepare: Callable[[Server], None] | None = None, **extra_env: str) -> Server:
+        # ``prepare(server)`` runs before the process starts (its data dir exists, its database
+        # is created): to lay out what a test starts from.
         root = tmp_path / f"server{len(started)}"
         root.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVERLOOP_")}
@@ -349,6 +351,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         env.update(extra_env)
         server = Server(root / "data", free_port(), env)
         started.append(server)
+        if prepare is not None:
+            server.data_dir.mkdir()
+            prepare(server)
         server.start()
         return server
 

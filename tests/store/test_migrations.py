@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
 
 from everloop.config import Settings
 from everloop.store import migrate
 from everloop.store.tables import metadata
+
+POSTGRES_URL = os.environ.get("EVERLOOP_TEST_POSTGRES_URL")
 
 
 def _state(url: str) -> tuple[list[str], set[str], set[str]]:
@@ -53,3 +66,60 @@ def test_schema_matches_the_tables_module(settings: Settings) -> None:
                 assert {c.name for c in table.columns} == columns, table.name
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def blank_url(tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty app database: a new SQLite file, or a new PostgreSQL database."""
+    if not POSTGRES_URL:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}"
+        return
+    name = f"everloop_migrate_{secrets.token_hex(4)}"
+    admin = make_url(POSTGRES_URL).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        finally:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_heads_names_the_newest_revisions() -> None:
+    # upgrade() skips Alembic when a database records exactly HEADS: it must follow the scripts.
+    heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
+    assert frozenset(heads) == migrate.HEADS
+
+
+def test_an_older_database_is_brought_to_head(blank_url: str) -> None:
+    engine = create_engine(migrate.sync_url(blank_url))
+    try:
+        with engine.begin() as connection:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0003")
+    finally:
+        engine.dispose()
+    assert _state(blank_url)[0] == ["0003"]
+    migrate.upgrade(blank_url)
+    versions, tables, _ = _state(blank_url)
+    assert frozenset(versions) == migrate.HEADS
+    assert {t.name for t in metadata.sorted_tables} <= tables
+
+
+def _loads_alembic(url: str) -> bool:
+    """Whether ``migrate.upgrade(url)`` in a new interpreter imports Alembic."""
+    code = (
+        "import sys; from everloop.store import migrate; migrate.upgrade(sys.argv[1]); "
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip() == "True"
+
+
+def test_only_a_database_behind_head_loads_alembic(settings: Settings, blank_url: str) -> None:
+    # The settings fixture's database is at head: one version read, no migration environment.
+    assert not _loads_alembic(settings.app_database_url)
+    assert _loads_alembic(blank_url)
+    assert frozenset(_state(blank_url)[0]) == migrate.HEADS

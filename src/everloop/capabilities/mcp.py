@@ -14,6 +14,9 @@ access and the SSRF rules apply to the MCP URL, with DNS pinning.
 Durability: a tool that does not declare ``idempotentHint`` is ``at_most_once``; the runner
 records that such a call started before making it, and turns a call interrupted by a crash into
 an "outcome unknown" error instead of repeating it (``engine.runner``).
+
+The ``mcp`` SDK loads on first use (a third of a second of imports), not with this module;
+``everloop serve`` loads it in a thread after it starts (``load_sdk``).
 """
 
 from __future__ import annotations
@@ -24,13 +27,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, TextContent
 
 from everloop.capabilities.base import Tool, ToolContext, ToolError
 from everloop.domain.mcp import McpServerSpec, scoped_specs, server_id_of_ref, tool_name
@@ -40,6 +39,10 @@ from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.egress import EgressGuard
 from everloop.egress.httpx2_client import guarded_httpx2_client
 from everloop.errors import EgressDenied
+
+if TYPE_CHECKING:
+    from mcp import Client
+    from mcp.types import CallToolResult
 
 log = logging.getLogger("everloop.mcp")
 _T = TypeVar("_T")
@@ -56,6 +59,12 @@ class McpServerDirectory(Protocol):
 
 class McpUnavailable(Exception):
     """A server could not be reached or refused us (connection, egress guard, protocol)."""
+
+
+def load_sdk() -> None:
+    """Import the ``mcp`` SDK now (blocking: call it in a thread)."""
+    import mcp.client.streamable_http
+    import mcp.shared.exceptions  # noqa: F401
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,9 @@ class McpConnector:
         run: Callable[[Client], Awaitable[_T]],
     ) -> _T:
         """Connect, ``run(client)`` within ``timeout``, disconnect."""
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
         try:
             async with (
                 guarded_httpx2_client(
@@ -136,6 +148,8 @@ class McpConnector:
 
 def _explain(exc: BaseException, timeout: float) -> str:
     """One line on why an MCP operation failed (the SDK raises through task groups)."""
+    from mcp.shared.exceptions import MCPError
+
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, EgressDenied):
@@ -197,6 +211,8 @@ class _UnreachableTool:
 
 
 def _text(result: CallToolResult) -> str:
+    from mcp.types import TextContent
+
     return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
@@ -205,6 +221,8 @@ def _value(result: CallToolResult) -> JsonValue:
     if result.structured_content is not None:
         structured: JsonValue = json.loads(json.dumps(result.structured_content))
         return structured
+    from mcp.types import TextContent
+
     if all(isinstance(c, TextContent) for c in result.content):
         return _text(result)
     parts: JsonValue = [c.model_dump(mode="json", exclude_none=True) for c in result.content]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -37,23 +35,15 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def write_admin_token(data_dir: Path, token: str) -> Path:
-    """Write the admin token to ``<data-dir>/admin-token`` readable by the owner only."""
-    path = data_dir / "admin-token"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    os.chmod(path, 0o600)
-    return path
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 9000).")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the API and the turn engine in one process (the embedded default: SQLite)."""
+    """Run the API and the turn engine in one process (the embedded default: SQLite).
+
+    /healthz answers once the port is bound; /readyz and the API once the engine runs."""
     _run(_settings(data_dir, host=host, port=port), role="serve")
 
 
@@ -90,56 +80,9 @@ def worker(
 
 
 def _run(settings: Settings, *, role: str) -> None:
-    import uvicorn
+    from everloop.cli.serve import run
 
-    from everloop.api.app import create_app
-    from everloop.bootstrap import build_services, prepare_storage
-
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if role != "serve" and not settings.is_postgres:
-        typer.echo(
-            f"error: `everloop {role}` runs beside other processes and needs PostgreSQL: set "
-            "EVERLOOP_DATABASE_URL=postgresql+psycopg://user@host/db (or use `everloop serve`)",
-            err=True,
-        )
-        raise typer.Exit(code=2)
-    typer.echo(
-        f"everloop {role}: data dir {settings.data_dir.resolve()}; migrating the database..."
-    )
-    prepare_storage(settings)
-    services = build_services(settings)
-
-    async def startup() -> None:
-        boot = await services.auth.bootstrap()
-        await services.seed_org(boot.organization_id)
-        if boot.token:
-            path = write_admin_token(settings.data_dir, boot.token)
-            typer.echo(
-                f"everloop: created admin token (shown once, also saved to {path}):\n  {boot.token}"
-            )
-        swept = await services.start_engine(execute=role != "api", role=role)
-        if swept:
-            typer.echo(f"everloop: resuming {swept} turn(s) recorded before the last stop")
-        where = f"http://{settings.host}:{settings.port}"
-        if role == "worker":
-            typer.echo(f"everloop worker {services.engine.executor_id}: health on {where}/healthz")
-        else:
-            typer.echo(f"everloop {role}: serving on {where}/api (docs: /api/docs)")
-
-    application = create_app(
-        services, on_startup=startup, on_shutdown=services.close, api=role != "worker"
-    )
-    config = uvicorn.Config(
-        application,
-        host=settings.host,
-        port=settings.port,
-        timeout_graceful_shutdown=3,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
-    uvicorn.Server(config).run()
+    run(settings, role=role)
 
 
 @app.command()
@@ -164,21 +107,13 @@ def token_create(
     data_dir: DataDir = None,
 ) -> None:
     """Mint a new personal access token for the admin user and print it (shown once)."""
-    from everloop.bootstrap import build_services, prepare_storage
+    from everloop.bootstrap_admin import create_token, prepare_storage
     from everloop.errors import EverloopError
 
     settings = _settings(data_dir)
     prepare_storage(settings)
-
-    async def mint() -> str:
-        services = build_services(settings)
-        try:
-            return await services.auth.create_token(name)
-        finally:
-            await services.close()
-
     try:
-        typer.echo(asyncio.run(mint()))
+        typer.echo(asyncio.run(create_token(settings, name)))
     except EverloopError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(code=1) from exc

@@ -6,6 +6,10 @@ connection pool belongs to the event loop that opened it, hence the per-loop key
 own retries are off: the turn runner owns the retry policy (``ModelCallError.retryable``).
 
 openai 3.x and anthropic 2.x are built on ``httpx2``: that is the client injected here.
+
+The SDKs take a second or more to import, so they load on first use (``build``), not with this
+module: a server that never calls an SDK model does not pay for them, and ``everloop serve``
+loads them in a thread after it starts (``load_sdks``) so that no request waits for the import.
 """
 
 from __future__ import annotations
@@ -14,16 +18,16 @@ import asyncio
 import hashlib
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import anthropic
 import httpx2
-import openai
 
-from everloop.llm.anthropic import AnthropicDriver
 from everloop.llm.base import ModelDriver
-from everloop.llm.openai_chat import OpenAIChatDriver
-from everloop.llm.openai_responses import OpenAIResponsesDriver
 from everloop.llm.options import DriverOptions, Endpoint, SdkDriverKind
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 # The SDKs refuse to start without a key; a local OpenAI-compatible server often needs none.
 _NO_KEY = "not-set"
@@ -50,6 +54,10 @@ class SdkDrivers:
         self, kind: SdkDriverKind, model: str, endpoint: Endpoint, options: DriverOptions
     ) -> ModelDriver:
         """A driver for ``model``; its SDK client is created on the first call, in that loop."""
+        from everloop.llm.anthropic import AnthropicDriver
+        from everloop.llm.openai_chat import OpenAIChatDriver
+        from everloop.llm.openai_responses import OpenAIResponsesDriver
+
         match kind:
             case "openai":
                 return OpenAIResponsesDriver(
@@ -71,6 +79,8 @@ class SdkDrivers:
         key = (endpoint.base_url, _digest(endpoint.api_key), timeout)
         client = clients.openai.get(key)
         if client is None:
+            import openai
+
             client = openai.AsyncOpenAI(
                 api_key=endpoint.api_key or _NO_KEY,
                 base_url=endpoint.base_url,
@@ -86,6 +96,8 @@ class SdkDrivers:
         key = (endpoint.base_url, _digest(endpoint.api_key), timeout)
         client = clients.anthropic.get(key)
         if client is None:
+            import anthropic
+
             client = anthropic.AsyncAnthropic(
                 api_key=endpoint.api_key or _NO_KEY,
                 base_url=endpoint.base_url,
@@ -114,6 +126,13 @@ class SdkDrivers:
             clients = _LoopClients(http)
             self._by_loop[loop] = clients
         return clients
+
+
+def load_sdks() -> None:
+    """Import the SDKs and their drivers now (blocking: call it in a thread)."""
+    import everloop.llm.anthropic
+    import everloop.llm.openai_chat
+    import everloop.llm.openai_responses  # noqa: F401
 
 
 def _digest(api_key: str | None) -> str:

@@ -1,14 +1,27 @@
-"""Schema migrations, run at start-up (Alembic, scripts in ``store/migrations``)."""
+"""Schema migrations, run at start-up (Alembic, scripts in ``store/migrations``).
+
+A database already at the newest revision is the common case (every start after the first), so
+``upgrade`` first reads the recorded revision and compares it with ``HEADS``; only a new, older
+or unknown database loads Alembic and the migration scripts (a few hundred milliseconds).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# The head revision(s) of ``store/migrations/versions``; a new migration changes this
+# (tests/store/test_migrations.py checks it against the scripts).
+HEADS: frozenset[str] = frozenset({"0011"})
+
+VERSION_TABLE = "alembic_version"
 
 
 def sync_url(url: str) -> str:
@@ -17,16 +30,31 @@ def sync_url(url: str) -> str:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
+
+
+def current_revisions(connection: Connection) -> frozenset[str]:
+    """The revisions recorded in the database (empty for a database Alembic never touched)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return frozenset()
+    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    return frozenset(row[0] for row in rows)
 
 
 def upgrade(database_url: str) -> None:
     """Bring the app schema at ``database_url`` to the newest revision."""
     engine = create_engine(sync_url(database_url))
     try:
+        with engine.connect() as connection:
+            if current_revisions(connection) == HEADS:
+                return
         with engine.begin() as connection:
+            from alembic import command
+
             cfg = alembic_config()
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "heads")

@@ -1,0 +1,142 @@
+"""Running a server process (``serve``, ``api``, ``worker``) in two phases.
+
+Before the port is bound: migrate the app database (one version read when it is up to date)
+and make sure the admin user and its token exist, so ``<data-dir>/admin-token`` is there when
+``/healthz`` first answers. That phase imports only the database and auth modules.
+
+After: import and build the services and the HTTP app (FastAPI, DBOS) in a thread, seed the
+organization, launch the durable engine, then open the ``StartupGate``. Until then ``/healthz``
+answers 200, ``/readyz`` 503, and other requests wait for the app. Last, the model and MCP SDKs
+(which load on first use) are imported in a thread, so that no turn waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from everloop.api.gate import StartupGate
+from everloop.bootstrap_admin import bootstrap_admin, prepare_storage
+from everloop.config import Settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from everloop.bootstrap import Services
+
+log = logging.getLogger("everloop.startup")
+
+
+def write_admin_token(data_dir: Path, token: str) -> Path:
+    """Write the admin token to ``<data-dir>/admin-token`` readable by the owner only."""
+    path = data_dir / "admin-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+class Startup:
+    """What runs after the port is bound, and its undoing at shutdown."""
+
+    def __init__(self, settings: Settings, role: str, organization_id: str) -> None:
+        self.settings = settings
+        self.role = role
+        self.organization_id = organization_id
+        self.services: Services | None = None
+        self.failed = False
+        self._warm_up: asyncio.Task[None] | None = None
+
+    def _build(self) -> tuple[Services, ASGIApp]:
+        # In a thread: the imports are most of the start-up time, and the event loop keeps
+        # answering /healthz meanwhile. Building touches no event loop.
+        from everloop.api.app import create_app
+        from everloop.bootstrap import build_services
+
+        services = build_services(self.settings)
+        return services, create_app(services, api=self.role != "worker")
+
+    async def start(self) -> ASGIApp:
+        services, app = await asyncio.to_thread(self._build)
+        self.services = services
+        await services.seed_org(self.organization_id)
+        swept = await services.start_engine(execute=self.role != "api", role=self.role)
+        if swept:
+            typer.echo(f"everloop: resuming {swept} turn(s) recorded before the last stop")
+        where = f"http://{self.settings.host}:{self.settings.port}"
+        if self.role == "worker":
+            typer.echo(f"everloop worker {services.engine.executor_id}: health on {where}/healthz")
+        else:
+            typer.echo(f"everloop {self.role}: serving on {where}/api (docs: /api/docs)")
+        self._warm_up = asyncio.create_task(asyncio.to_thread(_load_sdks), name="load-sdks")
+        return app
+
+    async def stop(self) -> None:
+        if self.services is not None:
+            await self.services.close()
+            self.services = None
+
+
+def _load_sdks() -> None:
+    from everloop.capabilities.mcp import load_sdk as load_mcp_sdk
+    from everloop.llm.clients import load_sdks as load_model_sdks
+
+    try:
+        load_model_sdks()
+        load_mcp_sdk()
+    except Exception:  # they load again, and fail visibly, when a turn needs them
+        log.exception("loading the model and MCP SDKs failed")
+
+
+def run(settings: Settings, *, role: str) -> None:
+    """Run one server process until it is stopped; exit 1 if it fails to start."""
+    import uvicorn
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if role != "serve" and not settings.is_postgres:
+        typer.echo(
+            f"error: `everloop {role}` runs beside other processes and needs PostgreSQL: set "
+            "EVERLOOP_DATABASE_URL=postgresql+psycopg://user@host/db (or use `everloop serve`)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    typer.echo(
+        f"everloop {role}: data dir {settings.data_dir.resolve()}; migrating the database..."
+    )
+    prepare_storage(settings)
+    boot = asyncio.run(bootstrap_admin(settings))
+    if boot.token:
+        path = write_admin_token(settings.data_dir, boot.token)
+        typer.echo(
+            f"everloop: created admin token (shown once, also saved to {path}):\n  {boot.token}"
+        )
+
+    startup = Startup(settings, role, boot.organization_id)
+    server: uvicorn.Server | None = None
+
+    def failed(_exc: BaseException) -> None:
+        startup.failed = True
+        if server is not None:
+            server.should_exit = True
+
+    config = uvicorn.Config(
+        StartupGate(startup.start, startup.stop, on_failure=failed),
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=3,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if startup.failed:
+        typer.echo(f"error: everloop {role} failed to start (see the log above)", err=True)
+        raise typer.Exit(code=1)
