@@ -168,6 +168,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+async def settle(pid: int, seconds: float = 20.0) -> None:
+    """Wait (bounded) until the server is idle: right after it is ready it still loads the
+    model SDKs in a background thread, which must not count as turn CPU."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.02:
+            return
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="everloop-bench-"))
     server = Server(data_dir, src=args.src)
@@ -179,10 +190,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             base_url=server.base + "/", headers={"Authorization": f"Bearer {token}"}, limits=limits
         ) as client:
             sessions = await setup(client, 1 + args.sessions)
+            await settle(server.proc.pid)
             if args.w1_turns:
                 w1_stream = SessionStream(client, sessions[0])
                 for i in range(5):  # warm-up
                     await turn(client, w1_stream, f"add warm {i}")
+                await settle(server.proc.pid)
                 latencies = []
                 cpu_before = cpu_seconds(server.proc.pid)
                 for i in range(args.w1_turns):
@@ -203,6 +216,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
 
             streams = [SessionStream(client, sid) for sid in sessions[1:]]
+            await settle(server.proc.pid)
             failures: list[str] = []
 
             async def drive(stream: SessionStream) -> None:
