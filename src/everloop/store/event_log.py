@@ -20,6 +20,8 @@ from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.timestamps import now
 from everloop.errors import NotFound
+from everloop.store import sqlite_direct
+from everloop.store.db import json_dumps
 from everloop.store.notifications import notify_expression
 from everloop.store.tables import events, sessions
 
@@ -65,9 +67,15 @@ async def append_events(
     are set on the session's row by the same statement that takes the sequence numbers."""
     if not new:
         return []
-    notify = conn.dialect.name == "postgresql"
-    stmt = _take_sequences(notify, session_values) if session_values else _TAKE_SEQUENCES[notify]
-    last = await conn.scalar(stmt, {"session_id": session_id, "count": len(new)})
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        last = sqlite_direct.take_sequences(raw, session_id, len(new), session_values)
+    else:
+        notify = conn.dialect.name == "postgresql"
+        stmt = (
+            _take_sequences(notify, session_values) if session_values else _TAKE_SEQUENCES[notify]
+        )
+        last = await conn.scalar(stmt, {"session_id": session_id, "count": len(new)})
     if last is None:
         raise NotFound.of("session", session_id)
     first = int(last) - len(new) + 1
@@ -86,6 +94,26 @@ async def append_events(
         )
         for offset, item in enumerate(new)
     ]
+    if raw is not None:
+        sqlite_direct.insert_events(
+            raw,
+            [
+                (
+                    e.id,
+                    session_id,
+                    e.sequence,
+                    e.type,
+                    e.ts,
+                    e.context.turn_id,
+                    json_dumps(e.context.to_json()),
+                    json_dumps(e.data),
+                    None if e.metadata is None else json_dumps(e.metadata),
+                    None if e.tags is None else json_dumps(e.tags),
+                )
+                for e in stored
+            ],
+        )
+        return stored
     await conn.execute(
         _INSERT_EVENT,
         [

@@ -19,7 +19,8 @@ from everloop.domain.messages import JsonValue
 from everloop.domain.runtime_agent import Layer
 from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
-from everloop.store import runtime_layers
+from everloop.store import runtime_layers, sqlite_direct
+from everloop.store.db import json_dumps, json_loads
 from everloop.store.tables import events, sessions, turn_effects, turns
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -113,7 +114,16 @@ _TURN_STATE = (
 
 async def turn_state(conn: AsyncConnection, turn_id: str) -> tuple[str | None, bool]:
     """The turn's status (None if there is no such turn) and whether its session is live."""
-    row = (await conn.execute(_TURN_STATE, {"turn_id": turn_id})).first()
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        row: Any = sqlite_direct.one(
+            raw,
+            "SELECT turns.status, sessions.deleted_at FROM turns JOIN sessions "
+            "ON sessions.id = turns.session_id WHERE turns.id = ?",
+            (turn_id,),
+        )
+    else:
+        row = (await conn.execute(_TURN_STATE, {"turn_id": turn_id})).first()
     return (None, False) if row is None else (str(row[0]), row[1] is None)
 
 
@@ -141,6 +151,12 @@ async def get_turn(conn: AsyncConnection, turn_id: str) -> TurnRow | None:
 
 
 async def turn_status(conn: AsyncConnection, turn_id: str) -> str | None:
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        found: str | None = sqlite_direct.scalar(
+            raw, "SELECT status FROM turns WHERE id = ?", (turn_id,)
+        )
+        return found
     return await conn.scalar(_TURN_STATUS, {"turn_id": turn_id})
 
 
@@ -209,6 +225,16 @@ async def all_open_turns(conn: AsyncConnection) -> list[TurnRow]:
 async def recorded_effect(
     conn: AsyncConnection, turn_id: str, step_key: str
 ) -> tuple[bool, JsonValue]:
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        found = sqlite_direct.one(
+            raw,
+            "SELECT result FROM turn_effects WHERE turn_id = ? AND step_key = ?",
+            (turn_id, step_key),
+        )
+        if found is None:
+            return False, None
+        return True, None if found[0] is None else json_loads(found[0])
     row = (await conn.execute(_RECORDED, {"turn_id": turn_id, "step_key": step_key})).first()
     return (True, row.result) if row else (False, None)
 
@@ -217,6 +243,14 @@ async def record_effect(
     conn: AsyncConnection, turn_id: str, step_key: str, result: JsonValue
 ) -> None:
     """Record a step's result in the caller's transaction; a duplicate raises ``IntegrityError``."""
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        sqlite_direct.insert(
+            raw,
+            "INSERT INTO turn_effects (turn_id, step_key, result, created_at) VALUES (?, ?, ?, ?)",
+            (turn_id, step_key, None if result is None else json_dumps(result), now()),
+        )
+        return
     await conn.execute(
         _RECORD, {"turn_id": turn_id, "step_key": step_key, "result": result, "created_at": now()}
     )
@@ -254,6 +288,16 @@ async def history_rows(
 ) -> list[tuple[int, str, str | None, Any]]:
     """(sequence, type, turn id, data) of the session's conversation events after
     ``after_sequence``, in order (see ``engine.context.Transcripts``)."""
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        marks = ", ".join("?" for _ in HISTORY_EVENT_TYPES)
+        found = sqlite_direct.all_rows(
+            raw,
+            "SELECT sequence, type, turn_id, data FROM events WHERE session_id = ? "
+            f"AND sequence > ? AND type IN ({marks}) ORDER BY sequence",
+            (session_id, after_sequence, *HISTORY_EVENT_TYPES),
+        )
+        return [(int(r[0]), str(r[1]), r[2], json_loads(r[3])) for r in found]
     rows = await conn.execute(
         select(events.c.sequence, events.c.type, events.c.turn_id, events.c.data)
         .where(
