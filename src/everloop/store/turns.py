@@ -50,6 +50,15 @@ async def insert_turn(
     input_message_id: str,
     input_sequence: int,
 ) -> None:
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        sqlite_direct.insert(
+            raw,
+            "INSERT INTO turns (id, session_id, input_message_id, input_sequence, status, "
+            "created_at, finished_at) VALUES (?, ?, ?, ?, 'queued', ?, NULL)",
+            (turn_id, session_id, input_message_id, input_sequence, now()),
+        )
+        return
     await conn.execute(
         turns.insert().values(
             id=turn_id,
@@ -139,9 +148,18 @@ async def session_preview(
 ) -> tuple[str | None, str | None] | None:
     """(preview, status) of the session in the organization; None if it does not exist
     (or is deleted)."""
-    row = (
-        await conn.execute(_SESSION_PREVIEW, {"session_id": session_id, "org_id": org_id})
-    ).first()
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        row: Any = sqlite_direct.one(
+            raw,
+            "SELECT preview, status FROM sessions WHERE id = ? AND organization_id = ? "
+            "AND deleted_at IS NULL",
+            (session_id, org_id),
+        )
+    else:
+        row = (
+            await conn.execute(_SESSION_PREVIEW, {"session_id": session_id, "org_id": org_id})
+        ).first()
     return (row[0], row[1]) if row is not None else None
 
 
@@ -167,6 +185,15 @@ async def move_turn(
     values: dict[str, Any] = {"status": to}
     if to in TERMINAL:
         values["finished_at"] = now()
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        sets = ", ".join(f"{name} = ?" for name in values)
+        marks = ", ".join("?" for _ in allowed_from)
+        cursor = raw.execute(
+            f"UPDATE turns SET {sets} WHERE id = ? AND status IN ({marks})",
+            (*values.values(), turn_id, *allowed_from),
+        )
+        return cursor.rowcount > 0
     result = await conn.execute(
         update(turns)
         .where(turns.c.id == turn_id, turns.c.status.in_(list(allowed_from)))
@@ -193,7 +220,7 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
         return "session deleted"
     if current != "queued":
         return current
-    first = await conn.scalar(_FIRST_OPEN, {"session_id": session_id})
+    first = await next_open_turn(conn, session_id)
     if first != turn_id:
         return "waiting"
     await move_turn(conn, turn_id, to="running", allowed_from=("queued",))
@@ -201,6 +228,15 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
 
 
 async def next_open_turn(conn: AsyncConnection, session_id: str) -> str | None:
+    raw = sqlite_direct.connection(conn)
+    if raw is not None:
+        found: str | None = sqlite_direct.scalar(
+            raw,
+            "SELECT id FROM turns WHERE session_id = ? AND status IN (?, ?) "
+            "ORDER BY input_sequence LIMIT 1",
+            (session_id, *OPEN),
+        )
+        return found
     return await conn.scalar(_FIRST_OPEN, {"session_id": session_id})
 
 
