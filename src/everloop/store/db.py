@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import orjson
@@ -80,22 +80,84 @@ class Database:
             event.listen(self.engine.sync_engine.pool, "checkout", _ping_if_idle)
             event.listen(self.engine.sync_engine.pool, "checkin", _note_checkin)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        # SQLite: connections stay open between transactions (see ``_checkout``).
+        self._idle: list[AsyncConnection] = []
+        self._keep_idle = pool_size
+        self._writer: AsyncConnection | None = None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         with _data_errors_as_invalid_input():
-            async with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                async with self.engine.connect() as conn:
+                    yield conn
+                return
+            conn = self._idle.pop() if self._idle else await self.engine.connect()
+            async with self._checkout(conn, keep=self._keep_reader):
                 yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         with _data_errors_as_invalid_input():
-            async with self._write_lock or nullcontext(), self.engine.connect() as conn:
-                await conn.execution_options(everloop_write=True)
-                async with conn.begin():
+            if not self.is_sqlite:
+                async with self.engine.connect() as conn, conn.begin():
+                    yield conn
+                return
+            assert self._write_lock is not None
+            async with self._write_lock:
+                conn = self._writer or await self._new_writer()
+                self._writer = None
+                async with self._checkout(conn, keep=self._keep_writer), conn.begin():
                     yield conn
 
+    async def _new_writer(self) -> AsyncConnection:
+        conn = await self.engine.connect()
+        await conn.execution_options(everloop_write=True)
+        return conn
+
+    @asynccontextmanager
+    async def _checkout(
+        self, conn: AsyncConnection, keep: Callable[[AsyncConnection], bool]
+    ) -> AsyncIterator[None]:
+        """Use ``conn`` for one transaction, then keep it open for the next one.
+
+        Checking a connection out of SQLAlchemy's async pool and closing it again costs more
+        than a short SQLite transaction (pool bookkeeping, a shielded close task, three event
+        loop iterations), so on SQLite the connections stay open. A connection whose
+        transaction was interrupted (cancelled) is closed instead of kept."""
+        try:
+            yield
+        except Exception:
+            if conn.in_transaction():
+                await conn.rollback()
+            if not keep(conn):
+                await conn.close()
+            raise
+        except BaseException:
+            await conn.close()
+            raise
+        if conn.in_transaction():
+            await conn.rollback()  # a read: nothing to keep
+        if not keep(conn):
+            await conn.close()
+
+    def _keep_reader(self, conn: AsyncConnection) -> bool:
+        if conn.invalidated or len(self._idle) >= self._keep_idle:
+            return False
+        self._idle.append(conn)
+        return True
+
+    def _keep_writer(self, conn: AsyncConnection) -> bool:
+        if conn.invalidated:
+            return False
+        self._writer = conn
+        return True
+
     async def close(self) -> None:
+        for conn in [*self._idle, *([self._writer] if self._writer else [])]:
+            await conn.close()
+        self._idle.clear()
+        self._writer = None
         await self.engine.dispose()
 
 
@@ -155,4 +217,5 @@ def _sqlite_on_begin(conn: Any) -> None:
     # datasource transactions (isolation SERIALIZABLE).
     options = conn.get_execution_options()
     immediate = options.get("everloop_write") or options.get("isolation_level") == "SERIALIZABLE"
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # Straight to the driver: this runs for every transaction.
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
