@@ -36,6 +36,7 @@ from everloop.services.agent_versions import AgentVersionService, VersionRecorde
 from everloop.services.auth import AuthService
 from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.config_resources import AgentService, HarnessService
+from everloop.services.event_feed import EventFanout
 from everloop.services.files import FileLimits, FileService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
@@ -59,6 +60,7 @@ class Services:
     settings: Settings
     db: Database
     signals: Signals
+    fanout: EventFanout
     capabilities: CapabilityRegistry
     engine: DurableEngine
     runner: TurnRunner
@@ -131,6 +133,7 @@ class Services:
         return checks
 
     async def close(self) -> None:
+        await self.fanout.close()
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
@@ -276,11 +279,13 @@ def build_services(settings: Settings) -> Services:
         file_limits=file_limits(settings),
     )
     vault = SecretVault(SecretBox.from_settings(settings))
-    turns = TurnService(db, sessions, engine, signals)
+    fanout = EventFanout(db, signals, poll_seconds=settings.sse_poll_seconds)
+    turns = TurnService(db, sessions, engine, signals, fanout)
     return Services(
         settings=settings,
         db=db,
         signals=signals,
+        fanout=fanout,
         capabilities=capabilities,
         engine=engine,
         runner=runner,

@@ -148,7 +148,6 @@ async def stream_events(
         types=types or (),
         exclude=exclude or (),
         cycle_seconds=settings.sse_cycle_seconds,
-        poll_seconds=settings.sse_poll_seconds,
         stopping=stopping,
     )
     return EventSourceResponse(
@@ -172,11 +171,7 @@ async def _sse(frames: AsyncIterator[StreamFrame]) -> AsyncIterator[ServerSentEv
             )
             return
         assert frame.event is not None
-        yield ServerSentEvent(
-            event=frame.event.type,
-            id=frame.event.id,
-            data=json.dumps(frame.event.to_json(), separators=(",", ":")),
-        )
+        yield ServerSentEvent(event=frame.event.type, id=frame.event.id, data=frame.data)
 
 
 @router.post(
