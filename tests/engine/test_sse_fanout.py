@@ -8,13 +8,14 @@ is on the stream itself inside a deadline; nothing sleeps to synchronise, nothin
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
 import pytest
 from tests.conftest import Api
-from tests.engine.conftest import events, new_session, send, wait_turns_ended
+from tests.engine.conftest import events, new_session, send, wait_for
 
 from everloop.domain.event_log import EventContext, NewEvent
 from everloop.services.auth import Caller
@@ -27,6 +28,16 @@ pytestmark = pytest.mark.timeout(120)
 TOOL_TURN = {
     "response": {"type": "fixed", "text": "five"},
     "tool_calls": [{"when": "add", "name": "add", "arguments": {"a": 2, "b": 3}}],
+}
+LOCATE = {
+    "type": "client_side",
+    "name": "get_location",
+    "description": "Where the user is.",
+    "parameters": {"type": "object", "properties": {}},
+}
+CLIENT_TOOL_TURN = {
+    "response": {"type": "echo"},
+    "tool_calls": [{"when": "where", "name": "get_location", "arguments": {}}],
 }
 DEADLINE = 60.0
 
@@ -82,15 +93,19 @@ class Reader:
         seen = 0
         async with aclosing(frames):  # type: ignore[type-var]  # an async generator
             async for frame in self._joining(frames):
-                assert frame.kind == "event" and frame.event is not None, frame
-                self.received.append(frame.event.to_json())
-                self.progress.set()
-                if self._hold_after is not None and len(self.received) == self._hold_after:
+                assert frame.kind == "events" and frame.events, frame
+                for delivery in frame.events:
+                    body = json.loads(delivery.data)
+                    assert body == delivery.event.to_json()
+                    self.received.append(body)
+                    self.progress.set()
+                    seen += body["type"] == "session.idled"
+                    if seen == self._idled:
+                        return
+                if self._hold_after is not None and len(self.received) >= self._hold_after:
+                    self._hold_after = None
                     self.held.set()
                     await self.release.wait()  # stuck: does not pull the stream meanwhile
-                seen += frame.event.type == "session.idled"
-                if seen == self._idled:
-                    return
 
     async def _joining(self, frames: AsyncIterator[StreamFrame]) -> AsyncIterator[StreamFrame]:
         # The stream subscribes on its first pull; the pull that starts it is what "joined" means.
@@ -105,6 +120,13 @@ class Reader:
         """Return once ``count`` events were received."""
         async with asyncio.timeout(DEADLINE):
             while len(self.received) < count:
+                self.progress.clear()
+                await self.progress.wait()
+
+    async def until_type(self, event_type: str) -> None:
+        """Return once an event of ``event_type`` was received."""
+        async with asyncio.timeout(DEADLINE):
+            while all(e["type"] != event_type for e in self.received):
                 self.progress.clear()
                 await self.progress.wait()
 
@@ -140,25 +162,36 @@ async def test_many_streams_get_the_identical_full_sequence(engine: Api) -> None
 
 
 async def test_a_stream_resuming_mid_turn_gets_exactly_the_rest(engine: Api) -> None:
+    """The turn pauses on a client-side tool call (deterministically mid-stream); streams
+    resuming there by event id and by sequence get exactly the rest once it goes on."""
     fanout = EventFanout(engine.services.db, engine.services.signals)
     turns = turns_with(engine, fanout)
     caller = await caller_of(engine)
-    sid = await new_session(engine, TOOL_TURN, capabilities=[{"ref": "test_math"}])
-    first = Reader(turns, caller, sid, hold_after=3)
+    sid = await new_session(engine, CLIENT_TOOL_TURN, tools=[LOCATE])
+    first = Reader(turns, caller, sid)
     await first.joined.wait()
-    await send(engine, sid, "please add")
-    async with asyncio.timeout(DEADLINE):
-        await first.held.wait()
+    await send(engine, sid, "where am I?")
+    await first.until_type("tool.call_requested")
     cut = first.received[-1]
-    # Resumed by id (SSE Last-Event-ID / since_id) and by sequence, while the turn goes on.
     by_id = Reader(turns, caller, sid, since_id=cut["id"])
     by_sequence = Reader(turns, caller, sid, after_sequence=cut["sequence"])
-    first.release.set()
+    await asyncio.gather(by_id.joined.wait(), by_sequence.joined.wait())
+    calls = next(e for e in first.received if e["type"] == "tool.call_requested")
+    answered = await engine.client.post(
+        f"/v1/sessions/{sid}/tool-results",
+        json={
+            "tool_results": [
+                {"tool_call_id": calls["data"]["tool_calls"][0]["id"], "result": {"city": "Kyiv"}}
+            ]
+        },
+    )
+    assert answered.status_code == 200, answered.text
     everything = await first.done()
     log = await events(engine, sid)
     assert everything == log
     rest = [e for e in log if e["sequence"] > cut["sequence"]]
-    assert rest and await by_id.done() == rest
+    assert len(rest) > 2 and "tool.completed" in {e["type"] for e in rest}
+    assert await by_id.done() == rest
     assert await by_sequence.done() == rest
     await fanout.close()
 
@@ -193,7 +226,7 @@ async def test_a_stuck_stream_does_not_hold_up_the_others(engine: Api) -> None:
     caller = await caller_of(engine)
     sid = await new_session(engine, TOOL_TURN, capabilities=[{"ref": "test_math"}])
     await send(engine, sid, "please add")
-    before = await wait_turns_ended(engine, sid)
+    before = await wait_for(engine, sid, "session.idled")
     stuck = Reader(turns, caller, sid, idled=2, after_sequence=len(before) - 1, hold_after=1)
     async with asyncio.timeout(DEADLINE):
         await stuck.held.wait()

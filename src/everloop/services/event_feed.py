@@ -149,9 +149,12 @@ class EventFanout:
 
     async def follow(
         self, session_id: str, cursor: int, *, until: float, stopping: Stopping
-    ) -> AsyncGenerator[Delivery, None]:
+    ) -> AsyncGenerator[list[Delivery], None]:
         """Every event after ``cursor``, in order, then live ones, until the monotonic deadline
-        ``until`` passes or ``stopping`` is set (checked between batches)."""
+        ``until`` passes or ``stopping`` is set (checked between batches).
+
+        Yields batches: what one read of the tail (or one catch-up page) brought, so a stream
+        writes to its client once per batch rather than once per event."""
         sub = self._join(session_id, cursor)
         waker = asyncio.create_task(_set_when(stopping, sub.wake))
         try:
@@ -165,9 +168,8 @@ class EventFanout:
                     self._counters.catchup_deliveries += len(page)
                     batch = [wire(event) for event in page]
                 if batch:
-                    for delivery in batch:
-                        sub.cursor = delivery.event.sequence
-                        yield delivery
+                    sub.cursor = batch[-1].event.sequence
+                    yield batch
                     if stopping.is_set() or time.monotonic() >= until:
                         return
                     continue

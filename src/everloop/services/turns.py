@@ -25,7 +25,7 @@ from everloop.engine.runner import ToolStatus, client_completed
 from everloop.engine.signals import Signals
 from everloop.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from everloop.services.auth import Caller
-from everloop.services.event_feed import EventFanout, Stopping
+from everloop.services.event_feed import Delivery, EventFanout, Stopping
 from everloop.services.sessions import SessionService
 from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
@@ -54,11 +54,11 @@ class PostedMessage:
 
 @dataclass(frozen=True, slots=True)
 class StreamFrame:
-    """One thing an event stream yields: an event, or the end of the stream."""
+    """One thing an event stream yields: events (in order, each with its wire JSON), or the end
+    of the stream."""
 
-    kind: str  # "event" | "disconnecting"
-    event: Event | None = None
-    data: str = ""  # the event's wire JSON
+    kind: str  # "events" | "disconnecting"
+    events: tuple[Delivery, ...] = ()
     retry_ms: int = 0
     reason: str = ""
 
@@ -391,11 +391,15 @@ class TurnService:
         until = time.monotonic() + cycle_seconds
         deliveries = self._fanout.follow(session_id, cursor, until=until, stopping=stopping)
         async with aclosing(deliveries):
-            async for delivery in deliveries:
-                kind = delivery.event.type
-                if (types and kind not in types) or kind in exclude:
-                    continue
-                yield StreamFrame("event", delivery.event, data=delivery.data)
+            async for batch in deliveries:
+                if types or exclude:
+                    batch = [
+                        d
+                        for d in batch
+                        if (not types or d.event.type in types) and d.event.type not in exclude
+                    ]
+                if batch:
+                    yield StreamFrame("events", tuple(batch))
         if stopping.is_set():
             yield StreamFrame("disconnecting", retry_ms=1000, reason="server_shutdown")
         else:
@@ -458,4 +462,11 @@ def _tool_result_message(event: Event) -> dict[str, Any]:
     }
 
 
-__all__ = ["PostedMessage", "Stopping", "StreamFrame", "TurnService", "message_to_json"]
+__all__ = [
+    "Delivery",
+    "PostedMessage",
+    "Stopping",
+    "StreamFrame",
+    "TurnService",
+    "message_to_json",
+]
