@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -66,6 +66,7 @@ class Reader:
         since_id: str | None = None,
         after_sequence: int | None = None,
         hold_after: int | None = None,
+        on_batch: Callable[[], object] | None = None,
     ) -> None:
         self.received: list[dict[str, Any]] = []
         self.joined = asyncio.Event()
@@ -75,6 +76,7 @@ class Reader:
         self._args = (turns, caller, session_id, types, exclude, since_id, after_sequence)
         self._idled = idled
         self._hold_after = hold_after
+        self._on_batch = on_batch
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -94,6 +96,8 @@ class Reader:
         async with aclosing(frames):  # type: ignore[type-var]  # an async generator
             async for frame in self._joining(frames):
                 assert frame.kind == "events" and frame.events, frame
+                if self._on_batch is not None:
+                    self._on_batch()  # what the stream does while it "writes" this batch
                 for delivery in frame.events:
                     body = json.loads(delivery.data)
                     assert body == delivery.event.to_json()
@@ -320,3 +324,44 @@ async def test_a_watch_keeps_a_signal_sent_while_it_was_busy() -> None:
     watch.close()
     signals.events_appended("s1")  # nobody listens any more: no error
     assert signals._event_waiters == {}
+
+
+async def test_no_connection_is_held_while_streams_wait_or_write(api: Api) -> None:
+    """With streams waiting, one stuck and the others handling a batch, no app-database
+    connection is checked out: reads are short and never span a wait or a write."""
+    fanout = EventFanout(api.services.db, api.services.signals, poll_seconds=3600.0)
+    turns = turns_with(api, fanout)
+    caller = await caller_of(api)
+    sid = await new_session(api)
+    pool = api.services.db.engine.pool
+    live = False
+    checked_out: list[int] = []
+
+    def on_batch() -> None:
+        if live:
+            checked_out.append(pool.checkedout())  # type: ignore[attr-defined]
+
+    start = len(await events(api, sid))
+    stuck = Reader(turns, caller, sid, hold_after=start)
+    readers = [Reader(turns, caller, sid, on_batch=on_batch) for _ in range(10)]
+    await asyncio.gather(stuck.held.wait(), *(r.until(start) for r in readers))
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    live = True
+    context = EventContext()
+    async with api.services.db.write() as conn:
+        await append_events(
+            conn,
+            sid,
+            [
+                NewEvent("session.activated", {}, context),
+                NewEvent("session.idled", {"turn_id": None}, context),
+            ],
+        )
+    api.services.signals.events_appended(sid)
+    for reader in readers:
+        await reader.done()
+    assert checked_out and set(checked_out) == {0}
+    stuck.release.set()
+    assert await stuck.done() == await events(api, sid)
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    await fanout.close()
