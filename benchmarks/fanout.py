@@ -39,6 +39,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -130,6 +131,7 @@ class Stream:
         self.idled = 0
         self.progress = asyncio.Event()
         self.error: str | None = None
+        self.closing = False
         self.transport: asyncio.BaseTransport | None = None
 
     async def open(self) -> None:
@@ -145,7 +147,7 @@ class Stream:
             self.progress.set()
 
     def fail(self, error: str) -> None:
-        if self.error is None:
+        if self.error is None and not self.closing:
             self.error = error[:200]
         self.progress.set()
 
@@ -164,6 +166,7 @@ class Stream:
             raise RuntimeError(f"stream ended early: {self.error}")
 
     async def close(self) -> None:
+        self.closing = True
         if self.transport is not None:
             self.transport.close()
 
@@ -250,6 +253,7 @@ async def one_count(
     scans_after = await events_table_scans(pg_dsn)
 
     delays: list[float] = []
+    by_event: dict[int, tuple[str, list[float]]] = {}
     complete = 0
     for stream in streams:
         if stream.error:
@@ -257,9 +261,11 @@ async def one_count(
         got = stream.events()
         if [e["sequence"] for _, e in got] == list(range(start + 1, end + 1)):
             complete += 1
-        delays.extend(
-            (received - stamp(e["ts"])) * 1000 for received, e in got if e["sequence"] > warm
-        )
+        for received, e in got:
+            if e["sequence"] > warm:
+                delay = (received - stamp(e["ts"])) * 1000
+                delays.append(delay)
+                by_event.setdefault(e["sequence"], (e["type"], []))[1].append(delay)
     appended = end - warm
     result: dict[str, Any] = {
         "subscribers": subscribers,
@@ -272,6 +278,12 @@ async def one_count(
         "errors": len(errors),
         "errors_sample": sorted(set(errors))[:3],
         "server_cpu_ms_per_delivery": round(cpu * 1000 / len(delays), 3) if delays else None,
+        "slowest_events": [  # by their median delay over the streams
+            f"#{seq} {kind}: {statistics.median(found):.0f} ms"
+            for seq, (kind, found) in sorted(
+                by_event.items(), key=lambda item: -statistics.median(item[1][1])
+            )[:3]
+        ],
     }
     if before is not None and after is not None and appended:
         reads = sum(after[k] - before[k] for k in ("tail_reads", "catchup_reads"))
@@ -304,6 +316,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env["EVERLOOP_DATABASE_URL"] = url.render_as_string(hide_password=False)
         pg_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     server = Server(data_dir, extra_env=env, src=args.src)
+    log_lines: list[str] = []  # the server's stderr (warnings and errors), drained meanwhile
+    pipe = server.proc.stderr
+    assert pipe is not None
+    drain = threading.Thread(
+        target=lambda: log_lines.extend(line.decode(errors="replace") for line in pipe),
+        daemon=True,
+    )
+    drain.start()
     result: dict[str, Any] = {
         "database": "postgresql" if args.pg else "sqlite",
         "src": args.src or "(installed)",
@@ -337,11 +357,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["runs"] = runs
     finally:
         server.stop()
+        drain.join(timeout=5)
         shutil.rmtree(data_dir, ignore_errors=True)
         if admin and name:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     result.update(
+        server_log="".join(log_lines),
+        server_log_lines=len(log_lines),
+        server_log_sample=[line.strip()[:200] for line in log_lines if "Traceback" not in line][:3],
         load_average_after=os.getloadavg()[0],
         machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         date=datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -362,7 +386,12 @@ def main() -> None:
         help="PostgreSQL server URL (postgresql+psycopg://postgres@127.0.0.1/postgres): "
         "run on a fresh database there instead of SQLite",
     )
-    result = asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--log", default=None, help="write the server's stderr to this file")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    log = result.pop("server_log")
+    if args.log:
+        Path(args.log).write_text(log)
     print(json.dumps(result, indent=2))
 
 
