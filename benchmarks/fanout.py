@@ -8,6 +8,8 @@ the previous one's `session.idled`. Reported per count:
 - delivery delay, p50/p99/max over every (event, stream) pair of the measured turns: the event's
   `ts` (server clock, when it was appended; millisecond precision, truncated, so the figure is
   up to 1 ms high) to the moment the client read the chunk carrying it (same machine's clock).
+- spread, p99: an event's arrival on a stream minus its first arrival on any stream (the cost of
+  handing one event to N streams, without the append-to-commit time every stream shares).
 - database reads per appended event, from the server's own counters
   (`EVERLOOP_DEBUG_COUNTERS=1`, `GET /api/v1/debug/counters`; null for a build without them):
   reads of the streams (shared tail reads, polls included, plus per-stream catch-up reads)
@@ -21,7 +23,7 @@ the previous one's `session.idled`. Reported per count:
 The streams are bare asyncio protocol connections (HTTP/1.1, de-chunked by hand), so the client
 costs little per event and the delays are mostly the server's; REST calls use httpx.
 
-Usage: python benchmarks/fanout.py [--subscribers 1,50,200] [--turns 5] [--src DIR] [--pg URL]
+Usage: python benchmarks/fanout.py [--subscribers 1,50,200] [--turns 10] [--src DIR] [--pg URL]
 `--src DIR` runs the server from another checkout (PYTHONPATH), e.g. an unchanged baseline.
 Prints progress to stderr and one JSON object to stdout. Talks to 127.0.0.1 only; starts and
 stops its own server in a temporary data dir.
@@ -254,6 +256,7 @@ async def one_count(
 
     delays: list[float] = []
     by_event: dict[int, tuple[str, list[float]]] = {}
+    arrivals: dict[int, list[float]] = {}
     complete = 0
     for stream in streams:
         if stream.error:
@@ -266,7 +269,9 @@ async def one_count(
                 delay = (received - stamp(e["ts"])) * 1000
                 delays.append(delay)
                 by_event.setdefault(e["sequence"], (e["type"], []))[1].append(delay)
+                arrivals.setdefault(e["sequence"], []).append(received)
     appended = end - warm
+    spread = [(t - min(times)) * 1000 for times in arrivals.values() for t in times]
     result: dict[str, Any] = {
         "subscribers": subscribers,
         "events_appended": appended,
@@ -274,6 +279,7 @@ async def one_count(
         "delay_p50_ms": round(statistics.median(delays), 1) if delays else None,
         "delay_p99_ms": round(percentile(delays, 0.99), 1) if delays else None,
         "delay_max_ms": round(max(delays), 1) if delays else None,
+        "spread_p99_ms": round(percentile(spread, 0.99), 1) if spread else None,
         "streams_complete_in_order": f"{complete}/{subscribers}",
         "errors": len(errors),
         "errors_sample": sorted(set(errors))[:3],
@@ -376,7 +382,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", default="1,50,200", help="comma-separated counts")
-    parser.add_argument("--turns", type=int, default=5, help="measured turns per count")
+    parser.add_argument("--turns", type=int, default=10, help="measured turns per count")
     parser.add_argument(
         "--src", default=None, help="run the server from this source dir (another checkout)"
     )
