@@ -38,6 +38,7 @@ from everloop.services.agent_versions import AgentVersionService, VersionRecorde
 from everloop.services.auth import AuthService
 from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.config_resources import AgentService, HarnessService
+from everloop.services.event_feed import EventFanout
 from everloop.services.files import FileLimits, FileService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
@@ -60,6 +61,7 @@ class Services:
     settings: Settings
     db: Database
     signals: Signals
+    fanout: EventFanout
     capabilities: CapabilityRegistry
     engine: TurnEngine
     runner: TurnRunner
@@ -135,6 +137,7 @@ class Services:
         return checks
 
     async def close(self) -> None:
+        await self.fanout.close()
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
@@ -290,11 +293,13 @@ def build_services(settings: Settings) -> Services:
         file_limits=file_limits(settings),
     )
     vault = SecretVault(SecretBox.from_settings(settings))
-    turns = TurnService(db, sessions, engine, signals)
+    fanout = EventFanout(db, signals, poll_seconds=settings.sse_poll_seconds)
+    turns = TurnService(db, sessions, engine, signals, fanout)
     return Services(
         settings=settings,
         db=db,
         signals=signals,
+        fanout=fanout,
         capabilities=capabilities,
         engine=engine,
         runner=runner,

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     sse_poll_seconds: float = Field(
         default=0.5, description="Fallback poll interval of an SSE stream for new events."
     )
+    debug_counters: bool = Field(
+        default=False,
+        description="Serve `GET /api/v1/debug/counters` (hidden): reads and deliveries of the "
+        "SSE streams of this process.",
+    )
     default_max_iterations: int = Field(
         default=100, description="Model calls per turn when no layer sets max_iterations."
     )

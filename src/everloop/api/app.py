@@ -24,6 +24,7 @@ from everloop.api.routes import (
     blueprints,
     capabilities,
     config_resources,
+    debug,
     files,
     mcp_servers,
     models,
@@ -137,6 +138,8 @@ def create_app(
     routes.include_router(files.router)
     routes.include_router(session_storage.router)
     routes.include_router(mcp_servers.router)
+    if services.settings.debug_counters:
+        routes.include_router(debug.router)
     app.include_router(routes)
     document_errors(app)
     _install_docs(app)

@@ -113,7 +113,8 @@ class TurnRunner:
                 # moves (the earlier turn ends with events), re-checking now and then in case a
                 # wake-up was missed; then try again only if this turn is first in line.
                 while True:
-                    await woken.wait_or(WAIT_RECHECK_SECONDS)
+                    await woken.wait(WAIT_RECHECK_SECONDS)
+                    woken.clear()
                     if await self._first_in_line(session_id, turn_id):
                         break
         if isinstance(opened, Halted):
@@ -182,13 +183,13 @@ class TurnRunner:
         a timeout, or a cancellation by a new user message. None if the turn stopped."""
         with self._signals.listening(context.session_id) as woken:
             while True:
-                woken.clear()
+                woken.clear()  # before the check: a result posted during it wakes the wait
                 out = await collect(self._env, context, iteration)
                 if isinstance(out, Halted):
                     return None
                 if not isinstance(out, ClientPending):
                     return out.results
-                await woken.wait_or(min(out.seconds, WAIT_RECHECK_SECONDS))
+                await woken.wait(min(out.seconds, WAIT_RECHECK_SECONDS))
 
     async def _finish(
         self,

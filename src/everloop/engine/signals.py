@@ -2,20 +2,61 @@
 
 A signal is only a hint that saves a poll interval; the database stays the truth, and every
 waiter also re-checks on a short timeout (another process may have written).
+
+Two ways to wait for a session's events: ``wait_for_events`` registers a waiter for one wait
+(a signal sent between two waits is not seen: the caller's timeout covers it), and
+``watch_events`` keeps a waiter registered until it is closed, so a signal sent while the
+watcher was busy (reading the log) is still seen by its next wait. The SSE fan-out
+(``services.event_feed``) uses a watch: one per session, whatever the number of streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
 from collections.abc import Iterator
+
+
+class EventWatch:
+    """A standing registration for one session's "events appended" signal.
+
+    ``clear()`` before reading the log, ``wait(timeout)`` after: a signal sent in between is
+    kept, so the wait returns at once and the reader reads again.
+    """
+
+    def __init__(self, signals: Signals, session_id: str) -> None:
+        self._signals = signals
+        self.session_id = session_id
+        self._woken = asyncio.Event()
+        signals._event_waiters.setdefault(session_id, set()).add(self._woken)
+
+    def is_set(self) -> bool:
+        return self._woken.is_set()
+
+    def clear(self) -> None:
+        self._woken.clear()
+
+    def set(self) -> None:
+        """Wake the watcher as if events were appended (used to make it re-check or stop)."""
+        self._woken.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether a signal came (True) or ``timeout`` passed (False)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._woken.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        _discard(self._signals._event_waiters, self.session_id, self._woken)
 
 
 class Signals:
     def __init__(self) -> None:
-        self._event_waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
-        self._cancel_waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._event_waiters: dict[str, set[asyncio.Event]] = {}
+        self._cancel_waiters: dict[str, set[asyncio.Event]] = {}
 
     def events_appended(self, session_id: str) -> None:
         for waiter in self._event_waiters.get(session_id, ()):
@@ -25,20 +66,19 @@ class Signals:
         """Return when events are appended to the session here, or after ``timeout``."""
         await _wait(self._event_waiters, session_id, timeout)
 
+    def watch_events(self, session_id: str) -> EventWatch:
+        """A standing waiter for the session's events; ``close()`` it when done."""
+        return EventWatch(self, session_id)
+
     @contextlib.contextmanager
-    def listening(self, session_id: str) -> Iterator[Wakeup]:
-        """Collect "events appended" signals of the session for the block: one that comes
-        between a check and the wait that follows it is not lost."""
-        wakeup = Wakeup()
-        self._event_waiters[session_id].add(wakeup.event)
+    def listening(self, session_id: str) -> Iterator[EventWatch]:
+        """A watch for the block: a signal that comes between a check and the wait after it
+        is not lost (``EventWatch.wait`` returns at once)."""
+        watch = EventWatch(self, session_id)
         try:
-            yield wakeup
+            yield watch
         finally:
-            waiters = self._event_waiters.get(session_id)
-            if waiters is not None:
-                waiters.discard(wakeup.event)
-                if not waiters:
-                    del self._event_waiters[session_id]
+            watch.close()
 
     def turn_cancelled(self, turn_id: str) -> None:
         for waiter in self._cancel_waiters.get(turn_id, ()):
@@ -48,34 +88,22 @@ class Signals:
         await _wait(self._cancel_waiters, turn_id, timeout)
 
 
-async def _wait(table: defaultdict[str, set[asyncio.Event]], key: str, timeout: float) -> None:
+async def _wait(table: dict[str, set[asyncio.Event]], key: str, timeout: float) -> None:
     waiter = asyncio.Event()
-    table[key].add(waiter)
+    table.setdefault(key, set()).add(waiter)
     try:
         async with asyncio.timeout(timeout):
             await waiter.wait()
     except TimeoutError:
         pass
     finally:
-        table[key].discard(waiter)
-        if not table[key]:
-            del table[key]
+        _discard(table, key, waiter)
 
 
-class Wakeup:
-    """A registered waiter (see ``Signals.listening``)."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def clear(self) -> None:
-        self.event.clear()
-
-    async def wait_or(self, timeout: float) -> None:
-        """Return once signalled since the last return (or ``clear``), or after ``timeout``."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self.event.wait()
-        except TimeoutError:
-            pass
-        self.event.clear()
+def _discard(table: dict[str, set[asyncio.Event]], key: str, waiter: asyncio.Event) -> None:
+    waiters = table.get(key)
+    if waiters is None:
+        return
+    waiters.discard(waiter)
+    if not waiters:
+        del table[key]

@@ -8,11 +8,11 @@ turns, in order (one turn per session at a time).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from everloop.engine.runner import ToolStatus, client_completed
 from everloop.engine.signals import Signals
 from everloop.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from everloop.services.auth import Caller
+from everloop.services.event_feed import Delivery, EventFanout, Stopping
 from everloop.services.sessions import SessionService
 from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
@@ -36,15 +37,6 @@ log = logging.getLogger("everloop.turns")
 
 MAX_TEXT_CHARS = 1_000_000
 MAX_TOOL_RESULT_BYTES = 1024 * 1024
-PAGE = 500
-
-
-class Stopping(Protocol):
-    """Set when the server shuts down (an ``asyncio.Event`` or ``anyio.Event``)."""
-
-    def is_set(self) -> bool: ...
-
-    async def wait(self) -> Any: ...
 
 
 class TurnQueue(Protocol):
@@ -60,22 +52,29 @@ class PostedMessage:
 
 @dataclass(frozen=True, slots=True)
 class StreamFrame:
-    """One thing an event stream yields: an event, or the end of the stream."""
+    """One thing an event stream yields: events (in order, each with its wire JSON), or the end
+    of the stream."""
 
-    kind: str  # "event" | "disconnecting"
-    event: Event | None = None
+    kind: str  # "events" | "disconnecting"
+    events: tuple[Delivery, ...] = ()
     retry_ms: int = 0
     reason: str = ""
 
 
 class TurnService:
     def __init__(
-        self, db: Database, sessions: SessionService, queue: TurnQueue, signals: Signals
+        self,
+        db: Database,
+        sessions: SessionService,
+        queue: TurnQueue,
+        signals: Signals,
+        fanout: EventFanout | None = None,
     ) -> None:
         self._db = db
         self._sessions = sessions
         self._queue = queue
         self._signals = signals
+        self._fanout = fanout or EventFanout(db, signals)
 
     async def post_message(
         self,
@@ -371,20 +370,19 @@ class TurnService:
         types: Sequence[str],
         exclude: Sequence[str],
         cycle_seconds: float,
-        poll_seconds: float,
         stopping: Stopping,
     ) -> AsyncIterator[StreamFrame]:
         """Durable events after the cursor, then live ones as they are appended.
 
-        Without a cursor the stream replays the whole log first. It pages by sequence, so a
+        Without a cursor the stream replays the whole log first. It goes by sequence, so a
         client that resumes from its last event id sees every event exactly once, in order.
+        The live tail is read once per session and shared by its streams (``EventFanout``);
+        no database connection is held while the stream waits or writes to its client.
         """
         await self._sessions.get(caller, session_id)
         async with self._db.read() as conn:
             cursor = await self._cursor(conn, session_id, since_id, after_sequence)
-        return self._frames(
-            session_id, cursor or 0, types, exclude, cycle_seconds, poll_seconds, stopping
-        )
+        return self._frames(session_id, cursor or 0, types, exclude, cycle_seconds, stopping)
 
     async def _frames(
         self,
@@ -393,42 +391,24 @@ class TurnService:
         types: Sequence[str],
         exclude: Sequence[str],
         cycle_seconds: float,
-        poll_seconds: float,
         stopping: Stopping,
     ) -> AsyncIterator[StreamFrame]:
-        started = time.monotonic()
-        while True:
-            async with self._db.read() as conn:
-                # Read unfiltered so the cursor advances past filtered-out events too.
-                page = await read_events(
-                    conn, session_id, EventQuery(after_sequence=cursor, limit=PAGE)
-                )
-            for event in page:
-                cursor = event.sequence
-                if (types and event.type not in types) or event.type in exclude:
-                    continue
-                yield StreamFrame("event", event)
-            if len(page) == PAGE:
-                continue
-            elapsed = time.monotonic() - started
-            if stopping.is_set() or elapsed >= cycle_seconds:
-                if stopping.is_set():
-                    yield StreamFrame("disconnecting", retry_ms=1000, reason="server_shutdown")
-                else:
-                    yield StreamFrame("disconnecting", retry_ms=100, reason="connection_cycle")
-                return
-            wait = min(poll_seconds, max(cycle_seconds - elapsed, 0.0))
-            await _first_of(self._signals.wait_for_events(session_id, wait), stopping.wait())
-
-
-async def _first_of(*waits: Any) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        until = time.monotonic() + cycle_seconds
+        deliveries = self._fanout.follow(session_id, cursor, until=until, stopping=stopping)
+        async with aclosing(deliveries):
+            async for batch in deliveries:
+                if types or exclude:
+                    batch = [
+                        d
+                        for d in batch
+                        if (not types or d.event.type in types) and d.event.type not in exclude
+                    ]
+                if batch:
+                    yield StreamFrame("events", tuple(batch))
+        if stopping.is_set():
+            yield StreamFrame("disconnecting", retry_ms=1000, reason="server_shutdown")
+        else:
+            yield StreamFrame("disconnecting", retry_ms=100, reason="connection_cycle")
 
 
 def _user_message(
@@ -487,4 +467,11 @@ def _tool_result_message(event: Event) -> dict[str, Any]:
     }
 
 
-__all__ = ["PostedMessage", "StreamFrame", "TurnService", "message_to_json"]
+__all__ = [
+    "Delivery",
+    "PostedMessage",
+    "Stopping",
+    "StreamFrame",
+    "TurnService",
+    "message_to_json",
+]

@@ -84,10 +84,16 @@ class Database:
         self._idle: list[AsyncConnection] = []
         self._keep_idle = pool_size
         self._writer: AsyncConnection | None = None
+        self._in_use = 0
+
+    @property
+    def in_use(self) -> int:
+        """Connections in use by a transaction right now (kept-open idle ones not counted)."""
+        return self._in_use
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        with _data_errors_as_invalid_input():
+        with _data_errors_as_invalid_input(), self._using():
             if not self.is_sqlite:
                 async with self.engine.connect() as conn:
                     yield conn
@@ -100,15 +106,25 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         with _data_errors_as_invalid_input():
             if not self.is_sqlite:
-                async with self.engine.connect() as conn, conn.begin():
-                    yield conn
+                with self._using():
+                    async with self.engine.connect() as conn, conn.begin():
+                        yield conn
                 return
             assert self._write_lock is not None
             async with self._write_lock:
                 conn = self._writer or await self._new_writer()
                 self._writer = None
-                async with self._checkout(conn, keep=self._keep_writer), conn.begin():
-                    yield conn
+                with self._using():
+                    async with self._checkout(conn, keep=self._keep_writer), conn.begin():
+                        yield conn
+
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        self._in_use += 1
+        try:
+            yield
+        finally:
+            self._in_use -= 1
 
     async def _new_writer(self) -> AsyncConnection:
         conn = await self.engine.connect()

@@ -141,6 +141,12 @@ async def sequence_of(conn: AsyncConnection, session_id: str, event_id: str) -> 
     )
 
 
+async def last_sequence(conn: AsyncConnection, session_id: str) -> int:
+    """The sequence of the session's newest committed event (0 when it has none)."""
+    value = await conn.scalar(select(sessions.c.last_sequence).where(sessions.c.id == session_id))
+    return int(value or 0)
+
+
 async def read_events(conn: AsyncConnection, session_id: str, query: EventQuery) -> list[Event]:
     conds: list[ColumnElement[bool]] = [events.c.session_id == session_id]
     if query.after_sequence is not None:
