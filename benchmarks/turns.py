@@ -61,11 +61,13 @@ class Server:
         env = {**os.environ, "EVERLOOP_LOG_LEVEL": "WARNING", **(extra_env or {})}
         if src:  # measure another checkout's code (e.g. the previous commit) side by side
             env["PYTHONPATH"] = src
+        # The server's log goes to a file (a pipe nobody reads could fill and stall it).
+        self.log = (data_dir.parent / f"{data_dir.name}.log").open("wb")
         self.proc = subprocess.Popen(
             [exe, "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
 
     async def ready(self) -> str:
@@ -73,7 +75,7 @@ class Server:
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "")
+                    raise RuntimeError(self.log_tail())
                 try:
                     if (
                         await client.get(f"http://127.0.0.1:{self.port}/healthz")
@@ -84,12 +86,18 @@ class Server:
                 await asyncio.sleep(0.1)
         raise TimeoutError("server did not start")
 
+    def log_tail(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 class SessionStream:

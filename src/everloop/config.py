@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         description="Pinned DBOS application version; workflows only resume on a match.",
     )
     db_pool_size: int = Field(
-        default=10,
+        default=20,
         ge=1,
         le=1000,
         description=(
@@ -84,7 +84,13 @@ class Settings(BaseSettings):
         ),
     )
     db_max_overflow: int = Field(
-        default=10, ge=0, le=1000, description="Extra app database connections under load."
+        default=0,
+        ge=0,
+        le=1000,
+        description=(
+            "Extra app database connections under load, closed again when returned (opening "
+            "one costs more than waiting for a pooled one: keep it small)."
+        ),
     )
     db_pool_timeout_seconds: float = Field(
         default=300.0,
@@ -95,7 +101,7 @@ class Settings(BaseSettings):
         ),
     )
     dbos_pool_size: int = Field(
-        default=20,
+        default=10,
         ge=1,
         le=1000,
         description="DBOS system database connections per process (PostgreSQL).",

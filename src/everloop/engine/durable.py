@@ -55,7 +55,7 @@ class DurableEngine:
         executor_id: str,
         queue_poll_seconds: float,
         worker_concurrency: int | None = None,
-        pool_size: int = 20,
+        pool_size: int = 10,
     ) -> None:
         self.system_database_url = system_database_url
         self.application_version = application_version
