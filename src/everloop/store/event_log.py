@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -20,9 +20,8 @@ from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.timestamps import now
 from everloop.errors import NotFound
-from everloop.store import sqlite_direct
-from everloop.store.db import json_dumps
-from everloop.store.notifications import notify_expression
+from everloop.store import direct
+from everloop.store.notifications import CHANNEL
 from everloop.store.tables import events, sessions
 
 
@@ -37,23 +36,26 @@ class EventQuery:
     newest_first: bool = False
 
 
-def _take_sequences(notify: bool, session_values: Mapping[str, Any] | None = None) -> Any:
-    """``UPDATE sessions SET last_sequence = last_sequence + :count [, other columns] RETURNING
-    last_sequence`` (and on PostgreSQL the notification, in the same statement)."""
-    stmt = (
-        update(sessions)
-        .where(sessions.c.id == bindparam("session_id"))
-        .values(
-            last_sequence=sessions.c.last_sequence + bindparam("count"), **(session_values or {})
-        )
+# Columns of ``sessions`` that appending events may set in the same statement.
+SESSION_COLUMNS = frozenset(
+    {"status", "updated_at", "started_at", "finished_at", "preview", "output_preview"}
+)
+_INSERT_EVENTS = (
+    "INSERT INTO events (id, session_id, sequence, type, ts, turn_id, context, data, "
+    "metadata, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _take_sequences(postgresql: bool, columns: Sequence[str]) -> str:
+    """``UPDATE sessions SET last_sequence = last_sequence + ? [, other columns] ... RETURNING
+    last_sequence`` (and on PostgreSQL the notification, in the same statement: one round
+    trip less than a separate ``SELECT pg_notify``)."""
+    sets = "".join(f", {name} = ?" for name in columns)
+    notify = f", pg_notify('{CHANNEL}', id)" if postgresql else ""
+    return (
+        f"UPDATE sessions SET last_sequence = last_sequence + ?{sets} WHERE id = ? "
+        f"RETURNING last_sequence{notify}"
     )
-    if notify:
-        return stmt.returning(sessions.c.last_sequence, notify_expression(bindparam("session_id")))
-    return stmt.returning(sessions.c.last_sequence)
-
-
-_TAKE_SEQUENCES = {notify: _take_sequences(notify) for notify in (False, True)}
-_INSERT_EVENT = events.insert()
 
 
 async def append_events(
@@ -67,15 +69,16 @@ async def append_events(
     are set on the session's row by the same statement that takes the sequence numbers."""
     if not new:
         return []
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        last = sqlite_direct.take_sequences(raw, session_id, len(new), session_values)
-    else:
-        notify = conn.dialect.name == "postgresql"
-        stmt = (
-            _take_sequences(notify, session_values) if session_values else _TAKE_SEQUENCES[notify]
-        )
-        last = await conn.scalar(stmt, {"session_id": session_id, "count": len(new)})
+    values = session_values or {}
+    if not SESSION_COLUMNS.issuperset(values):
+        raise ValueError(f"not a session column: {sorted(set(values) - SESSION_COLUMNS)}")
+    raw = direct.connection(conn)
+    last = await direct.scalar(
+        conn,
+        raw,
+        _take_sequences(direct.is_postgresql(raw), tuple(values)),
+        (len(new), *values.values(), session_id),
+    )
     if last is None:
         raise NotFound.of("session", session_id)
     first = int(last) - len(new) + 1
@@ -94,41 +97,23 @@ async def append_events(
         )
         for offset, item in enumerate(new)
     ]
-    if raw is not None:
-        sqlite_direct.insert_events(
-            raw,
-            [
-                (
-                    e.id,
-                    session_id,
-                    e.sequence,
-                    e.type,
-                    e.ts,
-                    e.context.turn_id,
-                    json_dumps(e.context.to_json()),
-                    json_dumps(e.data),
-                    None if e.metadata is None else json_dumps(e.metadata),
-                    None if e.tags is None else json_dumps(e.tags),
-                )
-                for e in stored
-            ],
-        )
-        return stored
-    await conn.execute(
-        _INSERT_EVENT,
+    await direct.execute_many(
+        conn,
+        raw,
+        _INSERT_EVENTS,
         [
-            {
-                "id": e.id,
-                "session_id": session_id,
-                "sequence": e.sequence,
-                "type": e.type,
-                "ts": e.ts,
-                "turn_id": e.context.turn_id,
-                "context": e.context.to_json(),
-                "data": e.data,
-                "metadata": e.metadata,
-                "tags": e.tags,
-            }
+            (
+                e.id,
+                session_id,
+                e.sequence,
+                e.type,
+                e.ts,
+                e.context.turn_id,
+                direct.json_param(raw, e.context.to_json()),
+                direct.json_param(raw, e.data),
+                direct.json_param(raw, e.metadata),
+                direct.json_param(raw, e.tags),
+            )
             for e in stored
         ],
     )

@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonValue
 from everloop.domain.runtime_agent import Layer
 from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
-from everloop.store import runtime_layers, sqlite_direct
-from everloop.store.db import json_dumps, json_loads
-from everloop.store.tables import events, sessions, turn_effects, turns
+from everloop.store import direct, runtime_layers
+from everloop.store.tables import sessions, turns
 
 TERMINAL = ("completed", "failed", "cancelled")
 OPEN = ("queued", "running")
@@ -50,59 +49,18 @@ async def insert_turn(
     input_message_id: str,
     input_sequence: int,
 ) -> None:
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        sqlite_direct.insert(
-            raw,
-            "INSERT INTO turns (id, session_id, input_message_id, input_sequence, status, "
-            "created_at, finished_at) VALUES (?, ?, ?, ?, 'queued', ?, NULL)",
-            (turn_id, session_id, input_message_id, input_sequence, now()),
-        )
-        return
-    await conn.execute(
-        turns.insert().values(
-            id=turn_id,
-            session_id=session_id,
-            input_message_id=input_message_id,
-            input_sequence=input_sequence,
-            status="queued",
-            created_at=now(),
-            finished_at=None,
-        )
+    await direct.execute(
+        conn,
+        direct.connection(conn),
+        "INSERT INTO turns (id, session_id, input_message_id, input_sequence, status, "
+        "created_at, finished_at) VALUES (?, ?, ?, ?, 'queued', ?, NULL)",
+        (turn_id, session_id, input_message_id, input_sequence, now()),
     )
 
 
 # The statements of a turn's hot path are built once: building a statement and its cache key
 # costs more than SQLite takes to run it.
 _GET_TURN = select(turns).where(turns.c.id == bindparam("turn_id"))
-_TURN_STATUS = select(turns.c.status).where(turns.c.id == bindparam("turn_id"))
-_FIRST_OPEN = (
-    select(turns.c.id)
-    .where(turns.c.session_id == bindparam("session_id"), turns.c.status.in_(OPEN))
-    .order_by(turns.c.input_sequence)
-    .limit(1)
-)
-_RECORDED = select(turn_effects.c.result).where(
-    turn_effects.c.turn_id == bindparam("turn_id"),
-    turn_effects.c.step_key == bindparam("step_key"),
-)
-_RECORD = turn_effects.insert()
-_ADD_USAGE = (
-    update(sessions)
-    .where(sessions.c.id == bindparam("session_id"))
-    .values(
-        input_tokens=sessions.c.input_tokens + bindparam("input_tokens"),
-        output_tokens=sessions.c.output_tokens + bindparam("output_tokens"),
-        cache_read_tokens=sessions.c.cache_read_tokens + bindparam("cache_read_tokens"),
-        cache_creation_tokens=sessions.c.cache_creation_tokens + bindparam("cache_creation_tokens"),
-    )
-    .returning(
-        sessions.c.input_tokens,
-        sessions.c.output_tokens,
-        sessions.c.cache_read_tokens,
-        sessions.c.cache_creation_tokens,
-    )
-)
 _SESSION_USAGE = select(
     sessions.c.input_tokens,
     sessions.c.output_tokens,
@@ -111,36 +69,16 @@ _SESSION_USAGE = select(
 ).where(sessions.c.id == bindparam("session_id"))
 
 
-_LOCK_SESSION = (
-    select(sessions.c.id).where(sessions.c.id == bindparam("session_id")).with_for_update()
-)
-_TURN_STATE = (
-    select(turns.c.status, sessions.c.deleted_at)
-    .select_from(turns.join(sessions, sessions.c.id == turns.c.session_id))
-    .where(turns.c.id == bindparam("turn_id"))
-)
-
-
 async def turn_state(conn: AsyncConnection, turn_id: str) -> tuple[str | None, bool]:
     """The turn's status (None if there is no such turn) and whether its session is live."""
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        row: Any = sqlite_direct.one(
-            raw,
-            "SELECT turns.status, sessions.deleted_at FROM turns JOIN sessions "
-            "ON sessions.id = turns.session_id WHERE turns.id = ?",
-            (turn_id,),
-        )
-    else:
-        row = (await conn.execute(_TURN_STATE, {"turn_id": turn_id})).first()
+    row = await direct.one(
+        conn,
+        direct.connection(conn),
+        "SELECT turns.status, sessions.deleted_at FROM turns JOIN sessions "
+        "ON sessions.id = turns.session_id WHERE turns.id = ?",
+        (turn_id,),
+    )
     return (None, False) if row is None else (str(row[0]), row[1] is None)
-
-
-_SESSION_PREVIEW = select(sessions.c.preview, sessions.c.status).where(
-    sessions.c.id == bindparam("session_id"),
-    sessions.c.organization_id == bindparam("org_id"),
-    sessions.c.deleted_at.is_(None),
-)
 
 
 async def session_preview(
@@ -148,18 +86,13 @@ async def session_preview(
 ) -> tuple[str | None, str | None] | None:
     """(preview, status) of the session in the organization; None if it does not exist
     (or is deleted)."""
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        row: Any = sqlite_direct.one(
-            raw,
-            "SELECT preview, status FROM sessions WHERE id = ? AND organization_id = ? "
-            "AND deleted_at IS NULL",
-            (session_id, org_id),
-        )
-    else:
-        row = (
-            await conn.execute(_SESSION_PREVIEW, {"session_id": session_id, "org_id": org_id})
-        ).first()
+    row = await direct.one(
+        conn,
+        direct.connection(conn),
+        "SELECT preview, status FROM sessions WHERE id = ? AND organization_id = ? "
+        "AND deleted_at IS NULL",
+        (session_id, org_id),
+    )
     return (row[0], row[1]) if row is not None else None
 
 
@@ -169,13 +102,10 @@ async def get_turn(conn: AsyncConnection, turn_id: str) -> TurnRow | None:
 
 
 async def turn_status(conn: AsyncConnection, turn_id: str) -> str | None:
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        found: str | None = sqlite_direct.scalar(
-            raw, "SELECT status FROM turns WHERE id = ?", (turn_id,)
-        )
-        return found
-    return await conn.scalar(_TURN_STATUS, {"turn_id": turn_id})
+    found: str | None = await direct.scalar(
+        conn, direct.connection(conn), "SELECT status FROM turns WHERE id = ?", (turn_id,)
+    )
+    return found
 
 
 async def move_turn(
@@ -185,21 +115,15 @@ async def move_turn(
     values: dict[str, Any] = {"status": to}
     if to in TERMINAL:
         values["finished_at"] = now()
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        sets = ", ".join(f"{name} = ?" for name in values)
-        marks = ", ".join("?" for _ in allowed_from)
-        cursor = raw.execute(
-            f"UPDATE turns SET {sets} WHERE id = ? AND status IN ({marks})",
-            (*values.values(), turn_id, *allowed_from),
-        )
-        return cursor.rowcount > 0
-    result = await conn.execute(
-        update(turns)
-        .where(turns.c.id == turn_id, turns.c.status.in_(list(allowed_from)))
-        .values(**values)
+    sets = ", ".join(f"{name} = ?" for name in values)
+    marks = ", ".join("?" for _ in allowed_from)
+    changed = await direct.execute(
+        conn,
+        direct.connection(conn),
+        f"UPDATE turns SET {sets} WHERE id = ? AND status IN ({marks})",
+        (*values.values(), turn_id, *allowed_from),
     )
-    return bool(result.rowcount)
+    return changed > 0
 
 
 async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> str:
@@ -211,8 +135,11 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
     write lock (SQLite) or locks the session row (PostgreSQL), so two claims of one session
     never interleave.
     """
-    if conn.dialect.name == "postgresql":
-        await conn.execute(_LOCK_SESSION, {"session_id": session_id})
+    raw = direct.connection(conn)
+    if direct.is_postgresql(raw):
+        await direct.one(
+            conn, raw, "SELECT id FROM sessions WHERE id = ? FOR UPDATE", (session_id,)
+        )
     current, session_live = await turn_state(conn, turn_id)
     if current is None:
         return "missing"
@@ -228,16 +155,14 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
 
 
 async def next_open_turn(conn: AsyncConnection, session_id: str) -> str | None:
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        found: str | None = sqlite_direct.scalar(
-            raw,
-            "SELECT id FROM turns WHERE session_id = ? AND status IN (?, ?) "
-            "ORDER BY input_sequence LIMIT 1",
-            (session_id, *OPEN),
-        )
-        return found
-    return await conn.scalar(_FIRST_OPEN, {"session_id": session_id})
+    found: str | None = await direct.scalar(
+        conn,
+        direct.connection(conn),
+        "SELECT id FROM turns WHERE session_id = ? AND status IN (?, ?) "
+        "ORDER BY input_sequence LIMIT 1",
+        (session_id, *OPEN),
+    )
+    return found
 
 
 async def open_turns(conn: AsyncConnection, session_id: str) -> list[TurnRow]:
@@ -261,34 +186,28 @@ async def all_open_turns(conn: AsyncConnection) -> list[TurnRow]:
 async def recorded_effect(
     conn: AsyncConnection, turn_id: str, step_key: str
 ) -> tuple[bool, JsonValue]:
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        found = sqlite_direct.one(
-            raw,
-            "SELECT result FROM turn_effects WHERE turn_id = ? AND step_key = ?",
-            (turn_id, step_key),
-        )
-        if found is None:
-            return False, None
-        return True, None if found[0] is None else json_loads(found[0])
-    row = (await conn.execute(_RECORDED, {"turn_id": turn_id, "step_key": step_key})).first()
-    return (True, row.result) if row else (False, None)
+    raw = direct.connection(conn)
+    found = await direct.one(
+        conn,
+        raw,
+        "SELECT result FROM turn_effects WHERE turn_id = ? AND step_key = ?",
+        (turn_id, step_key),
+    )
+    if found is None:
+        return False, None
+    return True, direct.json_result(raw, found[0])
 
 
 async def record_effect(
     conn: AsyncConnection, turn_id: str, step_key: str, result: JsonValue
 ) -> None:
     """Record a step's result in the caller's transaction; a duplicate raises ``IntegrityError``."""
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        sqlite_direct.insert(
-            raw,
-            "INSERT INTO turn_effects (turn_id, step_key, result, created_at) VALUES (?, ?, ?, ?)",
-            (turn_id, step_key, None if result is None else json_dumps(result), now()),
-        )
-        return
-    await conn.execute(
-        _RECORD, {"turn_id": turn_id, "step_key": step_key, "result": result, "created_at": now()}
+    raw = direct.connection(conn)
+    await direct.execute(
+        conn,
+        raw,
+        "INSERT INTO turn_effects (turn_id, step_key, result, created_at) VALUES (?, ?, ?, ?)",
+        (turn_id, step_key, direct.json_param(raw, result), now()),
     )
 
 
@@ -296,17 +215,23 @@ async def add_session_usage(
     conn: AsyncConnection, session_id: str, usage: TokenUsage
 ) -> TokenUsage:
     """Add ``usage`` to the session's totals; the new totals."""
-    row = await conn.execute(
-        _ADD_USAGE,
-        {
-            "session_id": session_id,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "cache_creation_tokens": usage.cache_creation_tokens,
-        },
+    total = await direct.one(
+        conn,
+        direct.connection(conn),
+        "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, "
+        "cache_read_tokens = cache_read_tokens + ?, "
+        "cache_creation_tokens = cache_creation_tokens + ? WHERE id = ? RETURNING input_tokens, "
+        "output_tokens, cache_read_tokens, cache_creation_tokens",
+        (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_creation_tokens,
+            session_id,
+        ),
     )
-    total = row.one()
+    if total is None:
+        raise NoResultFound("No row was found when one was required")
     return TokenUsage(int(total[0]), int(total[1]), int(total[2]), int(total[3]))
 
 
@@ -324,26 +249,16 @@ async def history_rows(
 ) -> list[tuple[int, str, str | None, Any]]:
     """(sequence, type, turn id, data) of the session's conversation events after
     ``after_sequence``, in order (see ``engine.context.Transcripts``)."""
-    raw = sqlite_direct.connection(conn)
-    if raw is not None:
-        marks = ", ".join("?" for _ in HISTORY_EVENT_TYPES)
-        found = sqlite_direct.all_rows(
-            raw,
-            "SELECT sequence, type, turn_id, data FROM events WHERE session_id = ? "
-            f"AND sequence > ? AND type IN ({marks}) ORDER BY sequence",
-            (session_id, after_sequence, *HISTORY_EVENT_TYPES),
-        )
-        return [(int(r[0]), str(r[1]), r[2], json_loads(r[3])) for r in found]
-    rows = await conn.execute(
-        select(events.c.sequence, events.c.type, events.c.turn_id, events.c.data)
-        .where(
-            events.c.session_id == session_id,
-            events.c.sequence > after_sequence,
-            events.c.type.in_(HISTORY_EVENT_TYPES),
-        )
-        .order_by(events.c.sequence)
+    raw = direct.connection(conn)
+    marks = ", ".join("?" for _ in HISTORY_EVENT_TYPES)
+    found = await direct.all_rows(
+        conn,
+        raw,
+        "SELECT sequence, type, turn_id, data FROM events WHERE session_id = ? "
+        f"AND sequence > ? AND type IN ({marks}) ORDER BY sequence",
+        (session_id, after_sequence, *HISTORY_EVENT_TYPES),
     )
-    return [(int(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+    return [(int(r[0]), str(r[1]), r[2], direct.json_result(raw, r[3])) for r in found]
 
 
 __all__ = ["IntegrityError", "TurnRow"]
