@@ -51,6 +51,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine: AsyncEngine
+        self._read_engine: AsyncEngine
         if self.is_sqlite:
             # Statements run on the event loop (see store/sqlite_inline.py), so no thread
             # hop per statement; writes still queue on the asyncio lock below.
@@ -79,6 +80,11 @@ class Database:
             # checkout was a round trip more per transaction); a dead one is replaced.
             event.listen(self.engine.sync_engine.pool, "checkout", _ping_if_idle)
             event.listen(self.engine.sync_engine.pool, "checkin", _note_checkin)
+            # Reads run in autocommit: one round trip per query instead of BEGIN, the query
+            # and the ROLLBACK that returns the connection to the pool. Visibility is the
+            # same as in a READ COMMITTED transaction, where every statement takes its own
+            # snapshot too.
+            self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         # SQLite: connections stay open between transactions (see ``_checkout``).
         self._idle: list[AsyncConnection] = []
@@ -95,7 +101,7 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         with _data_errors_as_invalid_input(), self._using():
             if not self.is_sqlite:
-                async with self.engine.connect() as conn:
+                async with self._read_engine.connect() as conn:
                     yield conn
                 return
             conn = self._idle.pop() if self._idle else await self.engine.connect()

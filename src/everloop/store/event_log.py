@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
 
 from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
@@ -133,31 +132,43 @@ async def last_sequence(conn: AsyncConnection, session_id: str) -> int:
 
 
 async def read_events(conn: AsyncConnection, session_id: str, query: EventQuery) -> list[Event]:
-    conds: list[ColumnElement[bool]] = [events.c.session_id == session_id]
+    conds = ["session_id = ?"]
+    params: list[Any] = [session_id]
     if query.after_sequence is not None:
-        conds.append(events.c.sequence > query.after_sequence)
+        conds.append("sequence > ?")
+        params.append(query.after_sequence)
     if query.before_sequence is not None:
-        conds.append(events.c.sequence < query.before_sequence)
+        conds.append("sequence < ?")
+        params.append(query.before_sequence)
     if query.types:
-        conds.append(events.c.type.in_(list(query.types)))
+        conds.append(f"type IN ({', '.join('?' for _ in query.types)})")
+        params.extend(query.types)
     if query.exclude:
-        conds.append(events.c.type.not_in(list(query.exclude)))
+        conds.append(f"type NOT IN ({', '.join('?' for _ in query.exclude)})")
+        params.extend(query.exclude)
     if query.turn_id:
-        conds.append(events.c.turn_id == query.turn_id)
-    order = events.c.sequence.desc() if query.newest_first else events.c.sequence.asc()
-    rows = await conn.execute(select(events).where(and_(*conds)).order_by(order).limit(query.limit))
-    return [_event(r) for r in rows]
-
-
-def _event(row: Any) -> Event:
-    return Event(
-        id=row.id,
-        type=row.type,
-        ts=row.ts,
-        session_id=row.session_id,
-        sequence=int(row.sequence),
-        context=EventContext.from_json(row.context),
-        data=row.data,
-        metadata=row.metadata,
-        tags=row.tags,
+        conds.append("turn_id = ?")
+        params.append(query.turn_id)
+    raw = direct.connection(conn)
+    rows = await direct.all_rows(
+        conn,
+        raw,
+        "SELECT id, type, ts, session_id, sequence, context, data, metadata, tags FROM events "
+        f"WHERE {' AND '.join(conds)} ORDER BY sequence {'DESC' if query.newest_first else 'ASC'} "
+        "LIMIT ?",
+        (*params, query.limit),
     )
+    return [
+        Event(
+            id=row[0],
+            type=row[1],
+            ts=row[2],
+            session_id=row[3],
+            sequence=int(row[4]),
+            context=EventContext.from_json(direct.json_result(raw, row[5])),
+            data=direct.json_result(raw, row[6]),
+            metadata=direct.json_result(raw, row[7]),
+            tags=direct.json_result(raw, row[8]),
+        )
+        for row in rows
+    ]
