@@ -39,6 +39,7 @@ from everloop.engine.steps import (
     decode,
     event_context,
     require_running,
+    running,
 )
 from everloop.errors import EverloopError
 from everloop.store import turns as turn_store
@@ -92,9 +93,9 @@ class ActPhase:
                 )
 
             async def write(conn: AsyncConnection) -> StepResult:
-                await require_running(conn, turn_id)
                 outcome = result
                 if outcome is None:
+                    await require_running(conn, turn_id)
                     # A database-only tool: its writes share this transaction.
                     savepoint = await conn.begin_nested()
                     tool_context = ToolContext(
@@ -114,7 +115,9 @@ class ActPhase:
                     tool_call=call, result=outcome, duration_ms=_ms_since(started)
                 )
                 ctx = event_context(turn_id, context.input_message_id)
-                await append_events(conn, session_id, [NewEvent("tool.completed", data, ctx)])
+                # The tool ran before this transaction: the running check rides on the append.
+                completed = NewEvent("tool.completed", data, ctx)
+                await append_events(conn, session_id, [completed], guard=running(turn_id))
                 return ToolDone(outcome)
 
             recorded_result, _ = await self._steps.once(

@@ -38,12 +38,12 @@ from everloop.engine.steps import (
     Waiting,
     decode,
     event_context,
-    require_running,
+    running,
 )
 from everloop.errors import EverloopError
 from everloop.llm.base import Completed, ModelCallError, TextDelta, ToolSpec
 from everloop.store import turns as turn_store
-from everloop.store.event_log import append_events
+from everloop.store.event_log import TurnGuard, append_events
 
 log = logging.getLogger("everloop.engine")
 
@@ -136,10 +136,11 @@ class ReasonPhase:
         """Open the next reason phase after an act phase (``act.completed`` is written here)."""
 
         async def write(conn: AsyncConnection) -> StepResult:
-            await _require_open(conn, context.session_id, context.turn_id)
             ctx = event_context(context.turn_id, context.input_message_id)
             new = [NewEvent("act.completed", act_completed, ctx)]
-            return await self._open_events(conn, context, state, new)
+            # The turn must still be open and its session live: checked by the append.
+            guard = TurnGuard(context.turn_id, turn_store.OPEN, live=True)
+            return await self._open_events(conn, context, state, new, guard=guard)
 
         try:
             return await self._open(context, f"reason:{state.iteration}:open", write)
@@ -168,6 +169,7 @@ class ReasonPhase:
         new: list[NewEvent],
         *,
         session_values: dict[str, Any] | None = None,
+        guard: TurnGuard | None = None,
     ) -> Opened:
         turn_id = context.turn_id
         ctx = event_context(turn_id, context.input_message_id)
@@ -196,7 +198,9 @@ class ReasonPhase:
                 ctx,
             )
         )
-        await append_events(conn, context.session_id, new, session_values=session_values)
+        await append_events(
+            conn, context.session_id, new, session_values=session_values, guard=guard
+        )
         return Opened(state, message_id)
 
     async def _turn_settings(self, context: TurnContext) -> loop.TurnSettings:
@@ -360,11 +364,12 @@ class ReasonPhase:
         )
         data["attempt"] = attempt
         async with self._env.db.write() as conn:
-            if await turn_store.turn_status(conn, context.turn_id) != "running":
-                raise TurnHalted("cancelled")
             ctx = event_context(context.turn_id, context.input_message_id)
             await append_events(
-                conn, context.session_id, [NewEvent("output.message.delta", data, ctx)]
+                conn,
+                context.session_id,
+                [NewEvent("output.message.delta", data, ctx)],
+                guard=running(context.turn_id),
             )
         self._env.signals.events_appended(context.session_id)
 
@@ -398,9 +403,11 @@ class ReasonPhase:
         usage = outcome.usage
 
         async def write(conn: AsyncConnection) -> StepResult:
-            await require_running(conn, turn_id)
             new = self._answer_events(state, new_state, model, message_id, outcome, ctx)
-            total = await turn_store.add_session_usage(conn, session_id, usage)
+            # The running check rides on the usage update (the transaction's first statement).
+            total = await turn_store.add_session_usage(
+                conn, session_id, usage, guard=running(turn_id)
+            )
             match effect:
                 case loop.RunTools(calls=run_calls):
                     client = state.settings.client_side_tools
@@ -513,14 +520,6 @@ class ReasonPhase:
             fresh=context.fresh,
         )
         return result
-
-
-async def _require_open(conn: AsyncConnection, session_id: str, turn_id: str) -> None:
-    status, session_live = await turn_store.turn_state(conn, turn_id)
-    if status is None or status not in turn_store.OPEN:
-        raise TurnHalted(status or "missing")
-    if not session_live:
-        raise TurnHalted("session deleted")
 
 
 def _advanced(result: StepResult) -> Advanced | Halted:

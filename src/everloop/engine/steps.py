@@ -35,12 +35,10 @@ from everloop.engine.signals import Signals
 from everloop.errors import EverloopError
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
+from everloop.store.event_log import TurnGuard
+from everloop.store.event_log import TurnHalted as TurnHalted
 
 log = logging.getLogger("everloop.engine")
-
-
-class TurnHalted(Exception):
-    """The turn is no longer running (cancelled, or already finished): stop writing for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +198,12 @@ class StepRecorder:
             return decode(value, await history()), True
         self._signals.events_appended(session_id)
         return result, False
+
+
+def running(turn_id: str) -> TurnGuard:
+    """A guard for a step's write that must happen only while the turn runs (see
+    ``store.event_log.TurnGuard``): the check rides on the write's first statement."""
+    return TurnGuard(turn_id)
 
 
 async def require_running(conn: AsyncConnection, turn_id: str) -> None:

@@ -20,6 +20,7 @@ from everloop.domain.runtime_agent import Layer
 from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
 from everloop.store import direct, runtime_layers
+from everloop.store.event_log import TurnGuard
 from everloop.store.tables import sessions, turns
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -147,11 +148,22 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
         return "session deleted"
     if current != "queued":
         return current
-    first = await next_open_turn(conn, session_id)
-    if first != turn_id:
-        return "waiting"
-    await move_turn(conn, turn_id, to="running", allowed_from=("queued",))
-    return "claimed"
+    # Move it to running only if it is the session's earliest open turn: one statement (the
+    # subquery runs after the lock above, so it sees every claim committed before).
+    claimed = await direct.execute(
+        conn,
+        raw,
+        "UPDATE turns SET status = 'running' WHERE id = ? AND status = 'queued' AND id = "
+        "(SELECT id FROM turns AS earliest WHERE earliest.session_id = ? "
+        "AND earliest.status IN (?, ?) "
+        "ORDER BY earliest.input_sequence LIMIT 1)",
+        (turn_id, session_id, *OPEN),
+    )
+    if claimed:
+        return "claimed"
+    # Rare: an earlier turn is still open (or this one moved meanwhile, e.g. cancelled).
+    now_status = await turn_status(conn, turn_id)
+    return "waiting" if now_status == "queued" else (now_status or "missing")
 
 
 async def next_open_turn(conn: AsyncConnection, session_id: str) -> str | None:
@@ -212,25 +224,31 @@ async def record_effect(
 
 
 async def add_session_usage(
-    conn: AsyncConnection, session_id: str, usage: TokenUsage
+    conn: AsyncConnection, session_id: str, usage: TokenUsage, *, guard: TurnGuard | None = None
 ) -> TokenUsage:
-    """Add ``usage`` to the session's totals; the new totals."""
+    """Add ``usage`` to the session's totals; the new totals. With ``guard``, nothing is
+    written and ``TurnHalted`` raised unless the turn is in the guard's state."""
+    raw = direct.connection(conn)
     total = await direct.one(
         conn,
-        direct.connection(conn),
+        raw,
         "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, "
         "cache_read_tokens = cache_read_tokens + ?, "
-        "cache_creation_tokens = cache_creation_tokens + ? WHERE id = ? RETURNING input_tokens, "
-        "output_tokens, cache_read_tokens, cache_creation_tokens",
+        f"cache_creation_tokens = cache_creation_tokens + ? WHERE id = ?"
+        f"{guard.sql() if guard else ''} RETURNING input_tokens, output_tokens, "
+        "cache_read_tokens, cache_creation_tokens",
         (
             usage.input_tokens,
             usage.output_tokens,
             usage.cache_read_tokens,
             usage.cache_creation_tokens,
             session_id,
+            *(guard.params() if guard else ()),
         ),
     )
     if total is None:
+        if guard is not None:
+            raise await guard.halted(conn, raw, session_id)
         raise NoResultFound("No row was found when one was required")
     return TokenUsage(int(total[0]), int(total[1]), int(total[2]), int(total[3]))
 
