@@ -83,6 +83,14 @@ class DurableEngine:
         }
         if self.system_database_url.startswith("sqlite"):
             config["system_database_engine"] = _sqlite_system_engine(self.system_database_url)
+        else:
+            # DBOS pings every system-database connection it checks out (a round trip more
+            # for each of a turn's workflow writes); a connection that died is refused by its
+            # statement instead, invalidated by SQLAlchemy and retried by DBOS's db_retry.
+            config["db_engine_kwargs"] = {"pool_pre_ping": False}
+            # The notifier thread flushes DBOS stream/event notifications every interval (10 ms
+            # by default, waking the process 100 times a second); turns use neither.
+            config["notification_coalesce_sec"] = 0.1
         return config
 
     async def launch(self, runner: TurnRunner, *, listen_queue: bool = True) -> None:
