@@ -68,6 +68,13 @@ def session_layer(row: Mapping[str, Any]) -> Layer:
     )
 
 
+# Built once: a turn's start reads these (building a statement and its cache key costs more
+# than the query).
+_HARNESS = select(harnesses).where(
+    harnesses.c.id == bindparam("harness_id"), harnesses.c.organization_id == bindparam("org_id")
+)
+
+
 async def load_harness_chain(
     conn: AsyncConnection, org_id: str, harness_id: str | None
 ) -> tuple[Layer, ...]:
@@ -79,13 +86,7 @@ async def load_harness_chain(
     current = harness_id
     row: Any = None
     while current is not None and len(chain) <= MAX_HARNESS_DEPTH:
-        row = (
-            await conn.execute(
-                select(harnesses).where(
-                    harnesses.c.id == current, harnesses.c.organization_id == org_id
-                )
-            )
-        ).first()
+        row = (await conn.execute(_HARNESS, {"harness_id": current, "org_id": org_id})).first()
         if row is None:
             break
         chain.append(harness_layer(dict(row._mapping)))

@@ -310,29 +310,31 @@ class SessionConfig:
     blueprint_config: dict[str, Any] | None = None
 
 
+_SESSION_CONFIG = select(
+    sessions.c.id,
+    sessions.c.organization_id,
+    sessions.c.harness_id,
+    sessions.c.agent_id,
+    sessions.c.started_at,
+    sessions.c.model_id,
+    sessions.c.system_prompt,
+    sessions.c.capabilities,
+    sessions.c.tools,
+    sessions.c.max_iterations,
+    sessions.c.parallel_tool_calls,
+    sessions.c.network_access,
+    sessions.c.agent_version_id,
+    sessions.c.blueprint_id,
+    sessions.c.blueprint_config,
+    sessions.c.locale,
+    sessions.c.hints,
+    sessions.c.initial_files,
+    sessions.c.mcp_servers,
+).where(sessions.c.id == bindparam("session_id"), sessions.c.deleted_at.is_(None))
+
+
 async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfig | None:
-    query = select(
-        sessions.c.id,
-        sessions.c.organization_id,
-        sessions.c.harness_id,
-        sessions.c.agent_id,
-        sessions.c.started_at,
-        sessions.c.model_id,
-        sessions.c.system_prompt,
-        sessions.c.capabilities,
-        sessions.c.tools,
-        sessions.c.max_iterations,
-        sessions.c.parallel_tool_calls,
-        sessions.c.network_access,
-        sessions.c.agent_version_id,
-        sessions.c.blueprint_id,
-        sessions.c.blueprint_config,
-        sessions.c.locale,
-        sessions.c.hints,
-        sessions.c.initial_files,
-        sessions.c.mcp_servers,
-    ).where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_SESSION_CONFIG, {"session_id": session_id})).first()
     if row is None:
         return None
     values = dict(row._mapping)
