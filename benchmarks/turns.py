@@ -160,12 +160,16 @@ async def setup(client: httpx.AsyncClient, count: int) -> list[str]:
     return sessions
 
 
+POST_MS: list[float] = []  # every message POST's latency, request sent to response read
+
+
 async def turn(client: httpx.AsyncClient, stream: SessionStream, text: str) -> float:
     started = time.perf_counter()
     posted = await client.post(
         f"v1/sessions/{stream.session_id}/messages",
         json={"message": {"role": "user", "content": [{"type": "text", "text": text}]}},
     )
+    POST_MS.append((time.perf_counter() - started) * 1000)
     posted.raise_for_status()
     finished = await stream.completed(posted.json()["turn_id"])
     return (finished - started) * 1000
@@ -194,8 +198,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         token = await server.ready()
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=300)
+        # The request timeout of the published everruns-sdk client (30 s).
         async with httpx.AsyncClient(
-            base_url=server.base + "/", headers={"Authorization": f"Bearer {token}"}, limits=limits
+            base_url=server.base + "/",
+            headers={"Authorization": f"Bearer {token}"},
+            limits=limits,
+            timeout=30.0,
         ) as client:
             sessions = await setup(client, 1 + args.sessions)
             await settle(server.proc.pid)
@@ -235,6 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         failures.append(f"{type(exc).__name__}: {exc}"[:200])
 
             cpu_before = cpu_seconds(server.proc.pid)
+            POST_MS.clear()
             started = time.perf_counter()
             await asyncio.gather(*(drive(s) for s in streams))
             elapsed = time.perf_counter() - started
@@ -250,6 +259,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             w2_seconds=round(elapsed, 2),
             w2_turns_per_second=round((total - len(failures)) / elapsed, 1),
             w2_server_cpu_ms_per_turn=round(cpu_w2 * 1000 / total, 1),
+            w2_post_p50_ms=round(statistics.median(POST_MS), 1) if POST_MS else None,
+            w2_post_p99_ms=round(percentile(POST_MS, 0.99), 1) if POST_MS else None,
             machine=(
                 f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
             ),
