@@ -7,11 +7,10 @@ service can group several of them into one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Table, and_, false, func, or_, select, true, update
+from sqlalchemy import Table, and_, false, func, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -22,6 +21,7 @@ from everloop.domain.resources import (
     PrincipalKind,
     ResourceStatus,
     Session,
+    SessionFilter,
     SessionStatus,
     TokenTotals,
 )
@@ -37,15 +37,6 @@ from everloop.store.tables import (
     turns,
     users,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFilter:
-    agent_id: str | None = None
-    search: str | None = None
-    tags: Sequence[str] = ()
-    status: str | None = None
-    pinned: bool | None = None
 
 
 def _like_escape(text: str) -> str:
@@ -75,9 +66,62 @@ _SESSION_STORED = (
 )
 
 
-def _session(row: Any, *, is_pinned: bool | None = None) -> Session:
-    values = dict(row._mapping)
-    values["status"] = SessionStatus(values["status"])
+# The copy of ``sessions`` a listing's keyset subquery seeks in (built once: an alias's column
+# collection is costly to make).
+_SEEK = sessions.alias("seek")
+_STATUSES = {status.value: status for status in SessionStatus}
+_KINDS = {kind.value: kind for kind in PrincipalKind}
+
+
+def _sessions(result: Any, *, with_pins: bool) -> list[Session]:
+    """The sessions of a ``_session_select`` result. Each row is zipped with the result's keys
+    once read: ``row._mapping`` would rebuild its key view for every row."""
+    keys = list(result.keys())
+    found = []
+    for row in result:
+        values = dict(zip(keys, row, strict=True))
+        owner_kind = values.pop("owner_kind")
+        owner_subject = values.pop("owner_subject_id")
+        pinned = values.pop("pinned_by")
+        found.append(
+            _session_of(
+                values,
+                is_pinned=bool(pinned) if with_pins else None,
+                owner_kind=_KINDS[owner_kind] if owner_kind else None,
+                owner_subject_id=owner_subject,
+            )
+        )
+    return found
+
+
+def session_from_row(
+    row: Mapping[str, Any],
+    *,
+    is_pinned: bool | None,
+    owner_kind: PrincipalKind | None,
+    owner_subject_id: str | None,
+    features: tuple[str, ...] = (),
+) -> Session:
+    """A :class:`Session` from the values of its ``sessions`` row (as read, or as just
+    inserted) and the caller-relative facts a read joins in."""
+    return _session_of(
+        dict(row),
+        is_pinned=is_pinned,
+        owner_kind=owner_kind,
+        owner_subject_id=owner_subject_id,
+        features=features,
+    )
+
+
+def _session_of(
+    values: dict[str, Any],
+    *,
+    is_pinned: bool | None,
+    owner_kind: PrincipalKind | None,
+    owner_subject_id: str | None,
+    features: tuple[str, ...] = (),
+) -> Session:
+    values["status"] = _STATUSES[values["status"]]
     usage = TokenTotals(
         values["input_tokens"],
         values["output_tokens"],
@@ -85,16 +129,14 @@ def _session(row: Any, *, is_pinned: bool | None = None) -> Session:
         values["cache_creation_tokens"],
     )
     for key in _SESSION_STORED:
-        values.pop(key, None)
-    owner_kind = values.pop("owner_kind", None)
-    owner_subject = values.pop("owner_subject_id", None)
-    values.pop("pinned_by", None)
+        del values[key]
     return Session(
         **values,
         usage=usage,
         is_pinned=is_pinned,
-        owner_kind=PrincipalKind(owner_kind) if owner_kind else None,
-        owner_subject_id=owner_subject,
+        owner_kind=owner_kind,
+        owner_subject_id=owner_subject_id,
+        features=features,
     )
 
 
@@ -311,10 +353,8 @@ class Store:
             sessions.c.id == session_id,
             sessions.c.deleted_at.is_(None),
         )
-        row = (await conn.execute(query)).first()
-        return (
-            _session(row, is_pinned=bool(row.pinned_by) if principal_id else None) if row else None
-        )
+        found = _sessions(await conn.execute(query), with_pins=bool(principal_id))
+        return found[0] if found else None
 
     async def list_sessions(
         self,
@@ -326,42 +366,32 @@ class Store:
         offset: int,
         limit: int,
     ) -> tuple[list[Session], int]:
-        conds: list[ColumnElement[bool]] = [
-            sessions.c.organization_id == org_id,
-            sessions.c.deleted_at.is_(None),
-        ]
-        if flt.agent_id:
-            conds.append(sessions.c.agent_id == flt.agent_id)
-        if flt.status:
-            conds.append(sessions.c.status == flt.status)
-        if flt.search:
-            conds.append(
-                sessions.c.title_search.like(f"%{_like_escape(flt.search.lower())}%", escape="\\")
-            )
-        pin_exists = (
-            select(session_pins.c.session_id)
-            .where(
-                session_pins.c.session_id == sessions.c.id,
-                session_pins.c.principal_id == principal_id,
-            )
-            .exists()
-        )
-        if flt.pinned is True:
-            conds.append(pin_exists)
-        elif flt.pinned is False:
-            conds.append(~pin_exists)
-        for tag in flt.tags:
-            conds.append(_json_array_contains(conn, sessions.c.tags, tag))
-        where = and_(*conds)
+        """A page of the sessions ``flt`` selects, newest first, and how many there are.
+
+        The page is the one ``ORDER BY created_at DESC, id DESC OFFSET offset LIMIT limit``
+        gives, found by keyset instead: a subquery seeks the row at ``offset`` (on the index
+        ``(organization_id, deleted_at, created_at, id)``, reading index entries only when no
+        filter needs the row), and the page is the ``limit`` rows from that one on. (created_at,
+        id) is unique, so both give the same rows; the seek skips no table rows.
+        """
+        where = and_(*_session_conditions(conn, sessions, org_id, flt, principal_id))
         total = await conn.scalar(select(func.count()).select_from(sessions).where(where)) or 0
+        query = self._session_select(principal_id).where(where)
+        if offset:
+            seek = _SEEK
+            boundary = (
+                select(seek.c.created_at, seek.c.id)
+                .where(*_session_conditions(conn, seek, org_id, flt, principal_id))
+                .order_by(seek.c.created_at.desc(), seek.c.id.desc())
+                .offset(offset)
+                .limit(1)
+                .scalar_subquery()
+            )
+            query = query.where(tuple_(sessions.c.created_at, sessions.c.id) <= boundary)
         rows = await conn.execute(
-            self._session_select(principal_id)
-            .where(where)
-            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
-            .offset(offset)
-            .limit(limit)
+            query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
         )
-        return [_session(r, is_pinned=bool(r.pinned_by)) for r in rows], total
+        return _sessions(rows, with_pins=True), total
 
     async def update_session(
         self, conn: AsyncConnection, org_id: str, session_id: str, values: dict[str, Any]
@@ -418,6 +448,40 @@ class Store:
             )
         )
         return [(r[0], r[1]) for r in rows]
+
+
+def _session_conditions(
+    conn: AsyncConnection,
+    table: Any,
+    org_id: str,
+    flt: SessionFilter,
+    principal_id: str,
+) -> list[ColumnElement[bool]]:
+    """The WHERE of a session listing, over ``table`` (``sessions`` or an alias of it)."""
+    conds: list[ColumnElement[bool]] = [
+        table.c.organization_id == org_id,
+        table.c.deleted_at.is_(None),
+    ]
+    if flt.agent_id:
+        conds.append(table.c.agent_id == flt.agent_id)
+    if flt.status:
+        conds.append(table.c.status == flt.status)
+    if flt.search:
+        pattern = f"%{_like_escape(flt.search.lower())}%"
+        conds.append(table.c.title_search.like(pattern, escape="\\"))
+    if flt.pinned is not None:
+        pin_exists = (
+            select(session_pins.c.session_id)
+            .where(
+                session_pins.c.session_id == table.c.id,
+                session_pins.c.principal_id == principal_id,
+            )
+            .exists()
+        )
+        conds.append(pin_exists if flt.pinned else ~pin_exists)
+    for tag in flt.tags:
+        conds.append(_json_array_contains(conn, table.c.tags, tag))
+    return conds
 
 
 def _org_key(

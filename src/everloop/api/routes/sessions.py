@@ -18,8 +18,7 @@ from everloop.api.schemas import (
     TokenUsage,
     UpdateSessionRequest,
 )
-from everloop.domain.resources import Session
-from everloop.store.sql import SessionFilter
+from everloop.domain.resources import Session, SessionFilter
 
 router = APIRouter(tags=["sessions"])
 
