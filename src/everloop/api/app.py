@@ -21,6 +21,7 @@ from everloop import __version__
 from everloop.api.errors import document_errors, error_response, install_error_handlers
 from everloop.api.routes import (
     agent_versions,
+    api_keys,
     blueprints,
     capabilities,
     config_resources,
@@ -137,6 +138,7 @@ def create_app(
     routes.include_router(files.router)
     routes.include_router(session_storage.router)
     routes.include_router(mcp_servers.router)
+    routes.include_router(api_keys.router)
     app.include_router(routes)
     document_errors(app)
     _install_docs(app)

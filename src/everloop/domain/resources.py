@@ -155,3 +155,14 @@ class SessionFilter:
     tags: Sequence[str] = ()
     status: str | None = None
     pinned: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A personal access token as it may be shown again: never the token, only its hint."""
+
+    id: str
+    user_id: str
+    name: str
+    hint: str
+    created_at: str
