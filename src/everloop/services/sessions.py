@@ -43,8 +43,9 @@ from everloop.store.db import Database
 from everloop.store.event_log import start_log
 from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
 from everloop.store.session_databases import delete_session_databases
+from everloop.store.session_rows import session_from_row
 from everloop.store.session_storage import purge_session
-from everloop.store.sql import Store, session_from_row
+from everloop.store.sql import Store
 from everloop.store.tables import sessions
 from everloop.store.turns import session_config
 

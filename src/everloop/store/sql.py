@@ -7,10 +7,10 @@ service can group several of them into one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, and_, false, func, or_, select, true, tuple_, update
+from sqlalchemy import Table, and_, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -23,8 +23,9 @@ from everloop.domain.resources import (
     Session,
     SessionFilter,
     SessionStatus,
-    TokenTotals,
 )
+from everloop.store import session_rows
+from everloop.store.session_rows import like_escape, read_sessions, session_select
 from everloop.store.tables import (
     access_tokens,
     agents,
@@ -39,10 +40,6 @@ from everloop.store.tables import (
 )
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _harness(row: Any) -> Harness:
     values = dict(row._mapping)
     values["status"] = ResourceStatus(values["status"])
@@ -53,91 +50,6 @@ def _agent(row: Any) -> Agent:
     values = dict(row._mapping)
     values["status"] = ResourceStatus(values["status"])
     return Agent(**values)
-
-
-_SESSION_STORED = (
-    "last_sequence",
-    "deleted_at",
-    "title_search",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-)
-
-
-# The copy of ``sessions`` a listing's keyset subquery seeks in (built once: an alias's column
-# collection is costly to make).
-_SEEK = sessions.alias("seek")
-_STATUSES = {status.value: status for status in SessionStatus}
-_KINDS = {kind.value: kind for kind in PrincipalKind}
-
-
-def _sessions(result: Any, *, with_pins: bool) -> list[Session]:
-    """The sessions of a ``_session_select`` result. Each row is zipped with the result's keys
-    once read: ``row._mapping`` would rebuild its key view for every row."""
-    keys = list(result.keys())
-    found = []
-    for row in result:
-        values = dict(zip(keys, row, strict=True))
-        owner_kind = values.pop("owner_kind")
-        owner_subject = values.pop("owner_subject_id")
-        pinned = values.pop("pinned_by")
-        found.append(
-            _session_of(
-                values,
-                is_pinned=bool(pinned) if with_pins else None,
-                owner_kind=_KINDS[owner_kind] if owner_kind else None,
-                owner_subject_id=owner_subject,
-            )
-        )
-    return found
-
-
-def session_from_row(
-    row: Mapping[str, Any],
-    *,
-    is_pinned: bool | None,
-    owner_kind: PrincipalKind | None,
-    owner_subject_id: str | None,
-    features: tuple[str, ...] = (),
-) -> Session:
-    """A :class:`Session` from the values of its ``sessions`` row (as read, or as just
-    inserted) and the caller-relative facts a read joins in."""
-    return _session_of(
-        dict(row),
-        is_pinned=is_pinned,
-        owner_kind=owner_kind,
-        owner_subject_id=owner_subject_id,
-        features=features,
-    )
-
-
-def _session_of(
-    values: dict[str, Any],
-    *,
-    is_pinned: bool | None,
-    owner_kind: PrincipalKind | None,
-    owner_subject_id: str | None,
-    features: tuple[str, ...] = (),
-) -> Session:
-    values["status"] = _STATUSES[values["status"]]
-    usage = TokenTotals(
-        values["input_tokens"],
-        values["output_tokens"],
-        values["cache_read_tokens"],
-        values["cache_creation_tokens"],
-    )
-    for key in _SESSION_STORED:
-        del values[key]
-    return Session(
-        **values,
-        usage=usage,
-        is_pinned=is_pinned,
-        owner_kind=owner_kind,
-        owner_subject_id=owner_subject_id,
-        features=features,
-    )
 
 
 class Store:
@@ -320,26 +232,6 @@ class Store:
     async def insert_session(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
         await conn.execute(sessions.insert().values(**values))
 
-    def _session_select(self, principal_id: str | None) -> Any:
-        pinned = (
-            select(session_pins.c.session_id)
-            .where(
-                session_pins.c.session_id == sessions.c.id,
-                session_pins.c.principal_id == principal_id,
-            )
-            .exists()
-            if principal_id
-            else false()
-        )
-        return select(
-            sessions,
-            principals.c.kind.label("owner_kind"),
-            principals.c.subject_id.label("owner_subject_id"),
-            pinned.label("pinned_by"),
-        ).select_from(
-            sessions.outerjoin(principals, principals.c.id == sessions.c.owner_principal_id)
-        )
-
     async def get_session(
         self,
         conn: AsyncConnection,
@@ -348,12 +240,13 @@ class Store:
         *,
         principal_id: str | None = None,
     ) -> Session | None:
-        query = self._session_select(principal_id).where(
+        query = session_select(principal_id or None).where(
             sessions.c.organization_id == org_id,
             sessions.c.id == session_id,
             sessions.c.deleted_at.is_(None),
         )
-        found = _sessions(await conn.execute(query), with_pins=bool(principal_id))
+        result = await conn.execute(query)
+        found = read_sessions(result.keys(), result, with_pins=bool(principal_id))
         return found[0] if found else None
 
     async def list_sessions(
@@ -366,32 +259,11 @@ class Store:
         offset: int,
         limit: int,
     ) -> tuple[list[Session], int]:
-        """A page of the sessions ``flt`` selects, newest first, and how many there are.
-
-        The page is the one ``ORDER BY created_at DESC, id DESC OFFSET offset LIMIT limit``
-        gives, found by keyset instead: a subquery seeks the row at ``offset`` (on the index
-        ``(organization_id, deleted_at, created_at, id)``, reading index entries only when no
-        filter needs the row), and the page is the ``limit`` rows from that one on. (created_at,
-        id) is unique, so both give the same rows; the seek skips no table rows.
-        """
-        where = and_(*_session_conditions(conn, sessions, org_id, flt, principal_id))
-        total = await conn.scalar(select(func.count()).select_from(sessions).where(where)) or 0
-        query = self._session_select(principal_id).where(where)
-        if offset:
-            seek = _SEEK
-            boundary = (
-                select(seek.c.created_at, seek.c.id)
-                .where(*_session_conditions(conn, seek, org_id, flt, principal_id))
-                .order_by(seek.c.created_at.desc(), seek.c.id.desc())
-                .offset(offset)
-                .limit(1)
-                .scalar_subquery()
-            )
-            query = query.where(tuple_(sessions.c.created_at, sessions.c.id) <= boundary)
-        rows = await conn.execute(
-            query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
+        """A page of the sessions ``flt`` selects, newest first, and how many there are (see
+        ``store.session_rows``: by keyset, the same rows as by offset)."""
+        return await session_rows.list_sessions(
+            conn, org_id, flt, principal_id=principal_id, offset=offset, limit=limit
         )
-        return _sessions(rows, with_pins=True), total
 
     async def update_session(
         self, conn: AsyncConnection, org_id: str, session_id: str, values: dict[str, Any]
@@ -450,40 +322,6 @@ class Store:
         return [(r[0], r[1]) for r in rows]
 
 
-def _session_conditions(
-    conn: AsyncConnection,
-    table: Any,
-    org_id: str,
-    flt: SessionFilter,
-    principal_id: str,
-) -> list[ColumnElement[bool]]:
-    """The WHERE of a session listing, over ``table`` (``sessions`` or an alias of it)."""
-    conds: list[ColumnElement[bool]] = [
-        table.c.organization_id == org_id,
-        table.c.deleted_at.is_(None),
-    ]
-    if flt.agent_id:
-        conds.append(table.c.agent_id == flt.agent_id)
-    if flt.status:
-        conds.append(table.c.status == flt.status)
-    if flt.search:
-        pattern = f"%{_like_escape(flt.search.lower())}%"
-        conds.append(table.c.title_search.like(pattern, escape="\\"))
-    if flt.pinned is not None:
-        pin_exists = (
-            select(session_pins.c.session_id)
-            .where(
-                session_pins.c.session_id == table.c.id,
-                session_pins.c.principal_id == principal_id,
-            )
-            .exists()
-        )
-        conds.append(pin_exists if flt.pinned else ~pin_exists)
-    for tag in flt.tags:
-        conds.append(_json_array_contains(conn, table.c.tags, tag))
-    return conds
-
-
 def _org_key(
     table: Table, org_id: str, object_id: str | None, name: str | None
 ) -> ColumnElement[bool]:
@@ -498,7 +336,7 @@ def _listing_filters(
     if not include_archived:
         conds.append(table.c.status == ResourceStatus.ACTIVE.value)
     if search:
-        pattern = f"%{_like_escape(search.lower())}%"
+        pattern = f"%{like_escape(search.lower())}%"
         conds.append(
             or_(
                 func.lower(table.c.name).like(pattern, escape="\\"),
@@ -507,17 +345,6 @@ def _listing_filters(
             )
         )
     return conds
-
-
-def _json_array_contains(conn: AsyncConnection, column: Any, value: str) -> ColumnElement[bool]:
-    """``value`` is an element of the JSON array in ``column`` (dialect-specific)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy import cast
-        from sqlalchemy.dialects.postgresql import JSONB
-
-        return column.op("@>")(cast([value], JSONB))  # type: ignore[no-any-return]
-    json_each = func.json_each(column).table_valued("value")
-    return select(json_each.c.value).where(json_each.c.value == value).exists()
 
 
 __all__ = ["SessionFilter", "Store", "events", "true", "turns"]
