@@ -166,3 +166,14 @@ class AccessToken:
     name: str
     hint: str
     created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseInfo:
+    """One of a session's SQL databases (``sql_database`` capability), without its bytes."""
+
+    session_id: str
+    name: str
+    size_bytes: int
+    created_at: str
+    updated_at: str
