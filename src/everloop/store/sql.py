@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, true, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -139,11 +139,9 @@ class Store:
         harness_id: str | None = None,
         name: str | None = None,
     ) -> Harness | None:
-        row = (
-            await conn.execute(
-                select(harnesses).where(_org_key(harnesses, org_id, harness_id, name))
-            )
-        ).first()
+        by = "id" if harness_id is not None else "name"
+        params = {"org_id": org_id, "key": harness_id if harness_id is not None else name}
+        row = (await conn.execute(_BY_ORG_KEY[("harnesses", by)], params)).first()
         return _harness(row) if row else None
 
     async def list_harnesses(
@@ -167,9 +165,9 @@ class Store:
         agent_id: str | None = None,
         name: str | None = None,
     ) -> Agent | None:
-        row = (
-            await conn.execute(select(agents).where(_org_key(agents, org_id, agent_id, name)))
-        ).first()
+        by = "id" if agent_id is not None else "name"
+        params = {"org_id": org_id, "key": agent_id if agent_id is not None else name}
+        row = (await conn.execute(_BY_ORG_KEY[("agents", by)], params)).first()
         return _agent(row) if row else None
 
     async def list_agents(
@@ -230,7 +228,9 @@ class Store:
     # -- sessions ------------------------------------------------------------------------------
 
     async def insert_session(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
-        await conn.execute(sessions.insert().values(**values))
+        # Values as parameters of the one (cached) INSERT: ``.values(**values)`` coerces every
+        # column's value into the statement on each call.
+        await conn.execute(sessions.insert(), values)
 
     async def get_session(
         self,
@@ -322,11 +322,14 @@ class Store:
         return [(r[0], r[1]) for r in rows]
 
 
-def _org_key(
-    table: Table, org_id: str, object_id: str | None, name: str | None
-) -> ColumnElement[bool]:
-    key = table.c.id == object_id if object_id is not None else table.c.name == name
-    return and_(table.c.organization_id == org_id, key)
+# A harness or agent of an organization by id or by name, built once (bound parameters).
+_BY_ORG_KEY = {
+    (table.name, by): select(table).where(
+        table.c.organization_id == bindparam("org_id"), table.c[by] == bindparam("key")
+    )
+    for table in (harnesses, agents)
+    for by in ("id", "name")
+}
 
 
 def _listing_filters(
