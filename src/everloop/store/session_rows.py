@@ -1,10 +1,11 @@
 """Session rows: reading them into :class:`Session` values, and the listing query.
 
 A listing is the page ``ORDER BY created_at DESC, id DESC OFFSET n LIMIT m`` would give, found
-by keyset instead: a subquery seeks the row at the offset on the index ``(organization_id,
-deleted_at, created_at, id)`` (index entries only when no filter needs the row) and the page is
-the ``m`` rows from that one on. (created_at, id) is unique, so both give the same rows; the
-seek reads no table rows. The page carries the listing's total in the same statement.
+by keyset instead: a subquery seeks the row at the offset on the partial index
+``ix_sessions_org_live`` (organization_id, created_at, id, deleted_at) of the live sessions
+(index entries only, when no filter needs the row) and the page is the ``m`` rows from that one
+on. (created_at, id) is unique, so both give the same rows; the seek reads no table rows. The
+page carries the listing's total (counted on the same index) in the same statement.
 
 Statements are built once per shape of filter (which filters, how many tags) with bound
 parameters: building them is a good part of a page's Python work.
