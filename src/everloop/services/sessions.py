@@ -43,7 +43,7 @@ from everloop.store.db import Database
 from everloop.store.event_log import start_log
 from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
 from everloop.store.session_databases import delete_session_databases
-from everloop.store.session_rows import session_from_row
+from everloop.store.session_rows import HarnessRoot, session_from_row
 from everloop.store.session_storage import purge_session
 from everloop.store.sql import Store
 from everloop.store.tables import sessions
@@ -274,7 +274,11 @@ class SessionService:
         return (await self._with_features_many(conn, caller, [session]))[0]
 
     async def _with_features_many(
-        self, conn: AsyncConnection, caller: Caller, found: Sequence[Session]
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        found: Sequence[Session],
+        roots: Mapping[str, HarnessRoot | None] | None = None,
     ) -> list[Session]:
         """Resolve ``features`` of many sessions, reading each harness and agent once.
 
@@ -290,7 +294,7 @@ class SessionService:
         result = []
         for s in found:
             if s.harness_id not in chains:
-                chains[s.harness_id] = await load_harness_chain(conn, org_id, s.harness_id)
+                chains[s.harness_id] = await self._harness_chain(conn, org_id, s.harness_id, roots)
             key = (s.agent_id, s.agent_version_id)
             if key not in agent_layers:
                 agent_layers[key] = await load_agent_layer(conn, org_id, *key)
@@ -307,6 +311,27 @@ class SessionService:
             result.append(replace(s, features=features))
         return result
 
+    async def _harness_chain(
+        self,
+        conn: AsyncConnection,
+        org_id: str,
+        harness_id: str,
+        roots: Mapping[str, HarnessRoot | None] | None,
+    ) -> tuple[Layer, ...]:
+        """A session's harness chain for its features, from what its listing read of the
+        harness when it did (its parents, if any, are read)."""
+        if roots is None or harness_id not in roots:
+            return await load_harness_chain(conn, org_id, harness_id)
+        root = roots[harness_id]
+        if root is None:
+            return ()  # as load_harness_chain gives for a harness that is not there
+        first = {
+            "id": harness_id,
+            "parent_harness_id": root.parent_harness_id,
+            "capabilities": root.capabilities,
+        }
+        return await load_harness_chain(conn, org_id, harness_id, first=first)
+
     def _feature_layers(
         self, capabilities: Sequence[Any], blueprint_id: str | None, layers: _Layers
     ) -> list[Layer]:
@@ -322,7 +347,7 @@ class SessionService:
         if flt.agent_id:
             ids.parse("agent", flt.agent_id, field="agent_id")
         async with self._db.read() as conn:
-            found, total = await self._store.list_sessions(
+            found, total, roots = await self._store.list_sessions(
                 conn,
                 caller.organization_id,
                 flt,
@@ -330,7 +355,7 @@ class SessionService:
                 offset=offset,
                 limit=limit,
             )
-            return await self._with_features_many(conn, caller, found), total
+            return await self._with_features_many(conn, caller, found, roots), total
 
     async def update(self, caller: Caller, session_id: str, fields: dict[str, Any]) -> Session:
         if fields.get("agent_identity_id") is not None:

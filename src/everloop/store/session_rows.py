@@ -13,10 +13,22 @@ parameters: building them is a good part of a page's Python work.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, false, func, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    false,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,7 +39,7 @@ from everloop.domain.resources import (
     SessionStatus,
     TokenTotals,
 )
-from everloop.store.tables import principals, session_pins, sessions
+from everloop.store.tables import harnesses, principals, session_pins, sessions
 
 _STORED_ONLY = (
     "last_sequence",
@@ -67,9 +79,21 @@ def session_select(principal: Any) -> Select[Any]:
     ).select_from(sessions.outerjoin(principals, principals.c.id == sessions.c.owner_principal_id))
 
 
-def read_sessions(keys: Any, rows: Any, *, with_pins: bool) -> list[Session]:
+@dataclass(frozen=True, slots=True)
+class HarnessRoot:
+    """What a listing reads of each session's harness (of the session's organization): enough
+    to start its chain for ``features`` without reading it again."""
+
+    capabilities: list[Any]
+    parent_harness_id: str | None
+
+
+def read_sessions(
+    keys: Any, rows: Any, *, with_pins: bool, roots: dict[str, HarnessRoot | None] | None = None
+) -> list[Session]:
     """The sessions of the ``rows`` of a ``session_select`` result with those ``keys``. Each row
-    is zipped with the keys read once: ``row._mapping`` would rebuild its key view per row."""
+    is zipped with the keys read once: ``row._mapping`` would rebuild its key view per row.
+    ``roots`` collects the harness columns of a listing's rows (None: no such harness)."""
     keys = list(keys)
     found = []
     for row in rows:
@@ -78,6 +102,14 @@ def read_sessions(keys: Any, rows: Any, *, with_pins: bool) -> list[Session]:
         owner_subject = values.pop("owner_subject_id")
         pinned = values.pop("pinned_by")
         values.pop("total", None)
+        if "harness_row_id" in values:
+            harness_found = values.pop("harness_row_id")
+            capabilities = values.pop("harness_capabilities")
+            parent = values.pop("harness_parent_id")
+            if roots is not None and values["harness_id"] not in roots:
+                roots[values["harness_id"]] = (
+                    HarnessRoot(_json_list(capabilities), parent) if harness_found else None
+                )
         found.append(
             _session_of(
                 values,
@@ -87,6 +119,21 @@ def read_sessions(keys: Any, rows: Any, *, with_pins: bool) -> list[Session]:
             )
         )
     return found
+
+
+_PARSED: dict[str, list[Any]] = {}
+
+
+def _json_list(text: str | None) -> list[Any]:
+    """A harness's capabilities, read as text: a page parses each distinct value once."""
+    if not text:
+        return []
+    parsed = _PARSED.get(text)
+    if parsed is None:
+        if len(_PARSED) > 1000:
+            _PARSED.clear()
+        parsed = _PARSED[text] = json.loads(text)
+    return parsed
 
 
 def session_from_row(
@@ -206,7 +253,18 @@ def _page_statement(shape: _Shape, seek: bool) -> Select[Any]:
     )
     statement = (
         session_select(bindparam("principal_id"))
-        .add_columns(total.label("total"))
+        .add_columns(
+            total.label("total"),
+            # The harness, for features: saves reading it after the page.
+            harnesses.c.id.label("harness_row_id"),
+            cast(harnesses.c.capabilities, Text).label("harness_capabilities"),
+            harnesses.c.parent_harness_id.label("harness_parent_id"),
+        )
+        .outerjoin(
+            harnesses,
+            (harnesses.c.id == sessions.c.harness_id)
+            & (harnesses.c.organization_id == sessions.c.organization_id),
+        )
         .where(*_conditions(sessions, shape))
     )
     if seek:
@@ -256,8 +314,9 @@ async def list_sessions(
     principal_id: str,
     offset: int,
     limit: int,
-) -> tuple[list[Session], int]:
-    """A page of the sessions ``flt`` selects, newest first, and how many there are."""
+) -> tuple[list[Session], int, dict[str, HarnessRoot | None]]:
+    """A page of the sessions ``flt`` selects, newest first, how many there are, and what the
+    page read of their harnesses."""
     dialect = conn.dialect.name
     shape = _shape(dialect, flt)
     params = _parameters(dialect, org_id, flt, principal_id)
@@ -271,4 +330,5 @@ async def list_sessions(
         total = 0
     else:  # past the end: the page has no row to carry the total
         total = await conn.scalar(_count_statement(shape), params) or 0
-    return read_sessions(result.keys(), rows, with_pins=True), total
+    roots: dict[str, HarnessRoot | None] = {}
+    return read_sessions(result.keys(), rows, with_pins=True, roots=roots), total, roots

@@ -25,7 +25,7 @@ from everloop.domain.resources import (
     SessionStatus,
 )
 from everloop.store import session_rows
-from everloop.store.session_rows import like_escape, read_sessions, session_select
+from everloop.store.session_rows import HarnessRoot, like_escape, read_sessions, session_select
 from everloop.store.tables import (
     access_tokens,
     agents,
@@ -258,9 +258,10 @@ class Store:
         principal_id: str,
         offset: int,
         limit: int,
-    ) -> tuple[list[Session], int]:
-        """A page of the sessions ``flt`` selects, newest first, and how many there are (see
-        ``store.session_rows``: by keyset, the same rows as by offset)."""
+    ) -> tuple[list[Session], int, dict[str, HarnessRoot | None]]:
+        """A page of the sessions ``flt`` selects, newest first, how many there are, and their
+        harnesses' capabilities and parents (see ``store.session_rows``: by keyset, the same
+        rows as by offset)."""
         return await session_rows.list_sessions(
             conn, org_id, flt, principal_id=principal_id, offset=offset, limit=limit
         )
