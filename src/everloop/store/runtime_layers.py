@@ -77,8 +77,9 @@ async def load_harness_chain(
 ) -> tuple[Layer, ...]:
     """``harness_id`` and its parents, root first. Stops after a repeated harness or one past
     the depth limit, so the assembly sees (and names) the cycle or the depth; a missing parent
-    ends the chain. ``first``, the row of ``harness_id`` when the caller has just read it (of
-    this org), saves reading it again."""
+    ends the chain. ``first``, the row of ``harness_id`` (of this org) when the caller has just
+    read it, saves reading it again; a caller that needs only some layer fields may pass just
+    those columns (a listing's features: id, parent_harness_id, capabilities)."""
     chain: list[Layer] = []
     seen: set[str] = set()
     current = harness_id

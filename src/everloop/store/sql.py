@@ -106,13 +106,6 @@ class Store:
             )
         )
 
-    async def user_for_token(self, conn: AsyncConnection, token_hash: str) -> str | None:
-        return await conn.scalar(
-            select(access_tokens.c.user_id).where(
-                access_tokens.c.token_hash == token_hash, access_tokens.c.revoked_at.is_(None)
-            )
-        )
-
     async def user_principals(self, conn: AsyncConnection, user_id: str) -> list[Principal]:
         rows = await conn.execute(
             select(principals)
