@@ -4,11 +4,16 @@
   connection; p50/p99 per request.
 - page: then every page of `GET /v1/sessions?limit=50` over all N sessions (offset paging);
   p50/p99 per page.
+- rss: the server's resident set (VmRSS in /proc/<pid>/status) after the first create (which
+  warms up the code paths) and after the last; their difference divided by the N - 1 sessions
+  in between is the memory an idle session costs the server.
 
 Timings are taken by the client, from sending the request to reading the whole response.
 Prints progress to stderr and one JSON object to stdout.
 
-Usage: python benchmarks/sessions.py [--sessions 10000] [--page-size 50]
+Usage: python benchmarks/sessions.py [--sessions 10000] [--page-size 50] [--src DIR]
+(--src runs the server from another checkout's source dir, e.g. a baseline, by setting its
+PYTHONPATH, so two versions can be measured side by side in one session.)
 Talks to 127.0.0.1 only; starts and stops its own server in a temporary data dir (set
 EVERLOOP_DATABASE_URL to measure PostgreSQL instead).
 """
@@ -39,13 +44,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def rss_kib(pid: int) -> int:
+    """The resident set size of a process, from /proc/<pid>/status (VmRSS, in KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, src: str | None = None) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{self.port}/api"
         exe = shutil.which("everloop", path=str(Path(sys.executable).parent)) or "everloop"
         env = {**os.environ, "EVERLOOP_LOG_LEVEL": "WARNING"}
+        if src:  # measure another checkout's code (e.g. a baseline) side by side
+            env["PYTHONPATH"] = str(Path(src).resolve())
         self.log = (data_dir.parent / f"{data_dir.name}.log").open("wb")
         self.proc = subprocess.Popen(
             [
@@ -125,7 +140,7 @@ def memory_gib() -> float | None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="everloop-bench-")) / "data"
-    server = Server(data_dir)
+    server = Server(data_dir, src=args.src)
     load_before = os.getloadavg()
     try:
         token = server.ready()
@@ -138,13 +153,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout=30,
         ) as client:
             creates: list[float] = []
+            rss_before = rss_kib(server.proc.pid)
             for i in range(args.sessions):
                 body = {"title": f"benchmark session {i}", "tags": [f"batch-{i // 1000}"]}
                 elapsed, _ = timed(client, "POST", "v1/sessions", json=body)
                 creates.append(elapsed)
+                if i == 0:
+                    rss_before = rss_kib(server.proc.pid)
                 if (i + 1) % 1000 == 0:
                     print(f"  created {i + 1}/{args.sessions}", file=sys.stderr)
 
+            rss_after = rss_kib(server.proc.pid)
             pages: list[float] = []
             offset = 0
             seen = 0
@@ -159,15 +178,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  paged {len(pages)} pages, {seen} sessions", file=sys.stderr)
             if seen != args.sessions:
                 raise RuntimeError(f"listed {seen} sessions, created {args.sessions}")
+            rss_paged = rss_kib(server.proc.pid)
         load_after = os.getloadavg()
         return {
             "benchmark": "sessions",
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "database": "postgresql" if os.environ.get("EVERLOOP_DATABASE_URL") else "sqlite",
+            "src": str(Path(args.src).resolve()) if args.src else os.environ.get("PYTHONPATH"),
             "sessions": args.sessions,
             "page_size": args.page_size,
             "create": summary(creates),
             "page": {"pages": len(pages), **summary(pages)},
+            "rss": {
+                "after_first_create_kib": rss_before,
+                "after_last_create_kib": rss_after,
+                "after_paging_kib": rss_paged,
+                "per_idle_session_bytes": round(
+                    (rss_after - rss_before) * 1024 / max(1, args.sessions - 1)
+                ),
+            },
             "load_average_1m": {
                 "before": round(load_before[0], 2),
                 "after": round(load_after[0], 2),
@@ -188,6 +217,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--page-size", type=int, default=50)
+    parser.add_argument(
+        "--src", default=None, help="run the server from this source dir (another checkout)"
+    )
     print(json.dumps(run(parser.parse_args()), indent=2))
 
 

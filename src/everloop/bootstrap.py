@@ -39,6 +39,7 @@ from everloop.services.auth import AuthService
 from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.event_feed import EventFanout
+from everloop.services.executors import ExecutorService
 from everloop.services.files import FileLimits, FileService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
@@ -81,6 +82,7 @@ class Services:
     agent_versions: AgentVersionService
     runtime_agents: RuntimeAgentService
     mcp_servers: McpServerService
+    executors: ExecutorService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -320,4 +322,5 @@ def build_services(settings: Settings) -> Services:
         agent_versions=AgentVersionService(db, store, agents, recorder),
         runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
         mcp_servers=mcp_servers,
+        executors=ExecutorService(db),
     )

@@ -7,6 +7,7 @@ them and, later, in the RuntimeAgent assembly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -143,3 +144,36 @@ class Session:
     owner_subject_id: str | None = None
     active_schedule_count: int = 0
     features: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Which sessions a listing shows (all given conditions hold)."""
+
+    agent_id: str | None = None
+    search: str | None = None
+    tags: Sequence[str] = ()
+    status: str | None = None
+    pinned: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A personal access token as it may be shown again: never the token, only its hint."""
+
+    id: str
+    user_id: str
+    name: str
+    hint: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseInfo:
+    """One of a session's SQL databases (``sql_database`` capability), without its bytes."""
+
+    session_id: str
+    name: str
+    size_bytes: int
+    created_at: str
+    updated_at: str

@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids, sql_sandbox
+from everloop.domain.resources import DatabaseInfo
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
 from everloop.sql_sandbox import ExecuteResult, Limits, QueryResult, SandboxError, SqlValue
 from everloop.store import session_databases as rows
 from everloop.store.db import Database
-from everloop.store.session_databases import DatabaseInfo
 from everloop.store.sql import Store
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")

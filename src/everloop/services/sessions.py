@@ -6,15 +6,23 @@ transaction as the row: a session never exists without its log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
 from everloop.domain.event_log import NewEvent
-from everloop.domain.resources import ResourceStatus, Session, SessionStatus
+from everloop.domain.resources import (
+    Agent,
+    Harness,
+    PrincipalKind,
+    ResourceStatus,
+    Session,
+    SessionFilter,
+    SessionStatus,
+)
 from everloop.domain.runtime_agent import NO_CONTROLS, Controls, Layer, RuntimeAgent
 from everloop.domain.timestamps import now
 from everloop.engine.assembly import Assembler
@@ -32,15 +40,38 @@ from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.mcp_servers import check_mcp_refs
 from everloop.services.models import ModelService
 from everloop.store.db import Database
-from everloop.store.event_log import append_events
-from everloop.store.runtime_layers import load_agent_layer, load_harness_chain
+from everloop.store.event_log import start_log
+from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
 from everloop.store.session_databases import delete_session_databases
+from everloop.store.session_rows import HarnessRoot, session_from_row
 from everloop.store.session_storage import purge_session
-from everloop.store.sql import SessionFilter, Store
+from everloop.store.sql import Store
 from everloop.store.tables import sessions
 from everloop.store.turns import session_config
 
 FeaturesOf = Callable[[Sequence[str]], tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Layers:
+    """A session's harness chain and agent (version) as layers."""
+
+    harness_chain: tuple[Layer, ...]
+    agent_layer: Layer | None
+
+
+@dataclass(frozen=True, slots=True)
+class _NewSessionLayers(_Layers):
+    """The configuration layers of a session being created (``engine.assembly.SessionLayers``)."""
+
+    session_layer: Layer | None
+    blueprint_id: str | None
+    blueprint_config: Mapping[str, object] | None
+
+
+def _shallow(value: Harness | Agent) -> dict[str, Any]:
+    """A resource's fields as its row (shallow: ``dataclasses.asdict`` copies every value)."""
+    return {f.name: getattr(value, f.name) for f in fields(value)}
 
 
 def _uuid_text(hex32: str | None) -> str | None:
@@ -76,7 +107,8 @@ class SessionService:
         self._file_limits = file_limits or FileLimits()
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Session:
-        session_id = fields.pop("id", None) or ids.new_id("session")
+        supplied_id = fields.pop("id", None)
+        session_id = supplied_id or ids.new_id("session")
         ids.parse("session", session_id, field="id")
         agent_id = fields.pop("agent_id", None)
         agent_name = fields.pop("agent_name", None)
@@ -97,7 +129,9 @@ class SessionService:
             raise InvalidInput("blueprint_config needs a blueprint_id", field="blueprint_config")
         ts = now()
         async with self._db.write() as conn:
-            if await self._store.id_exists(conn, sessions, session_id):
+            # A generated id is a fresh UUIDv7 (monotonic in this process, 74 random bits
+            # across processes): only one the client chose can be taken already.
+            if supplied_id and await self._store.id_exists(conn, sessions, session_id):
                 raise Conflict(f"session id '{session_id}' is already in use", field="id")
             await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
             await self._models.ensure_exists(
@@ -112,20 +146,23 @@ class SessionService:
                 raise InvalidInput(
                     f"agent '{agent.name}' is archived and cannot be used", field="agent_id"
                 )
+            harness_row: dict[str, Any] | None = None
             if harness_id or harness_name or agent is None:
                 harness = await self._harnesses.resolve_for_use(
                     conn, caller, harness_id=harness_id, harness_name=harness_name
                 )
                 resolved_harness_id = harness.id
+                harness_row = _shallow(harness)
             else:
                 resolved_harness_id = agent.harness_id
+            version_id = await captured_version_id(conn, agent) if agent else None
             title = fields.get("title")
-            row = {
+            row: dict[str, Any] = {
                 "id": session_id,
                 "organization_id": caller.organization_id,
                 "harness_id": resolved_harness_id,
                 "agent_id": agent.id if agent else None,
-                "agent_version_id": await captured_version_id(conn, agent) if agent else None,
+                "agent_version_id": version_id,
                 "agent_identity_id": fields.get("agent_identity_id"),
                 "owner_principal_id": caller.principal_id,
                 "resolved_owner_user_id": _uuid_text(caller.user_id),
@@ -160,17 +197,37 @@ class SessionService:
                 "subagent_status": None,
                 "blueprint_id": fields.get("blueprint_id"),
                 "blueprint_config": fields.get("blueprint_config"),
-                "last_sequence": 0,
+                "last_sequence": 1,  # session.started, written below
                 "deleted_at": None,
             }
-            await self._store.insert_session(conn, row)
             # The session's RuntimeAgent must assemble (a harness cycle, two tools of one name
-            # are a 422); its initial files, merged by path across the layers, are copied in.
-            runtime = await self._runtime(conn, session_id)
+            # are a 422), from the rows just read rather than read again.
+            layers = _NewSessionLayers(
+                harness_chain=await load_harness_chain(
+                    conn, caller.organization_id, resolved_harness_id, first=harness_row
+                ),
+                agent_layer=(
+                    await load_agent_layer(
+                        conn,
+                        caller.organization_id,
+                        agent.id,
+                        version_id,
+                        agent_row=_shallow(agent),
+                    )
+                    if agent
+                    else None
+                ),
+                session_layer=session_layer(row),
+                blueprint_id=row["blueprint_id"],
+                blueprint_config=row["blueprint_config"],
+            )
+            runtime = self._assembler.for_session(layers)
+            await self._store.insert_session(conn, row)
+            # Its initial files, merged by path across the layers, are copied in.
             await copy_initial_files(
                 conn, session_id, [list(runtime.initial_files)], self._file_limits
             )
-            await append_events(
+            await start_log(
                 conn,
                 session_id,
                 [
@@ -180,8 +237,19 @@ class SessionService:
                     )
                 ],
             )
-            created = await self._read(conn, caller, session_id)
-        return created
+        # The session as a read would give it, from the row just written: the caller's own
+        # (user) principal owns it and has not pinned it yet.
+        return session_from_row(
+            row,
+            is_pinned=False,
+            owner_kind=PrincipalKind.USER,
+            owner_subject_id=caller.user_id,
+            features=self._features_of(
+                self._assembler.capability_refs(
+                    self._feature_layers(row["capabilities"], row["blueprint_id"], layers)
+                )
+            ),
+        )
 
     async def get(
         self, caller: Caller, session_id: str, conn: AsyncConnection | None = None
@@ -206,7 +274,11 @@ class SessionService:
         return (await self._with_features_many(conn, caller, [session]))[0]
 
     async def _with_features_many(
-        self, conn: AsyncConnection, caller: Caller, found: Sequence[Session]
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        found: Sequence[Session],
+        roots: Mapping[str, HarnessRoot | None] | None = None,
     ) -> list[Session]:
         """Resolve ``features`` of many sessions, reading each harness and agent once.
 
@@ -216,21 +288,58 @@ class SessionService:
         org_id = caller.organization_id
         chains: dict[str, tuple[Layer, ...]] = {}
         agent_layers: dict[tuple[str | None, str | None], Layer | None] = {}
+        # Features depend on the harness, the agent (version), the blueprint and the order of
+        # the session's own capability refs: most sessions of a page share all four.
+        known: dict[tuple[Any, ...], tuple[str, ...]] = {}
         result = []
         for s in found:
             if s.harness_id not in chains:
-                chains[s.harness_id] = await load_harness_chain(conn, org_id, s.harness_id)
+                chains[s.harness_id] = await self._harness_chain(conn, org_id, s.harness_id, roots)
             key = (s.agent_id, s.agent_version_id)
             if key not in agent_layers:
                 agent_layers[key] = await load_agent_layer(conn, org_id, *key)
-            own = Layer(kind="session", capabilities=s.capabilities)
-            if s.blueprint_id and s.blueprint_id in self._assembler.blueprints:
-                layers = [self._assembler.blueprint(s.blueprint_id).layer(None), own]
-            else:
-                layers = [*chains[s.harness_id], *filter(None, [agent_layers[key]]), own]
-            refs = self._assembler.capability_refs(layers)
-            result.append(replace(s, features=self._features_of(refs)))
+            own_refs = tuple(str(c.get("ref")) for c in s.capabilities)
+            memo = (s.harness_id, key, s.blueprint_id, own_refs)
+            features = known.get(memo)
+            if features is None:
+                layers = self._feature_layers(
+                    s.capabilities,
+                    s.blueprint_id,
+                    _Layers(chains[s.harness_id], agent_layers[key]),
+                )
+                features = known[memo] = self._features_of(self._assembler.capability_refs(layers))
+            result.append(replace(s, features=features))
         return result
+
+    async def _harness_chain(
+        self,
+        conn: AsyncConnection,
+        org_id: str,
+        harness_id: str,
+        roots: Mapping[str, HarnessRoot | None] | None,
+    ) -> tuple[Layer, ...]:
+        """A session's harness chain for its features, from what its listing read of the
+        harness when it did (its parents, if any, are read)."""
+        if roots is None or harness_id not in roots:
+            return await load_harness_chain(conn, org_id, harness_id)
+        root = roots[harness_id]
+        if root is None:
+            return ()  # as load_harness_chain gives for a harness that is not there
+        first = {
+            "id": harness_id,
+            "parent_harness_id": root.parent_harness_id,
+            "capabilities": root.capabilities,
+        }
+        return await load_harness_chain(conn, org_id, harness_id, first=first)
+
+    def _feature_layers(
+        self, capabilities: Sequence[Any], blueprint_id: str | None, layers: _Layers
+    ) -> list[Layer]:
+        """The layers whose capabilities make a session's ``features``."""
+        own = Layer(kind="session", capabilities=capabilities)
+        if blueprint_id and blueprint_id in self._assembler.blueprints:
+            return [self._assembler.blueprint(blueprint_id).layer(None), own]
+        return [*layers.harness_chain, *filter(None, [layers.agent_layer]), own]
 
     async def list(
         self, caller: Caller, flt: SessionFilter, *, offset: int, limit: int
@@ -238,7 +347,7 @@ class SessionService:
         if flt.agent_id:
             ids.parse("agent", flt.agent_id, field="agent_id")
         async with self._db.read() as conn:
-            found, total = await self._store.list_sessions(
+            found, total, roots = await self._store.list_sessions(
                 conn,
                 caller.organization_id,
                 flt,
@@ -246,7 +355,7 @@ class SessionService:
                 offset=offset,
                 limit=limit,
             )
-            return await self._with_features_many(conn, caller, found), total
+            return await self._with_features_many(conn, caller, found, roots), total
 
     async def update(self, caller: Caller, session_id: str, fields: dict[str, Any]) -> Session:
         if fields.get("agent_identity_id") is not None:

@@ -128,7 +128,20 @@ async def append_events(
         if guard is not None:
             raise await guard.halted(conn, raw, session_id)
         raise NotFound.of("session", session_id)
-    first = int(last) - len(new) + 1
+    return await _insert(conn, session_id, int(last) - len(new) + 1, new)
+
+
+async def start_log(conn: AsyncConnection, session_id: str, new: Sequence[NewEvent]) -> list[Event]:
+    """Write the first events of a session inserted in this same transaction with
+    ``last_sequence = len(new)``: they are 1..len(new), with no sequence to take (no one else
+    can see the session before the transaction commits, so no stream waits for a
+    notification of them either)."""
+    return await _insert(conn, session_id, 1, new)
+
+
+async def _insert(
+    conn: AsyncConnection, session_id: str, first: int, new: Sequence[NewEvent]
+) -> list[Event]:
     ts = now()
     stored = [
         Event(
@@ -144,6 +157,7 @@ async def append_events(
         )
         for offset, item in enumerate(new)
     ]
+    raw = direct.connection(conn)
     await direct.execute_many(
         conn,
         raw,

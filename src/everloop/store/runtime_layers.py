@@ -76,24 +76,36 @@ _HARNESS = select(harnesses).where(
 
 
 async def load_harness_chain(
-    conn: AsyncConnection, org_id: str, harness_id: str | None
+    conn: AsyncConnection,
+    org_id: str,
+    harness_id: str | None,
+    *,
+    first: Mapping[str, Any] | None = None,
 ) -> tuple[Layer, ...]:
     """``harness_id`` and its parents, root first. Stops after a repeated harness or one past
     the depth limit, so the assembly sees (and names) the cycle or the depth; a missing parent
-    ends the chain."""
+    ends the chain. ``first``, the row of ``harness_id`` (of this org) when the caller has just
+    read it, saves reading it again; a caller that needs only some layer fields may pass just
+    those columns (a listing's features: id, parent_harness_id, capabilities)."""
     chain: list[Layer] = []
     seen: set[str] = set()
     current = harness_id
     row: Any = None
     while current is not None and len(chain) <= MAX_HARNESS_DEPTH:
-        row = (await conn.execute(_HARNESS, {"harness_id": current, "org_id": org_id})).first()
+        if first is not None and current == harness_id and not chain:
+            row = first
+        else:
+            found = (
+                await conn.execute(_HARNESS, {"harness_id": current, "org_id": org_id})
+            ).first()
+            row = dict(found._mapping) if found is not None else None
         if row is None:
             break
-        chain.append(harness_layer(dict(row._mapping)))
+        chain.append(harness_layer(row))
         if current in seen:
             break
         seen.add(current)
-        current = row.parent_harness_id
+        current = row.get("parent_harness_id")
     chain.reverse()
     if row is None and chain:
         # The root names a parent that is not there (another org's, or a dangling id).
@@ -112,9 +124,15 @@ async def harness_parents(conn: AsyncConnection, org_id: str) -> dict[str, str |
 
 
 async def load_agent_layer(
-    conn: AsyncConnection, org_id: str, agent_id: str | None, agent_version_id: str | None
+    conn: AsyncConnection,
+    org_id: str,
+    agent_id: str | None,
+    agent_version_id: str | None,
+    *,
+    agent_row: Mapping[str, Any] | None = None,
 ) -> Layer | None:
-    """The captured version's config when the session has one, else the agent as it is now."""
+    """The captured version's config when the session has one, else the agent as it is now
+    (``agent_row``, the agent's row when the caller has just read it, saves reading it)."""
     if agent_version_id is not None:
         row = (
             await conn.execute(
@@ -128,12 +146,14 @@ async def load_agent_layer(
             return agent_layer(row.authored_config, agent_id)
     if agent_id is None:
         return None
-    row = (
+    if agent_row is not None:
+        return agent_layer(agent_row)
+    found = (
         await conn.execute(
             select(agents).where(agents.c.id == agent_id, agents.c.organization_id == org_id)
         )
     ).first()
-    return agent_layer(dict(row._mapping)) if row is not None else None
+    return agent_layer(dict(found._mapping)) if found is not None else None
 
 
 _TURN_INPUT_DATA = (

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from everloop.domain.resources import DatabaseInfo
 from everloop.store.tables import session_databases
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseInfo:
-    session_id: str
-    name: str
-    size_bytes: int
-    created_at: str
-    updated_at: str
-
 
 _INFO = (
     session_databases.c.session_id,

@@ -7,11 +7,10 @@ service can group several of them into one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, and_, false, func, or_, select, true, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -22,9 +21,11 @@ from everloop.domain.resources import (
     PrincipalKind,
     ResourceStatus,
     Session,
+    SessionFilter,
     SessionStatus,
-    TokenTotals,
 )
+from everloop.store import session_rows
+from everloop.store.session_rows import HarnessRoot, like_escape, read_sessions, session_select
 from everloop.store.tables import (
     access_tokens,
     agents,
@@ -39,19 +40,6 @@ from everloop.store.tables import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SessionFilter:
-    agent_id: str | None = None
-    search: str | None = None
-    tags: Sequence[str] = ()
-    status: str | None = None
-    pinned: bool | None = None
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _harness(row: Any) -> Harness:
     values = dict(row._mapping)
     values["status"] = ResourceStatus(values["status"])
@@ -62,40 +50,6 @@ def _agent(row: Any) -> Agent:
     values = dict(row._mapping)
     values["status"] = ResourceStatus(values["status"])
     return Agent(**values)
-
-
-_SESSION_STORED = (
-    "last_sequence",
-    "deleted_at",
-    "title_search",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-)
-
-
-def _session(row: Any, *, is_pinned: bool | None = None) -> Session:
-    values = dict(row._mapping)
-    values["status"] = SessionStatus(values["status"])
-    usage = TokenTotals(
-        values["input_tokens"],
-        values["output_tokens"],
-        values["cache_read_tokens"],
-        values["cache_creation_tokens"],
-    )
-    for key in _SESSION_STORED:
-        values.pop(key, None)
-    owner_kind = values.pop("owner_kind", None)
-    owner_subject = values.pop("owner_subject_id", None)
-    values.pop("pinned_by", None)
-    return Session(
-        **values,
-        usage=usage,
-        is_pinned=is_pinned,
-        owner_kind=PrincipalKind(owner_kind) if owner_kind else None,
-        owner_subject_id=owner_subject,
-    )
 
 
 class Store:
@@ -152,13 +106,6 @@ class Store:
             )
         )
 
-    async def user_for_token(self, conn: AsyncConnection, token_hash: str) -> str | None:
-        return await conn.scalar(
-            select(access_tokens.c.user_id).where(
-                access_tokens.c.token_hash == token_hash, access_tokens.c.revoked_at.is_(None)
-            )
-        )
-
     async def user_principals(self, conn: AsyncConnection, user_id: str) -> list[Principal]:
         rows = await conn.execute(
             select(principals)
@@ -185,11 +132,9 @@ class Store:
         harness_id: str | None = None,
         name: str | None = None,
     ) -> Harness | None:
-        row = (
-            await conn.execute(
-                select(harnesses).where(_org_key(harnesses, org_id, harness_id, name))
-            )
-        ).first()
+        by = "id" if harness_id is not None else "name"
+        params = {"org_id": org_id, "key": harness_id if harness_id is not None else name}
+        row = (await conn.execute(_BY_ORG_KEY[("harnesses", by)], params)).first()
         return _harness(row) if row else None
 
     async def list_harnesses(
@@ -213,9 +158,9 @@ class Store:
         agent_id: str | None = None,
         name: str | None = None,
     ) -> Agent | None:
-        row = (
-            await conn.execute(select(agents).where(_org_key(agents, org_id, agent_id, name)))
-        ).first()
+        by = "id" if agent_id is not None else "name"
+        params = {"org_id": org_id, "key": agent_id if agent_id is not None else name}
+        row = (await conn.execute(_BY_ORG_KEY[("agents", by)], params)).first()
         return _agent(row) if row else None
 
     async def list_agents(
@@ -276,27 +221,9 @@ class Store:
     # -- sessions ------------------------------------------------------------------------------
 
     async def insert_session(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
-        await conn.execute(sessions.insert().values(**values))
-
-    def _session_select(self, principal_id: str | None) -> Any:
-        pinned = (
-            select(session_pins.c.session_id)
-            .where(
-                session_pins.c.session_id == sessions.c.id,
-                session_pins.c.principal_id == principal_id,
-            )
-            .exists()
-            if principal_id
-            else false()
-        )
-        return select(
-            sessions,
-            principals.c.kind.label("owner_kind"),
-            principals.c.subject_id.label("owner_subject_id"),
-            pinned.label("pinned_by"),
-        ).select_from(
-            sessions.outerjoin(principals, principals.c.id == sessions.c.owner_principal_id)
-        )
+        # Values as parameters of the one (cached) INSERT: ``.values(**values)`` coerces every
+        # column's value into the statement on each call.
+        await conn.execute(sessions.insert(), values)
 
     async def get_session(
         self,
@@ -306,15 +233,14 @@ class Store:
         *,
         principal_id: str | None = None,
     ) -> Session | None:
-        query = self._session_select(principal_id).where(
+        query = session_select(principal_id or None).where(
             sessions.c.organization_id == org_id,
             sessions.c.id == session_id,
             sessions.c.deleted_at.is_(None),
         )
-        row = (await conn.execute(query)).first()
-        return (
-            _session(row, is_pinned=bool(row.pinned_by) if principal_id else None) if row else None
-        )
+        result = await conn.execute(query)
+        found = read_sessions(result.keys(), result, with_pins=bool(principal_id))
+        return found[0] if found else None
 
     async def list_sessions(
         self,
@@ -325,43 +251,13 @@ class Store:
         principal_id: str,
         offset: int,
         limit: int,
-    ) -> tuple[list[Session], int]:
-        conds: list[ColumnElement[bool]] = [
-            sessions.c.organization_id == org_id,
-            sessions.c.deleted_at.is_(None),
-        ]
-        if flt.agent_id:
-            conds.append(sessions.c.agent_id == flt.agent_id)
-        if flt.status:
-            conds.append(sessions.c.status == flt.status)
-        if flt.search:
-            conds.append(
-                sessions.c.title_search.like(f"%{_like_escape(flt.search.lower())}%", escape="\\")
-            )
-        pin_exists = (
-            select(session_pins.c.session_id)
-            .where(
-                session_pins.c.session_id == sessions.c.id,
-                session_pins.c.principal_id == principal_id,
-            )
-            .exists()
+    ) -> tuple[list[Session], int, dict[str, HarnessRoot | None]]:
+        """A page of the sessions ``flt`` selects, newest first, how many there are, and their
+        harnesses' capabilities and parents (see ``store.session_rows``: by keyset, the same
+        rows as by offset)."""
+        return await session_rows.list_sessions(
+            conn, org_id, flt, principal_id=principal_id, offset=offset, limit=limit
         )
-        if flt.pinned is True:
-            conds.append(pin_exists)
-        elif flt.pinned is False:
-            conds.append(~pin_exists)
-        for tag in flt.tags:
-            conds.append(_json_array_contains(conn, sessions.c.tags, tag))
-        where = and_(*conds)
-        total = await conn.scalar(select(func.count()).select_from(sessions).where(where)) or 0
-        rows = await conn.execute(
-            self._session_select(principal_id)
-            .where(where)
-            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-        return [_session(r, is_pinned=bool(r.pinned_by)) for r in rows], total
 
     async def update_session(
         self, conn: AsyncConnection, org_id: str, session_id: str, values: dict[str, Any]
@@ -420,11 +316,14 @@ class Store:
         return [(r[0], r[1]) for r in rows]
 
 
-def _org_key(
-    table: Table, org_id: str, object_id: str | None, name: str | None
-) -> ColumnElement[bool]:
-    key = table.c.id == object_id if object_id is not None else table.c.name == name
-    return and_(table.c.organization_id == org_id, key)
+# A harness or agent of an organization by id or by name, built once (bound parameters).
+_BY_ORG_KEY = {
+    (table.name, by): select(table).where(
+        table.c.organization_id == bindparam("org_id"), table.c[by] == bindparam("key")
+    )
+    for table in (harnesses, agents)
+    for by in ("id", "name")
+}
 
 
 def _listing_filters(
@@ -434,7 +333,7 @@ def _listing_filters(
     if not include_archived:
         conds.append(table.c.status == ResourceStatus.ACTIVE.value)
     if search:
-        pattern = f"%{_like_escape(search.lower())}%"
+        pattern = f"%{like_escape(search.lower())}%"
         conds.append(
             or_(
                 func.lower(table.c.name).like(pattern, escape="\\"),
@@ -443,17 +342,6 @@ def _listing_filters(
             )
         )
     return conds
-
-
-def _json_array_contains(conn: AsyncConnection, column: Any, value: str) -> ColumnElement[bool]:
-    """``value`` is an element of the JSON array in ``column`` (dialect-specific)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy import cast
-        from sqlalchemy.dialects.postgresql import JSONB
-
-        return column.op("@>")(cast([value], JSONB))  # type: ignore[no-any-return]
-    json_each = func.json_each(column).table_valued("value")
-    return select(json_each.c.value).where(json_each.c.value == value).exists()
 
 
 __all__ = ["SessionFilter", "Store", "events", "true", "turns"]

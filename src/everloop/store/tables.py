@@ -223,7 +223,17 @@ sessions = Table(
     # Lower-cased title for case-insensitive search on both dialects.
     Column("title_search", String(500), nullable=True),
 )
-Index("ix_sessions_org_created", sessions.c.organization_id, sessions.c.created_at)
+# Listings (newest first, by keyset) and counts of an organization's live sessions; see
+# migration 0012 and store/session_rows.py.
+Index(
+    "ix_sessions_org_live",
+    sessions.c.organization_id,
+    sessions.c.created_at,
+    sessions.c.id,
+    sessions.c.deleted_at,
+    sqlite_where=sessions.c.deleted_at.is_(None),
+    postgresql_where=sessions.c.deleted_at.is_(None),
+)
 
 session_pins = Table(
     "session_pins",
@@ -342,13 +352,6 @@ workers = Table(
     Column("stopped_at", Ts, nullable=True),
     Column("recovered_at", Ts, nullable=True),
     Column("recovered_by", String(200), nullable=True),
-)
-Index(
-    "ix_sessions_org_live_created",
-    sessions.c.organization_id,
-    sessions.c.deleted_at,
-    sessions.c.created_at,
-    sessions.c.id,
 )
 
 CONFIG_COLUMNS = _config_columns

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from everloop.api.deps import CallerDep, services
 from everloop.api.schemas import ListResponse
-from everloop.store import workers as worker_store
 
 router = APIRouter()
 
@@ -48,8 +47,7 @@ async def readyz(request: Request) -> JSONResponse:
 )
 async def list_workers(request: Request, caller: CallerDep) -> ListResponse[WorkerResponse]:
     """The executors of the durable engine, with their last heartbeat and running turns."""
-    async with services(request).db.read() as conn:
-        found = await worker_store.all_workers(conn)
+    found = await services(request).executors.list()
     data = []
     for worker in found:
         values = asdict(worker)

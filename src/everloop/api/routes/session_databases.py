@@ -12,8 +12,8 @@ from everloop.api.capability_schemas import (
 )
 from everloop.api.deps import CallerDep, services
 from everloop.api.schemas import ListResponse
+from everloop.domain.resources import DatabaseInfo
 from everloop.sql_sandbox import PAGE_SIZE
-from everloop.store.session_databases import DatabaseInfo
 
 router = APIRouter(tags=["session-databases"])
 
