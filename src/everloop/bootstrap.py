@@ -51,6 +51,7 @@ from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
 from everloop.services.turns import TurnService
 from everloop.sql_sandbox import Limits as SqlLimits
+from everloop.store import notifications
 from everloop.store.db import Database
 from everloop.store.models_store import ModelStore
 from everloop.store.notifications import EventListener
@@ -119,12 +120,16 @@ class Services:
         self.storage.start_lease_sweeper(self.settings.lease_sweep_seconds)
         if self.settings.is_postgres:
             # Events written by other processes wake this process's streams at once.
-            self.listener = EventListener(
-                self.settings.app_database_url, self.signals.events_appended
-            )
+            self.listener = EventListener(self.settings.app_database_url, self._notified)
             self.listener.start()
         await self.engine.connect()
         return await self.turns.enqueue_recorded()
+
+    def _notified(self, payload: str) -> None:
+        """Events committed by some process (this one included): wake what waits for them."""
+        session_id, sequence = notifications.parse(payload)
+        self.signals.events_appended(session_id)
+        self.fanout.notified(session_id, sequence)
 
     async def ready(self) -> dict[str, str]:
         """Whether the app database and the engine's system database answer."""
@@ -295,7 +300,7 @@ def build_services(settings: Settings) -> Services:
         file_limits=file_limits(settings),
     )
     vault = SecretVault(SecretBox.from_settings(settings))
-    fanout = EventFanout(db, signals, poll_seconds=settings.sse_poll_seconds)
+    fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
     turns = TurnService(db, sessions, engine, signals, fanout)
     return Services(
         settings=settings,

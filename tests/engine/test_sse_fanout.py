@@ -145,7 +145,7 @@ def ids_of(found: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_many_streams_get_the_identical_full_sequence(engine: Api) -> None:
-    fanout = EventFanout(engine.services.db, engine.services.signals, poll_seconds=0.5)
+    fanout = EventFanout(engine.services.db, poll_seconds=0.5)
     turns = turns_with(engine, fanout)
     caller = await caller_of(engine)
     sid = await new_session(engine, TOOL_TURN, capabilities=[{"ref": "test_math"}])
@@ -168,7 +168,7 @@ async def test_many_streams_get_the_identical_full_sequence(engine: Api) -> None
 async def test_a_stream_resuming_mid_turn_gets_exactly_the_rest(engine: Api) -> None:
     """The turn pauses on a client-side tool call (deterministically mid-stream); streams
     resuming there by event id and by sequence get exactly the rest once it goes on."""
-    fanout = EventFanout(engine.services.db, engine.services.signals)
+    fanout = EventFanout(engine.services.db)
     turns = turns_with(engine, fanout)
     caller = await caller_of(engine)
     sid = await new_session(engine, CLIENT_TOOL_TURN, tools=[LOCATE])
@@ -201,7 +201,7 @@ async def test_a_stream_resuming_mid_turn_gets_exactly_the_rest(engine: Api) -> 
 
 
 async def test_filters_apply_per_stream(engine: Api) -> None:
-    fanout = EventFanout(engine.services.db, engine.services.signals)
+    fanout = EventFanout(engine.services.db)
     turns = turns_with(engine, fanout)
     caller = await caller_of(engine)
     sid = await new_session(engine, TOOL_TURN, capabilities=[{"ref": "test_math"}])
@@ -225,7 +225,7 @@ async def test_filters_apply_per_stream(engine: Api) -> None:
 async def test_a_stuck_stream_does_not_hold_up_the_others(engine: Api) -> None:
     """A stream that stops reading overflows its small buffer; the others get every event,
     and once it reads again it catches up from the table: every event once, in order."""
-    fanout = EventFanout(engine.services.db, engine.services.signals, buffer_events=2)
+    fanout = EventFanout(engine.services.db, buffer_events=2)
     turns = turns_with(engine, fanout)
     caller = await caller_of(engine)
     sid = await new_session(engine, TOOL_TURN, capabilities=[{"ref": "test_math"}])
@@ -254,7 +254,7 @@ async def test_a_stuck_stream_does_not_hold_up_the_others(engine: Api) -> None:
 async def reads_for_one_turn(api: Api, streams: int) -> tuple[int, int]:
     """(database reads of the streams, events appended) for one turn followed by ``streams``
     streams that joined before it. Polls are out of the picture (one per hour)."""
-    fanout = EventFanout(api.services.db, api.services.signals, poll_seconds=3600.0)
+    fanout = EventFanout(api.services.db, poll_seconds=3600.0)
     turns = turns_with(api, fanout)
     caller = await caller_of(api)
     sid = await new_session(api, TOOL_TURN, capabilities=[{"ref": "test_math"}])
@@ -290,7 +290,7 @@ async def test_reads_per_appended_event_do_not_grow_with_the_streams(engine: Api
 async def test_events_appended_without_a_signal_still_arrive(engine: Api) -> None:
     """An append that signals nobody in this process (another process on SQLite) is found by
     the poll; on PostgreSQL its notification wakes the feed."""
-    fanout = EventFanout(engine.services.db, engine.services.signals, poll_seconds=0.05)
+    fanout = EventFanout(engine.services.db, poll_seconds=0.05)
     turns = turns_with(engine, fanout)
     caller = await caller_of(engine)
     sid = await new_session(engine, TOOL_TURN, capabilities=[{"ref": "test_math"}])
@@ -329,7 +329,7 @@ async def test_a_watch_keeps_a_signal_sent_while_it_was_busy() -> None:
 async def test_no_connection_is_held_while_streams_wait_or_write(api: Api) -> None:
     """With streams waiting, one stuck and the others handling a batch, no app-database
     connection is in use by a transaction: reads are short and never span a wait or a write."""
-    fanout = EventFanout(api.services.db, api.services.signals, poll_seconds=3600.0)
+    fanout = EventFanout(api.services.db, poll_seconds=3600.0)
     turns = turns_with(api, fanout)
     caller = await caller_of(api)
     sid = await new_session(api)

@@ -1,11 +1,14 @@
 """The live tail of each session's event log, read once per process and fanned out to streams.
 
-A *feed* exists per session while at least one stream follows it. Its reader task holds one
-standing signal watch (``Signals.watch_events``) and reads the events after its tail when woken
-(events appended in this process, or a PostgreSQL notification from another one) or every
-``poll_seconds`` (the fallback: the log is the truth, wake-ups are hints). Each new event is read
-once and serialised once, then appended to every subscriber's buffer. So the database reads per
-appended event do not depend on how many streams follow the session.
+A *feed* exists per session while at least one stream follows it. Events this process commits
+are handed to it by the committing transaction (``Database.add_commit_listener``): when they
+continue its tail it publishes them without reading anything. Its reader task reads the events
+after its tail only when that did not work (a gap), when another process committed (a
+PostgreSQL notification carrying the session and its new last sequence), or every
+``poll_seconds`` (the fallback: the log is the truth, wake-ups are hints). Each new event is
+serialised once, then appended to every subscriber's buffer. So the database reads per appended
+event do not depend on how many streams follow the session (and are none for this process's own
+commits).
 
 A *subscriber* (one SSE stream) has its own cursor: the sequence of the last event it handed
 out. It takes events from its buffer only when they continue its cursor exactly (sequence
@@ -33,12 +36,11 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from everloop.domain.event_log import Event
-from everloop.engine.signals import EventWatch, Signals
 from everloop.store.db import Database
 from everloop.store.event_log import EventQuery, last_sequence, read_events
 
@@ -77,6 +79,7 @@ class Counters:
     tail_reads_empty: int = 0  # of those, reads that found nothing new (poll, duplicate wake-up)
     catchup_reads: int = 0  # reads by one subscriber from its own cursor (join, overflow)
     events_read: int = 0  # events read by feeds, each once per process
+    events_handed: int = 0  # events a feed got from the committing transaction, not read
     live_deliveries: int = 0  # events handed to a stream from its buffer
     catchup_deliveries: int = 0  # events handed to a stream from its own reads
     overflows: int = 0  # buffers dropped because their stream did not keep up
@@ -109,10 +112,35 @@ class _Subscriber:
         return tail is not None and self.cursor < tail
 
 
+class _Wake:
+    """The feed's wake-up: set by a commit this process could not hand over, a notification
+    from another process, or to stop. ``clear()`` before reading, ``wait()`` after."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._event.set()
+
+
 class _Feed:
     __slots__ = ("closed", "session_id", "subscribers", "tail", "task", "watch")
 
-    def __init__(self, session_id: str, watch: EventWatch) -> None:
+    def __init__(self, session_id: str, watch: _Wake) -> None:
         self.session_id = session_id
         self.watch = watch
         self.subscribers: set[_Subscriber] = set()
@@ -127,19 +155,18 @@ class EventFanout:
     def __init__(
         self,
         db: Database,
-        signals: Signals,
         *,
         poll_seconds: float = 0.5,
         buffer_events: int = BUFFER_EVENTS,
         page: int = PAGE,
     ) -> None:
         self._db = db
-        self._signals = signals
         self._poll_seconds = poll_seconds
         self._buffer_events = buffer_events
         self._page = page
         self._feeds: dict[str, _Feed] = {}
         self._counters = Counters()
+        db.add_commit_listener(self.committed)
 
     def counters(self) -> dict[str, int]:
         figures = asdict(self._counters)
@@ -200,10 +227,37 @@ class EventFanout:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def committed(self, appended: Sequence[Event]) -> None:
+        """Events this process just committed (``Database`` calls this after each write
+        transaction): a feed whose tail they continue publishes them as they are, without
+        reading them back; any other feed of their session is woken to read."""
+        by_session: dict[str, list[Event]] = {}
+        for event in appended:
+            by_session.setdefault(event.session_id, []).append(event)
+        for session_id, found in by_session.items():
+            feed = self._feeds.get(session_id)
+            if feed is None or feed.closed:
+                continue
+            found.sort(key=lambda e: e.sequence)
+            if feed.tail is not None and found[0].sequence == feed.tail + 1:
+                self._counters.events_handed += len(found)
+                self._publish(feed, found)
+            else:
+                feed.watch.set()
+
+    def notified(self, session_id: str, sequence: int | None) -> None:
+        """Another process (or this one, echoed by PostgreSQL) committed events of the session
+        up to ``sequence`` (None: unknown): wake its feed unless it has them already."""
+        feed = self._feeds.get(session_id)
+        if feed is None or feed.closed:
+            return
+        if sequence is None or feed.tail is None or sequence > feed.tail:
+            feed.watch.set()
+
     def _join(self, session_id: str, cursor: int) -> _Subscriber:
         feed = self._feeds.get(session_id)
         if feed is None:
-            feed = _Feed(session_id, self._signals.watch_events(session_id))
+            feed = _Feed(session_id, _Wake())
             self._feeds[session_id] = feed
             feed.task = asyncio.create_task(self._run(feed), name=f"everloop-feed-{session_id}")
         sub = _Subscriber(feed, cursor)
@@ -252,6 +306,7 @@ class EventFanout:
             watch.clear()
             page = await self._read(feed.session_id, feed.tail, self._page)
             self._counters.tail_reads += 1
+            self._counters.events_read += len(page)
             if page:
                 self._publish(feed, page)
                 if len(page) == self._page:
@@ -263,8 +318,12 @@ class EventFanout:
             await watch.wait(self._poll_seconds)
 
     def _publish(self, feed: _Feed, page: list[Event]) -> None:
+        if feed.tail is not None:
+            # A read that raced a hand-over (or the other way round) brings some events twice.
+            page = [event for event in page if event.sequence > feed.tail]
+            if not page:
+                return
         feed.tail = page[-1].sequence
-        self._counters.events_read += len(page)
         deliveries = [wire(event) for event in page]
         limit = self._buffer_events
         for sub in feed.subscribers:

@@ -74,7 +74,7 @@ class TurnService:
         self._sessions = sessions
         self._queue = queue
         self._signals = signals
-        self._fanout = fanout or EventFanout(db, signals)
+        self._fanout = fanout or EventFanout(db)
 
     async def post_message(
         self,

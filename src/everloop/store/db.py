@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,8 +21,14 @@ from sqlalchemy import event
 from sqlalchemy.exc import DataError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from everloop.domain.event_log import Event
 from everloop.errors import InvalidInput
 from everloop.store import sqlite_inline
+
+log = logging.getLogger("everloop.db")
+
+# Where ``append_events`` leaves the events of the open transaction (``conn.info``).
+APPENDED = "everloop_appended"
 
 
 def json_dumps(value: Any) -> str:
@@ -91,6 +98,21 @@ class Database:
         self._keep_idle = pool_size
         self._writer: AsyncConnection | None = None
         self._in_use = 0
+        self._commit_listeners: list[Callable[[list[Event]], None]] = []
+
+    def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
+        """Call ``listener`` with the events a write transaction appended, once it committed
+        (see ``store.event_log.append_events``)."""
+        self._commit_listeners.append(listener)
+
+    def _committed(self, conn: AsyncConnection) -> None:
+        appended: list[Event] | None = conn.info.pop(APPENDED, None)
+        if appended:
+            for listener in self._commit_listeners:
+                try:
+                    listener(appended)
+                except Exception:  # a listener's bug must not fail the committed request
+                    log.exception("commit listener failed")
 
     @property
     def in_use(self) -> int:
@@ -113,16 +135,28 @@ class Database:
         with _data_errors_as_invalid_input():
             if not self.is_sqlite:
                 with self._using():
-                    async with self.engine.connect() as conn, conn.begin():
-                        yield conn
+                    async with self.engine.connect() as conn:
+                        try:
+                            async with conn.begin():
+                                yield conn
+                        except BaseException:
+                            conn.info.pop(APPENDED, None)
+                            raise
+                        self._committed(conn)
                 return
             assert self._write_lock is not None
             async with self._write_lock:
                 conn = self._writer or await self._new_writer()
                 self._writer = None
                 with self._using():
-                    async with self._checkout(conn, keep=self._keep_writer), conn.begin():
-                        yield conn
+                    async with self._checkout(conn, keep=self._keep_writer):
+                        try:
+                            async with conn.begin():
+                                yield conn
+                        except BaseException:
+                            conn.info.pop(APPENDED, None)
+                            raise
+                        self._committed(conn)
 
     @contextmanager
     def _using(self) -> Iterator[None]:

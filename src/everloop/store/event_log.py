@@ -20,6 +20,7 @@ from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.timestamps import now
 from everloop.errors import NotFound
 from everloop.store import direct
+from everloop.store.db import APPENDED
 from everloop.store.notifications import CHANNEL
 from everloop.store.tables import events, sessions
 
@@ -93,7 +94,8 @@ def _take_sequences(postgresql: bool, columns: Sequence[str], guard: TurnGuard |
     last_sequence`` (and on PostgreSQL the notification, in the same statement: one round
     trip less than a separate ``SELECT pg_notify``)."""
     sets = "".join(f", {name} = ?" for name in columns)
-    notify = f", pg_notify('{CHANNEL}', id)" if postgresql else ""
+    # The payload says which session and up to which sequence (``notifications.parse``).
+    notify = f", pg_notify('{CHANNEL}', id || ' ' || last_sequence)" if postgresql else ""
     return (
         f"UPDATE sessions SET last_sequence = last_sequence + ?{sets} WHERE id = ?"
         f"{guard.sql() if guard else ''} RETURNING last_sequence{notify}"
@@ -157,6 +159,8 @@ async def _insert(
         )
         for offset, item in enumerate(new)
     ]
+    # Handed to the commit listeners once the transaction commits (``Database.write``).
+    conn.info.setdefault(APPENDED, []).extend(stored)
     raw = direct.connection(conn)
     await direct.execute_many(
         conn,

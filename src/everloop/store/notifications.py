@@ -12,20 +12,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
-from sqlalchemy import func
-from sqlalchemy.sql.elements import ColumnElement
 
 CHANNEL = "everloop_events"
 log = logging.getLogger("everloop.notifications")
 
 
-def notify_expression(session_id: ColumnElement[Any]) -> ColumnElement[Any]:
-    """``pg_notify('everloop_events', <session id>)``, for the statement that appends events
-    to return (one round trip less than a separate ``SELECT pg_notify``)."""
-    return func.pg_notify(CHANNEL, session_id).label("notified")
+def parse(payload: str) -> tuple[str, int | None]:
+    """``"<session id> <last sequence>"`` -> (session id, sequence); a payload of an earlier
+    version (the session id alone) gives no sequence."""
+    session_id, _, sequence = payload.partition(" ")
+    return session_id, int(sequence) if sequence.isdigit() else None
 
 
 class EventListener:
