@@ -105,8 +105,7 @@ class Database:
         (see ``store.event_log.append_events``)."""
         self._commit_listeners.append(listener)
 
-    def _committed(self, conn: AsyncConnection) -> None:
-        appended: list[Event] | None = conn.info.pop(APPENDED, None)
+    def _committed(self, appended: list[Event]) -> None:
         if appended:
             for listener in self._commit_listeners:
                 try:
@@ -133,30 +132,29 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         with _data_errors_as_invalid_input():
+            appended: list[Event] = []
             if not self.is_sqlite:
                 with self._using():
                     async with self.engine.connect() as conn:
                         try:
                             async with conn.begin():
                                 yield conn
-                        except BaseException:
-                            conn.info.pop(APPENDED, None)
-                            raise
-                        self._committed(conn)
-                return
-            assert self._write_lock is not None
-            async with self._write_lock:
-                conn = self._writer or await self._new_writer()
-                self._writer = None
-                with self._using():
-                    async with self._checkout(conn, keep=self._keep_writer):
-                        try:
-                            async with conn.begin():
-                                yield conn
-                        except BaseException:
-                            conn.info.pop(APPENDED, None)
-                            raise
-                        self._committed(conn)
+                        finally:
+                            appended = conn.info.pop(APPENDED, appended)
+            else:
+                assert self._write_lock is not None
+                async with self._write_lock:
+                    conn = self._writer or await self._new_writer()
+                    self._writer = None
+                    with self._using():
+                        async with self._checkout(conn, keep=self._keep_writer):
+                            try:
+                                async with conn.begin():
+                                    yield conn
+                            finally:
+                                appended = conn.info.pop(APPENDED, appended)
+            # Committed (an exception would not get here), and the connection is back.
+            self._committed(appended)
 
     @contextmanager
     def _using(self) -> Iterator[None]:
