@@ -348,7 +348,10 @@ class ReasonPhase:
                     for part in message.content
                 ),
             )
-            if message.tool_results
+            if any(
+                isinstance(part, ToolResultPart) and (part.name or "") in revealing
+                for part in message.content
+            )
             else message
             for message in messages
         )

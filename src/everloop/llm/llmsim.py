@@ -215,9 +215,12 @@ def _answer(response: AnswerResponse, request: ModelRequest) -> str:
 
 
 def _echo(messages: tuple[Message, ...]) -> str:
-    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    # Only the messages after the last user message matter (searched from the end).
+    last_user = next(
+        (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), -1
+    )
     lines = ["Echo: " + (messages[last_user].text if last_user >= 0 else "")]
-    names = {call.id: call.name for m in messages for call in m.tool_calls}
+    names = {call.id: call.name for m in messages[last_user + 1 :] for call in m.tool_calls}
     for message in messages[last_user + 1 :]:
         for result in message.tool_results:
             name = result.name or names.get(result.tool_call_id, result.tool_call_id)
@@ -245,11 +248,31 @@ def _tool_calls(rules: tuple[ToolRule, ...], request: ModelRequest) -> tuple[Too
 def _prompt_chars(request: ModelRequest) -> int:
     chars = len(request.system_prompt or "")
     for message in request.messages:
-        for part in message.content:
-            if isinstance(part, TextPart):
-                chars += len(part.text)
-            else:
-                chars += len(json_text(part_to_json(part)))
+        chars += _message_chars(message)
+    return chars
+
+
+# Characters per message, remembered: a session's history is the same messages turn after turn
+# (messages are immutable), so counting them again would make every call cost more than the one
+# before it. Bounded; a message that fell out is simply counted again.
+_CHARS: dict[tuple[str, int], int] = {}
+_CHARS_LIMIT = 65_536
+
+
+def _message_chars(message: Message) -> int:
+    key = (message.id, id(message.content))
+    found = _CHARS.get(key)
+    if found is not None:
+        return found
+    chars = 0
+    for part in message.content:
+        if isinstance(part, TextPart):
+            chars += len(part.text)
+        else:
+            chars += len(json_text(part_to_json(part)))
+    if len(_CHARS) >= _CHARS_LIMIT:
+        _CHARS.clear()
+    _CHARS[key] = chars
     return chars
 
 
