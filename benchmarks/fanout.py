@@ -41,7 +41,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -322,14 +321,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env["EVERLOOP_DATABASE_URL"] = url.render_as_string(hide_password=False)
         pg_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     server = Server(data_dir, extra_env=env, src=args.src)
-    log_lines: list[str] = []  # the server's stderr (warnings and errors), drained meanwhile
-    pipe = server.proc.stderr
-    assert pipe is not None
-    drain = threading.Thread(
-        target=lambda: log_lines.extend(line.decode(errors="replace") for line in pipe),
-        daemon=True,
-    )
-    drain.start()
+    log_lines: list[str] = []  # the server's log (warnings and errors), read at the end
     result: dict[str, Any] = {
         "database": "postgresql" if args.pg else "sqlite",
         "src": args.src or "(installed)",
@@ -362,8 +354,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 runs.append(figures)
             result["runs"] = runs
     finally:
+        log_lines = server.log_tail(limit=None).splitlines(keepends=True)
         server.stop()
-        drain.join(timeout=5)
         shutil.rmtree(data_dir, ignore_errors=True)
         if admin and name:
             with psycopg.connect(admin, autocommit=True) as conn:

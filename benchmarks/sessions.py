@@ -5,8 +5,9 @@
 - page: then every page of `GET /v1/sessions?limit=50` over all N sessions (offset paging);
   p50/p99 per page.
 - rss: the server's resident set (VmRSS in /proc/<pid>/status) after the first create (which
-  warms up the code paths) and after the last; their difference divided by the N - 1 sessions
-  in between is the memory an idle session costs the server.
+  warms up the code paths; taken once the server is idle) and after the last; their
+  difference divided by the N - 1 sessions in between is the memory an idle session costs
+  the server.
 
 Timings are taken by the client, from sending the request to reading the whole response.
 Prints progress to stderr and one JSON object to stdout.
@@ -42,6 +43,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, seconds: float = 20.0) -> None:
+    """Wait (bounded) until the process uses (almost) no CPU for half a second."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.02:
+            return
 
 
 def rss_kib(pid: int) -> int:
@@ -159,6 +176,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 elapsed, _ = timed(client, "POST", "v1/sessions", json=body)
                 creates.append(elapsed)
                 if i == 0:
+                    # Once the server is idle: right after it is ready it still loads the
+                    # model SDKs in a background thread, tens of MB that are not sessions'.
+                    settle(server.proc.pid)
                     rss_before = rss_kib(server.proc.pid)
                 if (i + 1) % 1000 == 0:
                     print(f"  created {i + 1}/{args.sessions}", file=sys.stderr)

@@ -86,9 +86,11 @@ class Server:
                 await asyncio.sleep(0.1)
         raise TimeoutError("server did not start")
 
-    def log_tail(self) -> str:
+    def log_tail(self, limit: int | None = 4000) -> str:
+        """The end of the server's log (all of it with ``limit=None``)."""
         self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-4000:]
+        text = Path(self.log.name).read_text(errors="replace")
+        return text if limit is None else text[-limit:]
 
     def stop(self) -> None:
         self.proc.terminate()
