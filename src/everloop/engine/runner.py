@@ -109,6 +109,8 @@ class TurnRunner:
                 opened = await self._reason.open_first(session_id, turn_id)
                 if not isinstance(opened, Waiting):
                     break
+                # Not started: the configuration is read again when it may start.
+                self._env.forget(turn_id)
                 # An earlier turn of this session is still open: wait until the session's log
                 # moves (the earlier turn ends with events), re-checking now and then in case a
                 # wake-up was missed; then try again only if this turn is first in line.
