@@ -199,7 +199,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"database": os.environ.get("EVERLOOP_DATABASE_URL", "sqlite")}
     try:
         token = await server.ready()
-        limits = httpx.Limits(max_connections=400, max_keepalive_connections=300)
+        # Idle connections expire before the server's 5 s keep-alive timeout closes them.
+        limits = httpx.Limits(
+            max_connections=400, max_keepalive_connections=300, keepalive_expiry=2.0
+        )
         # The request timeout of the published everruns-sdk client (30 s).
         async with httpx.AsyncClient(
             base_url=server.base + "/",

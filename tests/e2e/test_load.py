@@ -66,7 +66,10 @@ async def _drive(
 
 async def _run_load(server: Server, session_ids: list[str], turns: int) -> list[str]:
     outcomes: list[str] = []
-    limits = httpx.Limits(max_connections=2 * len(session_ids) + 10)
+    # Idle connections expire on the client before uvicorn's 5 s keep-alive closes them on
+    # the server: otherwise a request sent on a connection the server is just closing races
+    # it (a ReadError on the client that says nothing about the server).
+    limits = httpx.Limits(max_connections=2 * len(session_ids) + 10, keepalive_expiry=2.0)
     async with httpx.AsyncClient(
         base_url=f"{server.api_url}/v1/", headers=server.headers, timeout=120, limits=limits
     ) as client:
