@@ -56,6 +56,9 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
         EVERLOOP_WORKER_HEARTBEAT_SECONDS="0.5",
         EVERLOOP_WORKER_DEAD_AFTER_SECONDS="3",
         EVERLOOP_QUEUE_POLL_SECONDS="0.05",
+        # Half the sessions each: a worker may not take every queued turn in one poll (posting
+        # the 40 messages now fits in one poll interval).
+        EVERLOOP_WORKER_CONCURRENCY=str(SESSIONS // 2),
         EVERLOOP_LOG_LEVEL="INFO",
     )
     processes: list[Server] = []
