@@ -120,14 +120,7 @@ class ActPhase:
                 await append_events(conn, session_id, [completed], guard=running(turn_id))
                 return ToolDone(outcome)
 
-            recorded_result, _ = await self._steps.once(
-                session_id,
-                turn_id,
-                key,
-                lambda: self._env.history(context),
-                write,
-                fresh=context.fresh,
-            )
+            recorded_result, _ = await self._steps.run(context, key, write)
             return _tool_done(recorded_result)
         except TurnHalted as halted:
             return Halted(str(halted))

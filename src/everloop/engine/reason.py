@@ -36,7 +36,6 @@ from everloop.engine.steps import (
     StepResult,
     TurnHalted,
     Waiting,
-    decode,
     event_context,
     running,
 )
@@ -148,14 +147,7 @@ class ReasonPhase:
             return Halted(str(halted))
 
     async def _open(self, context: TurnContext, key: str, write: Any) -> Opened | Halted:
-        result, replayed = await self._steps.once(
-            context.session_id,
-            context.turn_id,
-            key,
-            lambda: self._env.history(context),
-            write,
-            fresh=context.fresh,
-        )
+        result, replayed = await self._steps.run(context, key, write)
         if isinstance(result, Opened):
             return replace(result, replayed=True) if replayed else result
         assert isinstance(result, Halted), result
@@ -236,9 +228,9 @@ class ReasonPhase:
         try:
             if opened.replayed:
                 # This phase ran before (a crash): the model's answer may be recorded too.
-                recorded = await self._steps.recorded(context.turn_id, key)
+                recorded = await self._steps.replay(context, key)
                 if recorded is not None:
-                    return _advanced(decode(recorded, await self._env.history(context)))
+                    return _advanced(recorded)
             try:
                 model = await self._env.model(context)
             except EverloopError as exc:
@@ -514,14 +506,7 @@ class ReasonPhase:
         return new
 
     async def _once(self, context: TurnContext, key: str, write: Any) -> StepResult:
-        result, _ = await self._steps.once(
-            context.session_id,
-            context.turn_id,
-            key,
-            lambda: self._env.history(context),
-            write,
-            fresh=context.fresh,
-        )
+        result, _ = await self._steps.run(context, key, write)
         return result
 
 

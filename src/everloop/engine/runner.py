@@ -87,7 +87,7 @@ class TurnRunner:
             assembler or Assembler(capabilities),
             remote_tools or NoRemoteTools(),
         )
-        self._steps = StepRecorder(db, signals, fail_setup)
+        self._steps = StepRecorder(db, signals, fail_setup, self._env.history)
         self._reason = ReasonPhase(self._env, self._steps)
         self._act = ActPhase(self._env, self._steps)
         self.active_turns = 0
@@ -220,13 +220,7 @@ class TurnRunner:
             return Advanced(state)
 
         try:
-            result, _ = await self._steps.once(
-                context.session_id,
-                context.turn_id,
-                "finish",
-                lambda: self._env.history(context),
-                write,
-            )
+            result, _ = await self._steps.run(context, "finish", write)
         except TurnHalted as halted:
             return Halted(str(halted))
         assert isinstance(result, Advanced | Halted), result

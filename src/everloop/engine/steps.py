@@ -31,6 +31,7 @@ from everloop.domain.messages import (
     part_to_json,
 )
 from everloop.engine import loop
+from everloop.engine.context import TurnContext
 from everloop.engine.signals import Signals
 from everloop.errors import EverloopError
 from everloop.store import turns as turn_store
@@ -147,10 +148,33 @@ class StepRecorder:
         db: Database,
         signals: Signals,
         on_error: Callable[[AsyncConnection, str, str, str], Awaitable[StepResult]],
+        history: Callable[[TurnContext], Awaitable[tuple[Message, ...]]],
     ) -> None:
         self._db = db
         self._signals = signals
         self._on_error = on_error
+        self._history = history
+
+    async def run(
+        self,
+        context: TurnContext,
+        key: str,
+        write: Callable[[AsyncConnection], Awaitable[StepResult]],
+    ) -> tuple[StepResult, bool]:
+        """``once`` for a step of the turn ``context`` (see there)."""
+        return await self.once(
+            context.session_id,
+            context.turn_id,
+            key,
+            lambda: self._history(context),
+            write,
+            fresh=context.fresh,
+        )
+
+    async def replay(self, context: TurnContext, key: str) -> StepResult | None:
+        """The recorded result of the turn's step ``key``, if a run recorded one."""
+        value = await self.recorded(context.turn_id, key)
+        return None if value is None else decode(value, await self._history(context))
 
     async def recorded(self, turn_id: str, key: str) -> JsonValue | None:
         async with self._db.read() as conn:
