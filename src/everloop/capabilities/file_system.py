@@ -202,8 +202,9 @@ class ListDirectory(_FileTool):
 class Grep(_FileTool):
     name: str = "grep"
     description: str = (
-        "Search text files for a regular expression (Python syntax); `path_pattern` is a glob "
-        "on the path or the file name, e.g. '*.md' or '/docs/*'."
+        "Search the lines of text files for a regular expression (RE2 syntax: no "
+        "backreferences or lookarounds; '(?i)' ignores case); `path_pattern` is a glob on the "
+        "path or the file name, e.g. '*.md' or '/docs/*'."
     )
     parameters: JsonObject = field(
         default_factory=lambda: _schema(

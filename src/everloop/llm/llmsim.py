@@ -25,8 +25,10 @@ Every key of the script is optional; a missing key takes its default::
 
 ``tool_calls`` rules: when the request's *last* message is the user's, every rule whose ``when``
 regex (case-insensitive) matches the user's text and whose tool is offered in ``request.tools``
-becomes a tool call, all in one response. Call ids are ``call_<24 hex>`` hashed from the user
-message id, the history length and the rule index, so a retried step produces the same ids.
+becomes a tool call, all in one response. ``when`` is RE2 syntax (a tenant writes the script:
+linear time, no backreferences or lookarounds; see ``everloop.patterns``). Call ids are
+``call_<24 hex>`` hashed from the user message id, the history length and the rule index, so a
+retried step produces the same ids.
 
 ``latency_ms`` is slept before the first token of every call; ``chunk_chars`` is the size of each
 ``TextDelta``. Usage is deterministic: ``input_tokens = ceil(chars / 4)`` over the system prompt
@@ -40,7 +42,6 @@ import asyncio
 import hashlib
 import json
 import math
-import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, TypeGuard, assert_never
@@ -55,6 +56,7 @@ from everloop.domain.messages import (
     part_to_json,
 )
 from everloop.domain.usage import TokenUsage
+from everloop.errors import InvalidInput
 from everloop.llm.base import (
     Completed,
     FinishReason,
@@ -63,6 +65,7 @@ from everloop.llm.base import (
     ModelStreamEvent,
     TextDelta,
 )
+from everloop.patterns import Regex, compile_untrusted
 
 DEFAULT_SCRIPT: JsonObject = {
     "response": {"type": "echo"},
@@ -125,7 +128,7 @@ Response: TypeAlias = AnswerResponse | ErrorResponse
 
 @dataclass(frozen=True, slots=True)
 class ToolRule:
-    when: re.Pattern[str]
+    when: Regex
     name: str
     arguments: JsonObject
 
@@ -342,9 +345,9 @@ def _parse_rule(raw: JsonValue, path: str) -> ToolRule:
         raise LlmSimScriptError(f"{path}.{unknown[0]}", "unknown field")
     when = _string(raw, "when", path)
     try:
-        pattern = re.compile(when, re.IGNORECASE)
-    except re.error as exc:
-        raise LlmSimScriptError(f"{path}.when", f"invalid regular expression: {exc}") from exc
+        pattern = compile_untrusted(when, field=f"{path}.when", ignore_case=True)
+    except InvalidInput as exc:  # a tenant writes the script: RE2, no backtracking
+        raise LlmSimScriptError(f"{path}.when", exc.message) from None
     arguments = raw.get("arguments", {})
     if not isinstance(arguments, dict):
         raise LlmSimScriptError(f"{path}.arguments", "expected an object")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
-import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +31,8 @@ from everloop.domain.files import (
 )
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, MalformedInput, NotFound, PayloadTooLarge
+from everloop.offload import run_cpu
+from everloop.patterns import Regex, compile_untrusted
 from everloop.services.auth import Caller
 from everloop.services.session_storage import SessionAccess
 from everloop.store import files as file_store
@@ -39,7 +40,6 @@ from everloop.store.db import Database
 
 Encoding = Literal["text", "base64"]
 
-MAX_PATTERN_CHARS = 1000
 MAX_GREP_MATCHES = 1000
 MAX_GREP_LINE_CHARS = 500
 
@@ -73,15 +73,18 @@ def encode_content(content: bytes) -> tuple[str, Encoding]:
     return content.decode("utf-8"), "text"
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    if len(pattern) > MAX_PATTERN_CHARS:
-        raise MalformedInput(
-            f"the pattern is over {MAX_PATTERN_CHARS} characters", code="invalid_pattern"
-        )
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise MalformedInput(f"invalid regular expression: {exc}", code="invalid_pattern") from None
+def _matching_lines(regex: Regex, content: bytes, limit: int) -> list[tuple[int, str]]:
+    """The first ``limit`` lines of a text file that ``regex`` matches, as (line number, line
+    cut to ``MAX_GREP_LINE_CHARS``); none for a binary file. Runs on the CPU pool."""
+    if is_binary(content):
+        return []
+    hits: list[tuple[int, str]] = []
+    for number, line in enumerate(content.decode("utf-8").splitlines(), start=1):
+        if regex.search(line):
+            hits.append((number, line[:MAX_GREP_LINE_CHARS]))
+            if len(hits) >= limit:
+                break
+    return hits
 
 
 def _path_matches(path: str, path_pattern: str | None) -> bool:
@@ -130,8 +133,11 @@ class Workspace:
         self, pattern: str, *, path_pattern: str | None = None, under: str = "/"
     ) -> tuple[list[GrepMatch], bool]:
         """Lines matching ``pattern`` in text files (optionally filtered by a glob on the path
-        or the name); returns the matches and whether the list was cut at the limit."""
-        regex = _compile(pattern)
+        or the name); returns the matches and whether the list was cut at the limit.
+
+        ``pattern`` is an RE2 regular expression (linear time, see ``everloop.patterns``),
+        matched against each line; the matching runs off the event loop, a file at a time."""
+        regex = compile_untrusted(pattern, field="pattern")
         root = normalize_path(under)
         entries = await file_store.subtree(self._conn, self._session_id, root, include_self=True)
         paths = [
@@ -139,13 +145,11 @@ class Workspace:
         ]
         found: list[GrepMatch] = []
         async for path, content in file_store.contents(self._conn, self._session_id, paths):
-            if is_binary(content):
-                continue
-            for number, line in enumerate(content.decode("utf-8").splitlines(), start=1):
-                if regex.search(line):
-                    if len(found) >= MAX_GREP_MATCHES:
-                        return found, True
-                    found.append(GrepMatch(path, number, line[:MAX_GREP_LINE_CHARS]))
+            wanted = MAX_GREP_MATCHES + 1 - len(found)  # one more tells that the list was cut
+            hits = await run_cpu(_matching_lines, regex, content, wanted)
+            found.extend(GrepMatch(path, number, line) for number, line in hits)
+            if len(found) > MAX_GREP_MATCHES:
+                return found[:MAX_GREP_MATCHES], True
         return found, False
 
     # -- writing ---------------------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""Regular expressions from users and models, compiled by RE2 (``google-re2``).
+
+Python's ``re`` backtracks: ``(a+)+$`` against 27 ``a`` and a ``!`` takes seconds, and each more
+character doubles it, with the event loop (every other request of the process) stalled
+meanwhile. RE2 matches in time linear in the text whatever the pattern, at the price of what
+needs backtracking: backreferences (``\\1``) and lookarounds (``(?=``, ``(?<!``) are refused
+with an ``InvalidInput`` naming the field, never a 500. Python's ``\\Z`` is RE2's ``\\z``.
+
+Every pattern a tenant or a model chooses goes through :func:`compile_untrusted`; the fixed
+patterns of our own code keep using ``re``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import re2
+
+from everloop.errors import InvalidInput
+
+MAX_PATTERN_CHARS = 1000
+# RE2 compiles within a memory budget; a pattern over it (``a{1000}{1000}``) is refused, so a
+# pattern cannot make the process allocate without limit either.
+_MAX_MEMORY_BYTES = 8 * 1024 * 1024
+
+
+class Regex(Protocol):
+    """What callers use of a compiled RE2 pattern."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def search(self, text: str) -> object | None: ...
+
+
+def compile_untrusted(pattern: str, *, field: str, ignore_case: bool = False) -> Regex:
+    """``pattern`` compiled by RE2; ``InvalidInput`` (code ``invalid_pattern``, naming
+    ``field``) when it is too long, invalid, or uses syntax RE2 does not support."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise InvalidInput(
+            f"the pattern is over {MAX_PATTERN_CHARS} characters",
+            code="invalid_pattern",
+            field=field,
+        )
+    options = re2.Options()
+    options.case_sensitive = not ignore_case
+    options.max_mem = _MAX_MEMORY_BYTES
+    options.log_errors = False  # a tenant's bad pattern is a 4xx, not a line in our log
+    try:
+        compiled: Regex = re2.compile(pattern, options)
+    except re2.error as exc:
+        raise InvalidInput(
+            f"invalid or unsupported regular expression: {_reason(exc)} (RE2 syntax: "
+            "no backreferences or lookarounds)",
+            code="invalid_pattern",
+            field=field,
+        ) from None
+    return compiled
+
+
+def _reason(exc: Exception) -> str:
+    """RE2's message, which the binding passes as bytes."""
+    detail = exc.args[0] if exc.args else ""
+    return detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
