@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import threading
 
 import pytest
 
 from everloop.config import Settings
+from everloop.services import files as files_service
 from tests.api.conftest import OtherOrg, assert_error, create_agent, create_session
 from tests.conftest import Api
 
@@ -95,7 +97,7 @@ async def test_directories_stat_grep_move_and_copy(api: Api) -> None:
         }
     ]
     bad_regex = await api.client.post(f"{fs}/_/grep", json={"pattern": "(["})
-    assert_error(bad_regex, 400, "invalid_pattern")
+    assert_error(bad_regex, 422, "invalid_pattern", field="pattern")
 
     moved = await api.client.post(f"{fs}/_/move", json={"src_path": "src", "dst_path": "lib/src"})
     assert moved.status_code == 200, moved.text
@@ -211,6 +213,59 @@ async def test_unknown_session_and_another_orgs_session_are_404(
         assert_error(await client.post(f"{fs}/_/stat", json={"path": "/a.txt"}), 404)
         assert_error(await client.post(f"{fs}/_/grep", json={"pattern": "m"}), 404)
     assert (await api.client.get(f"/v1/sessions/{sid}/fs/a.txt")).json()["content"] == "mine"
+
+
+# 40 characters: a backtracking engine takes about 2**40 steps on this line (hours).
+HOSTILE_LINE = "a" * 40 + "!"
+
+
+async def test_grep_with_a_catastrophic_pattern_finds_the_right_lines(api: Api) -> None:
+    sid = await _session(api)
+    fs = f"/v1/sessions/{sid}/fs"
+    content = f"{HOSTILE_LINE}\naaaa\nAAAA\n"
+    assert (await api.client.post(f"{fs}/evil.txt", json={"content": content})).status_code == 201
+
+    grep = await api.client.post(f"{fs}/_/grep", json={"pattern": "(a+)+$"})
+    assert grep.status_code == 200, grep.text
+    (result,) = grep.json()["data"]
+    assert [(m["line_number"], m["line"]) for m in result["matches"]] == [(2, "aaaa")]
+    # RE2's inline flag keeps case-insensitive search available.
+    folded = await api.client.post(f"{fs}/_/grep", json={"pattern": "(?i)^(a+)+$"})
+    (result,) = folded.json()["data"]
+    assert [m["line_number"] for m in result["matches"]] == [2, 3]
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", "(?=a)a", "(?<!b)a", r"a\Z", "a{1001}"])
+async def test_grep_patterns_that_need_backtracking_are_a_422_naming_pattern(
+    api: Api, pattern: str
+) -> None:
+    sid = await _session(api)
+    fs = f"/v1/sessions/{sid}/fs"
+    await api.client.post(f"{fs}/a.txt", json={"content": "aa\n"})
+    refused = await api.client.post(f"{fs}/_/grep", json={"pattern": pattern})
+    error = assert_error(refused, 422, "invalid_pattern", field="pattern")
+    assert "regular expression" in error["message"]
+
+
+async def test_grep_matches_lines_off_the_event_loop(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = await _session(api)
+    fs = f"/v1/sessions/{sid}/fs"
+    for name in ("a.txt", "b.txt"):
+        await api.client.post(f"{fs}/{name}", json={"content": "needle\n"})
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    checks_binary = files_service.is_binary
+
+    def spy(content: bytes) -> bool:  # the first step of matching a file's lines
+        seen.append(threading.get_ident())
+        return checks_binary(content)
+
+    monkeypatch.setattr(files_service, "is_binary", spy)
+    grep = await api.client.post(f"{fs}/_/grep", json={"pattern": "needle"})
+    assert [r["path"] for r in grep.json()["data"]] == ["/a.txt", "/b.txt"]
+    assert len(seen) == 2 and loop_thread not in seen
 
 
 async def test_initial_files_are_layered_into_a_new_session(api: Api) -> None:

@@ -9,16 +9,19 @@ which the loop feeds back to the model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import jsonschema
+from jsonschema.exceptions import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonObject, JsonValue, ToolCallPart, ToolResultPart
 from everloop.domain.network_access import OPEN_NETWORK, NetworkAccess
+from everloop.errors import InvalidInput
 from everloop.llm.base import ToolSpec
+from everloop.patterns import compile_untrusted
 
 
 class ToolError(Exception):
@@ -94,10 +97,43 @@ def tool_spec(tool: Tool) -> ToolSpec:
     return ToolSpec(name=tool.name, description=tool.description, parameters=tool.parameters)
 
 
+def _pattern(
+    validator: Any, pattern: str, instance: Any, _schema: Any
+) -> Iterator[ValidationError]:
+    regex = compile_untrusted(pattern, field="pattern")
+    if validator.is_type(instance, "string") and not regex.search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, properties: Mapping[str, Any], instance: Any, _schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in properties.items():
+        regex = compile_untrusted(pattern, field="patternProperties")
+        for key, value in instance.items():
+            if regex.search(key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+# A tool's schema may come from an MCP server or an API caller and the arguments from the model:
+# its ``pattern`` and ``patternProperties`` run on RE2, as every untrusted regex does.
+_ArgumentsValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    {"pattern": _pattern, "patternProperties": _pattern_properties},
+)
+
+
 def validate_arguments(tool: Tool, arguments: JsonObject) -> None:
-    """Raise ``ToolError`` naming the problem if ``arguments`` do not match the tool's schema."""
-    validator = jsonschema.Draft202012Validator(tool.parameters)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    """Raise ``ToolError`` naming the problem if ``arguments`` do not match the tool's schema
+    (or the schema has a regex RE2 cannot run: the call is refused rather than left unchecked)."""
+    validator = _ArgumentsValidator(tool.parameters)
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    except InvalidInput as exc:
+        problem = f"a {exc.field} that cannot be checked: {exc.message}"
+        raise ToolError(f"the schema of {tool.name} has {problem}") from None
     if error is not None:
         where = "/".join(str(step) for step in error.absolute_path)
         at = f" at '{where}'" if where else ""
