@@ -183,3 +183,49 @@ def test_registry_system_prompt_additions() -> None:
 async def test_tool_receives_its_context() -> None:
     result = await _run(_Echo(), "echo", {"x": 1})
     assert result.result == {"arguments": {"x": 1}, "tool_call_id": "c"}
+
+
+class _Patterned(_Echo):
+    """A tool whose schema (as an MCP server or an API caller may send it) has regexes that
+    backtrack catastrophically in Python's ``re`` on 40 characters (hours)."""
+
+    parameters: JsonObject = {
+        "type": "object",
+        "properties": {"word": {"type": "string", "pattern": "^(a+)+$"}},
+        "patternProperties": {"^(x+)+$": {"type": "integer"}},
+    }
+
+
+HOSTILE_WORD = "a" * 40 + "!"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"word": HOSTILE_WORD}, "does not match '^(a+)+$'"),
+        ({"xxxx": "not a number"}, "at 'xxxx': 'not a number' is not of type 'integer'"),
+        ({"word": "aaaa"}, None),
+        ({"x" * 40 + "!": "not a number"}, None),  # the key does not match: not checked
+    ],
+)
+async def test_schema_patterns_are_checked_in_linear_time(
+    arguments: JsonObject, problem: str | None
+) -> None:
+    result = await _run(_Patterned(), "echo", arguments)
+    if problem is None:
+        assert result.error is None and result.result is not None
+    else:
+        assert result.error is not None and problem in result.error
+
+
+@pytest.mark.parametrize("keyword", ["pattern", "patternProperties"])
+async def test_a_schema_regex_re2_cannot_run_refuses_the_call(keyword: str) -> None:
+    tool = _Echo()
+    lookahead = "(?=a)a"
+    if keyword == "pattern":
+        tool.parameters = {"type": "object", "properties": {"w": {"pattern": lookahead}}}
+    else:
+        tool.parameters = {"type": "object", "patternProperties": {lookahead: {}}}
+    result = await _run(tool, "echo", {"w": "a"})
+    assert result.error is not None and result.result is None
+    assert result.error.startswith(f"the schema of echo has a {keyword} that cannot be checked")

@@ -132,6 +132,33 @@ async def test_file_tools_refuse_to_change_read_only_files(engine: Api) -> None:
     ] == "original"
 
 
+async def test_grep_tool_with_a_catastrophic_or_unsupported_pattern(engine: Api) -> None:
+    # ``(a+)+$`` backtracks for hours on the 41-character first line in Python's re.
+    api = engine
+    script = {
+        "response": {"type": "fixed", "text": "ok"},
+        "tool_calls": [
+            _rule("^hostile", "grep", pattern="(a+)+$"),
+            _rule("^lookahead", "grep", pattern="(?=a)a"),
+        ],
+    }
+    content = "a" * 40 + "!\naaaa\n"
+    sid = await new_session(
+        api,
+        script,
+        capabilities=[{"ref": "file_system"}],
+        initial_files=[{"path": "/evil.txt", "content": content}],
+    )
+    (hostile,) = await _turn(api, sid, "hostile", 1)
+    assert _result(hostile) == {
+        "matches": [{"path": "/evil.txt", "line_number": 2, "line": "aaaa"}],
+        "truncated": False,
+    }
+    (lookahead,) = await _turn(api, sid, "lookahead", 2)
+    assert not lookahead["success"]
+    assert "invalid or unsupported regular expression" in lookahead["error"]
+
+
 async def test_key_value_tools_through_turns(engine: Api) -> None:
     api = engine
     script = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from tests.conftest import Api
 from tests.engine.conftest import new_session, send, wait_turns_ended
 from tests.local_web import PAGE, LocalWeb
 
+from everloop.capabilities import web_fetch
 from everloop.capabilities.web_fetch import html_to_markdown
 
 
@@ -69,6 +71,28 @@ async def test_an_allowed_local_page_is_fetched_as_markdown(engine: Api, web: Lo
     assert result["status"] == 200 and result["title"] == "Local page"
     assert result["content"].startswith("# Hello egress")
     assert result["truncated"] is False
+
+
+async def test_html_is_converted_off_the_event_loop(
+    engine: Api, web: LocalWeb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Converting a page of a few MiB takes seconds of pure Python: not on the loop.
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    def spy(html: str) -> tuple[str | None, str]:
+        seen.append(threading.get_ident())
+        return html_to_markdown(html)
+
+    monkeypatch.setattr(web_fetch, "html_to_markdown", spy)
+    done = await fetch_once(
+        engine,
+        f"{web.url}/",
+        capabilities=[{"ref": "web_fetch"}],
+        network_access={"allowed": ["127.0.0.1"]},
+    )
+    assert result_of(done)["title"] == "Local page"
+    assert len(seen) == 1 and seen[0] != loop_thread
 
 
 async def test_max_chars_cuts_the_text(engine: Api, web: LocalWeb) -> None:

@@ -313,3 +313,25 @@ def test_valid_scripts() -> None:
             "chunk_chars": 3,
         }
     )
+
+
+async def test_tool_call_rules_match_in_linear_time() -> None:
+    # ``(a+)+$`` on 40 characters backtracks for hours in Python's re; the script is a tenant's.
+    script: JsonValue = {
+        "response": {"type": "fixed", "text": "no tool"},
+        "tool_calls": [{"when": "^(a+)+$", "name": "add", "arguments": {}}],
+    }
+    hostile = await _events(script, _request(_user("a" * 40 + "!"), tools=(ADD_TOOL,)))
+    assert [e.text for e in hostile if isinstance(e, TextDelta)] == ["no tool"]
+    matching = await _events(script, _request(_user("A" * 40), tools=(ADD_TOOL,)))
+    (done,) = [e for e in matching if isinstance(e, Completed)]
+    assert [c.name for c in done.tool_calls] == ["add"]  # still case-insensitive
+
+
+@pytest.mark.parametrize("when", [r"(a)\1", "(?=a)", "(?<!a)b"])
+def test_a_rule_re2_cannot_run_is_refused_naming_it(when: str) -> None:
+    script: JsonValue = {"tool_calls": [{"when": when, "name": "add", "arguments": {}}]}
+    with pytest.raises(LlmSimScriptError) as refused:
+        validate_llmsim_script(script)
+    assert refused.value.path == "tool_calls[0].when"
+    assert "regular expression" in refused.value.problem
