@@ -12,6 +12,7 @@ patterns of our own code keep using ``re``.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import re2
@@ -22,6 +23,9 @@ MAX_PATTERN_CHARS = 1000
 # RE2 compiles within a memory budget; a pattern over it (``a{1000}{1000}``) is refused, so a
 # pattern cannot make the process allocate without limit either.
 _MAX_MEMORY_BYTES = 8 * 1024 * 1024
+# What anchors to the whole text even in multi-line mode: \A, \z, and a flag group that turns
+# multi-line off (``(?-m)``, ``(?i-sm:``). Found in the pattern's source, conservatively.
+_WHOLE_TEXT_ANCHORS = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
 
 
 class Regex(Protocol):
@@ -56,6 +60,23 @@ def compile_untrusted(pattern: str, *, field: str, ignore_case: bool = False) ->
             field=field,
         ) from None
     return compiled
+
+
+def compile_line_filter(pattern: str) -> Regex | None:
+    """A pattern that matches the lines of a text joined by ``\\n`` whenever ``pattern``
+    matches one of those lines, or ``None`` when no such pattern is known.
+
+    Matching a whole file once, in C, is far cheaper than a call per line; a file it does not
+    match has no matching line and is skipped. It may also match across lines, so it is a
+    filter, never the answer. In multi-line mode ``^`` and ``$`` hold at each line's ends and
+    ``\\b`` sees the ``\\n`` as a non-word character, as at a line's ends; only whole-text
+    anchors differ, and a pattern with one gets no filter."""
+    if _WHOLE_TEXT_ANCHORS.search(pattern):
+        return None
+    try:
+        return compile_untrusted("(?m)" + pattern, field="pattern")
+    except InvalidInput:
+        return None
 
 
 def _reason(exc: Exception) -> str:

@@ -32,7 +32,7 @@ from everloop.domain.files import (
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, MalformedInput, NotFound, PayloadTooLarge
 from everloop.offload import run_cpu
-from everloop.patterns import Regex, compile_untrusted
+from everloop.patterns import Regex, compile_line_filter, compile_untrusted
 from everloop.services.auth import Caller
 from everloop.services.session_storage import SessionAccess
 from everloop.store import files as file_store
@@ -73,18 +73,33 @@ def encode_content(content: bytes) -> tuple[str, Encoding]:
     return content.decode("utf-8"), "text"
 
 
-def _matching_lines(regex: Regex, content: bytes, limit: int) -> list[tuple[int, str]]:
-    """The first ``limit`` lines of a text file that ``regex`` matches, as (line number, line
-    cut to ``MAX_GREP_LINE_CHARS``); none for a binary file. Runs on the CPU pool."""
-    if is_binary(content):
-        return []
-    hits: list[tuple[int, str]] = []
-    for number, line in enumerate(content.decode("utf-8").splitlines(), start=1):
-        if regex.search(line):
-            hits.append((number, line[:MAX_GREP_LINE_CHARS]))
-            if len(hits) >= limit:
-                break
-    return hits
+@dataclass(frozen=True, slots=True)
+class _LinePattern:
+    """A grep pattern: ``regex`` for each line, and ``whole`` to skip a file at once when it
+    has no matching line (``None``: no such filter for this pattern)."""
+
+    regex: Regex
+    whole: Regex | None
+
+    @classmethod
+    def compile(cls, pattern: str) -> _LinePattern:
+        return cls(compile_untrusted(pattern, field="pattern"), compile_line_filter(pattern))
+
+    def matching_lines(self, content: bytes, limit: int) -> list[tuple[int, str]]:
+        """The first ``limit`` lines of a text file that match, as (line number, line cut to
+        ``MAX_GREP_LINE_CHARS``); none for a binary file. Runs on the CPU pool."""
+        if is_binary(content):
+            return []
+        lines = content.decode("utf-8").splitlines()
+        if self.whole is not None and not self.whole.search("\n".join(lines)):
+            return []
+        hits: list[tuple[int, str]] = []
+        for number, line in enumerate(lines, start=1):
+            if self.regex.search(line):
+                hits.append((number, line[:MAX_GREP_LINE_CHARS]))
+                if len(hits) >= limit:
+                    break
+        return hits
 
 
 def _path_matches(path: str, path_pattern: str | None) -> bool:
@@ -137,7 +152,7 @@ class Workspace:
 
         ``pattern`` is an RE2 regular expression (linear time, see ``everloop.patterns``),
         matched against each line; the matching runs off the event loop, a file at a time."""
-        regex = compile_untrusted(pattern, field="pattern")
+        line_pattern = _LinePattern.compile(pattern)
         root = normalize_path(under)
         entries = await file_store.subtree(self._conn, self._session_id, root, include_self=True)
         paths = [
@@ -146,7 +161,7 @@ class Workspace:
         found: list[GrepMatch] = []
         async for path, content in file_store.contents(self._conn, self._session_id, paths):
             wanted = MAX_GREP_MATCHES + 1 - len(found)  # one more tells that the list was cut
-            hits = await run_cpu(_matching_lines, regex, content, wanted)
+            hits = await run_cpu(line_pattern.matching_lines, content, wanted)
             found.extend(GrepMatch(path, number, line) for number, line in hits)
             if len(found) > MAX_GREP_MATCHES:
                 return found[:MAX_GREP_MATCHES], True
