@@ -186,7 +186,7 @@ async def test_tool_receives_its_context() -> None:
 
 
 class _Patterned(_Echo):
-    """A tool whose schema (as an MCP server or an API caller may send it) has regexes that
+    """A tool whose schema (as a tenant's MCP server may send it) has regexes that
     backtrack catastrophically in Python's ``re`` on 40 characters (hours)."""
 
     parameters: JsonObject = {

@@ -117,7 +117,7 @@ def _pattern_properties(
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-# A tool's schema may come from an MCP server or an API caller and the arguments from the model:
+# A tool's schema may come from an MCP server (a tenant's) and the arguments from the model:
 # its ``pattern`` and ``patternProperties`` run on RE2, as every untrusted regex does.
 _ArgumentsValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     jsonschema.Draft202012Validator,
