@@ -20,7 +20,7 @@ import re2
 from everloop.errors import InvalidInput
 
 MAX_PATTERN_CHARS = 1000
-# RE2 compiles within a memory budget; a pattern over it (``a{1000}{1000}``) is refused, so a
+# RE2 compiles within a memory budget; a pattern over it (``\pL{1000}``) is refused, so a
 # pattern cannot make the process allocate without limit either.
 _MAX_MEMORY_BYTES = 8 * 1024 * 1024
 # What anchors to the whole text even in multi-line mode: \A, \z, and a flag group that turns
