@@ -9,7 +9,8 @@ from sqlalchemy import select
 from everloop import ids
 from everloop.domain.resources import Principal, PrincipalKind
 from everloop.errors import Unauthenticated
-from everloop.services.auth import AuthService, TokenCache, hash_token
+from everloop.services.auth import AuthService, hash_token
+from everloop.services.token_cache import TokenCache
 from everloop.store.db import Database
 from everloop.store.sql import Store
 from everloop.store.tables import access_tokens
@@ -92,7 +93,10 @@ async def test_bad_key_requests(api: Api) -> None:
         ({"name": ""}, "name"),
         ({"name": "x" * 201}, "name"),
         ({"name": "x", "scopes": ["sessions:read"]}, "scopes"),
-        ({"name": "x", "expires_in_days": 30}, "expires_in_days"),
+        ({"name": "x", "expires_in_days": 0}, "expires_in_days"),
+        ({"name": "x", "expires_at": "2000-01-01T00:00:00Z"}, "expires_at"),
+        ({"name": "x", "expires_at": "next tuesday"}, "expires_at"),
+        ({"name": "x", "expires_at": "2999-01-01T00:00:00Z", "expires_in_days": 1}, "expires_at"),
     ):
         response = await api.client.post("/v1/auth/api-keys", json=body)
         assert_error(response, 422, field=field)
