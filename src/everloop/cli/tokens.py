@@ -36,6 +36,7 @@ DataDir = Annotated[
 
 _DURATION = re.compile(r"([1-9]\d*)([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_TABLE_WIDTH = 150
 
 
 def parse_duration(text: str) -> timedelta:
@@ -109,8 +110,10 @@ def token_create(
 
 @token_app.command("list")
 def token_list(data_dir: DataDir = None) -> None:
-    """List every token (id, name, prefix, created, expires, revoked); never a token or its
-    hash. Use an id with `everloop token revoke`."""
+    """List every token: id, name, prefix, created, expires, revoked, state.
+
+    Never a token or its hash: the prefix is its first 12 characters, to recognise it by."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -118,9 +121,11 @@ def token_list(data_dir: DataDir = None) -> None:
 
     tokens = _run(list_tokens(_settings(data_dir)))
     now = datetime.now(UTC)
-    table = Table("id", "name", "prefix", "created", "expires", "revoked", "state")
+    table = Table(
+        "id", "name", "prefix", "created", "expires", "revoked", "state", box=box.SIMPLE_HEAD
+    )
     for column in table.columns:
-        column.no_wrap = column.header in ("id", "prefix")
+        column.no_wrap = column.header != "name"
     for token in tokens:
         table.add_row(
             token.id,
@@ -131,7 +136,8 @@ def token_list(data_dir: DataDir = None) -> None:
             _short(token.revoked_at) if token.revoked_at else "",
             _state(token, now),
         )
-    Console().print(table)
+    # As wide as the rows need (a narrower terminal wraps the lines; ids are never cut).
+    Console(width=max(Console().width, _TABLE_WIDTH)).print(table)
 
 
 def _short(ts: str) -> str:
