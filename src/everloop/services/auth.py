@@ -188,19 +188,22 @@ class AuthService:
         """The caller of a request from the address ``client`` (None: not limited). Refused
         with 401 (and counted against ``client``), or 429 while ``client`` is over its limit
         of failures."""
-        if client is not None and self._failures is not None:
-            await self._check_failures(client, authorization)
+        failures = self._failures if client is not None else None
+        if failures is not None and client is not None:
+            await self._check_failures(failures, client, authorization)
         try:
             user_id, memberships = await self._identify(authorization)
         except Unauthenticated:
-            if client is not None and self._failures is not None:
-                await self._failures.failed(client)
+            if failures is not None and client is not None:
+                await failures.failed(client)
             raise
         return self._caller(user_id, memberships, org_header)
 
-    async def _check_failures(self, client: str, authorization: str | None) -> None:
-        assert self._failures is not None
-        retry_after = await self._failures.retry_after(client)
+    async def _check_failures(
+        self, failures: FailedAuthLimiter, client: str, authorization: str | None
+    ) -> None:
+        """Refuse (429) a client over its limit, unless its token is one vouched for."""
+        retry_after = await failures.retry_after(client)
         if retry_after is None:
             return
         try:
