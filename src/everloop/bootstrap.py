@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from everloop.bootstrap_admin import prepare_storage as prepare_storage  # re-exported
+from everloop.bootstrap_admin import revocation_marker
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
@@ -36,6 +37,7 @@ from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
 from everloop.services.agent_versions import AgentVersionService, VersionRecorder
 from everloop.services.auth import AuthService
+from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.event_feed import EventFanout
@@ -278,7 +280,12 @@ def build_services(settings: Settings) -> Services:
         engine = LocalEngine(
             executor_id=executor_id(settings), application_version=settings.application_version
         )
-    auth = AuthService(db, store)
+    auth = AuthService(
+        db,
+        store,
+        revocations=revocation_marker(settings),
+        failures=FailedAuthLimiter(settings.auth_failure_limit),
+    )
     harnesses = HarnessService(db, store, models, capabilities)
     recorder = VersionRecorder(assembler)
     agents = AgentService(db, store, harnesses, models, capabilities, recorder)

@@ -1,21 +1,25 @@
 """The slice of the composition root that runs before the rest: storage and admin credentials.
 
 ``everloop serve`` migrates the app database and makes sure the admin user and its first token
-exist before it binds its port; ``everloop token create`` needs nothing more. Both use this
-module, which stays cheap to import: the app database and the auth service only, none of the
-engine, the model SDKs or the HTTP app that ``bootstrap.py`` wires for serving.
+exist before it binds its port; the ``everloop token`` commands need nothing more (and run
+beside a server: they take no lock on the data dir). Both use this module, which stays cheap
+to import: the app database and the auth service only, none of the engine, the model SDKs or
+the HTTP app that ``bootstrap.py`` wires for serving.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from everloop.config import Settings
+from everloop.domain.resources import AccessToken
 from everloop.services.auth import AdminBootstrap, AuthService
 from everloop.store import migrate
 from everloop.store.db import Database
 from everloop.store.sql import Store
+from everloop.store.tokens import RevocationMarker
 
 
 def prepare_storage(settings: Settings) -> None:
@@ -24,11 +28,16 @@ def prepare_storage(settings: Settings) -> None:
     migrate.upgrade(settings.app_database_url)
 
 
+def revocation_marker(settings: Settings) -> RevocationMarker:
+    """The file whose change tells every process on this data dir that a token was revoked."""
+    return RevocationMarker(settings.data_dir / "tokens-revoked")
+
+
 @asynccontextmanager
 async def _auth(settings: Settings) -> AsyncIterator[AuthService]:
     db = Database(settings.app_database_url, pool_size=1)
     try:
-        yield AuthService(db, Store())
+        yield AuthService(db, Store(), revocations=revocation_marker(settings))
     finally:
         await db.close()
 
@@ -39,7 +48,19 @@ async def bootstrap_admin(settings: Settings) -> AdminBootstrap:
         return await auth.bootstrap()
 
 
-async def create_token(settings: Settings, name: str) -> str:
+async def create_token(settings: Settings, name: str, expires_at: datetime | None = None) -> str:
     """Mint another personal access token for the admin user; only its hash is stored."""
     async with _auth(settings) as auth:
-        return await auth.create_token(name)
+        return await auth.create_token(name, expires_at)
+
+
+async def list_tokens(settings: Settings) -> list[AccessToken]:
+    """Every token of the database, revoked ones included (never the tokens themselves)."""
+    async with _auth(settings) as auth:
+        return await auth.list_all_tokens()
+
+
+async def revoke_token(settings: Settings, token_id: str) -> None:
+    """Revoke a token; a server on the same data dir refuses it from its next request on."""
+    async with _auth(settings) as auth:
+        await auth.revoke_any_token(token_id)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_RATE_LIMIT = re.compile(
+    r"\s*[1-9]\d*\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*", re.IGNORECASE
+)
 
 
 class Settings(BaseSettings):
@@ -39,6 +44,23 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     port: int = Field(default=9000, description="Port the HTTP API listens on.")
+    auth_failure_limit: str = Field(
+        default="20/minute",
+        description=(
+            "Failed authentications one client address may make per moving window (`N/second`, "
+            "`N/minute`, `N per hour`, ...), counted in each process; beyond it requests from "
+            "that address get 429 with Retry-After, without a token lookup (a token that "
+            "authenticated in that process within the last hour still works)."
+        ),
+    )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description=(
+            "Comma-separated addresses or networks of trusted reverse proxies (uvicorn's "
+            "`--forwarded-allow-ips`, `*` for any): their X-Forwarded-For gives the client "
+            "address. Default: trust none; the client address is the connection's peer."
+        ),
+    )
     max_body_bytes: int = Field(
         default=10 * 1024 * 1024, description="Largest accepted request body, in bytes."
     )
@@ -204,6 +226,14 @@ class Settings(BaseSettings):
             "models is seeded into the org at start, its key stored encrypted."
         ),
     )
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        # The `limits` grammar, checked here without importing it (it is slow to import).
+        if not _RATE_LIMIT.fullmatch(value):
+            raise ValueError("EVERLOOP_AUTH_FAILURE_LIMIT must look like '20/minute'")
+        return value
 
     @field_validator("secret_key")
     @classmethod

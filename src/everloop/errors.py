@@ -8,6 +8,8 @@ HTTP: ``api/errors.py`` maps each class to a status code, in one place.
     │   ├── MalformedInput      code "malformed_input" (a bad file path or pattern)
     │   └── EgressDenied        code "egress_denied" (an outbound request the guard refused)
     ├── Unauthenticated         code "unauthorized"
+    ├── TooManyRequests         code "too_many_requests" (with ``retry_after`` seconds)
+    ├── Forbidden               code "forbidden"
     ├── NotFound                code "not_found"
     ├── Conflict                code "conflict"
     ├── PayloadTooLarge         code "payload_too_large"
@@ -53,6 +55,22 @@ class Unauthenticated(EverloopError):
     """No credentials, or credentials we do not recognise."""
 
     code = "unauthorized"
+
+
+class TooManyRequests(EverloopError):
+    """Refused for now (too many failed authentications); try again in ``retry_after`` s."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Forbidden(EverloopError):
+    """Authenticated, but the caller's role does not allow this."""
+
+    code = "forbidden"
 
 
 class NotFound(EverloopError):

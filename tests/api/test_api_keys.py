@@ -1,15 +1,21 @@
 """Personal access tokens over ``/v1/auth/api-keys``, and the in-process cache of who a token
-is: revoking a token refuses it at once in this process, even right after it was cached, and
-within the cache's second in another process."""
+is: revoking a token refuses it at once in this process, even right after it was cached, at
+once in another process on the same data dir, and within the cache's second in any other."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
 from sqlalchemy import select
 
 from everloop import ids
+from everloop.bootstrap_admin import revocation_marker
+from everloop.config import Settings
 from everloop.domain.resources import Principal, PrincipalKind
 from everloop.errors import Unauthenticated
-from everloop.services.auth import AuthService, TokenCache, hash_token
+from everloop.services.auth import AuthService, hash_token
+from everloop.services.token_cache import TokenCache
 from everloop.store.db import Database
 from everloop.store.sql import Store
 from everloop.store.tables import access_tokens
@@ -92,7 +98,10 @@ async def test_bad_key_requests(api: Api) -> None:
         ({"name": ""}, "name"),
         ({"name": "x" * 201}, "name"),
         ({"name": "x", "scopes": ["sessions:read"]}, "scopes"),
-        ({"name": "x", "expires_in_days": 30}, "expires_in_days"),
+        ({"name": "x", "expires_in_days": 0}, "expires_in_days"),
+        ({"name": "x", "expires_at": "2000-01-01T00:00:00Z"}, "expires_at"),
+        ({"name": "x", "expires_at": "next tuesday"}, "expires_at"),
+        ({"name": "x", "expires_at": "2999-01-01T00:00:00Z", "expires_in_days": 1}, "expires_at"),
     ):
         response = await api.client.post("/v1/auth/api-keys", json=body)
         assert_error(response, 422, field=field)
@@ -125,6 +134,34 @@ async def test_another_process_refuses_a_revoked_key_once_its_entry_runs_out(api
         await elsewhere_db.close()
 
 
+async def test_a_process_on_the_same_data_dir_refuses_a_revoked_key_at_once(
+    api: Api, settings: Settings
+) -> None:
+    created = await _create(api)
+    key = f"Bearer {created['key']}"
+    elsewhere_db = Database(api.services.db.url)
+    # A cache whose clock stands still: only the data dir's revocation marker can end it.
+    elsewhere = AuthService(
+        elsewhere_db,
+        Store(),
+        tokens=TokenCache(1.0, clock=lambda: 0.0),
+        revocations=revocation_marker(settings),
+    )
+    try:
+        await elsewhere.authenticate(key, None)
+        await elsewhere.authenticate(f"Bearer {api.token}", None)
+        deleted = await api.client.delete(f"/v1/auth/api-keys/{created['id']}")
+        assert deleted.status_code == 204
+        with pytest.raises(Unauthenticated):
+            await elsewhere.authenticate(key, None)
+        assert (await elsewhere.authenticate(f"Bearer {api.token}", None)).user_id
+    finally:
+        await elsewhere_db.close()
+
+
+WALL = datetime(2030, 1, 1, tzinfo=UTC)
+
+
 def _principal() -> Principal:
     return Principal(ids.new_id("principal"), ids.DEFAULT_ORG_ID, PrincipalKind.USER, "u", "admin")
 
@@ -133,19 +170,20 @@ def test_a_lookup_that_raced_a_revocation_is_not_kept() -> None:
     cache = TokenCache(60.0)
     generation = cache.generation  # a lookup starts reading the database ...
     cache.forget_all()  # ... a revocation commits meanwhile ...
-    cache.put("h", "u", (_principal(),), generation)  # ... and its answer comes back
-    assert cache.get("h") is None
-    cache.put("h", "u", (_principal(),), cache.generation)
-    assert cache.get("h") is not None
+    cache.put("h", "u", None, (_principal(),), generation)  # ... and its answer comes back
+    assert cache.get("h", WALL) is None
+    cache.put("h", "u", None, (_principal(),), cache.generation)
+    assert cache.get("h", WALL) is not None
 
 
 def test_cache_entries_run_out_and_stay_bounded() -> None:
     clock = [0.0]
     cache = TokenCache(1.0, max_entries=3, clock=lambda: clock[0])
     for n in range(3):
-        cache.put(f"h{n}", "u", (), cache.generation)
+        cache.put(f"h{n}", "u", None, (), cache.generation)
     clock[0] = 0.5
-    cache.put("h3", "u", (), cache.generation)  # full of live entries: starts over
-    assert [cache.get(f"h{n}") is not None for n in range(4)] == [False, False, False, True]
+    cache.put("h3", "u", None, (), cache.generation)  # full of live entries: starts over
+    found = [cache.get(f"h{n}", WALL) is not None for n in range(4)]
+    assert found == [False, False, False, True]
     clock[0] = 1.5
-    assert cache.get("h3") is None
+    assert cache.get("h3", WALL) is None

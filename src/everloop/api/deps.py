@@ -21,8 +21,11 @@ async def caller(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     x_org_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
+    """The authenticated caller; failures count against the client's address (the socket peer,
+    or what a trusted proxy says: ``EVERLOOP_FORWARDED_ALLOW_IPS``)."""
     svc: Services = request.app.state.services
-    return await svc.auth.authenticate(authorization, x_org_id)
+    client = request.client.host if request.client else "unknown"
+    return await svc.auth.authenticate(authorization, x_org_id, client)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

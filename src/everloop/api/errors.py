@@ -19,10 +19,12 @@ from everloop.errors import (
     Conflict,
     EngineUnavailable,
     EverloopError,
+    Forbidden,
     InvalidInput,
     MalformedInput,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthenticated,
 )
 
@@ -32,9 +34,11 @@ STATUS_BY_ERROR: dict[type[EverloopError], int] = {
     MalformedInput: 400,
     InvalidInput: 422,
     Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     EngineUnavailable: 503,
 }
 
@@ -71,7 +75,10 @@ async def _everloop_error(_request: Request, exc: Exception) -> JSONResponse:
     if status == 500:
         log.error("unmapped everloop error", exc_info=exc)
         return error_response(500, "internal_error", "internal server error")
-    return error_response(status, exc.code, exc.message, exc.field)
+    response = error_response(status, exc.code, exc.message, exc.field)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -116,6 +123,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state (a duplicate name, a read-only object)",
     413: "Request body over the size limit",
     422: "Invalid value; the error names the field",
+    429: "Too many failed authentications from this address; see Retry-After",
     500: "Unexpected server error (details only in the server log)",
     503: "The durable engine cannot accept the work right now",
 }
@@ -125,7 +133,7 @@ def document_errors(app: FastAPI) -> None:
     """Declare in the OpenAPI schema the error responses each ``/api/v1`` operation can give.
 
     Derived from the operation's shape, so a new route is documented without repeating itself:
-    every one can answer 401, 422 and 500; one with a path parameter 400 and 404; one with a
+    every one can answer 401, 422, 429 and 500; one with a path parameter 400 and 404; one with a
     body 400, 413 and 404 (the body may name another object); one that writes 409 and 503. The
     body is
     always ``ErrorResponse``: FastAPI's own 422 schema (``HTTPValidationError``) is not what
@@ -164,7 +172,7 @@ def document_errors(app: FastAPI) -> None:
 
 
 def _error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
-    statuses = {401, 422, 500}
+    statuses = {401, 422, 429, 500}
     if any(p.get("in") == "path" for p in operation.get("parameters", [])):
         # 400: a path value that can never be valid (a file path with a NUL, say).
         statuses.update((400, 404))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from everloop.cli.tokens import token_app
 from everloop.config import Settings
 
 app = typer.Typer(
@@ -19,7 +19,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-token_app = typer.Typer(help="Manage personal access tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
 DataDir = Annotated[
@@ -99,24 +98,6 @@ def llmsim(
 
     typer.echo(f"llmsim: serving on http://{host}:{port}/v1")
     serve_llmsim(host, port)
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str, typer.Option(help="A name to recognise the token by.")],
-    data_dir: DataDir = None,
-) -> None:
-    """Mint a new personal access token for the admin user and print it (shown once)."""
-    from everloop.bootstrap_admin import create_token, prepare_storage
-    from everloop.errors import EverloopError
-
-    settings = _settings(data_dir)
-    prepare_storage(settings)
-    try:
-        typer.echo(asyncio.run(create_token(settings, name)))
-    except EverloopError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from exc
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -132,6 +132,10 @@ def run(settings: Settings, *, role: str) -> None:
         host=settings.host,
         port=settings.port,
         timeout_graceful_shutdown=3,
+        # The client address (which failed authentications count against) is the socket
+        # peer, unless the operator names trusted proxies.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level.lower(),
         access_log=False,
     )

@@ -159,13 +159,16 @@ class SessionFilter:
 
 @dataclass(frozen=True, slots=True)
 class AccessToken:
-    """A personal access token as it may be shown again: never the token, only its hint."""
+    """A personal access token as it may be shown again: never the token, only its hint.
+    It authenticates until ``expires_at`` (never when None) unless ``revoked_at`` is set."""
 
     id: str
     user_id: str
     name: str
     hint: str
     created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

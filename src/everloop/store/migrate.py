@@ -19,7 +19,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # The head revision(s) of ``store/migrations/versions``; a new migration changes this
 # (tests/store/test_migrations.py checks it against the scripts).
-HEADS: frozenset[str] = frozenset({"0012_sessions_live"})
+HEADS: frozenset[str] = frozenset({"0013_token_expiry"})
 
 VERSION_TABLE = "alembic_version"
 

@@ -94,6 +94,7 @@ class Store:
         token_hash: str,
         hint: str,
         ts: str,
+        expires_at: str | None = None,
     ) -> None:
         await conn.execute(
             access_tokens.insert().values(
@@ -103,6 +104,7 @@ class Store:
                 token_hash=token_hash,
                 token_hint=hint,
                 created_at=ts,
+                expires_at=expires_at,
             )
         )
 

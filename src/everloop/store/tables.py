@@ -77,6 +77,7 @@ access_tokens = Table(
     Column("token_hint", String(24), nullable=False),
     Column("created_at", Ts, nullable=False),
     Column("revoked_at", Ts, nullable=True),
+    Column("expires_at", Ts, nullable=True),  # never expires when NULL
 )
 
 providers = Table(
