@@ -3,7 +3,8 @@
 HTML becomes Markdown (``markdownify``; scripts, styles and other non-content elements are
 dropped); other text types are returned as they are; binary content is refused. The download
 is capped in bytes and the text in characters. The session's network access arrives in
-``ToolContext.network_access``; the guard applies it and the SSRF rules on every hop.
+``ToolContext.network_access``; the guard applies it, the SSRF rules and the operator's egress
+policy on every hop. A refusal is a tool error naming the guard's reason.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class WebFetch:
         try:
             result = await self.guard.fetch(url, context.network_access, max_bytes=self.max_bytes)
         except EgressDenied as exc:
-            raise ToolError(exc.message) from None
+            raise ToolError(exc.summary) from None
         title, text = readable_text(result)
         truncated = result.truncated or len(text) > limit
         return {

@@ -25,7 +25,12 @@ from everloop.llm.base import (
     ModelStreamEvent,
     TextDelta,
 )
-from everloop.llm.failures import connection_error, status_error, timeout_error
+from everloop.llm.failures import (
+    connection_error,
+    status_error,
+    timeout_error,
+    unreachable_error,
+)
 from everloop.llm.options import DEFAULT_ANTHROPIC_MAX_TOKENS, DriverOptions
 from everloop.llm.wire import parse_data_url, parse_tool_arguments, tool_result_text
 
@@ -51,7 +56,7 @@ def anthropic_call_error(exc: anthropic.AnthropicError | httpx2.TransportError) 
     if isinstance(exc, anthropic.APITimeoutError):
         return timeout_error(PROVIDER)
     if isinstance(exc, anthropic.APIConnectionError):
-        return connection_error(PROVIDER, type(exc.__cause__ or exc).__name__)
+        return unreachable_error(PROVIDER, exc.__cause__ or exc)
     if isinstance(exc, anthropic.APIStatusError):
         return status_error(PROVIDER, exc.status_code, _detail(exc), exc.response.headers)
     if isinstance(exc, anthropic.APIError):

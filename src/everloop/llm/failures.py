@@ -12,6 +12,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 
+from everloop.errors import EgressDenied
 from everloop.llm.base import ModelCallError
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -64,6 +65,14 @@ def timeout_error(provider: str) -> ModelCallError:
 
 def connection_error(provider: str, detail: str) -> ModelCallError:
     return ModelCallError(f"could not reach {provider}: {detail}", retryable=True)
+
+
+def unreachable_error(provider: str, cause: BaseException) -> ModelCallError:
+    """A request that never got an answer: retryable, unless the egress guard refused it (the
+    operator's policy or the provider's URL does not change by trying again)."""
+    if isinstance(cause, EgressDenied):
+        return ModelCallError(f"could not reach {provider}: {cause.summary}", retryable=False)
+    return connection_error(provider, type(cause).__name__)
 
 
 def _bounded(seconds: float) -> float | None:

@@ -6,7 +6,12 @@ import httpx2
 import openai
 
 from everloop.llm.base import ModelCallError
-from everloop.llm.failures import connection_error, status_error, timeout_error
+from everloop.llm.failures import (
+    connection_error,
+    status_error,
+    timeout_error,
+    unreachable_error,
+)
 
 
 def openai_call_error(
@@ -23,7 +28,7 @@ def openai_call_error(
     if isinstance(exc, openai.APITimeoutError):
         return timeout_error(provider)
     if isinstance(exc, openai.APIConnectionError):
-        return connection_error(provider, type(exc.__cause__ or exc).__name__)
+        return unreachable_error(provider, exc.__cause__ or exc)
     if isinstance(exc, openai.APIStatusError):
         return status_error(provider, exc.status_code, _detail(exc), exc.response.headers)
     if isinstance(exc, openai.APIError):
