@@ -67,11 +67,18 @@ def connection_error(provider: str, detail: str) -> ModelCallError:
     return ModelCallError(f"could not reach {provider}: {detail}", retryable=True)
 
 
+def egress_error(provider: str, exc: EgressDenied) -> ModelCallError:
+    """The egress guard refused the provider's URL: permanent, as trying again changes neither
+    the operator's policy nor the URL."""
+    return ModelCallError(f"could not reach {provider}: {exc.summary}", retryable=False)
+
+
 def unreachable_error(provider: str, cause: BaseException) -> ModelCallError:
-    """A request that never got an answer: retryable, unless the egress guard refused it (the
-    operator's policy or the provider's URL does not change by trying again)."""
+    """A request that got no answer, from the SDK's connection error and its ``cause``: the
+    guard's refusal (the anthropic SDK wraps it, the openai SDK lets it through) is permanent,
+    any other failure to connect retryable."""
     if isinstance(cause, EgressDenied):
-        return ModelCallError(f"could not reach {provider}: {cause.summary}", retryable=False)
+        return egress_error(provider, cause)
     return connection_error(provider, type(cause).__name__)
 
 

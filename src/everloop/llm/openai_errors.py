@@ -5,9 +5,11 @@ from __future__ import annotations
 import httpx2
 import openai
 
+from everloop.errors import EgressDenied
 from everloop.llm.base import ModelCallError
 from everloop.llm.failures import (
     connection_error,
+    egress_error,
     status_error,
     timeout_error,
     unreachable_error,
@@ -15,12 +17,14 @@ from everloop.llm.failures import (
 
 
 def openai_call_error(
-    exc: openai.OpenAIError | httpx2.TransportError, provider: str = "openai"
+    exc: openai.OpenAIError | httpx2.TransportError | EgressDenied, provider: str = "openai"
 ) -> ModelCallError:
     """429/5xx/timeouts/connection failures are retryable (with Retry-After); other errors not.
 
     ``httpx2`` transport errors are those raised while a stream is being read (the SDK wraps
     only the ones raised before the response starts)."""
+    if isinstance(exc, EgressDenied):
+        return egress_error(provider, exc)
     if isinstance(exc, httpx2.TimeoutException):
         return timeout_error(provider)
     if isinstance(exc, httpx2.TransportError):
