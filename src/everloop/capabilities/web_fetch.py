@@ -65,8 +65,8 @@ class WebFetch:
     name: str = "web_fetch"
     description: str = (
         "Fetch a web page or text document over HTTP(S) and return its content as readable "
-        "text (HTML is converted to Markdown). Only public addresses, and only those the "
-        "session's network access allows, can be reached."
+        "text (HTML is converted to Markdown). Only public addresses (and internal ones the "
+        "operator allows), and only those the session's network access allows, can be reached."
     )
     parameters: JsonObject = field(
         default_factory=lambda: {

@@ -60,7 +60,7 @@ class NetworkAccess:
 
     def names_host(self, host: str) -> bool:
         """Whether an allowed pattern names ``host`` explicitly (exact, ``*.`` or URL prefix):
-        the only way a private or loopback address may be reached."""
+        required, beside the operator's allowance, to reach an internal address."""
         host = host.lower().strip("[]")
         for pattern in self.allowed or ():
             if "://" in pattern:
