@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import shutil
 import socket
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 
 from everloop.domain.messages import Message, TextPart
+from everloop.egress import EgressGuard
 from everloop.llm.base import ModelRequest, ToolSpec
 from everloop.llm.clients import SdkDrivers
 from everloop.llm.options import DriverOptions, Endpoint, SdkDriverKind
@@ -100,7 +102,10 @@ def raw_call(drivers: SdkDrivers, kind: SdkDriverKind, endpoint: Endpoint, body:
 
 
 async def measure(kind: SdkDriverKind, base: str, calls: int, warmup: int) -> dict[str, Any]:
-    drivers = SdkDrivers()
+    # llmsim listens on loopback, which the egress guard refuses unless the operator allows it.
+    drivers = SdkDrivers(
+        EgressGuard(allowed_private_networks=[ipaddress.ip_network("127.0.0.0/8")])
+    )
     endpoint = Endpoint(base if kind == "anthropic" else base + "/v1", "sk-bench")
     driver: Any = drivers.build(kind, "bench", endpoint, DriverOptions(timeout_seconds=60.0))
     request = ModelRequest(

@@ -1,4 +1,5 @@
-"""A tiny HTTP server on 127.0.0.1 for egress and web_fetch tests (a real server, in a thread).
+"""A tiny HTTP server on 127.0.0.1 (or ``::1``) for egress and web_fetch tests (a real server,
+in a thread).
 
 Routes: ``/`` an HTML page, ``/text`` plain text, ``/binary`` a PNG-typed body, ``/big`` 1 MiB of
 text, ``/redirect?to=URL`` a 302 to URL, ``/loop`` a redirect to itself. Every request's path is
@@ -7,6 +8,7 @@ recorded in ``requests``.
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -20,8 +22,22 @@ PAGE = (
 )
 
 
+def ipv6_loopback_available() -> bool:
+    """Whether this machine can listen on ``::1`` (some containers have no IPv6 loopback)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class LocalWeb:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[str] = []
         web = self
 
@@ -61,10 +77,11 @@ class LocalWeb:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = _Server6 if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )

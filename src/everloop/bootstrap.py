@@ -188,6 +188,7 @@ def file_limits(settings: Settings) -> FileLimits:
 
 def build_egress(settings: Settings) -> EgressGuard:
     return EgressGuard(
+        allowed_private_networks=settings.egress_private_networks,
         timeout_seconds=settings.egress_timeout_seconds,
         max_redirects=settings.egress_max_redirects,
     )
@@ -235,7 +236,7 @@ def build_services(settings: Settings) -> Services:
     assembler = Assembler(capabilities, blueprints.list())
     model_store = ModelStore()
     providers = ProviderService(db, model_store, SecretBox.from_settings(settings))
-    drivers = SdkDrivers()
+    drivers = SdkDrivers(egress)
     models = ModelService(db, model_store, providers, drivers)
     mcp_servers = McpServerService(db, SecretBox.from_settings(settings))
     mcp_tools = McpToolset(

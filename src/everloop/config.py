@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from pathlib import Path
 
@@ -138,6 +139,16 @@ class Settings(BaseSettings):
     egress_max_redirects: int = Field(
         default=5, description="Redirects the egress guard follows (each one re-checked)."
     )
+    egress_allowed_private_networks: str = Field(
+        default="",
+        description=(
+            "Comma-separated CIDRs (`10.0.0.0/8,fd00::/8`) of internal networks that outbound "
+            "requests made for tenants (web_fetch, MCP servers, provider base URLs) may reach, "
+            "and then only to a host the session's network access names. Default: none; "
+            "loopback, private, link-local (cloud metadata), CGNAT, multicast and reserved "
+            "addresses, IPv4 and IPv6, are refused whatever a tenant configures."
+        ),
+    )
     mcp_timeout_seconds: float = Field(
         default=15.0, gt=0, description="Connecting to an MCP server and listing its tools."
     )
@@ -247,6 +258,17 @@ class Settings(BaseSettings):
                 raise ValueError("EVERLOOP_SECRET_KEY must decode to 32 bytes")
         return value
 
+    @field_validator("egress_allowed_private_networks")
+    @classmethod
+    def _check_private_networks(cls, value: str) -> str:
+        _networks(value)
+        return value
+
+    @property
+    def egress_private_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``egress_allowed_private_networks`` parsed."""
+        return _networks(self.egress_allowed_private_networks)
+
     @property
     def app_database_url(self) -> str:
         if self.database_url:
@@ -264,3 +286,18 @@ class Settings(BaseSettings):
         if self.is_postgres:
             return self.app_database_url.replace("+psycopg", "").replace("+asyncpg", "")
         return f"sqlite:///{(self.data_dir / 'dbos.sqlite').resolve()}"
+
+
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDRs (a bare address is a one-address network); ``ValueError`` naming
+    the first entry that is not one (host bits set included: ``10.0.0.1/8`` is a typo)."""
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry))
+            except ValueError as exc:
+                raise ValueError(
+                    f"EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS: '{entry}' is not a network ({exc})"
+                ) from None
+    return tuple(networks)

@@ -18,6 +18,8 @@ HTTP: ``api/errors.py`` maps each class to a status code, in one place.
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class EverloopError(Exception):
     """Base class: a failure with a stable code and a message a person understands."""
@@ -44,11 +46,46 @@ class MalformedInput(InvalidInput):
     code = "malformed_input"
 
 
+EgressReason = Literal[
+    "invalid_url",
+    "encoded_dot_segment",
+    "encoded_slash",
+    "blocked",
+    "not_allowed",
+    "private_address",
+    "private_address_not_named",
+    "unresolvable",
+    "request_failed",
+    "too_many_redirects",
+]
+"""Why the egress guard refused, for code and tests (the message is for people):
+
+- ``invalid_url``: not an http(s) URL with a host, or with credentials in it;
+- ``encoded_dot_segment`` / ``encoded_slash``: a path that could mean another path to the server;
+- ``blocked`` / ``not_allowed``: the session's network access (a blocked pattern matches / an
+  allowed list exists and nothing in it matches);
+- ``private_address``: the host is or resolves to an internal address outside the operator's
+  ``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS``; nothing a tenant sets can change this;
+- ``private_address_not_named``: the operator allows that internal address, but no allowed
+  network access pattern of the session names the host;
+- ``unresolvable``, ``request_failed``, ``too_many_redirects``: the request could not be made.
+"""
+
+
 class EgressDenied(InvalidInput):
     """An outbound request refused by the egress guard (network access, SSRF rules, a bad URL)
     or that could not be made; inside a tool it becomes a tool error for the model."""
 
     code = "egress_denied"
+
+    def __init__(self, message: str, *, reason: EgressReason) -> None:
+        super().__init__(message)
+        self.reason: EgressReason = reason
+
+    @property
+    def summary(self) -> str:
+        """The message with its reason, as tools report it."""
+        return f"egress refused ({self.reason}): {self.message}"
 
 
 class Unauthenticated(EverloopError):

@@ -1,12 +1,15 @@
 """MCP tools through real turns: a real MCP server (the ``mcp`` SDK) on 127.0.0.1, llmsim scripts.
 
-The server is on loopback, so every session allows it explicitly through ``network_access``;
-without that allowance the egress guard refuses it (SSRF rules).
+The server is on loopback: this module's processes allow ``127.0.0.0/8`` as the operator
+(``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS``) unless a test asks for the default policy, and
+every session still allows the server explicitly through ``network_access``; without either the
+egress guard refuses it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,7 +18,15 @@ from tests.conftest import Api
 from tests.engine.conftest import new_session, send, wait_turns_ended
 from tests.mcp_test_server import McpTestServer
 
+from everloop.config import Settings
 from everloop.domain.mcp import tool_name
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The shared settings with the operator's private networks: loopback unless parametrized."""
+    networks = getattr(request, "param", "127.0.0.0/8")
+    return settings.model_copy(update={"egress_allowed_private_networks": networks})
 
 
 @pytest.fixture
@@ -130,13 +141,29 @@ async def test_session_scoped_server_is_invisible_to_another_session(
 
 
 async def test_loopback_server_needs_an_explicit_allowance(
-    engine: Api, mcp_server: McpTestServer
+    engine: Api, mcp_server: McpTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, "everloop.mcp")
     sid = await new_session(engine, calls(ADD), mcpServers=scoped(mcp_server))
     await send(engine, sid, "add")
     # Discovery was refused by the SSRF rules, so the turn offered no MCP tools and went on.
     assert await completed_tools(engine, sid) == []
     assert mcp_server.calls["add"] == 0
+    assert "(private_address_not_named)" in caplog.text
+
+
+@pytest.mark.parametrize("settings", [""], indirect=True)
+async def test_a_session_cannot_allow_a_loopback_server_past_the_operator(
+    engine: Api, mcp_server: McpTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "everloop.mcp")
+    sid = await new_session(
+        engine, calls(ADD), mcpServers=scoped(mcp_server), network_access=allow(mcp_server)
+    )
+    await send(engine, sid, "add")
+    assert await completed_tools(engine, sid) == []
+    assert mcp_server.calls["add"] == 0
+    assert "(private_address)" in caplog.text
 
 
 async def test_wrong_auth_header_lists_nothing(engine: Api, mcp_server: McpTestServer) -> None:

@@ -1,4 +1,9 @@
-"""web_fetch through real turns: the egress guard with the session's merged network access."""
+"""web_fetch through real turns: the egress guard with the session's merged network access.
+
+The local server is on loopback, which the operator's policy refuses by default: this module's
+processes allow ``127.0.0.0/8`` (``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS``) unless a test asks
+for the default policy (``OPERATOR_DEFAULT``), and sessions still name the server to reach it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,16 @@ from tests.local_web import PAGE, LocalWeb
 
 from everloop.capabilities import web_fetch
 from everloop.capabilities.web_fetch import html_to_markdown
+from everloop.config import Settings
+
+OPERATOR_DEFAULT = pytest.mark.parametrize("settings", [""], indirect=True)
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The shared settings with the operator's private networks: loopback unless parametrized."""
+    networks = getattr(request, "param", "127.0.0.0/8")
+    return settings.model_copy(update={"egress_allowed_private_networks": networks})
 
 
 @pytest.fixture
@@ -110,26 +125,58 @@ async def test_max_chars_cuts_the_text(engine: Api, web: LocalWeb) -> None:
 async def test_loopback_is_refused_without_network_access(engine: Api, web: LocalWeb) -> None:
     done = await fetch_once(engine, f"{web.url}/", capabilities=[{"ref": "web_fetch"}])
     assert done["success"] is False
-    assert "loopback" in done["error"]
+    assert "(private_address_not_named)" in done["error"] and "loopback" in done["error"]
     assert web.requests == []
 
 
-async def test_the_metadata_address_is_refused(engine: Api) -> None:
+@OPERATOR_DEFAULT
+async def test_a_session_cannot_allow_loopback_past_the_operator(
+    engine: Api, web: LocalWeb
+) -> None:
     done = await fetch_once(
-        engine, "http://169.254.169.254/latest/meta-data/", capabilities=[{"ref": "web_fetch"}]
+        engine,
+        f"{web.url}/",
+        capabilities=[{"ref": "web_fetch"}],
+        network_access={"allowed": ["127.0.0.1", f"{web.url}/"]},
     )
-    assert done["success"] is False and "link-local" in done["error"]
+    assert done["success"] is False and "(private_address)" in done["error"]
+    assert web.requests == []
+
+
+async def test_the_metadata_address_is_refused_even_when_allowed(engine: Api) -> None:
+    done = await fetch_once(
+        engine,
+        "http://169.254.169.254/latest/meta-data/",
+        capabilities=[{"ref": "web_fetch"}],
+        network_access={"allowed": ["169.254.169.254"]},
+    )
+    assert done["success"] is False
+    assert "(private_address)" in done["error"] and "link-local" in done["error"]
 
 
 async def test_a_redirect_to_a_private_address_is_refused(engine: Api, web: LocalWeb) -> None:
+    # The target is allowed too: only the operator's address policy can refuse it.
     done = await fetch_once(
         engine,
         f"{web.url}/redirect?to=http://10.1.2.3/",
         capabilities=[{"ref": "web_fetch"}],
-        network_access={"allowed": [f"{web.url}/redirect"]},
+        network_access={"allowed": [f"{web.url}/redirect", "10.1.2.3"]},
     )
-    assert done["success"] is False
+    assert done["success"] is False and "(private_address)" in done["error"]
     assert web.requests == ["/redirect?to=http://10.1.2.3/"]
+
+
+async def test_an_encoded_dot_segment_cannot_leave_an_allowed_path(
+    engine: Api, web: LocalWeb
+) -> None:
+    done = await fetch_once(
+        engine,
+        f"{web.url}/public/%2e%2e/text",
+        capabilities=[{"ref": "web_fetch"}],
+        network_access={"allowed": [f"{web.url}/public/"]},
+    )
+    assert done["success"] is False and "(encoded_dot_segment)" in done["error"]
+    assert web.requests == []
 
 
 async def test_an_agent_block_wins_over_the_session_allow(engine: Api, web: LocalWeb) -> None:
@@ -149,7 +196,7 @@ async def test_an_agent_block_wins_over_the_session_allow(engine: Api, web: Loca
         agent_id=agent.json()["id"],
         network_access={"allowed": ["127.0.0.1"]},
     )
-    assert done["success"] is False and "blocked" in done["error"]
+    assert done["success"] is False and "(blocked)" in done["error"]
     assert web.requests == []
 
 

@@ -1,11 +1,14 @@
 """``kill -9`` of everloop during a slow MCP call: a completed call is never repeated; an
 interrupted one is repeated only when the tool declares ``idempotentHint``, otherwise the model
-gets an error saying the outcome is unknown."""
+gets an error saying the outcome is unknown.
+
+The MCP server is on loopback: the everloop server allows ``127.0.0.0/8`` as its operator would
+(``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS``) and every session names it in ``network_access``."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -13,6 +16,11 @@ from tests.e2e.conftest import Api, Server
 from tests.mcp_test_server import McpTestServer
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server]) -> Server:
+    return start_server(EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8")
 
 
 @pytest.fixture

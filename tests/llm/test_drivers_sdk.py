@@ -2,12 +2,13 @@
 
 Each test runs for the three wire APIs: ``openai`` (Responses), ``openai_completions`` (Chat
 Completions) and ``anthropic`` (Messages). No SDK is mocked; the simulator is a real HTTP server
-on 127.0.0.1.
+on 127.0.0.1, reached through the egress guard with loopback allowed as the operator would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from tests.llm.conftest import LlmSimServer
 
 from everloop.domain.messages import Message, TextPart, ToolCallPart, ToolResultPart
+from everloop.egress import EgressGuard
 from everloop.llm.base import Completed, ModelCallError, ModelRequest, TextDelta, ToolSpec
 from everloop.llm.clients import SdkDrivers
 from everloop.llm.llmsim_wire import cached_split
@@ -23,6 +25,7 @@ from everloop.llm.options import DriverOptions, Endpoint, SdkDriverKind
 
 pytestmark = pytest.mark.timeout(30)
 
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 KINDS: tuple[SdkDriverKind, ...] = ("openai", "openai_completions", "anthropic")
 TOOLS = (
     ToolSpec("get_current_time", "The time now.", {"type": "object", "properties": {}}),
@@ -36,7 +39,7 @@ TOOLS = (
 
 @pytest.fixture
 async def drivers() -> AsyncIterator[SdkDrivers]:
-    factory = SdkDrivers()
+    factory = SdkDrivers(EgressGuard(allowed_private_networks=LOOPBACK))
     yield factory
     await factory.aclose()
 
@@ -215,6 +218,21 @@ async def test_an_unreachable_server_is_retryable(drivers: SdkDrivers, kind: Sdk
         await run(driver, request(user("hello")))
     assert raised.value.retryable is True
     assert "could not reach" in raised.value.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_internal_base_url_is_refused_by_default_and_not_retried(
+    llmsim: LlmSimServer, kind: SdkDriverKind
+) -> None:
+    drivers = SdkDrivers(EgressGuard())
+    endpoint = Endpoint(base_url(llmsim, kind), f"sk-{kind}-refused")
+    driver = drivers.build(kind, "m", endpoint, DriverOptions())
+    with pytest.raises(ModelCallError) as raised:
+        await run(driver, request(user("hello")))
+    await drivers.aclose()
+    assert raised.value.retryable is False
+    assert "(private_address)" in raised.value.message
+    assert f"sk-{kind}-refused" not in llmsim.app.state.api_keys
 
 
 @pytest.mark.parametrize("kind", KINDS)

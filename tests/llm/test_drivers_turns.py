@@ -1,6 +1,10 @@
 """Whole turns through the API on a real SDK-based driver: a provider ``openai_completions`` (and
 the other wire APIs) pointing at the llmsim HTTP simulator. The provider's key must reach the
-simulator and appear nowhere else: not in responses, events, logs or the database file."""
+simulator and appear nowhere else: not in responses, events, logs or the database file.
+
+A provider's ``base_url`` is set by a tenant and goes through the egress guard: the simulator is
+on loopback, so this module's processes allow ``127.0.0.0/8`` as the operator
+(``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS``) unless a test asks for the default policy."""
 
 from __future__ import annotations
 
@@ -15,9 +19,18 @@ from tests.conftest import POSTGRES_URL, Api
 from tests.engine.conftest import events, send, types_of, wait_turns_ended
 from tests.llm.conftest import LlmSimServer
 
+from everloop.config import Settings
+
 pytestmark = pytest.mark.timeout(60)
 
 PRICES = {"input": 1.0, "output": 2.0, "cache_read": 0.5, "cache_write": 0.0}
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The shared settings with the operator's private networks: loopback unless parametrized."""
+    networks = getattr(request, "param", "127.0.0.0/8")
+    return settings.model_copy(update={"egress_allowed_private_networks": networks})
 
 
 @pytest.fixture
@@ -105,6 +118,24 @@ async def test_a_permanent_400_fails_the_turn_at_once(engine: Api, llmsim: LlmSi
     generation = next(e for e in found if e["type"] == "llm.generation")
     assert generation["data"]["metadata"]["attempts"] == 1
     assert "answered 400" in generation["data"]["metadata"]["error"]
+
+
+@pytest.mark.parametrize("settings", [""], indirect=True)
+@pytest.mark.parametrize("driver", ["openai_completions", "openai", "anthropic"])
+async def test_a_tenant_base_url_cannot_reach_loopback_past_the_operator(
+    engine: Api, llmsim: LlmSimServer, driver: str
+) -> None:
+    model_id = await http_model(engine, llmsim, "sim", driver=driver, key="sk-never-sent")
+    sid = await session_on(engine, model_id)
+    await send(engine, sid, "hello")
+    found = await wait_turns_ended(engine, sid)
+    failed = next(e for e in found if e["type"] == "turn.failed")
+    assert failed["data"]["error_code"] == "model_call_failed"
+    generation = next(e for e in found if e["type"] == "llm.generation")
+    # Refused by the address policy, not retried: another attempt cannot change the policy.
+    assert generation["data"]["metadata"]["attempts"] == 1
+    assert "(private_address)" in generation["data"]["metadata"]["error"]
+    assert "sk-never-sent" not in llmsim.app.state.api_keys
 
 
 async def test_the_key_appears_nowhere_but_on_the_wire(

@@ -9,7 +9,7 @@ to a new turn; a call to a server that went away is a tool error naming it, and 
 connects again (every operation opens its own connection, so there is no stale session to heal).
 
 Every connection goes through the egress guard (``egress.httpx2_client``): the session's network
-access and the SSRF rules apply to the MCP URL, with DNS pinning.
+access, the SSRF rules and the operator's egress policy apply to the MCP URL, with DNS pinning.
 
 Durability: a tool that does not declare ``idempotentHint`` is ``at_most_once``; the runner
 records that such a call started before making it, and turns a call interrupted by a crash into
@@ -153,7 +153,7 @@ def _explain(exc: BaseException, timeout: float) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, EgressDenied):
-        return exc.message
+        return exc.summary
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g} s"
     if isinstance(exc, MCPError):

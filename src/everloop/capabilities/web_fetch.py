@@ -3,7 +3,8 @@
 HTML becomes Markdown (``markdownify``; scripts, styles and other non-content elements are
 dropped); other text types are returned as they are; binary content is refused. The download
 is capped in bytes and the text in characters. The session's network access arrives in
-``ToolContext.network_access``; the guard applies it and the SSRF rules on every hop.
+``ToolContext.network_access``; the guard applies it, the SSRF rules and the operator's egress
+policy on every hop. A refusal is a tool error naming the guard's reason.
 
 The conversion is pure Python and takes seconds on a page of a few MiB (6 s for 1.7 MiB of
 markup), so it runs on the CPU pool (``everloop.offload``), not on the event loop.
@@ -68,8 +69,8 @@ class WebFetch:
     name: str = "web_fetch"
     description: str = (
         "Fetch a web page or text document over HTTP(S) and return its content as readable "
-        "text (HTML is converted to Markdown). Only public addresses, and only those the "
-        "session's network access allows, can be reached."
+        "text (HTML is converted to Markdown). Only public addresses (and internal ones the "
+        "operator allows), and only those the session's network access allows, can be reached."
     )
     parameters: JsonObject = field(
         default_factory=lambda: {
@@ -100,7 +101,7 @@ class WebFetch:
         try:
             result = await self.guard.fetch(url, context.network_access, max_bytes=self.max_bytes)
         except EgressDenied as exc:
-            raise ToolError(exc.message) from None
+            raise ToolError(exc.summary) from None
         title, text = await run_cpu(readable_text, result)
         truncated = result.truncated or len(text) > limit
         return {

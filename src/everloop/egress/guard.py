@@ -2,13 +2,20 @@
 
 Two checks, both on every request and on every redirect hop:
 
-1. The URL against the session's effective ``NetworkAccess`` (blocked wins; an allowed list
-   that does not match refuses), and the scheme (http/https only).
-2. The connection: the host is resolved by the guard's resolver, *every* address is checked
-   against the SSRF rules (``addresses.internal_reason``) unless an allowed pattern names the
-   host explicitly, and the socket is then opened to a checked address. The connection is
-   pinned: TLS SNI, certificate checks and the ``Host`` header keep the original name, but no
-   second DNS lookup can swap in another address (DNS rebinding).
+1. The URL: the scheme (http/https only), a path that means one thing to us and to the server
+   (no encoded dot segments; no encoded slashes where a path pattern decides), then the
+   session's effective ``NetworkAccess`` (blocked wins; an allowed list that does not match
+   refuses).
+2. The connection: the host is resolved by the guard's resolver and *every* address is
+   checked. An internal address (``addresses.internal_reason``) is refused unless the operator
+   allows its network (``allowed_private_networks``, from
+   ``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS``) *and* an allowed pattern of the session names
+   the host: tenants can narrow the operator's policy, never widen it. The socket is then
+   opened to a checked address. The connection is pinned: TLS SNI, certificate checks and the
+   ``Host`` header keep the original name, but no second DNS lookup can swap in another
+   address (DNS rebinding).
+
+Every refusal is an ``EgressDenied`` whose ``reason`` says which rule refused.
 
 ``EgressGuard.client`` gives an ``httpx.AsyncClient`` that applies both checks (for MCP and any
 later user); ``EgressGuard.fetch`` is a one-shot GET/POST with manual redirects and a byte cap.
@@ -26,8 +33,12 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-from everloop.domain.network_access import NetworkAccess
-from everloop.egress.addresses import IPAddress, internal_reason
+from everloop.domain.network_access import (
+    NetworkAccess,
+    has_encoded_slash,
+    smuggled_dot_segment,
+)
+from everloop.egress.addresses import IPAddress, IPNetwork, internal_reason, within
 from everloop.errors import EgressDenied
 
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
@@ -42,7 +53,7 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise EgressDenied(f"cannot resolve host '{host}'", code="egress_unresolvable") from exc
+        raise EgressDenied(f"cannot resolve host '{host}'", reason="unresolvable") from exc
     found: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
@@ -75,16 +86,22 @@ class FetchResult:
 
 
 class EgressGuard:
-    """Enforces network access and SSRF rules for outbound HTTP; one per process."""
+    """Enforces network access and SSRF rules for outbound HTTP; one per process.
+
+    ``allowed_private_networks`` is the operator's policy: the internal networks that a
+    session naming a host there may reach (none by default).
+    """
 
     def __init__(
         self,
         *,
+        allowed_private_networks: typing.Sequence[IPNetwork] = (),
         resolver: Resolver = system_resolver,
         timeout_seconds: float = 20.0,
         max_redirects: int = 5,
         user_agent: str = "everloop",
     ) -> None:
+        self._private_networks = tuple(allowed_private_networks)
         self._resolver = resolver
         self._timeout = timeout_seconds
         self._max_redirects = max_redirects
@@ -95,38 +112,50 @@ class EgressGuard:
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as exc:
-            raise EgressDenied(f"invalid URL: {url!r}", code="egress_invalid_url") from exc
+            raise EgressDenied(f"invalid URL: {url!r}", reason="invalid_url") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise EgressDenied(
                 f"only http and https URLs with a host can be fetched: {url!r}",
-                code="egress_invalid_url",
+                reason="invalid_url",
             )
         if parsed.userinfo:
-            raise EgressDenied("URLs with credentials are not fetched", code="egress_invalid_url")
+            raise EgressDenied("URLs with credentials are not fetched", reason="invalid_url")
+        _check_path(parsed, access)
         verdict = access.verdict(str(parsed))
         if verdict == "blocked":
-            raise EgressDenied(f"{parsed.host} is blocked by the session's network access")
+            raise EgressDenied(
+                f"{parsed} is blocked by the session's network access", reason="blocked"
+            )
         if verdict == "not_allowed":
-            raise EgressDenied(f"{parsed} is not in the session's allowed network access")
+            raise EgressDenied(
+                f"{parsed} is not in the session's allowed network access", reason="not_allowed"
+            )
         return parsed
 
     async def resolve_checked(self, host: str, port: int, access: NetworkAccess) -> list[IPAddress]:
-        """The addresses of ``host``, each one checked; refuses if any is internal (unless an
-        allowed pattern names the host)."""
+        """The addresses of ``host``, each one checked; refuses if any is internal, unless the
+        operator allows its network and an allowed pattern of ``access`` names the host."""
         try:
             addresses: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
         except ValueError:
             addresses = await self._resolver(host, port)
         if not addresses:
-            raise EgressDenied(f"cannot resolve host '{host}'", code="egress_unresolvable")
-        if access.names_host(host):
-            return addresses
+            raise EgressDenied(f"cannot resolve host '{host}'", reason="unresolvable")
         for address in addresses:
-            reason = internal_reason(address)
-            if reason is not None:
+            kind = internal_reason(address)
+            if kind is None:
+                continue
+            if not within(address, self._private_networks):
                 raise EgressDenied(
-                    f"{host} resolves to a {reason} address ({address}); only an allowed "
-                    "network access pattern naming the host can reach it"
+                    f"{host} resolves to a {kind} address ({address}), which the operator's "
+                    "egress policy does not allow",
+                    reason="private_address",
+                )
+            if not access.names_host(host):
+                raise EgressDenied(
+                    f"{host} resolves to a {kind} address ({address}); only an allowed "
+                    "network access pattern naming the host can reach it",
+                    reason="private_address_not_named",
                 )
         return addresses
 
@@ -162,7 +191,7 @@ class EgressGuard:
                 except httpx.HTTPError as exc:
                     raise EgressDenied(
                         f"request to {request.url.host} failed: {type(exc).__name__}",
-                        code="egress_request_failed",
+                        reason="request_failed",
                     ) from exc
                 try:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
@@ -182,7 +211,23 @@ class EgressGuard:
                 finally:
                     await response.aclose()
         raise EgressDenied(
-            f"more than {self._max_redirects} redirects", code="egress_too_many_redirects"
+            f"more than {self._max_redirects} redirects", reason="too_many_redirects"
+        )
+
+
+def _check_path(url: httpx.URL, access: NetworkAccess) -> None:
+    """Refuse a path that the server could read as another path than the one matched: encoded
+    dot segments always, encoded slashes where a path pattern of ``access`` decides."""
+    path = url.raw_path.split(b"?", 1)[0].decode("ascii", errors="replace")
+    if smuggled_dot_segment(path):
+        raise EgressDenied(
+            f"{url} has an encoded or backslashed dot segment in its path",
+            reason="encoded_dot_segment",
+        )
+    if has_encoded_slash(path) and access.has_path_rules(str(url)):
+        raise EgressDenied(
+            f"{url} has an encoded slash in a path that network access patterns decide on",
+            reason="encoded_slash",
         )
 
 
@@ -197,7 +242,7 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes,
                 return b"".join(chunks)[:max_bytes], True
     except httpx.HTTPError as exc:
         raise EgressDenied(
-            f"reading the response failed: {type(exc).__name__}", code="egress_request_failed"
+            f"reading the response failed: {type(exc).__name__}", reason="request_failed"
         ) from exc
     return b"".join(chunks), False
 
@@ -254,7 +299,9 @@ class _PinningBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise EgressDenied("unix sockets are not reachable through the egress guard")
+        raise EgressDenied(
+            "unix sockets are not reachable through the egress guard", reason="invalid_url"
+        )
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)

@@ -18,26 +18,37 @@ from everloop.domain.network_access import NetworkAccess
 from everloop.egress.guard import EgressGuard
 from everloop.errors import EgressDenied
 
+_DEFAULT_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+
 
 def guarded_httpx2_client(
-    guard: EgressGuard, access: NetworkAccess, **kwargs: typing.Any
+    guard: EgressGuard,
+    access: NetworkAccess,
+    *,
+    limits: httpx2.Limits | None = None,
+    **kwargs: typing.Any,
 ) -> httpx2.AsyncClient:
     """An ``httpx2.AsyncClient`` whose every request passes the guard's checks.
 
-    Environment proxies are ignored (a proxy would resolve names itself). Keyword arguments go to
+    Environment proxies are ignored (a proxy would resolve names itself). ``limits`` sizes the
+    connection pool (httpx2's transport default if omitted). Other keyword arguments go to
     ``httpx2.AsyncClient`` (headers, timeout, ...), except ``transport``.
     """
-    return httpx2.AsyncClient(transport=_GuardedTransport(guard, access), trust_env=False, **kwargs)
+    transport = _GuardedTransport(guard, access, limits or _DEFAULT_LIMITS)
+    return httpx2.AsyncClient(transport=transport, trust_env=False, **kwargs)
 
 
 class _GuardedTransport(httpx2.AsyncHTTPTransport):
-    def __init__(self, guard: EgressGuard, access: NetworkAccess) -> None:
+    def __init__(self, guard: EgressGuard, access: NetworkAccess, limits: httpx2.Limits) -> None:
         super().__init__(trust_env=False)
         self._guard = guard
         self._access = access
         # Rebuild the pool with our network backend; httpx2 has no parameter for it.
         self._pool = httpcore2.AsyncConnectionPool(
             ssl_context=httpx2.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
             network_backend=_PinningBackend(guard, access),
         )
 
@@ -80,7 +91,9 @@ class _PinningBackend(httpcore2.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: typing.Iterable[httpcore2.SOCKET_OPTION] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
-        raise EgressDenied("unix sockets are not reachable through the egress guard")
+        raise EgressDenied(
+            "unix sockets are not reachable through the egress guard", reason="invalid_url"
+        )
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)

@@ -17,6 +17,7 @@ import httpx2
 
 from everloop.domain.messages import ImagePart, Message, TextPart, ToolCallPart
 from everloop.domain.usage import TokenUsage
+from everloop.errors import EgressDenied
 from everloop.llm.base import (
     Completed,
     FinishReason,
@@ -25,7 +26,13 @@ from everloop.llm.base import (
     ModelStreamEvent,
     TextDelta,
 )
-from everloop.llm.failures import connection_error, status_error, timeout_error
+from everloop.llm.failures import (
+    connection_error,
+    egress_error,
+    status_error,
+    timeout_error,
+    unreachable_error,
+)
 from everloop.llm.options import DEFAULT_ANTHROPIC_MAX_TOKENS, DriverOptions
 from everloop.llm.wire import parse_data_url, parse_tool_arguments, tool_result_text
 
@@ -41,9 +48,13 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-def anthropic_call_error(exc: anthropic.AnthropicError | httpx2.TransportError) -> ModelCallError:
+def anthropic_call_error(
+    exc: anthropic.AnthropicError | httpx2.TransportError | EgressDenied,
+) -> ModelCallError:
     """The one translation of ``anthropic`` SDK exceptions (529 overloaded is a 5xx: retried),
-    and of ``httpx2`` transport errors raised while a stream is read."""
+    of ``httpx2`` transport errors raised while a stream is read, and of egress refusals."""
+    if isinstance(exc, EgressDenied):
+        return egress_error(PROVIDER, exc)
     if isinstance(exc, httpx2.TimeoutException):
         return timeout_error(PROVIDER)
     if isinstance(exc, httpx2.TransportError):
@@ -51,7 +62,7 @@ def anthropic_call_error(exc: anthropic.AnthropicError | httpx2.TransportError) 
     if isinstance(exc, anthropic.APITimeoutError):
         return timeout_error(PROVIDER)
     if isinstance(exc, anthropic.APIConnectionError):
-        return connection_error(PROVIDER, type(exc.__cause__ or exc).__name__)
+        return unreachable_error(PROVIDER, exc.__cause__ or exc)
     if isinstance(exc, anthropic.APIStatusError):
         return status_error(PROVIDER, exc.status_code, _detail(exc), exc.response.headers)
     if isinstance(exc, anthropic.APIError):
@@ -150,7 +161,7 @@ class AnthropicDriver:
                                 finish = _FINISH.get(event.delta.stop_reason, "other")
                         case _:
                             pass
-        except (anthropic.AnthropicError, httpx2.TransportError) as exc:
+        except (anthropic.AnthropicError, httpx2.TransportError, EgressDenied) as exc:
             raise anthropic_call_error(exc) from exc
         tool_calls = tuple(
             ToolCallPart(id=b.call_id, name=b.name, arguments=parse_tool_arguments(b.json))

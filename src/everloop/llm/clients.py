@@ -5,7 +5,12 @@ Creating an SDK client costs milliseconds (TLS context, connection pool), so cli
 connection pool belongs to the event loop that opened it, hence the per-loop keying. The SDKs'
 own retries are off: the turn runner owns the retry policy (``ModelCallError.retryable``).
 
-openai 3.x and anthropic 2.x are built on ``httpx2``: that is the client injected here.
+openai 3.x and anthropic 2.x are built on ``httpx2``: that is the client injected here, one per
+(event loop, base URL), made by the egress guard. A provider's ``base_url`` is set by a tenant, so
+it gets no more than ``web_fetch`` does: internal addresses only where the operator's
+``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS`` allows them (the base URL names its host, as an
+allowed network access pattern would), DNS pinned. Without a base URL the SDK's own public host
+is used, through the same guard.
 
 The SDKs take a second or more to import, so they load on first use (``build``), not with this
 module: a server that never calls an SDK model does not pay for them, and ``everloop serve``
@@ -19,9 +24,13 @@ import hashlib
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx2
 
+from everloop.domain.network_access import OPEN_NETWORK, NetworkAccess
+from everloop.egress import EgressGuard
+from everloop.egress.httpx2_client import guarded_httpx2_client
 from everloop.llm.base import ModelDriver
 from everloop.llm.options import DriverOptions, Endpoint, SdkDriverKind
 
@@ -31,11 +40,12 @@ if TYPE_CHECKING:
 
 # The SDKs refuse to start without a key; a local OpenAI-compatible server often needs none.
 _NO_KEY = "not-set"
+_LIMITS = httpx2.Limits(max_connections=200, max_keepalive_connections=50)
 
 
 @dataclass
 class _LoopClients:
-    http: httpx2.AsyncClient
+    http: dict[str | None, httpx2.AsyncClient] = field(default_factory=dict)
     openai: dict[tuple[str | None, str, float], openai.AsyncOpenAI] = field(default_factory=dict)
     anthropic: dict[tuple[str | None, str, float], anthropic.AsyncAnthropic] = field(
         default_factory=dict
@@ -45,7 +55,8 @@ class _LoopClients:
 class SdkDrivers:
     """The factory of ``openai``, ``openai_completions`` and ``anthropic`` drivers."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: EgressGuard) -> None:
+        self._guard = guard
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
             weakref.WeakKeyDictionary()
         )
@@ -86,7 +97,7 @@ class SdkDrivers:
                 base_url=endpoint.base_url,
                 timeout=timeout,
                 max_retries=0,
-                http_client=clients.http,
+                http_client=self._http(clients, endpoint.base_url),
             )
             clients.openai[key] = client
         return client
@@ -103,29 +114,37 @@ class SdkDrivers:
                 base_url=endpoint.base_url,
                 timeout=timeout,
                 max_retries=0,
-                http_client=clients.http,
+                http_client=self._http(clients, endpoint.base_url),
             )
             clients.anthropic[key] = client
         return client
 
     async def aclose(self) -> None:
-        """Close the HTTP client of the running loop (others go with their loops)."""
+        """Close the HTTP clients of the running loop (others go with their loops)."""
         loop = asyncio.get_running_loop()
         clients = self._by_loop.pop(loop, None)
         if clients is not None:
-            await clients.http.aclose()
+            for http in clients.http.values():
+                await http.aclose()
 
     def _clients(self) -> _LoopClients:
         loop = asyncio.get_running_loop()
         clients = self._by_loop.get(loop)
         if clients is None:
-            http = httpx2.AsyncClient(
-                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
-                follow_redirects=False,
-            )
-            clients = _LoopClients(http)
+            clients = _LoopClients()
             self._by_loop[loop] = clients
         return clients
+
+    def _http(self, clients: _LoopClients, base_url: str | None) -> httpx2.AsyncClient:
+        """The guarded HTTP client of ``base_url`` in this loop, made on first use."""
+        http = clients.http.get(base_url)
+        if http is None:
+            access = _endpoint_access(base_url)
+            http = guarded_httpx2_client(
+                self._guard, access, limits=_LIMITS, follow_redirects=False
+            )
+            clients.http[base_url] = http
+        return http
 
 
 def load_sdks() -> None:
@@ -133,6 +152,15 @@ def load_sdks() -> None:
     import everloop.llm.anthropic
     import everloop.llm.openai_chat
     import everloop.llm.openai_responses  # noqa: F401
+
+
+def _endpoint_access(base_url: str | None) -> NetworkAccess:
+    """What a provider's requests may reach: the origin of its base URL (which names the host,
+    so an operator-allowed internal address can be used), or any public host without one."""
+    if base_url is None:
+        return OPEN_NETWORK
+    parts = urlsplit(base_url)
+    return NetworkAccess.from_json({"allowed": [f"{parts.scheme}://{parts.netloc}/"]})
 
 
 def _digest(api_key: str | None) -> str:

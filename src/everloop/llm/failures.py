@@ -12,6 +12,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 
+from everloop.errors import EgressDenied
 from everloop.llm.base import ModelCallError
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -64,6 +65,21 @@ def timeout_error(provider: str) -> ModelCallError:
 
 def connection_error(provider: str, detail: str) -> ModelCallError:
     return ModelCallError(f"could not reach {provider}: {detail}", retryable=True)
+
+
+def egress_error(provider: str, exc: EgressDenied) -> ModelCallError:
+    """The egress guard refused the provider's URL: permanent, as trying again changes neither
+    the operator's policy nor the URL."""
+    return ModelCallError(f"could not reach {provider}: {exc.summary}", retryable=False)
+
+
+def unreachable_error(provider: str, cause: BaseException) -> ModelCallError:
+    """A request that got no answer, from the SDK's connection error and its ``cause``: the
+    guard's refusal (the anthropic SDK wraps it, the openai SDK lets it through) is permanent,
+    any other failure to connect retryable."""
+    if isinstance(cause, EgressDenied):
+        return egress_error(provider, cause)
+    return connection_error(provider, type(cause).__name__)
 
 
 def _bounded(seconds: float) -> float | None:

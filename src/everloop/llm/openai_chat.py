@@ -19,6 +19,7 @@ import openai
 
 from everloop.domain.messages import ImagePart, Message, TextPart, ToolCallPart
 from everloop.domain.usage import TokenUsage
+from everloop.errors import EgressDenied
 from everloop.llm.base import (
     Completed,
     FinishReason,
@@ -126,7 +127,7 @@ class OpenAIChatDriver:
                                 pending.arguments += call.function.arguments or ""
                         if choice.finish_reason is not None:
                             finish = _FINISH.get(choice.finish_reason, "other")
-        except (openai.OpenAIError, httpx2.TransportError) as exc:
+        except (openai.OpenAIError, httpx2.TransportError, EgressDenied) as exc:
             raise openai_call_error(exc, self._provider) from exc
         tool_calls = tuple(
             ToolCallPart(id=p.call_id, name=p.name, arguments=parse_tool_arguments(p.arguments))

@@ -5,17 +5,26 @@ from __future__ import annotations
 import httpx2
 import openai
 
+from everloop.errors import EgressDenied
 from everloop.llm.base import ModelCallError
-from everloop.llm.failures import connection_error, status_error, timeout_error
+from everloop.llm.failures import (
+    connection_error,
+    egress_error,
+    status_error,
+    timeout_error,
+    unreachable_error,
+)
 
 
 def openai_call_error(
-    exc: openai.OpenAIError | httpx2.TransportError, provider: str = "openai"
+    exc: openai.OpenAIError | httpx2.TransportError | EgressDenied, provider: str = "openai"
 ) -> ModelCallError:
     """429/5xx/timeouts/connection failures are retryable (with Retry-After); other errors not.
 
     ``httpx2`` transport errors are those raised while a stream is being read (the SDK wraps
     only the ones raised before the response starts)."""
+    if isinstance(exc, EgressDenied):
+        return egress_error(provider, exc)
     if isinstance(exc, httpx2.TimeoutException):
         return timeout_error(provider)
     if isinstance(exc, httpx2.TransportError):
@@ -23,7 +32,7 @@ def openai_call_error(
     if isinstance(exc, openai.APITimeoutError):
         return timeout_error(provider)
     if isinstance(exc, openai.APIConnectionError):
-        return connection_error(provider, type(exc.__cause__ or exc).__name__)
+        return unreachable_error(provider, exc.__cause__ or exc)
     if isinstance(exc, openai.APIStatusError):
         return status_error(provider, exc.status_code, _detail(exc), exc.response.headers)
     if isinstance(exc, openai.APIError):

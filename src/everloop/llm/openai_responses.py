@@ -18,6 +18,7 @@ import openai
 
 from everloop.domain.messages import ImagePart, Message, TextPart, ToolCallPart
 from everloop.domain.usage import TokenUsage
+from everloop.errors import EgressDenied
 from everloop.llm.base import (
     Completed,
     FinishReason,
@@ -129,7 +130,7 @@ class OpenAIResponsesDriver:
                             )
                         case _:
                             pass
-        except (openai.OpenAIError, httpx2.TransportError) as exc:
+        except (openai.OpenAIError, httpx2.TransportError, EgressDenied) as exc:
             raise openai_call_error(exc, self._provider) from exc
         tool_calls = tuple(calls.values())
         if tool_calls:
