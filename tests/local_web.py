@@ -2,8 +2,9 @@
 in a thread).
 
 Routes: ``/`` an HTML page, ``/text`` plain text, ``/binary`` a PNG-typed body, ``/big`` 1 MiB of
-text, ``/redirect?to=URL`` a 302 to URL, ``/loop`` a redirect to itself. Every request's path is
-recorded in ``requests``.
+text, ``/redirect?to=URL`` a 302 to URL, ``/loop`` a redirect to itself, ``/held`` plain text, but
+the first request to it is answered only once ``release`` is set (``entered`` says it arrived).
+Every request's path is recorded in ``requests``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class _Server6(ThreadingHTTPServer):
 class LocalWeb:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[str] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
         web = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +64,12 @@ class LocalWeb:
                     self._redirect(target)
                 elif parts.path == "/loop":
                     self._redirect("/loop")
+                elif parts.path == "/held":
+                    first = not web.entered.is_set()
+                    web.entered.set()
+                    if first:
+                        web.release.wait(timeout=30)
+                    self._send(200, "text/plain", b"held words")
                 else:
                     self._send(404, "text/plain", b"not found")
 
@@ -71,11 +80,14 @@ class LocalWeb:
                 self.end_headers()
 
             def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a test killed it mid-request)
 
         server_class = _Server6 if ":" in host else ThreadingHTTPServer
         self._server = server_class((host, 0), Handler)
@@ -96,6 +108,7 @@ class LocalWeb:
         _value: BaseException | None,
         _tb: TracebackType | None,
     ) -> None:
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -1,7 +1,8 @@
 """A real MCP server (the ``mcp`` SDK's ``MCPServer`` over streamable HTTP) for tests.
 
-Tools: ``add`` (arguments), ``fail`` (always an error), ``slow_write`` (sleeps, not idempotent),
-``slow_read`` (sleeps, declares ``idempotentHint``). Every request must carry
+Tools: ``add`` (arguments), ``fail`` (always an error), ``slow_write`` (slow, not idempotent),
+``slow_read`` (slow, declares ``idempotentHint``). A slow tool takes ``slow_seconds`` unless
+``release`` is set first; ``entered`` is set when one starts. Every request must carry
 ``Authorization: Bearer <token>``; ``calls`` counts tool invocations by name. Runs on 127.0.0.1
 in a background thread and can be stopped and started again on the same port.
 """
@@ -38,8 +39,14 @@ class _RequireToken:
         await self._app(scope, receive, send)
 
 
-def build_server(calls: Counter[str], slow_seconds: float) -> MCPServer:
+def build_server(
+    calls: Counter[str], slow_seconds: float, entered: threading.Event, release: threading.Event
+) -> MCPServer:
     server = MCPServer("everloop-test")
+
+    async def slowly() -> None:
+        entered.set()
+        await asyncio.to_thread(release.wait, slow_seconds)
 
     @server.tool(description="Add two integers.")
     def add(a: int, b: int) -> int:
@@ -54,7 +61,7 @@ def build_server(calls: Counter[str], slow_seconds: float) -> MCPServer:
     @server.tool(description="Writes slowly (not idempotent).")
     async def slow_write(text: str) -> str:
         calls["slow_write"] += 1
-        await asyncio.sleep(slow_seconds)
+        await slowly()
         calls["slow_write_done"] += 1
         return f"wrote {text}"
 
@@ -64,7 +71,7 @@ def build_server(calls: Counter[str], slow_seconds: float) -> MCPServer:
     )
     async def slow_read(key: str) -> str:
         calls["slow_read"] += 1
-        await asyncio.sleep(slow_seconds)
+        await slowly()
         calls["slow_read_done"] += 1
         return f"read {key}"
 
@@ -84,6 +91,8 @@ class McpTestServer:
         self.port = free_port()
         self.token = token
         self.calls: Counter[str] = Counter()
+        self.entered = threading.Event()
+        self.release = threading.Event()
         self._slow = slow_seconds
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -97,7 +106,9 @@ class McpTestServer:
         return {"Authorization": f"Bearer {self.token}"}
 
     def start(self) -> None:
-        app = _RequireToken(build_server(self.calls, self._slow).streamable_http_app(), self.token)
+        self.release.clear()
+        server = build_server(self.calls, self._slow, self.entered, self.release)
+        app = _RequireToken(server.streamable_http_app(), self.token)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
@@ -112,6 +123,7 @@ class McpTestServer:
 
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
+            self.release.set()  # no slow call keeps the server from stopping
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from everloop.bootstrap import Services
 from everloop.cli.main import app
 from everloop.config import Settings
 
@@ -29,3 +31,23 @@ def test_cli_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("serve", "token"):
         assert command in result.output
+
+
+def test_every_built_in_tool_has_its_side_effect_class_in_the_architecture_table(
+    services: Services,
+) -> None:
+    """docs/architecture.md, "Tool calls after a crash", names each tool with its class."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("### Tool calls after a crash", 1)[1].split("\n### ", 1)[0]
+    documented: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = row.split("|")
+        if len(cells) > 3 and cells[2].strip().startswith("`"):
+            for name in re.findall(r"`([a-z_]+)`", cells[1]):
+                documented[name] = cells[2].strip().strip("`")
+    declared = {
+        tool.name: str(tool.side_effect)
+        for capability in services.capabilities.all()
+        for tool in capability.tools
+    }
+    assert documented == declared

@@ -10,10 +10,12 @@ from everloop.capabilities.base import (
     Capability,
     CapabilityError,
     CapabilityRegistry,
+    SideEffect,
     Tool,
     ToolContext,
     ToolError,
     execute_tool_call,
+    side_effect_of,
     tool_spec,
     tools_by_name,
     validate_arguments,
@@ -136,6 +138,12 @@ class _Echo:
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         return {"arguments": arguments, "tool_call_id": context.tool_call_id}
+
+
+def test_side_effect_classes_of_no_tool_and_of_a_tool_that_declares_none() -> None:
+    assert side_effect_of(None) is SideEffect.PURE  # an unknown tool name: nothing runs
+    assert side_effect_of(_Echo()) is SideEffect.AT_MOST_ONCE  # never repeated after a crash
+    assert side_effect_of(GetCurrentTime(clock=lambda: NOW)) is SideEffect.PURE
 
 
 def _cap(capability_id: str, *deps: str, tools: tuple[Tool, ...] = ()) -> Capability:

@@ -14,10 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from mcp.types import ToolAnnotations
 from tests.conftest import Api
 from tests.engine.conftest import new_session, send, wait_turns_ended
 from tests.mcp_test_server import McpTestServer
 
+from everloop.capabilities.base import SideEffect
+from everloop.capabilities.mcp import side_effect_of_hints
 from everloop.config import Settings
 from everloop.domain.mcp import tool_name
 
@@ -66,6 +69,14 @@ async def completed_tools(api: Api, session_id: str, turns: int = 1) -> list[dic
     found = await wait_turns_ended(api, session_id, turns)
     assert [e["type"] for e in found].count("turn.completed") == turns, found
     return [e["data"] for e in found if e["type"] == "tool.completed"]
+
+
+def test_only_a_tool_that_says_so_is_safe_to_repeat() -> None:
+    assert side_effect_of_hints(None) is SideEffect.AT_MOST_ONCE
+    assert side_effect_of_hints(ToolAnnotations()) is SideEffect.AT_MOST_ONCE
+    assert side_effect_of_hints(ToolAnnotations(destructiveHint=False)) is SideEffect.AT_MOST_ONCE
+    assert side_effect_of_hints(ToolAnnotations(readOnlyHint=True)) is SideEffect.IDEMPOTENT
+    assert side_effect_of_hints(ToolAnnotations(idempotentHint=True)) is SideEffect.IDEMPOTENT
 
 
 def test_tool_names_are_sanitized_and_bounded() -> None:

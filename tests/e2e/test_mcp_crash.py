@@ -1,18 +1,20 @@
-"""``kill -9`` of everloop during a slow MCP call: a completed call is never repeated; an
-interrupted one is repeated only when the tool declares ``idempotentHint``, otherwise the model
-gets an error saying the outcome is unknown.
+"""``kill -9`` of everloop during a slow outside call, counted by the server it reaches: an
+interrupted call is repeated only when its tool is safe to repeat (an MCP tool declaring
+``idempotentHint``, a ``web_fetch`` GET), and then recorded once; otherwise it is never repeated
+and is settled ``in_doubt``: the model and the log are told its outcome is unknown.
 
-The MCP server is on loopback: the everloop server allows ``127.0.0.0/8`` as its operator would
+The servers are on loopback: the everloop server allows ``127.0.0.0/8`` as its operator would
 (``EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS``) and every session names it in ``network_access``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Api, Server
+from tests.local_web import LocalWeb
 from tests.mcp_test_server import McpTestServer
 
 pytestmark = pytest.mark.slow
@@ -25,20 +27,16 @@ def server(start_server: Callable[..., Server]) -> Server:
 
 @pytest.fixture
 def mcp_server() -> Iterator[McpTestServer]:
-    server = McpTestServer(slow_seconds=3.0)
+    # Slow calls last until released: the kill always lands while one is in flight.
+    server = McpTestServer(slow_seconds=30.0)
     server.start()
     yield server
     server.stop()
 
 
-def wait_until(check: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def run_interrupted(server: Server, api: Api, mcp: McpTestServer, tool: str) -> dict[str, object]:
+def run_interrupted(
+    server: Server, api: Api, mcp: McpTestServer, tool: str
+) -> list[dict[str, Any]]:
     script = {
         "response": {"type": "echo"},
         "tool_calls": [{"when": "go", "name": f"mcp_remote__{tool}", "arguments": {}}],
@@ -51,25 +49,59 @@ def run_interrupted(server: Server, api: Api, mcp: McpTestServer, tool: str) -> 
         network_access={"allowed": [f"http://127.0.0.1:{mcp.port}/"]},
     )
     api.post_message(session_id, "go")
-    wait_until(lambda: mcp.calls[tool] == 1, f"{tool} to start")
+    assert mcp.entered.wait(30), f"{tool} never started"
     server.kill9()
+    mcp.release.set()  # the killed call may finish now; a repeated one answers at once
     api.close()
     server.restart()
-    found = api.wait_type(session_id, "turn.completed", timeout=60)
-    (done,) = [e["data"] for e in found if e["type"] == "tool.completed"]
-    return dict(done)
+    return api.wait_type(session_id, "turn.completed", timeout=60)
+
+
+def of_type(found: list[dict[str, Any]], event_type: str) -> list[dict[str, Any]]:
+    return [e["data"] for e in found if e["type"] == event_type]
 
 
 def test_non_idempotent_call_is_not_repeated(
     server: Server, api: Api, mcp_server: McpTestServer
 ) -> None:
-    done = run_interrupted(server, api, mcp_server, "slow_write")
-    assert done["success"] is False
-    assert "outcome is unknown" in str(done["error"])
+    found = run_interrupted(server, api, mcp_server, "slow_write")
+    (done,) = of_type(found, "tool.completed")
+    assert done["success"] is False and done["status"] == "error"
+    assert done["error_kind"] == "in_doubt"
+    assert "in doubt" in str(done["error"])
+    (repaired,) = of_type(found, "transcript.repaired")
+    assert repaired["tool_call_id"] == done["tool_call_id"]
     assert mcp_server.calls["slow_write"] == 1
 
 
 def test_idempotent_call_is_retried(server: Server, api: Api, mcp_server: McpTestServer) -> None:
-    done = run_interrupted(server, api, mcp_server, "slow_read")
+    found = run_interrupted(server, api, mcp_server, "slow_read")
+    (done,) = of_type(found, "tool.completed")
     assert done["success"] is True, done
+    assert of_type(found, "transcript.repaired") == []
     assert mcp_server.calls["slow_read"] == 2
+
+
+def test_an_interrupted_fetch_is_repeated_and_recorded_once(server: Server, api: Api) -> None:
+    with LocalWeb() as web:
+        script = {
+            "response": {"type": "echo"},
+            "tool_calls": [
+                {"when": "go", "name": "web_fetch", "arguments": {"url": web.url + "/held"}}
+            ],
+        }
+        session_id = api.create_session(
+            api.llmsim_model(script),
+            capabilities=[{"ref": "web_fetch"}],
+            network_access={"allowed": [f"{web.url}/"]},
+        )
+        api.post_message(session_id, "go")
+        assert web.entered.wait(30), "the fetch never arrived"
+        server.kill9()
+        web.release.set()
+        api.close()
+        server.restart()
+        found = api.wait_type(session_id, "turn.completed", timeout=60)
+    assert web.requests == ["/held", "/held"]
+    (done,) = of_type(found, "tool.completed")
+    assert done["success"] is True, done

@@ -118,9 +118,21 @@ def test_act_and_tool_payloads() -> None:
     assert completed["status"] == "success"
     assert completed["result"] == [{"type": "text", "text": '{"result":3}'}]
     assert completed["error"] is None
+    assert completed["error_kind"] is None
     failed = events.tool_completed(tool_call=CALL, result=bad, duration_ms=1)
     assert (failed["success"], failed["status"], failed["result"]) == (False, "error", None)
     assert failed["error"] == "division by zero"
+    assert failed["error_kind"] is None
+    unknown = ToolResultPart("call_1", "add", error="in doubt: ...")
+    in_doubt = events.tool_completed(
+        tool_call=CALL, result=unknown, duration_ms=0, error_kind="in_doubt"
+    )
+    assert (in_doubt["status"], in_doubt["error_kind"]) == ("error", "in_doubt")
+    assert events.transcript_repaired(tool_call=CALL) == {
+        "tool_call_id": "call_1",
+        "tool_name": "add",
+        "action": "synthesize",
+    }
     text = events.tool_completed(
         tool_call=CALL, result=ToolResultPart("c", result="plain"), duration_ms=None
     )

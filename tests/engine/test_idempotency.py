@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from tests.api.conftest import add_user_to_org, make_org
 from tests.conftest import Api
 from tests.engine.conftest import events, new_session, types_of, wait_turns_ended
 
@@ -73,6 +74,47 @@ async def test_a_duplicate_while_the_first_is_in_flight_is_a_conflict(engine: Ap
     assert types_of(await events(engine, sid)).count("input.message") == 1
 
 
-async def test_keys_are_per_caller_scope_and_validated(engine: Api) -> None:
+async def test_keys_are_per_caller_scope(engine: Api) -> None:
+    """A key is the caller's own (organization and principal): another caller using the same
+    key gets a result of its own, never the first caller's; the same caller, even through
+    another of its tokens, gets the first result again."""
+    body = {"title": "scoped"}
+    mine = await post(engine, "/v1/sessions", body, "shared-key")
+    assert mine.status_code == 201, mine.text
+
+    my_other_token = await engine.services.auth.create_token("second")
+    again = await engine.client.post(
+        "/v1/sessions",
+        json=body,
+        headers={"Idempotency-Key": "shared-key", "Authorization": f"Bearer {my_other_token}"},
+    )
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == mine.json()["id"]
+
+    # Another user, a member of another organization and of this one (picked by X-Org-Id).
+    other_org, user_id, _, token = await make_org(engine)
+    await add_user_to_org(engine, engine.org_id, user_id)
+    created: dict[str, str] = {}
+    for org_id in (other_org, engine.org_id):
+        theirs = await engine.client.post(
+            "/v1/sessions",
+            json=body,
+            headers={
+                "Idempotency-Key": "shared-key",
+                "Authorization": f"Bearer {token}",
+                "X-Org-Id": org_id,
+            },
+        )
+        assert theirs.status_code == 201, theirs.text
+        assert "Idempotent-Replayed" not in theirs.headers
+        assert theirs.json()["organization_id"] == org_id
+        created[org_id] = theirs.json()["id"]
+    assert len({mine.json()["id"], *created.values()}) == 3
+    listed = (await engine.client.get("/v1/sessions", params={"search": "scoped"})).json()
+    assert listed["total"] == 2  # this organization: mine and the other user's
+
+
+async def test_a_key_that_is_too_long_is_refused(engine: Api) -> None:
     too_long = await post(engine, "/v1/sessions", {}, "x" * 300)
     assert too_long.status_code == 422
+    assert too_long.json()["error"]["field"] == "Idempotency-Key"

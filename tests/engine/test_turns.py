@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from tests.engine.conftest import (
     wait_turns_ended,
 )
 
-from everloop.capabilities.base import Capability, ToolContext
+from everloop.capabilities.base import Capability, SideEffect, ToolContext
 from everloop.domain.messages import JsonObject, JsonValue
 
 pytestmark = pytest.mark.timeout(60)
@@ -82,11 +83,14 @@ async def test_one_tool_call_runs_and_its_result_reaches_the_model(engine: Api) 
 
 @dataclass
 class Rendezvous:
-    """A tool that waits for ``expected`` concurrent callers (bounded), recording concurrency."""
+    """A tool whose calls wait up to ``patience`` seconds for ``expected`` calls to be inside
+    at once, recording the most that were: calls that may overlap always do within the wait,
+    calls that must not overlap cannot be missed overlapping (each one waits for the other)."""
 
     expected: int
-    wait: bool
+    patience: float
     name: str = "meet"
+    side_effect: SideEffect = SideEffect.PURE
     description: str = "Meet the other calls."
     parameters: JsonObject = field(
         default_factory=lambda: {"type": "object", "properties": {"tag": {"type": "string"}}}
@@ -101,12 +105,9 @@ class Rendezvous:
         if self.inside >= self.expected:
             self.arrived.set()
         try:
-            if self.wait:
-                async with asyncio.timeout(10):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.patience):
                     await self.arrived.wait()
-            else:
-                for _ in range(5):
-                    await asyncio.sleep(0)
         finally:
             self.inside -= 1
         return {"tag": arguments.get("tag")}
@@ -126,7 +127,7 @@ _TWO_CALLS = {
 
 
 async def test_parallel_tool_calls_run_concurrently(engine: Api) -> None:
-    tool = Rendezvous(expected=2, wait=True)
+    tool = Rendezvous(expected=2, patience=10.0)
     engine.services.capabilities.register(_meet_capability(tool))
     sid = await new_session(engine, _TWO_CALLS, capabilities=[{"ref": "meet"}])
     await send(engine, sid, "go")
@@ -140,7 +141,8 @@ async def test_parallel_tool_calls_run_concurrently(engine: Api) -> None:
 
 
 async def test_tool_calls_run_one_at_a_time_when_parallel_is_off(engine: Api) -> None:
-    tool = Rendezvous(expected=2, wait=False)
+    # The first call waits (a bounded while) for the second: run in parallel, it would come.
+    tool = Rendezvous(expected=2, patience=1.0)
     engine.services.capabilities.register(_meet_capability(tool))
     sid = await new_session(
         engine, _TWO_CALLS, capabilities=[{"ref": "meet"}], parallel_tool_calls=False

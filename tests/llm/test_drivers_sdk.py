@@ -7,7 +7,6 @@ on 127.0.0.1, reached through the egress guard with loopback allowed as the oper
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 from collections.abc import AsyncIterator
@@ -202,13 +201,11 @@ async def test_a_timeout_is_retryable(
     llmsim: LlmSimServer, drivers: SdkDrivers, kind: SdkDriverKind, model: str
 ) -> None:
     driver = build(drivers, llmsim, kind, model=model, timeout_seconds=0.3)
-    started = asyncio.get_running_loop().time()
     with pytest.raises(ModelCallError) as raised:
         await run(driver, request(user("hello"), model=model))
     assert raised.value.retryable is True
     assert raised.value.status is None
     assert "in time" in raised.value.message
-    assert asyncio.get_running_loop().time() - started < 5
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -5,12 +5,17 @@ are registered explicitly (in ``bootstrap``) into a ``CapabilityRegistry``; noth
 itself on import. A tool failure is a value: ``ToolError`` raised by a tool, arguments that do
 not match its schema, or an unknown tool name all become a ``ToolResultPart`` with ``error`` set,
 which the loop feeds back to the model.
+
+Every tool declares its :class:`SideEffect` class, which decides what a re-run of its step after
+a crash may do (``engine.act``; the per-tool table is in docs/architecture.md, "Tool calls after
+a crash").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 import jsonschema
@@ -36,14 +41,39 @@ class CapabilityError(ValueError):
     """A capability set cannot be resolved: unknown id, duplicate id, cycle or tool clash."""
 
 
+class SideEffect(StrEnum):
+    """What running a tool call does outside the call itself, hence how often it may run.
+
+    A turn's step may run again after a crash (``engine.steps``); a call recorded before is
+    never run again. For a call that was running when the process died:
+
+    - ``PURE``: no effect at all (a clock, arithmetic, demo data): it simply runs again.
+    - ``TRANSACTIONAL``: only everloop's own database. The call runs inside the step
+      transaction that records it, so its writes and its record commit together or not at all:
+      exactly once.
+    - ``IDEMPOTENT``: an outside effect that is safe to repeat (an HTTP GET, an MCP tool that
+      declares ``readOnlyHint`` or ``idempotentHint``): it runs again, and is recorded once.
+    - ``AT_MOST_ONCE``: an outside effect that is not safe to repeat (an MCP tool without those
+      hints). The runner commits a start marker before the call; a call found started but not
+      recorded is never repeated: it is settled as ``in_doubt`` (outcome unknown) instead.
+
+    Like Everruns's ``SideEffectClass``, a tool that declares nothing is ``AT_MOST_ONCE``.
+    """
+
+    PURE = "pure"
+    TRANSACTIONAL = "transactional"
+    IDEMPOTENT = "idempotent"
+    AT_MOST_ONCE = "at_most_once"
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
     """Where a tool call runs; passed to every ``Tool.call``.
 
-    ``connection`` is set for *transactional* tools (a tool class with ``transactional = True``:
-    one that only touches everloop's own database). Such a tool runs inside the runner's step
-    transaction, so its writes commit atomically with its ``tool.completed`` event: exactly once,
-    even across crashes. A tool error rolls its writes back (a savepoint).
+    ``connection`` is set for ``SideEffect.TRANSACTIONAL`` tools (ones that only touch
+    everloop's own database). Such a tool runs inside the runner's step transaction, so its
+    writes commit atomically with its ``tool.completed`` event: exactly once, even across
+    crashes. A tool error rolls its writes back (a savepoint).
 
     ``network_access`` is the session's effective access list (harness, agent and session
     merged); tools that make outbound requests pass it to the egress guard.
@@ -59,10 +89,14 @@ class ToolContext:
 
 class Tool(Protocol):
     """A server-side tool. ``parameters`` is a JSON schema; arguments are validated against it
-    before ``call`` runs. ``call`` returns a JSON value or raises ``ToolError``."""
+    before ``call`` runs. ``call`` returns a JSON value or raises ``ToolError``. ``side_effect``
+    says whether a call may run again after a crash (see :class:`SideEffect`)."""
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def side_effect(self) -> SideEffect: ...
 
     @property
     def description(self) -> str: ...
@@ -155,16 +189,14 @@ async def execute_tool_call(
     return ToolResultPart(call.id, name=call.name, result=result)
 
 
-def is_transactional(tool: Tool | None) -> bool:
-    return bool(getattr(tool, "transactional", False))
-
-
-def is_at_most_once(tool: Tool | None) -> bool:
-    """Whether ``tool`` (one with ``at_most_once = True``, e.g. a remote tool not declared
-    idempotent) must never run twice for one call: the runner records that the call started
-    before making it, and a call found started but unrecorded after a crash is reported with
-    an unknown outcome instead of being repeated."""
-    return bool(getattr(tool, "at_most_once", False))
+def side_effect_of(tool: Tool | None) -> SideEffect:
+    """``tool``'s side-effect class. No tool (an unknown name) runs nothing: ``PURE``. A tool
+    object that does not declare one (the type checker requires it of ours) is treated
+    conservatively as ``AT_MOST_ONCE``."""
+    if tool is None:
+        return SideEffect.PURE
+    declared = getattr(tool, "side_effect", None)
+    return declared if isinstance(declared, SideEffect) else SideEffect.AT_MOST_ONCE
 
 
 class CapabilityRegistry:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 
 Clock = Callable[[], datetime]
@@ -23,6 +24,7 @@ class GetCurrentTime:
 
     clock: Clock = field(default=_utc_now, repr=False)
     name: str = "get_current_time"
+    side_effect: ClassVar[SideEffect] = SideEffect.PURE
     description: str = (
         "Get the current date and time. Optionally pass an IANA timezone name such as "
         "'Europe/Paris'; the default is UTC."

@@ -7,9 +7,9 @@ a file write commits together with its ``tool.completed`` event, exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.files import StoredFile, normalize_path
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
@@ -53,7 +53,7 @@ class _FileTool:
     errors the model reads."""
 
     limits: FileLimits = field(repr=False)
-    transactional: bool = field(default=True, init=False)
+    side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:

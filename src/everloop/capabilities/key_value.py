@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.services import session_storage
@@ -29,7 +29,7 @@ def _schema(properties: JsonObject, required: list[str]) -> JsonObject:
 
 @dataclass(frozen=True, slots=True)
 class _KvTool:
-    transactional: bool = field(default=True, init=False)
+    side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:

@@ -7,8 +7,9 @@ whenever the session's leases are read and by a periodic sweep) or when the sess
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.services import session_storage
@@ -40,7 +41,7 @@ class AcquireLease:
             "additionalProperties": False,
         }
     )
-    transactional: bool = field(default=True, init=False)
+    side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:
@@ -72,7 +73,7 @@ class ReleaseLease:
             "additionalProperties": False,
         }
     )
-    transactional: bool = field(default=True, init=False)
+    side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:

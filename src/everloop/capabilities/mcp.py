@@ -11,9 +11,10 @@ connects again (every operation opens its own connection, so there is no stale s
 Every connection goes through the egress guard (``egress.httpx2_client``): the session's network
 access, the SSRF rules and the operator's egress policy apply to the MCP URL, with DNS pinning.
 
-Durability: a tool that does not declare ``idempotentHint`` is ``at_most_once``; the runner
-records that such a call started before making it, and turns a call interrupted by a crash into
-an "outcome unknown" error instead of repeating it (``engine.runner``).
+Durability: a tool whose annotations declare ``readOnlyHint`` or ``idempotentHint`` is
+``SideEffect.IDEMPOTENT`` (a call interrupted by a crash runs again); any other is
+``SideEffect.AT_MOST_ONCE``: the runner commits that such a call started before making it, and
+settles a call interrupted by a crash as ``in_doubt`` instead of repeating it (``engine.act``).
 
 The ``mcp`` SDK loads on first use (a third of a second of imports), not with this module;
 ``everloop serve`` loads it in a thread after it starts (``load_sdk``).
@@ -27,11 +28,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 import httpx2
 
-from everloop.capabilities.base import Tool, ToolContext, ToolError
+from everloop.capabilities.base import SideEffect, Tool, ToolContext, ToolError
 from everloop.domain.mcp import McpServerSpec, scoped_specs, server_id_of_ref, tool_name
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.domain.network_access import NetworkAccess
@@ -42,7 +43,7 @@ from everloop.errors import EgressDenied
 
 if TYPE_CHECKING:
     from mcp import Client
-    from mcp.types import CallToolResult
+    from mcp.types import CallToolResult, ToolAnnotations
 
 log = logging.getLogger("everloop.mcp")
 _T = TypeVar("_T")
@@ -74,7 +75,15 @@ class RemoteTool:
     name: str
     description: str
     input_schema: JsonObject
-    idempotent: bool
+    side_effect: SideEffect
+
+
+def side_effect_of_hints(hints: ToolAnnotations | None) -> SideEffect:
+    """A remote tool is safe to repeat only when it says so: read-only, or idempotent (MCP
+    annotations are hints; a tool that gives none may change anything, once per call)."""
+    if hints is not None and (hints.read_only_hint or hints.idempotent_hint):
+        return SideEffect.IDEMPOTENT
+    return SideEffect.AT_MOST_ONCE
 
 
 class McpConnector:
@@ -96,13 +105,12 @@ class McpConnector:
             while True:
                 page = await client.list_tools(cursor=cursor)
                 for tool in page.tools:
-                    hints = tool.annotations
                     found.append(
                         RemoteTool(
                             name=tool.name,
                             description=tool.description or tool.title or "",
                             input_schema=dict(tool.input_schema) or dict(_ANY_OBJECT),
-                            idempotent=bool(hints and hints.idempotent_hint),
+                            side_effect=side_effect_of_hints(tool.annotations),
                         )
                     )
                 cursor = page.next_cursor
@@ -171,12 +179,7 @@ class McpTool:
     remote_name: str
     spec: McpServerSpec
     connector: McpConnector = field(repr=False)
-    idempotent: bool = False
-
-    @property
-    def at_most_once(self) -> bool:
-        """Not declared idempotent: after a crash mid-call, report the outcome as unknown."""
-        return not self.idempotent
+    side_effect: SideEffect = SideEffect.AT_MOST_ONCE
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         try:
@@ -201,6 +204,7 @@ class _UnreachableTool:
     server: str
     reason: str
     description: str = ""
+    side_effect: ClassVar[SideEffect] = SideEffect.PURE  # it only reports an error
     parameters: JsonObject = field(default_factory=lambda: dict(_ANY_OBJECT))
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
@@ -290,7 +294,7 @@ class McpToolset:
                     remote_name=remote.name,
                     spec=spec,
                     connector=self._connector,
-                    idempotent=remote.idempotent,
+                    side_effect=remote.side_effect,
                 )
         return found
 

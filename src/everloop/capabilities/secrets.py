@@ -10,8 +10,9 @@ memory. Events, logs, the database and the API see only the sealed form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.services.session_storage import SecretVault
@@ -35,7 +36,7 @@ class SecretGet:
             "additionalProperties": False,
         }
     )
-    transactional: bool = field(default=True, init=False)
+    side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:

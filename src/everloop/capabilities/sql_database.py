@@ -14,7 +14,7 @@ from typing import ClassVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.services.session_databases import SessionDatabaseService
@@ -45,7 +45,7 @@ class _SqlTool:
     description: str
     parameters: JsonObject
     operation: Operation = field(repr=False)
-    transactional: ClassVar[bool] = True
+    side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:

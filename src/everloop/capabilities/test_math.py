@@ -6,8 +6,9 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 
 _PARAMETERS: JsonObject = {
@@ -32,6 +33,7 @@ class ArithmeticTool:
     description: str
     operation: Callable[[float, float], float] = field(repr=False)
     parameters: JsonObject = field(default_factory=lambda: dict(_PARAMETERS))
+    side_effect: ClassVar[SideEffect] = SideEffect.PURE
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         a, b = arguments["a"], arguments["b"]

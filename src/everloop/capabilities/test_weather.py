@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 
 CONDITIONS = ("sunny", "partly cloudy", "cloudy", "light rain", "rain", "thunderstorms", "snow")
@@ -38,6 +39,7 @@ class GetWeather:
     """Tool ``get_weather``: ``{city} -> {city, temperature_c, conditions, ...}``."""
 
     name: str = "get_weather"
+    side_effect: ClassVar[SideEffect] = SideEffect.PURE
     description: str = "Get the current weather for a city (demo data: deterministic, not real)."
     parameters: JsonObject = field(
         default_factory=lambda: {

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from bs4 import BeautifulSoup
 from markdownify import MarkdownConverter
 
-from everloop.capabilities.base import Capability, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.egress import EgressGuard, FetchResult
 from everloop.errors import EgressDenied
@@ -67,6 +68,8 @@ class WebFetch:
     max_bytes: int = 2 * 1024 * 1024
     max_chars: int = 50_000
     name: str = "web_fetch"
+    # It only sends GETs: repeating one after a crash mid-fetch is safe.
+    side_effect: ClassVar[SideEffect] = SideEffect.IDEMPOTENT
     description: str = (
         "Fetch a web page or text document over HTTP(S) and return its content as readable "
         "text (HTML is converted to Markdown). Only public addresses (and internal ones the "

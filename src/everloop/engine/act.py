@@ -1,10 +1,17 @@
 """The act phase: run one server-side tool call and record its ``tool.completed``.
 
-A tool that only touches our database (``transactional``) runs inside the recording
-transaction, under a savepoint: its writes and its record commit together, exactly once. Any
-other tool runs before the transaction; an ``at_most_once`` tool first commits a start marker,
-so a crash between the call and its record is reported to the model as "outcome unknown"
-instead of repeating a call that is not safe to repeat.
+What a re-run of this step may do after a crash depends on the tool's side-effect class
+(``capabilities.base.SideEffect``); a call whose record exists is never run again:
+
+- ``TRANSACTIONAL`` (database only): the call runs inside the recording transaction, under a
+  savepoint: its writes and its record commit together, exactly once.
+- ``PURE`` and ``IDEMPOTENT``: the call runs before the recording transaction; a call
+  interrupted by a crash simply runs again, and is recorded once.
+- ``AT_MOST_ONCE``: a start marker is committed before the call. A re-run that finds the
+  marker but no record does not call again: it settles the call as ``in_doubt`` (a
+  ``tool.completed`` error with ``error_kind: "in_doubt"``, after a ``transcript.repaired``
+  naming the call), so the model is told the outcome is unknown. A crash between the marker
+  and the request also reads as in doubt: at most once means never twice, not exactly once.
 """
 
 from __future__ import annotations
@@ -12,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import (
+    SideEffect,
     Tool,
     ToolContext,
     execute_tool_call,
-    is_at_most_once,
-    is_transactional,
+    side_effect_of,
 )
 from everloop.domain.event_log import NewEvent
 from everloop.domain.messages import ToolCallPart, ToolResultPart
@@ -47,11 +55,13 @@ from everloop.store.event_log import append_events
 
 log = logging.getLogger("everloop.engine")
 
-INTERRUPTED = (
-    "the call was interrupted (everloop restarted while it ran) and this tool is not "
-    "idempotent, so it was not repeated: its outcome is unknown. Check its effect before "
-    "calling it again."
+IN_DOUBT = (
+    "in doubt: everloop restarted while this call was running, and this tool is not safe to "
+    "repeat, so it was not run again. Whether it took effect is unknown: check its effect "
+    "before calling it again."
 )
+
+Write = Callable[[AsyncConnection], Awaitable[StepResult]]
 
 
 class ActPhase:
@@ -61,88 +71,145 @@ class ActPhase:
 
     async def run(self, context: TurnContext, call: ToolCallPart) -> ToolDone | Halted:
         """Run ``call`` (unless a run of this step recorded it before) and record it."""
-        session_id, turn_id = context.session_id, context.turn_id
         key = f"tool:{call.id}"
         try:
-            try:
-                tool = await self._env.tool(context, call.name)
-                # The session's effective network access, for tools that make outbound requests.
-                access = context.runtime.network_access if context.runtime else NetworkAccess(())
-            except EverloopError:
-                tool, access = None, NetworkAccess(allowed=())
+            tool, access = await self._tool(context, call)
+            side_effect = side_effect_of(tool)
             started = time.monotonic()
-            result: ToolResultPart | None = None
-            if not is_transactional(tool):
-                async with self._env.db.read() as conn:
-                    status = await turn_store.turn_status(conn, turn_id)
-                    # A re-run: the call may have been recorded already.
-                    done, recorded = (
-                        (False, None)
-                        if context.fresh
-                        else await turn_store.recorded_effect(conn, turn_id, key)
-                    )
-                if done:
-                    return _tool_done(decode(recorded, await self._env.history(context)))
-                if status != "running":  # no tool call for a turn cancelled meanwhile
-                    raise TurnHalted(status or "missing")
-                tool_context = ToolContext(
-                    session_id, context.org_id, turn_id, call.id, network_access=access
+            if side_effect is SideEffect.TRANSACTIONAL:
+                write = self._run_in_transaction(context, call, tool, access, started)
+            else:
+                recorded = await self._recorded(context, key)
+                if recorded is not None:
+                    return recorded
+                outcome, in_doubt = await self._run_outside(
+                    context, call, tool, access, side_effect
                 )
-                result = await self._interrupted(tool, call, turn_id) or await self._run_tool(
-                    tool, call, tool_context, turn_id
-                )
-
-            async def write(conn: AsyncConnection) -> StepResult:
-                outcome = result
-                if outcome is None:
-                    await require_running(conn, turn_id)
-                    # A database-only tool: its writes share this transaction.
-                    savepoint = await conn.begin_nested()
-                    tool_context = ToolContext(
-                        session_id,
-                        context.org_id,
-                        turn_id,
-                        call.id,
-                        connection=conn,
-                        network_access=access,
-                    )
-                    outcome = await self._run_tool(tool, call, tool_context, turn_id)
-                    if outcome.error is None:
-                        await savepoint.commit()
-                    else:
-                        await savepoint.rollback()
-                data = ev.tool_completed(
-                    tool_call=call, result=outcome, duration_ms=_ms_since(started)
-                )
-                ctx = event_context(turn_id, context.input_message_id)
-                # The tool ran before this transaction: the running check rides on the append.
-                completed = NewEvent("tool.completed", data, ctx)
-                await append_events(conn, session_id, [completed], guard=running(turn_id))
-                return ToolDone(outcome)
-
-            recorded_result, _ = await self._steps.run(context, key, write)
-            return _tool_done(recorded_result)
+                write = self._record(context, call, outcome, in_doubt, started)
+            result, _ = await self._steps.run(context, key, write)
+            return _tool_done(result)
         except TurnHalted as halted:
             return Halted(str(halted))
 
-    async def _interrupted(
-        self, tool: Tool | None, call: ToolCallPart, turn_id: str
-    ) -> ToolResultPart | None:
-        """For an ``at_most_once`` tool: record (committed) that this call starts and return
-        None; or, if an earlier run of this step already started it (a crash came between
-        the call and its recorded result), the error result saying the outcome is unknown."""
-        if not is_at_most_once(tool):
-            return None
+    async def _tool(
+        self, context: TurnContext, call: ToolCallPart
+    ) -> tuple[Tool | None, NetworkAccess]:
+        """The tool the model called (None if there is none) and the session's effective
+        network access, for tools that make outbound requests."""
+        try:
+            tool = await self._env.tool(context, call.name)
+        except EverloopError:
+            return None, NetworkAccess(allowed=())
+        return tool, context.runtime.network_access if context.runtime else NetworkAccess(())
+
+    async def _recorded(self, context: TurnContext, key: str) -> ToolDone | Halted | None:
+        """The result a run of this step recorded before, if any; ``TurnHalted`` if the turn
+        no longer runs (no tool call for a turn cancelled meanwhile)."""
+        async with self._env.db.read() as conn:
+            status = await turn_store.turn_status(conn, context.turn_id)
+            done, recorded = (
+                (False, None)
+                if context.fresh
+                else await turn_store.recorded_effect(conn, context.turn_id, key)
+            )
+        if done:
+            return _tool_done(decode(recorded, await self._env.history(context)))
+        if status != "running":
+            raise TurnHalted(status or "missing")
+        return None
+
+    async def _run_outside(
+        self,
+        context: TurnContext,
+        call: ToolCallPart,
+        tool: Tool | None,
+        access: NetworkAccess,
+        side_effect: SideEffect,
+    ) -> tuple[ToolResultPart, bool]:
+        """Run a call that is not part of the recording transaction; (its result, whether it
+        is in doubt: an earlier run started it and it must not run twice)."""
+        if side_effect is SideEffect.AT_MOST_ONCE and not await self._mark_started(
+            context.turn_id, call
+        ):
+            return ToolResultPart(call.id, call.name, None, IN_DOUBT), True
+        tool_context = ToolContext(
+            context.session_id, context.org_id, context.turn_id, call.id, network_access=access
+        )
+        return await self._run_tool(tool, call, tool_context, context.turn_id), False
+
+    async def _mark_started(self, turn_id: str, call: ToolCallPart) -> bool:
+        """Commit that ``call`` starts, before it does; False if a run of this step marked it
+        before (it may have had its effect), so it must not run again."""
         key = f"tool-start:{call.id}"
         try:
             async with self._env.db.write() as conn:
-                done, _ = await turn_store.recorded_effect(conn, turn_id, key)
-                if not done:
+                started, _ = await turn_store.recorded_effect(conn, turn_id, key)
+                if not started:
+                    await require_running(conn, turn_id)
                     await turn_store.record_effect(conn, turn_id, key, {"started_at": now()})
-                    return None
         except IntegrityError:
-            pass  # another run of this step recorded the start first
-        return ToolResultPart(call.id, call.name, None, INTERRUPTED)
+            return False  # a concurrent run of this step marked it first
+        return not started
+
+    def _run_in_transaction(
+        self,
+        context: TurnContext,
+        call: ToolCallPart,
+        tool: Tool | None,
+        access: NetworkAccess,
+        started: float,
+    ) -> Write:
+        """The step's write for a database-only tool: its writes share the transaction that
+        records it (under a savepoint, rolled back if the call fails)."""
+
+        async def write(conn: AsyncConnection) -> StepResult:
+            await require_running(conn, context.turn_id)
+            savepoint = await conn.begin_nested()
+            tool_context = ToolContext(
+                context.session_id,
+                context.org_id,
+                context.turn_id,
+                call.id,
+                connection=conn,
+                network_access=access,
+            )
+            outcome = await self._run_tool(tool, call, tool_context, context.turn_id)
+            if outcome.error is None:
+                await savepoint.commit()
+            else:
+                await savepoint.rollback()
+            return await self._record(context, call, outcome, False, started)(conn)
+
+        return write
+
+    def _record(
+        self,
+        context: TurnContext,
+        call: ToolCallPart,
+        outcome: ToolResultPart,
+        in_doubt: bool,
+        started: float,
+    ) -> Write:
+        """The step's write of a finished call: its ``tool.completed`` (an in-doubt call's
+        after the ``transcript.repaired`` that names it)."""
+
+        async def write(conn: AsyncConnection) -> StepResult:
+            ctx = event_context(context.turn_id, context.input_message_id)
+            data = ev.tool_completed(
+                tool_call=call,
+                result=outcome,
+                duration_ms=_ms_since(started),
+                error_kind="in_doubt" if in_doubt else None,
+            )
+            found = [NewEvent(ev.TOOL_COMPLETED, data, ctx)]
+            if in_doubt:
+                repaired = ev.transcript_repaired(tool_call=call)
+                found.insert(0, NewEvent(ev.TRANSCRIPT_REPAIRED, repaired, ctx))
+            # A call run before this transaction: the running check rides on the append.
+            await append_events(conn, context.session_id, found, guard=running(context.turn_id))
+            return ToolDone(outcome)
+
+        return write
 
     async def _run_tool(
         self, tool: Tool | None, call: ToolCallPart, context: ToolContext, turn_id: str

@@ -42,6 +42,7 @@ EventType = Literal[
     "session.started",
     "session.activated",
     "session.idled",
+    "transcript.repaired",
 ]
 
 EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
@@ -65,6 +66,7 @@ LLM_GENERATION: Final = "llm.generation"
 SESSION_STARTED: Final = "session.started"
 SESSION_ACTIVATED: Final = "session.activated"
 SESSION_IDLED: Final = "session.idled"
+TRANSCRIPT_REPAIRED: Final = "transcript.repaired"
 
 TERMINAL_TURN_EVENTS: Final[frozenset[EventType]] = frozenset(
     {TURN_COMPLETED, TURN_FAILED, TURN_CANCELLED}
@@ -73,6 +75,11 @@ TERMINAL_TURN_EVENTS: Final[frozenset[EventType]] = frozenset(
 PREVIEW_CHARS: Final = 200
 
 Phase = Literal["commentary", "final_answer"]
+
+# Why a tool call failed, when the message alone is not enough for a client to act on:
+# ``in_doubt``: it was interrupted by a crash, is not safe to repeat, and was not repeated, so
+# whether it took effect is unknown.
+ToolErrorKind = Literal["in_doubt"]
 
 
 def message_phase(message: Message) -> Phase:
@@ -246,9 +253,11 @@ def tool_completed(
     result: ToolResultPart,
     duration_ms: int | None,
     status: Literal["success", "error", "timeout", "cancelled"] | None = None,
+    error_kind: ToolErrorKind | None = None,
 ) -> JsonObject:
     """``result`` on the wire is a list of content parts: a JSON value travels as one text part
-    (strings as-is, anything else as compact JSON)."""
+    (strings as-is, anything else as compact JSON). ``error_kind`` (null unless set) classifies
+    an error (see ``ToolErrorKind``)."""
     succeeded = result.error is None
     content: JsonValue = None
     if succeeded:
@@ -262,8 +271,15 @@ def tool_completed(
         "narration": None,
         "result": content,
         "error": result.error,
+        "error_kind": error_kind,
         "duration_ms": duration_ms,
     }
+
+
+def transcript_repaired(*, tool_call: ToolCallPart) -> JsonObject:
+    """A synthetic result was settled for ``tool_call`` (Everruns ``TranscriptRepairedData``,
+    action ``synthesize``): the call was interrupted and could not be run again."""
+    return {"tool_call_id": tool_call.id, "tool_name": tool_call.name, "action": "synthesize"}
 
 
 def tool_call_requested(*, tool_calls: tuple[ToolCallPart, ...]) -> JsonObject:
