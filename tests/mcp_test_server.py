@@ -1,7 +1,8 @@
 """A real MCP server (the ``mcp`` SDK's ``MCPServer`` over streamable HTTP) for tests.
 
 Tools: ``add`` (arguments), ``fail`` (always an error), ``slow_write`` (sleeps, not idempotent),
-``slow_read`` (sleeps, declares ``idempotentHint``). Every request must carry
+``slow_read`` (sleeps, declares ``idempotentHint``), ``echo`` (returns its text, which it also
+appends to ``received``). Every request must carry
 ``Authorization: Bearer <token>``; ``calls`` counts tool invocations by name. Runs on 127.0.0.1
 in a background thread and can be stopped and started again on the same port.
 """
@@ -38,8 +39,14 @@ class _RequireToken:
         await self._app(scope, receive, send)
 
 
-def build_server(calls: Counter[str], slow_seconds: float) -> MCPServer:
+def build_server(calls: Counter[str], slow_seconds: float, received: list[str]) -> MCPServer:
     server = MCPServer("everloop-test")
+
+    @server.tool(description="Return the text given.")
+    def echo(text: str) -> str:
+        calls["echo"] += 1
+        received.append(text)
+        return f"got {text}"
 
     @server.tool(description="Add two integers.")
     def add(a: int, b: int) -> int:
@@ -84,6 +91,7 @@ class McpTestServer:
         self.port = free_port()
         self.token = token
         self.calls: Counter[str] = Counter()
+        self.received: list[str] = []
         self._slow = slow_seconds
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -97,7 +105,9 @@ class McpTestServer:
         return {"Authorization": f"Bearer {self.token}"}
 
     def start(self) -> None:
-        app = _RequireToken(build_server(self.calls, self._slow).streamable_http_app(), self.token)
+        app = _RequireToken(
+            build_server(self.calls, self._slow, self.received).streamable_http_app(), self.token
+        )
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )

@@ -236,6 +236,7 @@ def build_services(settings: Settings) -> Services:
     drivers = SdkDrivers()
     models = ModelService(db, model_store, providers, drivers)
     mcp_servers = McpServerService(db, SecretBox.from_settings(settings))
+    vault = SecretVault(SecretBox.from_settings(settings))
     mcp_tools = McpToolset(
         mcp_servers,
         McpConnector(
@@ -259,6 +260,7 @@ def build_services(settings: Settings) -> Services:
         ),
         assembler=assembler,
         remote_tools=mcp_tools,
+        secrets=vault,
     )
     # DBOS where processes share the work (PostgreSQL); turns as tasks of the one process on
     # the embedded default (see engine/local.py for why).
@@ -299,7 +301,6 @@ def build_services(settings: Settings) -> Services:
         blueprints=blueprints,
         file_limits=file_limits(settings),
     )
-    vault = SecretVault(SecretBox.from_settings(settings))
     fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
     turns = TurnService(db, sessions, engine, signals, fanout)
     return Services(

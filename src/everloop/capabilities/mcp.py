@@ -179,9 +179,12 @@ class McpTool:
         return not self.idempotent
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
+        # ``{{secret:NAME}}`` placeholders become values here, in what is sent, and nowhere else.
+        sent = context.resolve_secrets(arguments)
+        assert isinstance(sent, dict)
         try:
             result = await self.connector.call_tool(
-                self.spec, context.network_access, self.remote_name, arguments
+                self.spec, context.network_access, self.remote_name, sent
             )
         except McpUnavailable as exc:
             raise ToolError(

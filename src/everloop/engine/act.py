@@ -5,6 +5,10 @@ transaction, under a savepoint: its writes and its record commit together, exact
 other tool runs before the transaction; an ``at_most_once`` tool first commits a start marker,
 so a crash between the call and its record is reported to the model as "outcome unknown"
 instead of repeating a call that is not safe to repeat.
+
+A tool that calls out resolves the ``{{secret:NAME}}`` placeholders of what it sends through
+``ToolContext.resolve_secrets``; the values of the session's secrets are redacted from every
+tool result before it is recorded (``domain.secret_refs``).
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import (
+    SecretResolver,
     Tool,
     ToolContext,
+    ToolError,
     execute_tool_call,
     is_at_most_once,
     is_transactional,
 )
 from everloop.domain.event_log import NewEvent
-from everloop.domain.messages import ToolCallPart, ToolResultPart
+from everloop.domain.messages import JsonValue, ToolCallPart, ToolResultPart
 from everloop.domain.network_access import NetworkAccess
+from everloop.domain.secret_refs import Redactor, referenced_names, substitute
 from everloop.domain.timestamps import now
 from everloop.engine import events as ev
 from everloop.engine.context import TurnContext
@@ -81,15 +88,21 @@ class ActPhase:
                         if context.fresh
                         else await turn_store.recorded_effect(conn, turn_id, key)
                     )
+                    redactor = await self._env.redactor(context, conn)
                 if done:
                     return _tool_done(decode(recorded, await self._env.history(context)))
                 if status != "running":  # no tool call for a turn cancelled meanwhile
                     raise TurnHalted(status or "missing")
                 tool_context = ToolContext(
-                    session_id, context.org_id, turn_id, call.id, network_access=access
+                    session_id,
+                    context.org_id,
+                    turn_id,
+                    call.id,
+                    network_access=access,
+                    resolve_secrets=_resolver(redactor),
                 )
-                result = await self._interrupted(tool, call, turn_id) or await self._run_tool(
-                    tool, call, tool_context, turn_id
+                result = await self._interrupted(tool, call, turn_id) or _redacted(
+                    await self._run_tool(tool, call, tool_context, turn_id), redactor
                 )
 
             async def write(conn: AsyncConnection) -> StepResult:
@@ -98,6 +111,7 @@ class ActPhase:
                     await require_running(conn, turn_id)
                     # A database-only tool: its writes share this transaction.
                     savepoint = await conn.begin_nested()
+                    redactor = await self._env.redactor(context, conn)
                     tool_context = ToolContext(
                         session_id,
                         context.org_id,
@@ -105,8 +119,11 @@ class ActPhase:
                         call.id,
                         connection=conn,
                         network_access=access,
+                        resolve_secrets=_resolver(redactor),
                     )
-                    outcome = await self._run_tool(tool, call, tool_context, turn_id)
+                    outcome = _redacted(
+                        await self._run_tool(tool, call, tool_context, turn_id), redactor
+                    )
                     if outcome.error is None:
                         await savepoint.commit()
                     else:
@@ -157,6 +174,29 @@ class ActPhase:
             return ToolResultPart(
                 call.id, call.name, None, f"the tool failed unexpectedly: {type(exc).__name__}"
             )
+
+
+def _resolver(redactor: Redactor) -> SecretResolver:
+    """Resolves the ``{{secret:NAME}}`` placeholders of a value with the session's secrets."""
+
+    def resolve(value: JsonValue) -> JsonValue:
+        missing = referenced_names(value) - redactor.secrets.keys()
+        if missing:
+            raise ToolError(
+                f"unknown secret {', '.join(sorted(missing))}: this session has no secret of "
+                "that name (set it with PUT /v1/sessions/{id}/storage/secrets)"
+            )
+        return substitute(value, redactor.secrets)
+
+    return resolve
+
+
+def _redacted(part: ToolResultPart, redactor: Redactor) -> ToolResultPart:
+    """The result with the session's secret values redacted (a server may echo what it got)."""
+    if not redactor:
+        return part
+    error = redactor.text(part.error) if part.error is not None else None
+    return ToolResultPart(part.tool_call_id, part.name, redactor.json(part.result), error)
 
 
 def _tool_done(result: StepResult) -> ToolDone | Halted:
