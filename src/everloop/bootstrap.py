@@ -281,9 +281,9 @@ def build_services(settings: Settings) -> Services:
             executor_id=executor_id(settings), application_version=settings.application_version
         )
     auth = AuthService(db, store)
-    harnesses = HarnessService(db, store, models, capabilities)
+    harnesses = HarnessService(db, store, models, capabilities, mcp_servers.scoped)
     recorder = VersionRecorder(assembler)
-    agents = AgentService(db, store, harnesses, models, capabilities, recorder)
+    agents = AgentService(db, store, harnesses, models, capabilities, mcp_servers.scoped, recorder)
 
     def features_of(refs: Sequence[str]) -> tuple[str, ...]:
         found = {f for ref in refs if ref in capabilities for f in capabilities.get(ref).features}
@@ -300,6 +300,7 @@ def build_services(settings: Settings) -> Services:
         assembler=assembler,
         blueprints=blueprints,
         file_limits=file_limits(settings),
+        mcp_headers=mcp_servers.scoped,
     )
     fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
     turns = TurnService(db, sessions, engine, signals, fanout)
