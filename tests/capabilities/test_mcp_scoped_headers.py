@@ -4,18 +4,22 @@ keeps them, and the real MCP server on 127.0.0.1 still receives them."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, text, update
 from tests.conftest import POSTGRES_URL, Api
 from tests.engine.conftest import new_session, send, wait_turns_ended
 from tests.mcp_test_server import McpTestServer
 
-from everloop.store.tables import sessions
+from everloop.bootstrap_admin import header_sealer
+from everloop.store import migrate
+from everloop.store.tables import agent_versions, agents, sessions
 
 ADD = {
     "response": {"type": "echo"},
@@ -187,3 +191,47 @@ async def test_rows_stored_before_sealing_are_read_and_never_shown(
     assert session.json()["mcpServers"]["calc"]["header_names"] == ["Authorization"]
     assert await added(engine, sid)
     assert mcp_server.calls["add"] == 1
+
+
+async def test_the_migration_seals_values_stored_before(
+    engine: Api, mcp_server: McpTestServer
+) -> None:
+    api = engine
+    created = await api.client.post("/v1/agents", json={"name": "old-agent", "system_prompt": "a"})
+    aid = created.json()["id"]
+    sid = await new_session(api, ADD, agent_id=aid, network_access=allow(mcp_server))
+    plain = servers(mcp_server)
+    # What an older everloop wrote: plain header values in the rows and in the agent's version.
+    async with api.services.db.write() as conn:
+        for table, row_id in ((agents, aid), (sessions, sid)):
+            await conn.execute(update(table).where(table.c.id == row_id).values(mcp_servers=plain))
+        version = (
+            await conn.execute(select(agent_versions).where(agent_versions.c.agent_id == aid))
+        ).one()
+        config = {**version.authored_config, "mcp_servers": plain}
+        await conn.execute(
+            update(agent_versions)
+            .where(agent_versions.c.id == version.id)
+            .values(authored_config=config)
+        )
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0012_sessions_live'"))
+    settings = api.services.settings
+    await asyncio.to_thread(
+        migrate.upgrade, settings.app_database_url, seal_headers=header_sealer(settings)
+    )
+    async with api.services.db.read() as conn:
+        stored = [
+            json.dumps(r)
+            for r in (
+                await conn.scalar(select(agents.c.mcp_servers).where(agents.c.id == aid)),
+                await conn.scalar(select(sessions.c.mcp_servers).where(sessions.c.id == sid)),
+                await conn.scalar(
+                    select(agent_versions.c.authored_config).where(
+                        agent_versions.c.id == version.id
+                    )
+                ),
+            )
+        ]
+    assert all("headers_sealed" in s and mcp_server.token not in s for s in stored), stored
+    # Still sent: the session runs with the (now sealed) agent-layer server.
+    assert await added(api, sid)
