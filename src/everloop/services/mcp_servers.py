@@ -213,6 +213,13 @@ class McpServerService:
             values.update(self._sealed(org, server_id, check_headers(fields["headers"] or {})))
         async with self._db.write() as conn:
             current = await self._get(conn, org, server_id)
+            moved = values.get("url", current.url) != current.url
+            if moved and current.header_names and "headers" not in fields:
+                raise InvalidInput(
+                    "the URL changed: send the headers again (stored header values are kept "
+                    "only for the same URL; send {} for none)",
+                    field="headers",
+                )
             if "name" in values and values["name"] != current.name:
                 await self._check_name_free(conn, org, values["name"])
             if values:
