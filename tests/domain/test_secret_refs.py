@@ -41,9 +41,13 @@ def test_values_are_redacted_in_text_and_turned_into_placeholders_in_arguments()
     assert not Redactor({"PIN": "1234"})
 
 
+# Text around the values has no "-" (every value has one): any "-" shown came from a value.
+_AROUND = st.text(alphabet=st.characters(blacklist_characters="-"), max_size=30)
+
+
 @given(
-    prefix=st.text(max_size=30),
-    middle=st.text(max_size=30),
+    prefix=_AROUND,
+    middle=_AROUND,
     cuts=st.lists(st.integers(min_value=0, max_value=120), max_size=12),
 )
 def test_a_value_split_across_deltas_never_streams_out(
@@ -56,6 +60,5 @@ def test_a_value_split_across_deltas_never_streams_out(
     pieces.append(stream.finish())
     for end in range(1, len(pieces) + 1):  # at no moment has any part of a value gone out
         shown = "".join(pieces[:end])
-        assert "sk-abc123-secret" not in shown and "sk-abc1" not in shown
-        assert "tok-9f8e7d" not in shown and "tok-9" not in shown
+        assert "-" not in shown
     assert "".join(pieces) == stream.emitted == Redactor(SECRETS).text(text)
