@@ -1,8 +1,9 @@
 """A real MCP server (the ``mcp`` SDK's ``MCPServer`` over streamable HTTP) for tests.
 
 Tools: ``add`` (arguments), ``fail`` (always an error), ``slow_write`` (slow, not idempotent),
-``slow_read`` (slow, declares ``idempotentHint``). A slow tool takes ``slow_seconds`` unless
-``release`` is set first; ``entered`` is set when one starts. Every request must carry
+``slow_read`` (slow, declares ``idempotentHint``), ``echo`` (returns its text, which it also
+appends to ``received``). A slow tool takes ``slow_seconds`` unless ``release`` is set first;
+``entered`` is set when one starts. Every request must carry
 ``Authorization: Bearer <token>``; ``calls`` counts tool invocations by name. Runs on 127.0.0.1
 in a background thread and can be stopped and started again on the same port.
 """
@@ -40,9 +41,19 @@ class _RequireToken:
 
 
 def build_server(
-    calls: Counter[str], slow_seconds: float, entered: threading.Event, release: threading.Event
+    calls: Counter[str],
+    slow_seconds: float,
+    entered: threading.Event,
+    release: threading.Event,
+    received: list[str],
 ) -> MCPServer:
     server = MCPServer("everloop-test")
+
+    @server.tool(description="Return the text given.")
+    def echo(text: str) -> str:
+        calls["echo"] += 1
+        received.append(text)
+        return f"got {text}"
 
     async def slowly() -> None:
         entered.set()
@@ -93,6 +104,7 @@ class McpTestServer:
         self.calls: Counter[str] = Counter()
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.received: list[str] = []
         self._slow = slow_seconds
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -107,7 +119,7 @@ class McpTestServer:
 
     def start(self) -> None:
         self.release.clear()
-        server = build_server(self.calls, self._slow, self.entered, self.release)
+        server = build_server(self.calls, self._slow, self.entered, self.release, self.received)
         app = _RequireToken(server.streamable_http_app(), self.token)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"

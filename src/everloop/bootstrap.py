@@ -239,6 +239,7 @@ def build_services(settings: Settings) -> Services:
     drivers = SdkDrivers(egress)
     models = ModelService(db, model_store, providers, drivers)
     mcp_servers = McpServerService(db, SecretBox.from_settings(settings))
+    vault = SecretVault(SecretBox.from_settings(settings))
     mcp_tools = McpToolset(
         mcp_servers,
         McpConnector(
@@ -262,6 +263,7 @@ def build_services(settings: Settings) -> Services:
         ),
         assembler=assembler,
         remote_tools=mcp_tools,
+        secrets=vault,
     )
     # DBOS where processes share the work (PostgreSQL); turns as tasks of the one process on
     # the embedded default (see engine/local.py for why).
@@ -287,9 +289,9 @@ def build_services(settings: Settings) -> Services:
         revocations=revocation_marker(settings),
         failures=FailedAuthLimiter(settings.auth_failure_limit),
     )
-    harnesses = HarnessService(db, store, models, capabilities)
+    harnesses = HarnessService(db, store, models, capabilities, mcp_servers.scoped)
     recorder = VersionRecorder(assembler)
-    agents = AgentService(db, store, harnesses, models, capabilities, recorder)
+    agents = AgentService(db, store, harnesses, models, capabilities, mcp_servers.scoped, recorder)
 
     def features_of(refs: Sequence[str]) -> tuple[str, ...]:
         found = {f for ref in refs if ref in capabilities for f in capabilities.get(ref).features}
@@ -306,8 +308,8 @@ def build_services(settings: Settings) -> Services:
         assembler=assembler,
         blueprints=blueprints,
         file_limits=file_limits(settings),
+        mcp_headers=mcp_servers.scoped,
     )
-    vault = SecretVault(SecretBox.from_settings(settings))
     fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
     turns = TurnService(db, sessions, engine, signals, fanout)
     return Services(

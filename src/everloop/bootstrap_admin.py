@@ -9,6 +9,7 @@ the HTTP app that ``bootstrap.py`` wires for serving.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -25,7 +26,22 @@ from everloop.store.tokens import RevocationMarker
 def prepare_storage(settings: Settings) -> None:
     """Create the data dir and bring the app schema up to date (synchronous, before serving)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.app_database_url)
+    migrate.upgrade(settings.app_database_url, seal_headers=header_sealer(settings))
+
+
+def header_sealer(settings: Settings) -> migrate.HeaderSealer:
+    """Seals scoped MCP header values as ``services.mcp_servers.ScopedMcpHeaders`` does (the
+    key and ``cryptography`` load only if a migration has something to seal)."""
+
+    def seal(org_id: str, name: str, headers: dict[str, str]) -> str:
+        from everloop.crypto import SecretBox
+        from everloop.domain.mcp import scoped_headers_aad
+
+        return SecretBox.from_settings(settings).seal(
+            json.dumps(headers), scoped_headers_aad(org_id, name)
+        )
+
+    return seal
 
 
 def revocation_marker(settings: Settings) -> RevocationMarker:

@@ -45,6 +45,22 @@ async def test_crud_and_header_values_never_returned(api: Api) -> None:
     assert (await api.client.get(f"/v1/mcp-servers/{server_id}")).status_code == 404
 
 
+async def test_stored_headers_are_never_carried_to_another_url(api: Api) -> None:
+    server_id = (await create(api))["id"]
+    moved = await api.client.patch(
+        f"/v1/mcp-servers/{server_id}", json={"url": "https://attacker.example.com/mcp"}
+    )
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["error"]["field"] == "headers"
+    kept = (await api.client.get(f"/v1/mcp-servers/{server_id}")).json()
+    assert kept["url"] == SERVER["url"] and kept["header_names"] == ["Authorization", "X-Tenant"]
+    # The same URL (or new headers with the new one) is fine.
+    same = await api.client.patch(
+        f"/v1/mcp-servers/{server_id}", json={"url": SERVER["url"], "description": "d"}
+    )
+    assert same.status_code == 200, same.text
+
+
 async def test_header_values_are_encrypted_at_rest(api: Api) -> None:
     await create(api)
     async with api.services.db.read() as conn:

@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from tests.conftest import POSTGRES_URL, Api
-from tests.engine.conftest import events, new_session, send, wait_turns_ended
+from tests.engine.conftest import new_session, send, wait_turns_ended
 
-from everloop.capabilities.base import tools_by_name
-from everloop.capabilities.secrets import REDACTED
 from everloop.domain.timestamps import now
 from everloop.store import session_storage as storage
 from everloop.store.session_storage import Lease
@@ -184,24 +182,6 @@ async def test_key_value_tools_through_turns(engine: Api) -> None:
     assert _result(again)["found"] is False
 
 
-async def test_secret_get_gives_the_model_the_value(engine: Api) -> None:
-    api = engine
-    script = {
-        "response": {"type": "echo"},
-        "tool_calls": [_rule("secret", "secret_get", name="API_TOKEN")],
-    }
-    sid = await new_session(api, script, capabilities=[{"ref": "secrets"}])
-    stored = await api.client.put(
-        f"/v1/sessions/{sid}/storage/secrets", json={"secrets": {"API_TOKEN": PLAINTEXT}}
-    )
-    assert stored.json() == {"count": 1}
-    (completed,) = await _turn(api, sid, "use the secret", 1)
-    # The event holds the sealed form; the model (llmsim echoes tool results) got the value.
-    assert _result(completed)["value"] == REDACTED
-    answer = [e for e in await events(api, sid) if e["type"] == "output.message.completed"][-1]
-    assert PLAINTEXT in json.dumps(answer["data"]["message"])
-
-
 async def test_a_secret_never_reaches_an_api_response_event_log_or_database(
     engine: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -250,17 +230,6 @@ async def test_a_secret_never_reaches_an_api_response_event_log_or_database(
         names, holding = _files_holding(Path(api.services.settings.data_dir), PLAINTEXT.encode())
         assert "everloop.db" in names
         assert holding == []
-
-
-def test_a_sealed_secret_opens_only_for_its_own_call(api: Api) -> None:
-    tool = tools_by_name(api.services.capabilities.get("secrets").tools)["secret_get"]
-    vault = tool.vault  # type: ignore[attr-defined]
-    sealed = vault.seal_for_result("session_a", "call_1", "TOKEN", PLAINTEXT)
-    result = {"name": "TOKEN", "value": REDACTED, "sealed_value": sealed}
-    assert tool.reveal(result, "session_a", "call_1") == {"name": "TOKEN", "value": PLAINTEXT}  # type: ignore[attr-defined]
-    for session_id, call_id in (("session_b", "call_1"), ("session_a", "call_2")):
-        opened = tool.reveal(result, session_id, call_id)  # type: ignore[attr-defined]
-        assert PLAINTEXT not in json.dumps(opened)
 
 
 async def test_lease_tools_and_the_resources_route(engine: Api) -> None:

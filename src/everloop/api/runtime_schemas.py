@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from everloop.api.schemas import (
     AgentCapabilityConfig,
@@ -14,10 +14,12 @@ from everloop.api.schemas import (
     MaxIterations,
     McpServers,
     NetworkAccessList,
+    PublicMcpServers,
     ResourceName,
     ToolDefinition,
     WireModel,
 )
+from everloop.domain.mcp import public_config, public_diff
 
 ChangeKind = Literal["auto", "manual", "patch", "minor", "major", "import", "rollback", "fork"]
 Summary = Annotated[str, StringConstraints(max_length=10_000)]
@@ -82,7 +84,7 @@ class RuntimeAgentView(BaseModel):
     hints: dict[str, Any]
     network_access: NetworkAccessOut
     locale: str | None
-    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    mcp_servers: PublicMcpServers = Field(alias="mcpServers")
     initial_files: list[str] = Field(description="Normalized paths of the merged initial files.")
     features: list[str]
     estimated_prompt_tokens: int
@@ -139,8 +141,8 @@ class AgentVersionResponse(BaseModel):
     is_published: bool
     change_kind: ChangeKind
     config_hash: str
-    authored_config: dict[str, Any]
-    resolved_config: dict[str, Any]
+    authored_config: Annotated[dict[str, Any], AfterValidator(public_config)]
+    resolved_config: Annotated[dict[str, Any], AfterValidator(public_config)]
     summary: str | None
     parent_version_id: str | None
     source_version_id: str | None
@@ -165,8 +167,8 @@ class RollbackAgentVersionRequest(WireModel):
 class AgentVersionDiffResponse(BaseModel):
     from_version_id: str
     to_version_id: str
-    authored_diff: dict[str, Any]
-    resolved_diff: dict[str, Any]
+    authored_diff: Annotated[dict[str, Any], AfterValidator(public_diff)]
+    resolved_diff: Annotated[dict[str, Any], AfterValidator(public_diff)]
 
 
 # -- blueprints ------------------------------------------------------------------------------

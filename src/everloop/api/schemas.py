@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from everloop.domain.mcp import public_mcp_servers
+
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NAME_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
@@ -105,6 +107,8 @@ class McpServerConfig(WireModel):
 
 
 McpServers = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], McpServerConfig]
+# A stored ``mcpServers`` map in a response: header names, never their values (``domain.mcp``).
+PublicMcpServers = Annotated[dict[str, Any], AfterValidator(public_mcp_servers)]
 MaxIterations = Annotated[int, Field(ge=1, le=10_000)]
 
 
@@ -183,7 +187,7 @@ class HarnessResponse(BaseModel):
     capabilities: list[AgentCapabilityConfig]
     initial_files: list[InitialFile]
     network_access: NetworkAccessList | None
-    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    mcp_servers: PublicMcpServers = Field(alias="mcpServers")
     parallel_tool_calls: bool | None
     embedder_metadata: dict[str, str]
     is_built_in: bool
@@ -262,7 +266,7 @@ class AgentResponse(BaseModel):
     tools: list[ToolDefinition]
     initial_files: list[InitialFile]
     network_access: NetworkAccessList | None
-    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    mcp_servers: PublicMcpServers = Field(alias="mcpServers")
     max_iterations: int | None
     parallel_tool_calls: bool | None
     status: Literal["active", "archived"]
@@ -332,7 +336,7 @@ class SessionResponse(BaseModel):
     model_id: str | None
     capabilities: list[AgentCapabilityConfig]
     tools: list[ToolDefinition]
-    mcp_servers: dict[str, Any] = Field(alias="mcpServers")
+    mcp_servers: PublicMcpServers = Field(alias="mcpServers")
     system_prompt: str | None
     initial_files: list[InitialFile]
     hints: dict[str, Any] | None

@@ -13,7 +13,7 @@ a crash").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonObject, JsonValue, ToolCallPart, ToolResultPart
 from everloop.domain.network_access import OPEN_NETWORK, NetworkAccess
+from everloop.domain.secret_refs import referenced_names
 from everloop.errors import InvalidInput
 from everloop.llm.base import ToolSpec
 from everloop.patterns import compile_untrusted
@@ -66,6 +67,16 @@ class SideEffect(StrEnum):
     AT_MOST_ONCE = "at_most_once"
 
 
+SecretResolver = Callable[[JsonValue], JsonValue]
+
+
+def no_secrets(value: JsonValue) -> JsonValue:
+    """The resolver where no secrets are available: a placeholder is an error."""
+    if names := referenced_names(value):
+        raise ToolError(f"secrets are not available here: {', '.join(sorted(names))}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
     """Where a tool call runs; passed to every ``Tool.call``.
@@ -77,6 +88,11 @@ class ToolContext:
 
     ``network_access`` is the session's effective access list (harness, agent and session
     merged); tools that make outbound requests pass it to the egress guard.
+
+    ``resolve_secrets`` replaces the ``{{secret:NAME}}`` placeholders of a value with the
+    session's secrets (``ToolError`` for an unknown name). Only a tool making an outbound call
+    uses it, on what it sends and at the moment it sends it: the arguments it was called with,
+    which are stored, keep the placeholders (``domain.secret_refs``).
     """
 
     session_id: str
@@ -85,6 +101,7 @@ class ToolContext:
     tool_call_id: str
     connection: AsyncConnection | None = None
     network_access: NetworkAccess = OPEN_NETWORK
+    resolve_secrets: SecretResolver = no_secrets
 
 
 class Tool(Protocol):
@@ -266,15 +283,3 @@ class CapabilityRegistry:
 
 def tools_by_name(tools: Iterable[Tool]) -> Mapping[str, Tool]:
     return {tool.name: tool for tool in tools}
-
-
-def reveal_result(tool: Tool | None, part: ToolResultPart, session_id: str) -> ToolResultPart:
-    """``part`` as the model reads it. A tool result is persisted (its event, the step record,
-    the turn state), so a tool that must hand the model a secret returns it sealed and defines
-    ``reveal(result, session_id, tool_call_id) -> JsonValue`` to open it; the runner calls this
-    only while building a model request, so the plaintext is never stored, evented or logged."""
-    reveal = getattr(tool, "reveal", None)
-    if reveal is None or part.result is None:
-        return part
-    opened: JsonValue = reveal(part.result, session_id, part.tool_call_id)
-    return ToolResultPart(part.tool_call_id, part.name, opened, part.error)

@@ -26,9 +26,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import httpx2
 
@@ -53,9 +53,14 @@ _ANY_OBJECT: JsonObject = {"type": "object"}
 
 
 class McpServerDirectory(Protocol):
-    """The registered servers of an org (``services.mcp_servers.McpServerService``)."""
+    """The registered servers of an org, and the sealed headers of scoped ones
+    (``services.mcp_servers.McpServerService``)."""
 
     async def specs(self, org_id: str, server_ids: Sequence[str]) -> list[McpServerSpec]: ...
+
+    def scoped_headers(
+        self, org_id: str, name: str, entry: Mapping[str, Any]
+    ) -> Mapping[str, str]: ...
 
 
 class McpUnavailable(Exception):
@@ -182,9 +187,12 @@ class McpTool:
     side_effect: SideEffect = SideEffect.AT_MOST_ONCE
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
+        # ``{{secret:NAME}}`` placeholders become values here, in what is sent, and nowhere else.
+        sent = context.resolve_secrets(arguments)
+        assert isinstance(sent, dict)
         try:
             result = await self.connector.call_tool(
-                self.spec, context.network_access, self.remote_name, arguments
+                self.spec, context.network_access, self.remote_name, sent
             )
         except McpUnavailable as exc:
             raise ToolError(
@@ -262,7 +270,11 @@ class McpToolset:
         refs = [server_id_of_ref(c.ref) for c in runtime.capabilities]
         registered = await self._directory.specs(org_id, [r for r in refs if r])
         by_name = {s.name: s for s in registered}
-        by_name.update({s.name: s for s in scoped_specs(runtime.mcp_servers)})
+        scoped = scoped_specs(
+            runtime.mcp_servers,
+            lambda name, entry: self._directory.scoped_headers(org_id, name, entry),
+        )
+        by_name.update({s.name: s for s in scoped})
         return list(by_name.values())
 
     async def tools(

@@ -1,10 +1,11 @@
-"""Capability ``secrets``: ``secret_get`` gives the model a session secret, and nobody else.
+"""Capability ``secrets``: session secrets the agent uses by reference, never by value.
 
-A tool result is persisted many times over (the ``tool.completed`` event, the step record, the
-durable turn state, the history of later turns), so the plaintext cannot be in it. ``secret_get``
-returns the value sealed for this one tool call (AES-256-GCM, bound to the session, the call id
-and the name); the runner asks the tool to ``reveal`` it only while building a model request, in
-memory. Events, logs, the database and the API see only the sealed form.
+``secret_get`` checks that a secret exists and returns its placeholder ``{{secret:NAME}}``, not
+its value. The model writes the placeholder into the arguments of a tool that makes an outbound
+call (``web_fetch``, MCP tools); that tool resolves it at the moment of the call
+(``ToolContext.resolve_secrets``). The model, the stored tool call, its events and the turn state
+only ever hold the placeholder, and a value echoed back by a remote server is redacted from the
+tool result before it is recorded (``engine.act``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from typing import ClassVar
 
 from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
+from everloop.domain.secret_refs import placeholder
 from everloop.errors import EverloopError
 from everloop.services.session_storage import SecretVault
 
-REDACTED = "[secret: shown to the model only]"
+USAGE = (
+    "Write the placeholder, exactly, where the value belongs in the arguments of a tool that "
+    "calls out (a web_fetch URL, an MCP tool argument): the server puts the value in when it "
+    "makes the call. You never see the value, and do not need to."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +31,10 @@ class SecretGet:
     vault: SecretVault = field(repr=False)
     name: str = "secret_get"
     description: str = (
-        "Read a secret of this session (an API key, a token) by name. Use the value only in "
-        "tool arguments; never repeat it in your answers."
+        "Get the placeholder of a secret of this session (an API key, a token) by name: "
+        "'{{secret:NAME}}'. Secrets are used by reference: put the placeholder in the "
+        "arguments of web_fetch or an MCP tool and the server substitutes the value when it "
+        "makes the call. The value itself is never shown to you."
     )
     parameters: JsonObject = field(
         default_factory=lambda: {
@@ -44,34 +52,28 @@ class SecretGet:
         name = arguments["name"]
         assert isinstance(name, str)  # schema-checked
         try:
-            value = await self.vault.get(
-                context.connection, context.org_id, context.session_id, name
-            )
+            # Opened only to prove it exists and is readable with the current key.
+            await self.vault.get(context.connection, context.org_id, context.session_id, name)
         except EverloopError as exc:
             raise ToolError(exc.message) from None
-        sealed = self.vault.seal_for_result(context.session_id, context.tool_call_id, name, value)
-        return {"name": name, "value": REDACTED, "sealed_value": sealed}
-
-    def reveal(self, result: JsonValue, session_id: str, tool_call_id: str) -> JsonValue:
-        """The result as the model sees it: the sealed value opened (in memory only)."""
-        if not isinstance(result, dict):
-            return result
-        name, sealed = result.get("name"), result.get("sealed_value")
-        if not isinstance(name, str) or not isinstance(sealed, str):
-            return result
-        try:
-            value = self.vault.reveal(session_id, tool_call_id, name, sealed)
-        except EverloopError:
-            return {"name": name, "error": "the secret could not be revealed"}
-        return {"name": name, "value": value}
+        return {"name": name, "placeholder": placeholder(name), "usage": USAGE}
 
 
 def build_secrets_capability(vault: SecretVault) -> Capability:
     return Capability(
         id="secrets",
         name="Secrets",
-        description="Encrypted per-session secrets the agent can read with secret_get.",
+        description=(
+            "Encrypted per-session secrets, used by reference: tools that call out take "
+            "'{{secret:NAME}}' placeholders and the server substitutes the value."
+        ),
         category="storage",
         features=("secrets",),
+        system_prompt_addition=(
+            "This session has secrets (API keys, tokens) you can use without seeing them: "
+            "write '{{secret:NAME}}' in a web_fetch URL or an MCP tool argument and the server "
+            "puts the value in when it makes the call. secret_get(name) checks that a secret "
+            "exists and gives its placeholder."
+        ),
         tools=(SecretGet(vault),),
     )

@@ -83,7 +83,8 @@ class WebFetch:
                     "type": "string",
                     "minLength": 1,
                     "maxLength": 4096,
-                    "description": "An http:// or https:// URL.",
+                    "description": "An http:// or https:// URL. A session secret is written "
+                    "as its placeholder '{{secret:NAME}}'.",
                 },
                 "max_chars": {
                     "type": "integer",
@@ -97,7 +98,8 @@ class WebFetch:
     )
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
-        url = arguments["url"]
+        # ``{{secret:NAME}}`` placeholders (an API key in a query) become values only here.
+        url = context.resolve_secrets(arguments["url"])
         assert isinstance(url, str)  # schema-checked
         wanted = arguments.get("max_chars")
         limit = min(wanted, self.max_chars) if isinstance(wanted, int) else self.max_chars

@@ -4,8 +4,15 @@ A session reaches MCP servers two ways: a registered org server named by the vir
 ``mcp:{server_id}`` in any layer's capability list, and the ``mcpServers`` map
 (``{name: {"url", "headers"?}}``) of the harness, agent and session layers (merged by name, later
 layer wins; a session-layer entry exists for that session only). Both become an
-:class:`McpServerSpec`. The model sees each remote tool as ``mcp_{server}__{tool}``, sanitized to
-the tool-name pattern every model API accepts.
+:class:`McpServerSpec`.
+
+Header values of a scoped entry are write-only, like a registered server's: the services store
+an entry as its ``url`` (and other fields), ``header_names`` and ``headers_sealed`` (the values
+as one sealed JSON object), and responses show ``public_mcp_servers`` (names, never values).
+Entries stored before sealing still hold plain ``headers``; they are read as they are.
+
+The model sees each remote tool as ``mcp_{server}__{tool}``, sanitized to the tool-name pattern
+every model API accepts.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +31,9 @@ MCP_REF_PREFIX = "mcp:"
 TOOL_PREFIX = "mcp_"
 MAX_TOOL_NAME = 64
 MAX_HEADERS = 100
+HEADER_NAMES = "header_names"
+SEALED_HEADERS = "headers_sealed"
+_HEADER_KEYS = frozenset({"headers", HEADER_NAMES, SEALED_HEADERS})
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,200}$")
 
@@ -87,21 +97,74 @@ def tool_name(server: str, tool: str) -> str:
     return f"{name[: MAX_TOOL_NAME - 9]}_{digest}"
 
 
-def scoped_specs(servers: Mapping[str, Any]) -> list[McpServerSpec]:
-    """The specs of an assembled ``mcpServers`` map (entries without a URL are skipped)."""
+def scoped_specs(
+    servers: Mapping[str, Any], open_headers: Callable[[str, Mapping[str, Any]], Mapping[str, str]]
+) -> list[McpServerSpec]:
+    """The specs of an assembled ``mcpServers`` map (entries without a URL are skipped);
+    ``open_headers(name, entry)`` gives an entry's header values."""
     specs = []
     for name, entry in servers.items():
         if not isinstance(entry, Mapping) or not isinstance(entry.get("url"), str):
             continue
-        headers = entry.get("headers") or {}
+        headers = open_headers(str(name), entry)
         specs.append(
             McpServerSpec(
                 name=str(name),
                 url=entry["url"],
-                headers={str(k): str(v) for k, v in dict(headers).items()},
+                headers={str(k): str(v) for k, v in headers.items()},
             )
         )
     return specs
+
+
+def scoped_headers_aad(org_id: str, name: str) -> str:
+    """Associated data of a scoped entry's sealed headers: they open only in their org and
+    under their server name (a harness, agent, version or session of that org may hold them)."""
+    return f"{org_id}/mcpServers/{name}/headers"
+
+
+def header_names(entry: Mapping[str, Any]) -> list[str]:
+    """The names of the headers an entry sets, sealed or (an entry stored before) plain."""
+    names = entry.get(HEADER_NAMES)
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    plain = entry.get("headers")
+    return sorted(str(n) for n in plain) if isinstance(plain, Mapping) else []
+
+
+def public_mcp_servers(servers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An ``mcpServers`` map as a response shows it: each entry without its header values,
+    with ``header_names`` when it sets headers."""
+    shown: dict[str, Any] = {}
+    for name, entry in (servers or {}).items():
+        if not isinstance(entry, Mapping):
+            shown[name] = entry
+            continue
+        public = {k: v for k, v in entry.items() if k not in _HEADER_KEYS}
+        if names := header_names(entry):
+            public[HEADER_NAMES] = names
+        shown[name] = public
+    return shown
+
+
+def public_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An agent's (or a version's) config as a response shows it: ``mcp_servers`` public."""
+    shown = dict(config)
+    if isinstance(shown.get("mcp_servers"), Mapping):
+        shown["mcp_servers"] = public_mcp_servers(shown["mcp_servers"])
+    return shown
+
+
+def public_diff(diff: Mapping[str, Any]) -> dict[str, Any]:
+    """A config diff (``{key: {"from", "to"}}``) as a response shows it."""
+    shown = dict(diff)
+    change = shown.get("mcp_servers")
+    if isinstance(change, Mapping):
+        shown["mcp_servers"] = {
+            side: public_mcp_servers(value) if isinstance(value, Mapping) else value
+            for side, value in change.items()
+        }
+    return shown
 
 
 def check_url(url: str, field_name: str = "url") -> str:

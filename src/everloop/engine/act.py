@@ -12,6 +12,10 @@ What a re-run of this step may do after a crash depends on the tool's side-effec
   ``tool.completed`` error with ``error_kind: "in_doubt"``, after a ``transcript.repaired``
   naming the call), so the model is told the outcome is unknown. A crash between the marker
   and the request also reads as in doubt: at most once means never twice, not exactly once.
+
+A tool that calls out resolves the ``{{secret:NAME}}`` placeholders of what it sends through
+``ToolContext.resolve_secrets``; the values of the session's secrets are redacted from every
+tool result before it is recorded (``domain.secret_refs``).
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import (
+    SecretResolver,
     SideEffect,
     Tool,
     ToolContext,
+    ToolError,
     execute_tool_call,
     side_effect_of,
 )
 from everloop.domain.event_log import NewEvent
-from everloop.domain.messages import ToolCallPart, ToolResultPart
+from everloop.domain.messages import JsonValue, ToolCallPart, ToolResultPart
 from everloop.domain.network_access import NetworkAccess
+from everloop.domain.secret_refs import Redactor, referenced_names, substitute
 from everloop.domain.timestamps import now
 from everloop.engine import events as ev
 from everloop.engine.context import TurnContext
@@ -79,11 +86,11 @@ class ActPhase:
             if side_effect is SideEffect.TRANSACTIONAL:
                 write = self._run_in_transaction(context, call, tool, access, started)
             else:
-                recorded = await self._recorded(context, key)
+                recorded, redactor = await self._recorded(context, key)
                 if recorded is not None:
                     return recorded
                 outcome, in_doubt = await self._run_outside(
-                    context, call, tool, access, side_effect
+                    context, call, tool, access, side_effect, redactor
                 )
                 write = self._record(context, call, outcome, in_doubt, started)
             result, _ = await self._steps.run(context, key, write)
@@ -102,9 +109,12 @@ class ActPhase:
             return None, NetworkAccess(allowed=())
         return tool, context.runtime.network_access if context.runtime else NetworkAccess(())
 
-    async def _recorded(self, context: TurnContext, key: str) -> ToolDone | Halted | None:
-        """The result a run of this step recorded before, if any; ``TurnHalted`` if the turn
-        no longer runs (no tool call for a turn cancelled meanwhile)."""
+    async def _recorded(
+        self, context: TurnContext, key: str
+    ) -> tuple[ToolDone | Halted | None, Redactor]:
+        """The result a run of this step recorded before, if any, and the session's secrets as
+        they are now; ``TurnHalted`` if the turn no longer runs (no tool call for a turn
+        cancelled meanwhile)."""
         async with self._env.db.read() as conn:
             status = await turn_store.turn_status(conn, context.turn_id)
             done, recorded = (
@@ -112,11 +122,12 @@ class ActPhase:
                 if context.fresh
                 else await turn_store.recorded_effect(conn, context.turn_id, key)
             )
+            redactor = await self._env.redactor(context, conn)
         if done:
-            return _tool_done(decode(recorded, await self._env.history(context)))
+            return _tool_done(decode(recorded, await self._env.history(context))), redactor
         if status != "running":
             raise TurnHalted(status or "missing")
-        return None
+        return None, redactor
 
     async def _run_outside(
         self,
@@ -125,6 +136,7 @@ class ActPhase:
         tool: Tool | None,
         access: NetworkAccess,
         side_effect: SideEffect,
+        redactor: Redactor,
     ) -> tuple[ToolResultPart, bool]:
         """Run a call that is not part of the recording transaction; (its result, whether it
         is in doubt: an earlier run started it and it must not run twice)."""
@@ -133,9 +145,15 @@ class ActPhase:
         ):
             return ToolResultPart(call.id, call.name, None, IN_DOUBT), True
         tool_context = ToolContext(
-            context.session_id, context.org_id, context.turn_id, call.id, network_access=access
+            context.session_id,
+            context.org_id,
+            context.turn_id,
+            call.id,
+            network_access=access,
+            resolve_secrets=_resolver(redactor),
         )
-        return await self._run_tool(tool, call, tool_context, context.turn_id), False
+        outcome = await self._run_tool(tool, call, tool_context, context.turn_id)
+        return _redacted(outcome, redactor), False
 
     async def _mark_started(self, turn_id: str, call: ToolCallPart) -> bool:
         """Commit that ``call`` starts, before it does; False if a run of this step marked it
@@ -165,6 +183,7 @@ class ActPhase:
         async def write(conn: AsyncConnection) -> StepResult:
             await require_running(conn, context.turn_id)
             savepoint = await conn.begin_nested()
+            redactor = await self._env.redactor(context, conn)
             tool_context = ToolContext(
                 context.session_id,
                 context.org_id,
@@ -172,8 +191,10 @@ class ActPhase:
                 call.id,
                 connection=conn,
                 network_access=access,
+                resolve_secrets=_resolver(redactor),
             )
             outcome = await self._run_tool(tool, call, tool_context, context.turn_id)
+            outcome = _redacted(outcome, redactor)
             if outcome.error is None:
                 await savepoint.commit()
             else:
@@ -224,6 +245,29 @@ class ActPhase:
             return ToolResultPart(
                 call.id, call.name, None, f"the tool failed unexpectedly: {type(exc).__name__}"
             )
+
+
+def _resolver(redactor: Redactor) -> SecretResolver:
+    """Resolves the ``{{secret:NAME}}`` placeholders of a value with the session's secrets."""
+
+    def resolve(value: JsonValue) -> JsonValue:
+        missing = referenced_names(value) - redactor.secrets.keys()
+        if missing:
+            raise ToolError(
+                f"unknown secret {', '.join(sorted(missing))}: this session has no secret of "
+                "that name (set it with PUT /v1/sessions/{id}/storage/secrets)"
+            )
+        return substitute(value, redactor.secrets)
+
+    return resolve
+
+
+def _redacted(part: ToolResultPart, redactor: Redactor) -> ToolResultPart:
+    """The result with the session's secret values redacted (a server may echo what it got)."""
+    if not redactor:
+        return part
+    error = redactor.text(part.error) if part.error is not None else None
+    return ToolResultPart(part.tool_call_id, part.name, redactor.json(part.result), error)
 
 
 def _tool_done(result: StepResult) -> ToolDone | Halted:

@@ -44,7 +44,6 @@ class TurnContext:
     controls: Controls
     runtime: RuntimeAgent | None  # None: the configuration does not assemble (turn fails)
     server_tools: dict[str, Tool] = field(default_factory=dict)
-    revealing: dict[str, Tool] = field(default_factory=dict)
     model: ResolvedModel | None = None
     history: tuple[Message, ...] | None = None
     # This process ran the turn's first step itself (it was not recorded before): no later

@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import CapabilityRegistry, Tool, tools_by_name
 from everloop.domain.messages import Message
+from everloop.domain.secret_refs import Redactor
 from everloop.engine.assembly import Assembler
 from everloop.engine.context import Transcripts, TurnContext
-from everloop.engine.ports import ModelResolver, RemoteTools, ResolvedModel
+from everloop.engine.ports import ModelResolver, RemoteTools, ResolvedModel, SessionSecrets
 from everloop.engine.signals import Signals
 from everloop.engine.steps import TurnHalted
 from everloop.errors import EverloopError
@@ -47,6 +48,7 @@ class TurnEnv:
         settings: RunnerSettings,
         assembler: Assembler,
         remote: RemoteTools,
+        secrets: SessionSecrets,
     ) -> None:
         self.db = db
         self.signals = signals
@@ -55,6 +57,7 @@ class TurnEnv:
         self.settings = settings
         self.assembler = assembler
         self.remote = remote
+        self.secrets = secrets
         self.transcripts = Transcripts()
         self.model_calls = asyncio.Semaphore(settings.max_concurrent_model_calls)
         self._contexts: dict[str, TurnContext] = {}
@@ -89,7 +92,6 @@ class TurnEnv:
         if runtime is not None:
             every = tools_by_name(t for c in self.capabilities.all() for t in c.tools)
             context.server_tools = {name: every[name] for name in runtime.server_tool_names}
-            context.revealing = {n: t for n, t in every.items() if hasattr(t, "reveal")}
         self._contexts[turn_id] = context
         return context
 
@@ -130,6 +132,14 @@ class TurnEnv:
         if tool is None and context.runtime is not None:
             tool = await self.remote.find(context.org_id, context.runtime, name)
         return tool
+
+    async def redactor(self, context: TurnContext, conn: AsyncConnection | None = None) -> Redactor:
+        """The session's secrets as they are now, to resolve placeholders and redact values
+        (read afresh by every phase: a secret set during a turn is redacted from then on)."""
+        if conn is None:
+            async with self.db.read() as own:
+                return await self.redactor(context, own)
+        return Redactor(await self.secrets.values(conn, context.org_id, context.session_id))
 
     def cancellable(self, turn_id: str) -> CancelScope:
         return CancelScope(self.db, self.signals, turn_id)

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from everloop.capabilities.base import Tool
 from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.llm.base import ModelDriver
@@ -75,6 +77,22 @@ class NoRemoteTools:
 
     async def find(self, org_id: str, runtime: RuntimeAgent, name: str) -> Tool | None:
         return None
+
+
+class SessionSecrets(Protocol):
+    """A session's secrets, opened (``services.session_storage.SecretVault``): a turn resolves
+    ``{{secret:NAME}}`` placeholders with them and redacts their values from what it records."""
+
+    async def values(
+        self, conn: AsyncConnection, org_id: str, session_id: str
+    ) -> dict[str, str]: ...
+
+
+class NoSecrets:
+    """A process without session secrets."""
+
+    async def values(self, conn: AsyncConnection, org_id: str, session_id: str) -> dict[str, str]:
+        return {}
 
 
 class TurnEngine(Protocol):

@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.capabilities.base import reveal_result, tool_spec
+from everloop.capabilities.base import tool_spec
 from everloop.domain.event_log import EventContext, NewEvent
-from everloop.domain.messages import Message, ToolCallPart, ToolResultPart
+from everloop.domain.messages import ToolCallPart
+from everloop.domain.secret_refs import Redactor, StreamRedactor, map_strings
 from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
@@ -243,7 +244,8 @@ class ReasonPhase:
                     context, f"reason:{state.iteration}:unavailable", unavailable
                 )
                 return _advanced(result)
-            outcome = await self._call_model(context, state, model, message_id)
+            redactor = await self._env.redactor(context)
+            outcome = await self._call_model(context, state, model, message_id, redactor)
             return await self._record(context, state, model, message_id, outcome, key)
         except TurnHalted as halted:
             return Halted(str(halted))
@@ -254,17 +256,23 @@ class ReasonPhase:
         state: loop.TurnState,
         model: ResolvedModel,
         message_id: str,
+        redactor: Redactor,
     ) -> ModelOutcome:
-        """Call the model, retrying transient failures; deltas are written as they arrive."""
+        """Call the model, retrying transient failures; deltas are written as they arrive.
+
+        What the model says is redacted before it is written (``domain.secret_refs``): the
+        values of the session's secrets become ``[redacted:NAME]`` in text and the placeholder
+        in tool-call arguments. Deltas go through a ``StreamRedactor``, which holds back a tail
+        that could be the start of a value, so splitting a value across deltas does not
+        bypass it."""
         settings = self._env.settings
         attempt = 0
         started = time.monotonic()
         while True:
             attempt += 1
             request = loop.model_request(state, attempt=attempt)
-            request = replace(request, messages=self._revealed(context, request.messages))
             first_token: float | None = None
-            accumulated = ""
+            stream = StreamRedactor(redactor)
             pending = ""
             last_flush = time.monotonic()
             try:
@@ -274,11 +282,10 @@ class ReasonPhase:
                         if isinstance(item, TextDelta):
                             if first_token is None:
                                 first_token = time.monotonic()
-                            accumulated += item.text
-                            pending += item.text
-                            if time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
+                            pending += stream.feed(item.text)
+                            if pending and time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
                                 await self._write_delta(
-                                    context, message_id, pending, accumulated, attempt
+                                    context, message_id, pending, stream.emitted, attempt
                                 )
                                 pending, last_flush = "", time.monotonic()
                         else:
@@ -287,16 +294,17 @@ class ReasonPhase:
                         raise ModelCallError(
                             "the model stream ended without an answer", retryable=True
                         )
+                pending += stream.finish()
                 return ModelOutcome(
                     ok=True,
                     attempt=attempt,
                     duration_ms=_ms_since(started),
-                    text=completed.text,
-                    tool_calls=tuple(completed.tool_calls),
+                    text=redactor.text(completed.text),
+                    tool_calls=tuple(_referenced(c, redactor) for c in completed.tool_calls),
                     usage=completed.usage,
                     finish_reason=completed.finish_reason,
                     pending_delta=pending,
-                    accumulated=accumulated,
+                    accumulated=stream.emitted,
                     ttft_ms=None if first_token is None else int((first_token - started) * 1000),
                 )
             except ModelCallError as error:
@@ -305,7 +313,7 @@ class ReasonPhase:
                         ok=False,
                         attempt=attempt,
                         duration_ms=_ms_since(started),
-                        error=error.message,
+                        error=redactor.text(error.message),
                         status=error.status,
                         retryable=error.retryable,
                     )
@@ -323,30 +331,6 @@ class ReasonPhase:
                 )
                 async with self._env.cancellable(context.turn_id):
                     await asyncio.sleep(delay)
-
-    def _revealed(self, context: TurnContext, messages: tuple[Message, ...]) -> tuple[Message, ...]:
-        """The history as the model reads it: tool results with a sealed value are opened here,
-        in memory only (see ``reveal_result``)."""
-        revealing = context.revealing
-        if not revealing:
-            return messages
-        return tuple(
-            replace(
-                message,
-                content=tuple(
-                    reveal_result(revealing.get(part.name or ""), part, context.session_id)
-                    if isinstance(part, ToolResultPart)
-                    else part
-                    for part in message.content
-                ),
-            )
-            if any(
-                isinstance(part, ToolResultPart) and (part.name or "") in revealing
-                for part in message.content
-            )
-            else message
-            for message in messages
-        )
 
     async def _write_delta(
         self, context: TurnContext, message_id: str, delta: str, accumulated: str, attempt: int
@@ -508,6 +492,16 @@ class ReasonPhase:
     async def _once(self, context: TurnContext, key: str, write: Any) -> StepResult:
         result, _ = await self._steps.run(context, key, write)
         return result
+
+
+def _referenced(call: ToolCallPart, redactor: Redactor) -> ToolCallPart:
+    """``call`` with secret values in its arguments turned back into placeholders: the tool
+    still gets the value (it resolves placeholders), the record never holds it."""
+    if not redactor:
+        return call
+    arguments = map_strings(call.arguments, redactor.references)
+    assert isinstance(arguments, dict)
+    return replace(call, arguments=arguments)
 
 
 def _advanced(result: StepResult) -> Advanced | Halted:

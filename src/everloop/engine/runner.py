@@ -39,7 +39,13 @@ from everloop.engine.client_wait import ToolStatus, client_completed, collect
 from everloop.engine.context import TurnContext
 from everloop.engine.ending import end_turn, fail_setup
 from everloop.engine.env import RunnerSettings, TurnEnv
-from everloop.engine.ports import ModelResolver, NoRemoteTools, RemoteTools
+from everloop.engine.ports import (
+    ModelResolver,
+    NoRemoteTools,
+    NoSecrets,
+    RemoteTools,
+    SessionSecrets,
+)
 from everloop.engine.reason import ReasonPhase
 from everloop.engine.signals import Signals
 from everloop.engine.steps import (
@@ -75,6 +81,7 @@ class TurnRunner:
         settings: RunnerSettings,
         assembler: Assembler | None = None,
         remote_tools: RemoteTools | None = None,
+        secrets: SessionSecrets | None = None,
     ) -> None:
         self._db = db
         self._signals = signals
@@ -86,6 +93,7 @@ class TurnRunner:
             settings,
             assembler or Assembler(capabilities),
             remote_tools or NoRemoteTools(),
+            secrets or NoSecrets(),
         )
         self._steps = StepRecorder(db, signals, fail_setup, self._env.history)
         self._reason = ReasonPhase(self._env, self._steps)

@@ -19,7 +19,7 @@ from everloop.domain.runtime_agent import Layer, harness_chain
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
-from everloop.services.mcp_servers import check_mcp_refs
+from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
 from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.runtime_layers import harness_parents
@@ -54,12 +54,18 @@ def _is_id(prefix: ids.Prefix, value: str) -> bool:
 
 class HarnessService:
     def __init__(
-        self, db: Database, store: Store, models: ModelService, known_capabilities: Container[str]
+        self,
+        db: Database,
+        store: Store,
+        models: ModelService,
+        known_capabilities: Container[str],
+        mcp_headers: ScopedMcpHeaders,
     ) -> None:
         self._db = db
         self._store = store
         self._models = models
         self._known_capabilities = known_capabilities
+        self._mcp_headers = mcp_headers
 
     async def seed_built_ins(self, org_id: str) -> None:
         async with self._db.write() as conn:
@@ -73,6 +79,10 @@ class HarnessService:
         harness_id = fields.pop("id", None) or ids.new_id("harness")
         ids.parse("harness", harness_id, field="id")
         check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
+        if "mcp_servers" in fields:
+            fields["mcp_servers"] = self._mcp_headers.seal(
+                caller.organization_id, fields["mcp_servers"]
+            )
         async with self._db.write() as conn:
             if await self._store.id_exists(conn, harnesses, harness_id):
                 raise Conflict(f"harness id '{harness_id}' is already in use", field="id")
@@ -129,6 +139,10 @@ class HarnessService:
                     f"harness '{current.name}' is built in and read-only; copy it to change it"
                 )
             await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
+            if "mcp_servers" in fields:
+                fields["mcp_servers"] = self._mcp_headers.seal(
+                    caller.organization_id, fields["mcp_servers"], current.mcp_servers
+                )
             if "name" in fields and fields["name"] != current.name:
                 await self._check_name_free(
                     conn, caller.organization_id, fields["name"], except_id=current.id
@@ -221,6 +235,7 @@ class AgentService:
         harness_service: HarnessService,
         models: ModelService,
         known_capabilities: Container[str],
+        mcp_headers: ScopedMcpHeaders,
         versions: VersionRecorder | None = None,
     ) -> None:
         self._db = db
@@ -228,6 +243,7 @@ class AgentService:
         self._harnesses = harness_service
         self._models = models
         self._known_capabilities = known_capabilities
+        self._mcp_headers = mcp_headers
         self._versions = versions
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> tuple[Agent, bool]:
@@ -247,6 +263,8 @@ class AgentService:
                 return await self.update(caller, agent_id, fields), False
         agent_id = agent_id or ids.new_id("agent")
         org = caller.organization_id
+        if "mcp_servers" in fields:
+            fields["mcp_servers"] = self._mcp_headers.seal(org, fields["mcp_servers"])
         async with self._db.write() as conn:
             if await self._store.id_exists(conn, agents, agent_id):
                 raise Conflict(f"agent id '{agent_id}' is already in use", field="id")
@@ -344,6 +362,10 @@ class AgentService:
         async with self._db.write() as conn:
             current = await self.get(caller, agent_id, conn)
             await check_mcp_refs(conn, org, fields.get("capabilities"))
+            if "mcp_servers" in fields:
+                fields["mcp_servers"] = self._mcp_headers.seal(
+                    org, fields["mcp_servers"], current.mcp_servers
+                )
             if (
                 "name" in fields
                 and fields["name"] != current.name

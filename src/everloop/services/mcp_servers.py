@@ -7,12 +7,15 @@ responses list the header names. A registered server is the virtual capability `
 capability lists accept that ref only for a server of the caller's org (``check_mcp_refs``).
 
 ``McpServerService.specs`` is the engine's ``McpServerDirectory``: the active registered servers
-of some ids, with their headers opened, for one turn.
+of some ids, with their headers opened, for one turn; ``scoped_headers`` opens the headers of a
+scoped ``mcpServers`` entry, which ``ScopedMcpHeaders.seal`` sealed when its harness, agent or
+session was written (``domain.mcp``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,17 +25,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from everloop import ids
 from everloop.crypto import SecretBox
 from everloop.domain.mcp import (
+    HEADER_NAMES,
+    SEALED_HEADERS,
     McpServer,
     McpServerSpec,
     check_headers,
     check_url,
+    scoped_headers_aad,
     server_id_of_ref,
 )
 from everloop.domain.timestamps import now
-from everloop.errors import Conflict, InvalidInput, NotFound
+from everloop.errors import Conflict, EverloopError, InvalidInput, NotFound
 from everloop.services.auth import Caller
 from everloop.store import mcp_servers as store
 from everloop.store.db import Database
+
+log = logging.getLogger("everloop.mcp")
 
 
 def headers_aad(org_id: str, server_id: str) -> str:
@@ -62,10 +70,84 @@ async def check_mcp_refs(
             )
 
 
+class ScopedMcpHeaders:
+    """Seals and opens the header values of scoped ``mcpServers`` entries (harness, agent and
+    session layers). Values are write-only: an update that leaves an entry's ``headers`` out
+    keeps the stored ones, as long as its URL is the same."""
+
+    def __init__(self, secrets: SecretBox) -> None:
+        self._secrets = secrets
+
+    def seal(
+        self,
+        org_id: str,
+        servers: Mapping[str, Any] | None,
+        current: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``servers`` as stored: each entry's ``headers`` sealed, or kept from ``current``
+        (the stored map) when left out. 422 naming the field for a bad header, or for headers
+        left out of an entry whose URL changed (they are never sent to another URL)."""
+        stored: dict[str, Any] = {}
+        for name, given in (servers or {}).items():
+            entry = {k: v for k, v in given.items() if k not in (HEADER_NAMES, SEALED_HEADERS)}
+            headers = entry.pop("headers", None)
+            before = (current or {}).get(name)
+            before = before if isinstance(before, Mapping) else {}
+            if headers is None:
+                headers = self._kept(org_id, name, entry, before)
+            where = f"mcpServers.{name}.headers"
+            if headers:
+                entry.update(self._sealed(org_id, name, check_headers(headers, where), before))
+            stored[name] = entry
+        return stored
+
+    def open(self, org_id: str, name: str, entry: Mapping[str, Any]) -> dict[str, str]:
+        """An entry's header values: sealed, or plain in an entry stored before sealing."""
+        sealed = entry.get(SEALED_HEADERS)
+        if not isinstance(sealed, str):
+            plain = entry.get("headers")
+            return dict(plain) if isinstance(plain, Mapping) else {}
+        opened: dict[str, str] = json.loads(
+            self._secrets.open(sealed, scoped_headers_aad(org_id, name))
+        )
+        return opened
+
+    def _kept(
+        self, org_id: str, name: str, entry: Mapping[str, Any], before: Mapping[str, Any]
+    ) -> dict[str, str]:
+        headers = self.open(org_id, name, before) if before else {}
+        if headers and before.get("url") != entry.get("url"):
+            raise InvalidInput(
+                f"the URL of MCP server '{name}' changed: send its headers again (stored header "
+                "values are kept only for the same URL; send {} for none)",
+                field=f"mcpServers.{name}.headers",
+            )
+        return headers
+
+    def _sealed(
+        self, org_id: str, name: str, headers: dict[str, str], before: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        # The same values keep the same sealed text, so re-sending them changes nothing
+        # (an agent's config hash, and so its versions, stay put).
+        sealed = before.get(SEALED_HEADERS)
+        if not (isinstance(sealed, str) and self.open(org_id, name, before) == headers):
+            sealed = self._secrets.seal(json.dumps(headers), scoped_headers_aad(org_id, name))
+        return {HEADER_NAMES: sorted(headers), SEALED_HEADERS: sealed}
+
+
 class McpServerService:
     def __init__(self, db: Database, secrets: SecretBox) -> None:
         self._db = db
         self._secrets = secrets
+        self.scoped = ScopedMcpHeaders(secrets)
+
+    def scoped_headers(self, org_id: str, name: str, entry: Mapping[str, Any]) -> dict[str, str]:
+        """The header values of a turn's scoped server (none, logged, if they do not open)."""
+        try:
+            return self.scoped.open(org_id, name, entry)
+        except EverloopError as exc:
+            log.warning("MCP server %r: its headers cannot be opened: %s", name, exc.message)
+            return {}
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> McpServer:
         org = caller.organization_id
@@ -131,6 +213,13 @@ class McpServerService:
             values.update(self._sealed(org, server_id, check_headers(fields["headers"] or {})))
         async with self._db.write() as conn:
             current = await self._get(conn, org, server_id)
+            moved = values.get("url", current.url) != current.url
+            if moved and current.header_names and "headers" not in fields:
+                raise InvalidInput(
+                    "the URL changed: send the headers again (stored header values are kept "
+                    "only for the same URL; send {} for none)",
+                    field="headers",
+                )
             if "name" in values and values["name"] != current.name:
                 await self._check_name_free(conn, org, values["name"])
             if values:

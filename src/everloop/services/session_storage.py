@@ -2,9 +2,10 @@
 
 Secrets are sealed with AES-256-GCM (``crypto.SecretBox``) with the organization, the session
 and the name bound in as associated data: a sealed value copied onto another row does not open.
-Plaintext leaves this module in one way only: ``SecretVault.reveal`` hands it to the model
-request (see ``capabilities.secrets``); it is never returned by the API, written to an event or
-logged.
+Plaintext leaves this module in one way only: ``SecretVault.values`` hands a turn the session's
+secrets, in memory, to resolve ``{{secret:NAME}}`` placeholders at the point of an outbound tool
+call and to redact the values from what it records (``capabilities.secrets``,
+``domain.secret_refs``). It is never returned by the API, written to an event or logged.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from everloop.crypto import SecretBox
 from everloop.domain.messages import JsonValue
 from everloop.domain.timestamps import format_ts, now
-from everloop.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from everloop.errors import Conflict, EverloopError, InvalidInput, NotFound, PayloadTooLarge
 from everloop.services.auth import Caller
 from everloop.store import session_storage as storage
 from everloop.store.db import Database
@@ -97,7 +98,7 @@ def check_secret_name(name: str) -> None:
 
 
 class SecretVault:
-    """Seals and opens session secrets, and the sealed copies that ride in tool results."""
+    """Seals and opens session secrets."""
 
     def __init__(self, box: SecretBox) -> None:
         self._box = box
@@ -105,10 +106,6 @@ class SecretVault:
     @staticmethod
     def _stored_aad(org_id: str, session_id: str, name: str) -> str:
         return f"session-secret/{org_id}/{session_id}/{name}"
-
-    @staticmethod
-    def _result_aad(session_id: str, tool_call_id: str, name: str) -> str:
-        return f"tool-result/{session_id}/{tool_call_id}/{name}"
 
     async def put(
         self, conn: AsyncConnection, org_id: str, session_id: str, secrets: Mapping[str, str]
@@ -134,11 +131,15 @@ class SecretVault:
             raise NotFound.of("secret", name)
         return self._box.open(sealed, self._stored_aad(org_id, session_id, name))
 
-    def seal_for_result(self, session_id: str, tool_call_id: str, name: str, value: str) -> str:
-        return self._box.seal(value, self._result_aad(session_id, tool_call_id, name))
-
-    def reveal(self, session_id: str, tool_call_id: str, name: str, sealed: str) -> str:
-        return self._box.open(sealed, self._result_aad(session_id, tool_call_id, name))
+    async def values(self, conn: AsyncConnection, org_id: str, session_id: str) -> dict[str, str]:
+        """Every secret of the session, opened (``engine.ports.SessionSecrets``). One that no
+        longer opens (the secret key changed) is left out: a placeholder naming it is an
+        unknown secret, and ``secret_get`` reports why."""
+        opened: dict[str, str] = {}
+        for name, sealed in (await storage.sealed_secrets(conn, session_id)).items():
+            with contextlib.suppress(EverloopError):
+                opened[name] = self._box.open(sealed, self._stored_aad(org_id, session_id, name))
+        return opened
 
 
 # -- leases ----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from everloop.services.config_resources import (
     check_capability_refs,
 )
 from everloop.services.files import FileLimits, copy_initial_files
-from everloop.services.mcp_servers import check_mcp_refs
+from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
 from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.event_log import start_log
@@ -94,7 +94,9 @@ class SessionService:
         known_capabilities: Container[str],
         assembler: Assembler,
         blueprints: BlueprintService,
+        mcp_headers: ScopedMcpHeaders,
     ) -> None:
+        self._mcp_headers = mcp_headers
         self._known_capabilities = known_capabilities
         self._assembler = assembler
         self._blueprints = blueprints
@@ -175,7 +177,9 @@ class SessionService:
                 "model_id": fields.get("model_id"),
                 "capabilities": fields.get("capabilities") or [],
                 "tools": fields.get("tools") or [],
-                "mcp_servers": fields.get("mcp_servers") or {},
+                "mcp_servers": self._mcp_headers.seal(
+                    caller.organization_id, fields.get("mcp_servers")
+                ),
                 "system_prompt": fields.get("system_prompt"),
                 "initial_files": fields.get("initial_files") or [],
                 "hints": fields.get("hints"),

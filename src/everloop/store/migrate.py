@@ -7,6 +7,7 @@ or unknown database loads Alembic and the migration scripts (a few hundred milli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,9 +20,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # The head revision(s) of ``store/migrations/versions``; a new migration changes this
 # (tests/store/test_migrations.py checks it against the scripts).
-HEADS: frozenset[str] = frozenset({"0013_token_expiry"})
+HEADS: frozenset[str] = frozenset({"0014_seal_mcp_headers"})
 
 VERSION_TABLE = "alembic_version"
+
+# Seals the header values of one scoped MCP server: (org_id, server name, headers) -> sealed
+# text. Data migrations that seal plaintext left by older versions need it (0013).
+HeaderSealer = Callable[[str, str, dict[str, str]], str]
 
 
 def sync_url(url: str) -> str:
@@ -45,8 +50,9 @@ def current_revisions(connection: Connection) -> frozenset[str]:
     return frozenset(row[0] for row in rows)
 
 
-def upgrade(database_url: str) -> None:
-    """Bring the app schema at ``database_url`` to the newest revision."""
+def upgrade(database_url: str, *, seal_headers: HeaderSealer | None = None) -> None:
+    """Bring the app schema at ``database_url`` to the newest revision. ``seal_headers`` is
+    needed only by a database holding plaintext MCP header values (written before 0013)."""
     engine = create_engine(sync_url(database_url))
     try:
         with engine.connect() as connection:
@@ -57,6 +63,7 @@ def upgrade(database_url: str) -> None:
 
             cfg = alembic_config()
             cfg.attributes["connection"] = connection
+            cfg.attributes["seal_headers"] = seal_headers
             command.upgrade(cfg, "heads")
     finally:
         engine.dispose()

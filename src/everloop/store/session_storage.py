@@ -113,6 +113,16 @@ async def sealed_secret(conn: AsyncConnection, session_id: str, name: str) -> st
     )
 
 
+async def sealed_secrets(conn: AsyncConnection, session_id: str) -> dict[str, str]:
+    """Every secret of the session, sealed, by name."""
+    rows = await conn.execute(
+        select(session_secrets.c.name, session_secrets.c.value_encrypted).where(
+            session_secrets.c.session_id == session_id
+        )
+    )
+    return {name: sealed for name, sealed in rows}
+
+
 async def put_secret(
     conn: AsyncConnection, session_id: str, name: str, sealed: str, ts: str
 ) -> None:
