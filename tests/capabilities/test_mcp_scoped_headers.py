@@ -18,6 +18,7 @@ from tests.engine.conftest import new_session, send, wait_turns_ended
 from tests.mcp_test_server import McpTestServer
 
 from everloop.bootstrap_admin import header_sealer
+from everloop.config import Settings
 from everloop.store import migrate
 from everloop.store.tables import agent_versions, agents, sessions
 
@@ -25,6 +26,12 @@ ADD = {
     "response": {"type": "echo"},
     "tool_calls": [{"when": "add", "name": "mcp_calc__add", "arguments": {"a": 2, "b": 40}}],
 }
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The test servers are on loopback: allowed as an operator would, named per session."""
+    return settings.model_copy(update={"egress_allowed_private_networks": "127.0.0.0/8"})
 
 
 @pytest.fixture
@@ -214,7 +221,7 @@ async def test_the_migration_seals_values_stored_before(
             .where(agent_versions.c.id == version.id)
             .values(authored_config=config)
         )
-        await conn.execute(text("UPDATE alembic_version SET version_num = '0012_sessions_live'"))
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0013_token_expiry'"))
     settings = api.services.settings
     await asyncio.to_thread(
         migrate.upgrade, settings.app_database_url, seal_headers=header_sealer(settings)

@@ -16,8 +16,16 @@ from tests.engine.conftest import new_session, send, wait_turns_ended
 from tests.local_web import LocalWeb
 from tests.mcp_test_server import McpTestServer
 
+from everloop.config import Settings
+
 API_KEY = "sk-live-51f0c9e2d7b4a3-do-not-store"
 REF = "{{secret:API_KEY}}"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The test servers are on loopback: allowed as an operator would, named per session."""
+    return settings.model_copy(update={"egress_allowed_private_networks": "127.0.0.0/8"})
 
 
 @pytest.fixture
