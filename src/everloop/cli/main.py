@@ -108,8 +108,10 @@ def token_create(
 ) -> None:
     """Mint a new personal access token for the admin user and print it (shown once)."""
     from everloop.bootstrap_admin import create_token, prepare_storage
+    from everloop.cli.claims import private_files
     from everloop.errors import EverloopError
 
+    private_files()
     settings = _settings(data_dir)
     prepare_storage(settings)
     try:
