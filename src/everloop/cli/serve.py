@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from everloop import logs
 from everloop.api.gate import StartupGate
 from everloop.bootstrap_admin import bootstrap_admin, prepare_storage
 from everloop.cli.claims import ClaimRefused, bind_port, lock_data_dir, private_files
@@ -103,9 +104,7 @@ def run(settings: Settings, *, role: str) -> None:
     """Run one server process until it is stopped; exit 1 if it fails to start."""
     import uvicorn
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     if role != "serve" and not settings.is_postgres:
         typer.echo(
             f"error: `everloop {role}` runs beside other processes and needs PostgreSQL: set "
