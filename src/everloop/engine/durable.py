@@ -177,7 +177,9 @@ class DurableEngine:
             await asyncio.to_thread(DBOS.destroy, destroy_registry=True)
             self._launched = False
         if self._claim is not None:
-            await asyncio.to_thread(self._claim.close)
+            # Last, once DBOS has stopped (it also stops the loop's default executor): a
+            # process that claims the id from now on finds no turn of this one still running.
+            self._claim.close()
             self._claim = None
 
 
