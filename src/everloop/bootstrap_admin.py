@@ -24,8 +24,10 @@ from everloop.store.tokens import RevocationMarker
 
 
 def prepare_storage(settings: Settings) -> None:
-    """Create the data dir and bring the app schema up to date (synchronous, before serving)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Create the data dir (owner only, like the files in it) and bring the app schema up to
+    date (synchronous, before serving)."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
     migrate.upgrade(settings.app_database_url, seal_headers=header_sealer(settings))
 
 

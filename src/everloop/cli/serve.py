@@ -1,8 +1,12 @@
-"""Running a server process (``serve``, ``api``, ``worker``) in two phases.
+"""Running a server process (``serve``, ``api``, ``worker``) in three phases.
 
-Before the port is bound: migrate the app database (one version read when it is up to date)
-and make sure the admin user and its token exist, so ``<data-dir>/admin-token`` is there when
-``/healthz`` first answers. That phase imports only the database and auth modules.
+First the process claims what it needs (``cli.claims``): an executing process (``serve``,
+``worker``) locks its data dir, then every process binds its port; a second server on the same
+data dir, or a taken port, exits at once with status 1 and a message naming the holder.
+
+Then, before the port serves: migrate the app database (one version read when it is up to
+date) and make sure the admin user and its token exist, so ``<data-dir>/admin-token`` is there
+when ``/healthz`` first answers. That phase imports only the database and auth modules.
 
 After: import and build the services and the HTTP app (FastAPI, DBOS) in a thread, seed the
 organization, launch the durable engine, then open the ``StartupGate``. Until then ``/healthz``
@@ -20,8 +24,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from everloop import logs
 from everloop.api.gate import StartupGate
 from everloop.bootstrap_admin import bootstrap_admin, prepare_storage
+from everloop.cli.claims import ClaimRefused, bind_port, lock_data_dir, private_files
 from everloop.config import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +56,7 @@ class Startup:
         self.role = role
         self.organization_id = organization_id
         self.services: Services | None = None
-        self.failed = False
+        self.failed: BaseException | None = None
         self._warm_up: asyncio.Task[None] | None = None
 
     def _build(self) -> tuple[Services, ASGIApp]:
@@ -98,9 +104,7 @@ def run(settings: Settings, *, role: str) -> None:
     """Run one server process until it is stopped; exit 1 if it fails to start."""
     import uvicorn
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     if role != "serve" and not settings.is_postgres:
         typer.echo(
             f"error: `everloop {role}` runs beside other processes and needs PostgreSQL: set "
@@ -108,6 +112,14 @@ def run(settings: Settings, *, role: str) -> None:
             err=True,
         )
         raise typer.Exit(code=2)
+    private_files()
+    try:
+        # Held until the process ends: the OS drops the lock with the process.
+        lock = lock_data_dir(settings.data_dir, role) if role != "api" else None
+        sock = bind_port(settings.host, settings.port)
+    except ClaimRefused as exc:
+        typer.echo(f"error: everloop {role} not started: {exc}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(
         f"everloop {role}: data dir {settings.data_dir.resolve()}; migrating the database..."
     )
@@ -122,8 +134,8 @@ def run(settings: Settings, *, role: str) -> None:
     startup = Startup(settings, role, boot.organization_id)
     server: uvicorn.Server | None = None
 
-    def failed(_exc: BaseException) -> None:
-        startup.failed = True
+    def failed(exc: BaseException) -> None:
+        startup.failed = exc
         if server is not None:
             server.should_exit = True
 
@@ -140,7 +152,15 @@ def run(settings: Settings, *, role: str) -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
-    server.run()
-    if startup.failed:
-        typer.echo(f"error: everloop {role} failed to start (see the log above)", err=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        if lock is not None:
+            lock.release()
+    if startup.failed is not None:
+        typer.echo(
+            f"error: everloop {role} failed to start: {startup.failed} (see the log above)",
+            err=True,
+        )
         raise typer.Exit(code=1)

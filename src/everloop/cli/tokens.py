@@ -63,7 +63,9 @@ def parse_moment(text: str) -> datetime:
 
 def _settings(data_dir: Path | None) -> Settings:
     from everloop.bootstrap_admin import prepare_storage
+    from everloop.cli.claims import private_files
 
+    private_files()  # a token command may be the first to create the data dir's files
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     prepare_storage(settings)
     return settings

@@ -37,6 +37,7 @@ from dbos import (
     SetWorkflowID,
 )
 
+from everloop.engine.executor_claim import claim_executor_id
 from everloop.engine.runner import RUN_TURN_WORKFLOW, TurnRunner
 
 log = logging.getLogger("everloop.engine")
@@ -64,6 +65,7 @@ class DurableEngine:
         self.worker_concurrency = worker_concurrency
         self.pool_size = pool_size
         self._client: DBOSClient | None = None
+        self._claim: Any = None  # the connection that holds this executor id (PostgreSQL)
         self._launched = False
         self._workflow: Any = None
 
@@ -97,6 +99,11 @@ class DurableEngine:
         """Start this process's executor: register the turn workflow and (``listen_queue``)
         take turns from the queue that API-only processes feed. A lone embedded process starts
         its turns directly and has nobody feeding the queue: it does not poll it."""
+        if self.system_database_url.startswith("postgresql"):
+            # Before DBOS launches, which recovers every pending turn recorded under this id.
+            self._claim = await asyncio.to_thread(
+                claim_executor_id, self.system_database_url, self.executor_id
+            )
         _prepare_sqlite(self.system_database_url)
         DBOS(config=self._config())
 
@@ -169,6 +176,11 @@ class DurableEngine:
             # Workflows are registered at launch, never at import: drop the registry with it.
             await asyncio.to_thread(DBOS.destroy, destroy_registry=True)
             self._launched = False
+        if self._claim is not None:
+            # Last, once DBOS has stopped (it also stops the loop's default executor): a
+            # process that claims the id from now on finds no turn of this one still running.
+            self._claim.close()
+            self._claim = None
 
 
 def _sqlite_system_engine(url: str) -> sa.Engine:

@@ -63,6 +63,14 @@ class Caller:
     user_id: str
     role: str = "member"
 
+    @property
+    def is_operator(self) -> bool:
+        """Whether the caller operates this instance: acts for the default organization, the one
+        the first start creates for the bootstrap admin (whose token is in
+        ``<data-dir>/admin-token``). Tenants get organizations of their own; instance-wide views
+        (the durable workers: host names, pids) are for operators only."""
+        return self.organization_id == ids.DEFAULT_ORG_ID
+
 
 @dataclass(frozen=True, slots=True)
 class AdminBootstrap:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from everloop.api.deps import CallerDep, services
-from everloop.api.schemas import ListResponse
+from everloop.api.schemas import ErrorResponse, ListResponse
 
 router = APIRouter()
 
@@ -43,11 +43,16 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get(
-    "/api/v1/durable/workers", response_model=ListResponse[WorkerResponse], tags=["operations"]
+    "/api/v1/durable/workers",
+    response_model=ListResponse[WorkerResponse],
+    tags=["operations"],
+    responses={404: {"model": ErrorResponse, "description": "The caller is not an operator"}},
 )
 async def list_workers(request: Request, caller: CallerDep) -> ListResponse[WorkerResponse]:
-    """The executors of the durable engine, with their last heartbeat and running turns."""
-    found = await services(request).executors.list()
+    """The executors of the durable engine, with their last heartbeat and running turns.
+
+    Operators only (callers acting for the default organization); 404 for anyone else."""
+    found = await services(request).executors.list(caller)
     data = []
     for worker in found:
         values = asdict(worker)

@@ -1,0 +1,321 @@
+"""Every route with a path id, against another org and against unknown ids (issue 13, item 14).
+
+The routes come from the app itself (``iter_route_contexts(app.routes)``), so a new route with a
+path parameter fails ``test_every_route_with_a_path_id_has_a_case`` until it gets a row in
+``CASES`` (its request body) and, for a new kind of path parameter, a way to make its object in
+``build_world``. For every route and method:
+
+- org B's token on org A's objects gets 404, and nothing is written anywhere (the whole
+  database is compared before and after);
+- org A's own token with each ``*_id`` replaced by a well-formed unknown id gets 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import select
+
+from everloop.store.tables import metadata
+from tests.api.conftest import OtherOrg, assert_error, create_agent
+from tests.conftest import Api
+from tests.engine.conftest import new_session, scripted_model, send, wait_turns_ended
+
+World = dict[str, str]  # path parameter -> the value naming org A's object
+Body = Callable[[World], dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to call one route: its body (from org A's objects), and whether a PUT to an unknown
+    id creates the object instead of answering 404."""
+
+    body: Body = None
+    creates_when_unknown: bool = False
+
+
+def fixed(value: dict[str, Any]) -> Body:
+    return lambda _world: value
+
+
+MESSAGE = {"message": {"role": "user", "content": [{"type": "text", "text": "hello"}]}}
+
+# Every (method, path template) of the app that has a path parameter.
+CASES: dict[tuple[str, str], Case] = {
+    ("GET", "/api/v1/sessions/{session_id}/context-report"): Case(),
+    ("GET", "/api/v1/agents/{agent_id}/versions"): Case(),
+    ("POST", "/api/v1/agents/{agent_id}/versions"): Case(fixed({"summary": "theirs"})),
+    ("POST", "/api/v1/agents/{agent_id}/versions/default"): Case(
+        lambda w: {"version_id": w["from_version_id"]}
+    ),
+    ("GET", "/api/v1/agents/{agent_id}/versions/{from_version_id}/diff/{to_version_id}"): Case(),
+    ("POST", "/api/v1/agents/{agent_id}/versions/{version_id}/rollback"): Case(fixed({})),
+    ("GET", "/api/v1/blueprints/{blueprint_id}"): Case(),
+    ("GET", "/api/v1/harnesses/{harness_id}"): Case(),
+    ("PATCH", "/api/v1/harnesses/{harness_id}"): Case(fixed({"description": "theirs"})),
+    ("DELETE", "/api/v1/harnesses/{harness_id}"): Case(),
+    ("GET", "/api/v1/agents/{agent_id}"): Case(),
+    ("PUT", "/api/v1/agents/{agent_id}"): Case(
+        fixed({"name": "hijack", "system_prompt": "p"}), creates_when_unknown=True
+    ),
+    ("PATCH", "/api/v1/agents/{agent_id}"): Case(fixed({"description": "theirs"})),
+    ("DELETE", "/api/v1/agents/{agent_id}"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}"): Case(),
+    ("PATCH", "/api/v1/sessions/{session_id}"): Case(fixed({"title": "theirs"})),
+    ("DELETE", "/api/v1/sessions/{session_id}"): Case(),
+    ("PUT", "/api/v1/sessions/{session_id}/pin"): Case(),
+    ("DELETE", "/api/v1/sessions/{session_id}/pin"): Case(),
+    ("GET", "/api/v1/providers/{provider_id}"): Case(),
+    ("PATCH", "/api/v1/providers/{provider_id}"): Case(fixed({"name": "theirs"})),
+    ("DELETE", "/api/v1/providers/{provider_id}"): Case(),
+    ("GET", "/api/v1/providers/{provider_id}/models"): Case(),
+    ("POST", "/api/v1/providers/{provider_id}/models"): Case(fixed({"model_id": "theirs"})),
+    ("GET", "/api/v1/models/{model_id}"): Case(),
+    ("PATCH", "/api/v1/models/{model_id}"): Case(fixed({"display_name": "theirs"})),
+    ("DELETE", "/api/v1/models/{model_id}"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/messages"): Case(fixed(MESSAGE)),
+    ("GET", "/api/v1/sessions/{session_id}/messages"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/events"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/sse"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/tool-results"): Case(
+        fixed({"tool_results": [{"tool_call_id": "call_1", "result": "x"}]})
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/cancel"): Case(),
+    ("GET", "/api/v1/capabilities/{capability_id}"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/databases"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/databases"): Case(fixed({"name": "theirs"})),
+    ("GET", "/api/v1/sessions/{session_id}/databases/{name}"): Case(),
+    ("DELETE", "/api/v1/sessions/{session_id}/databases/{name}"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/databases/{name}/schema"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/fs"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/fs/_/stat"): Case(fixed({"path": "/notes.txt"})),
+    ("POST", "/api/v1/sessions/{session_id}/fs/_/grep"): Case(fixed({"pattern": "hi"})),
+    ("POST", "/api/v1/sessions/{session_id}/fs/_/move"): Case(
+        fixed({"src_path": "/notes.txt", "dst_path": "/moved.txt"})
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/fs/_/copy"): Case(
+        fixed({"src_path": "/notes.txt", "dst_path": "/copied.txt"})
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
+    ("PUT", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
+    ("DELETE", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/storage/keys"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/storage/secrets"): Case(),
+    ("PUT", "/api/v1/sessions/{session_id}/storage/secrets"): Case(
+        fixed({"secrets": {"THEIRS": "x"}})
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/resources"): Case(),
+    ("GET", "/api/v1/mcp-servers/{server_id}"): Case(),
+    ("PATCH", "/api/v1/mcp-servers/{server_id}"): Case(fixed({"description": "theirs"})),
+    ("DELETE", "/api/v1/mcp-servers/{server_id}"): Case(),
+    ("DELETE", "/api/v1/auth/api-keys/{key_id}"): Case(),
+}
+
+# Catalogs every org shares (built in, or loaded from the blueprints dir): no org owns their
+# entries, so only the unknown-id half applies to them.
+SHARED = {"blueprint_id", "capability_id"}
+# Path parameters that name something inside an object (a database, a file): unknown values of
+# these are a matter of the route (a PUT creates a file); the owning id is what the matrix varies.
+INNER = {"name", "path"}
+
+_PARAM = re.compile(r"{([a-z_]+)(?::path)?}")
+_TYPED_ID = re.compile(r"^([a-z]+)_([0-9a-f]{32})$")
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path template) of the app with a path parameter."""
+    found = set()
+    for route in iter_route_contexts(app.routes):
+        path = route.path
+        if path and "{" in path:
+            found.update((method, path) for method in route.methods or () if method != "HEAD")
+    return found
+
+
+def params_of(path: str) -> list[str]:
+    return _PARAM.findall(path)
+
+
+def fill(path: str, world: World) -> str:
+    return _PARAM.sub(lambda m: world[m.group(1)], path).removeprefix("/api")
+
+
+def unknown(value: str) -> str:
+    """A well-formed id (or name) that names nothing."""
+    typed = _TYPED_ID.match(value)
+    if typed:
+        prefix, hex_ = typed.groups()
+        return f"{prefix}_{hex_[:-6]}{'0' if hex_[-6] != '0' else '1'}{hex_[-5:]}"
+    return f"no-such-{value}"
+
+
+async def build_world(api: Api) -> World:
+    """Org A's objects: one of each kind a path parameter can name, and a finished turn."""
+    client = api.client
+    await api.services.start_engine()
+    model = await scripted_model(api, {"response": {"type": "fixed", "text": "hi"}})
+    session = await new_session(api, model_id=model)
+    await send(api, session, "hello")
+    await wait_turns_ended(api, session)
+
+    async def created(response: Any) -> Any:
+        answer = await response
+        assert answer.status_code in (200, 201), answer.text
+        return answer.json()
+
+    agent = await create_agent(api, "matrix-agent")
+    await created(client.patch(f"/v1/agents/{agent['id']}", json={"description": "v2"}))
+    versions = await created(client.get(f"/v1/agents/{agent['id']}/versions"))
+    assert len(versions) >= 2, versions
+    harness = await created(client.post("/v1/harnesses", json={"name": "matrix-harness"}))
+    provider = await created(
+        client.post("/v1/providers", json={"name": "Matrix", "driver": "llmsim"})
+    )
+    server = await created(
+        client.post("/v1/mcp-servers", json={"name": "tools", "url": "https://mcp.example.com/mcp"})
+    )
+    key = await created(client.post("/v1/auth/api-keys", json={"name": "matrix"}))
+    await created(client.post(f"/v1/sessions/{session}/databases", json={"name": "notes"}))
+    await created(client.post(f"/v1/sessions/{session}/fs/notes.txt", json={"content": "hi"}))
+    await created(
+        client.put(f"/v1/sessions/{session}/storage/secrets", json={"secrets": {"MINE": "x"}})
+    )
+    blueprint = (await created(client.get("/v1/blueprints")))["data"][0]["id"]
+    return {
+        "session_id": session,
+        "agent_id": agent["id"],
+        "version_id": versions[-1]["id"],
+        "from_version_id": versions[-1]["id"],
+        "to_version_id": versions[0]["id"],
+        "harness_id": harness["id"],
+        "provider_id": provider["id"],
+        "model_id": model,
+        "server_id": server["id"],
+        "key_id": key["id"],
+        "blueprint_id": blueprint,
+        "capability_id": "current_time",
+        "name": "notes",
+        "path": "notes.txt",
+    }
+
+
+async def snapshot(api: Api) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table but the executors' heartbeats, in a stable order."""
+    rows = {}
+    async with api.services.db.read() as conn:
+        for table in metadata.sorted_tables:
+            if table.name == "workers":
+                continue
+            found = await conn.execute(select(table))
+            rows[table.name] = sorted((tuple(r) for r in found), key=repr)
+    return rows
+
+
+async def call(
+    client: httpx.AsyncClient, method: str, path: str, case: Case, world: World
+) -> httpx.Response:
+    body = case.body(world) if case.body is not None else None
+    # A stream answered with 200 would never end: that is a leak too, and fails here.
+    return await asyncio.wait_for(client.request(method, path, json=body), timeout=15)
+
+
+@pytest.fixture
+async def world(api: Api) -> AsyncIterator[World]:
+    yield await build_world(api)
+
+
+def test_every_route_with_a_path_id_has_a_case(api: Api) -> None:
+    routes = app_routes(_app(api))
+    missing = sorted(routes - set(CASES))
+    assert missing == [], (
+        f"routes without a cross-org case: {missing}. Add each to CASES in {__file__} (with a "
+        "valid request body), and teach build_world to create the object of any new path "
+        "parameter: every route must answer 404 to another org and to unknown ids."
+    )
+    stale = sorted(set(CASES) - routes)
+    assert stale == [], f"CASES names routes the app does not have: {stale}"
+    for _method, path in routes:
+        for param in params_of(path):
+            assert param in WORLD_PARAMS, f"build_world makes nothing for {{{param}}} of {path}"
+
+
+WORLD_PARAMS = {
+    "session_id",
+    "agent_id",
+    "version_id",
+    "from_version_id",
+    "to_version_id",
+    "harness_id",
+    "provider_id",
+    "model_id",
+    "server_id",
+    "key_id",
+    "blueprint_id",
+    "capability_id",
+    "name",
+    "path",
+}
+
+
+def _app(api: Api) -> FastAPI:
+    app = api.client._transport.app  # type: ignore[attr-defined]
+    assert isinstance(app, FastAPI)
+    return app
+
+
+def _not_found(response: httpx.Response) -> bool:
+    """A 404 of the route itself: not the router's 'no such route' (a wrong path here)."""
+    if response.status_code != 404:
+        return False
+    assert "no such route" not in assert_error(response, 404, "not_found")["message"]
+    return True
+
+
+async def test_another_org_gets_404_on_every_route_and_writes_nothing(
+    api: Api, other_org: OtherOrg, world: World
+) -> None:
+    # Control: org A itself reads every object the matrix names (streams aside).
+    for (method, template), case in sorted(CASES.items()):
+        if method == "GET" and not template.endswith("/sse"):
+            mine = await call(api.client, method, fill(template, world), case, world)
+            assert mine.status_code == 200, f"{template}: {mine.status_code} {mine.text}"
+    before = await snapshot(api)
+    leaks = []
+    for (method, template), case in sorted(CASES.items()):
+        if SHARED & set(params_of(template)):
+            continue
+        response = await call(other_org.client, method, fill(template, world), case, world)
+        if not _not_found(response):
+            leaks.append(f"{method} {template}: {response.status_code} {response.text[:200]}")
+    assert leaks == []
+    assert await snapshot(api) == before
+
+
+async def test_unknown_ids_are_404_on_every_route(api: Api, world: World) -> None:
+    wrong = []
+    for (method, template), case in sorted(CASES.items()):
+        for param in params_of(template):
+            if param in INNER:
+                continue
+            if case.creates_when_unknown and param == params_of(template)[-1]:
+                continue
+            before = await snapshot(api)
+            path = fill(template, {**world, param: unknown(world[param])})
+            response = await call(api.client, method, path, case, world)
+            if not _not_found(response):
+                wrong.append(
+                    f"{method} {template} with unknown {param}: "
+                    f"{response.status_code} {response.text[:200]}"
+                )
+            elif await snapshot(api) != before:
+                wrong.append(f"{method} {template} with unknown {param}: 404 but wrote")
+    assert wrong == []
