@@ -118,6 +118,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("PATCH", "/api/v1/mcp-servers/{server_id}"): Case(fixed({"description": "theirs"})),
     ("DELETE", "/api/v1/mcp-servers/{server_id}"): Case(),
     ("DELETE", "/api/v1/auth/api-keys/{key_id}"): Case(),
+    ("DELETE", "/api/v1/admin/api-keys/{key_id}"): Case(),
 }
 
 # Catalogs every org shares (built in, or loaded from the blueprints dir): no org owns their

@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, Server
 from tests.local_web import LocalWeb
 
 pytestmark = pytest.mark.slow
 
 SECRET = "sk-query-secret-4711"
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server]) -> Server:
+    """The page is on loopback: the server allows it as an operator would."""
+    return start_server(EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8")
 
 
 @pytest.fixture
