@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from everloop.api.schemas import (
     AgentCapabilityConfig,
+    CapabilityConfigOut,
     IdText,
     InitialFile,
     LongText,
@@ -177,7 +178,7 @@ class BlueprintResponse(BaseModel):
     name: str
     description: str
     system_prompt: str
-    capabilities: list[AgentCapabilityConfig]
+    capabilities: list[CapabilityConfigOut]
     tools: list[dict[str, Any]]
     model_id: str | None
     max_iterations: int | None
