@@ -76,7 +76,7 @@ async def _everloop_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    # A part may be a key the client sent: escaped and shortened, so the answer can be encoded.
+    # A part may be a key the client sent, of any length: shortened.
     parts = [printable(str(p)) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
