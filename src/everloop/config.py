@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=10 * 1024 * 1024, description="Largest accepted request body, in bytes."
     )
+    max_json_depth: int = Field(
+        default=32,
+        ge=1,
+        le=100,
+        description="Deepest nesting of objects and arrays in a free-form request value (a "
+        "message's metadata, a session's hints, a capability's config, a provider's settings); "
+        "deeper is a 422. Any other request value may nest 100 levels: the JSON encoders of "
+        "the store and the API refuse values past about 250.",
+    )
+    max_json_bytes: int = Field(
+        default=256 * 1024,
+        ge=1,
+        description="Largest free-form request value (as for max_json_depth), in bytes as "
+        "compact JSON; larger is a 422.",
+    )
     sse_heartbeat_seconds: float = Field(
         default=30.0, description="Interval of SSE keep-alive comments."
     )

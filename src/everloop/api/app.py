@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
 from everloop.api.errors import document_errors, error_response, install_error_handlers
+from everloop.api.json_values import JsonLimits, JsonLimitsMiddleware
 from everloop.api.routes import (
     agent_versions,
     api_keys,
@@ -123,6 +124,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(operations.router)
     app.add_middleware(BodySizeLimit, limit=services.settings.max_body_bytes)
+    app.add_middleware(JsonLimitsMiddleware, limits=JsonLimits.of(services.settings))
     if not api:
         return app
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, StringConstraints
 
+from everloop.api.json_values import JsonObject
 from everloop.api.schemas import WireModel
 from everloop.domain.providers import Driver, ProviderStatus
 
@@ -19,9 +20,10 @@ ApiKey = Annotated[str, StringConstraints(max_length=10_000)]
 WireModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 _DRIVER_ALIASES = AliasChoices("driver", "provider_type")
+TokenCount = Annotated[int, Field(ge=1, le=1_000_000_000)]
 
 
-class ModelPrices(BaseModel):
+class ModelPrices(WireModel):
     """US dollars per million tokens."""
 
     input: Annotated[float, Field(ge=0)] = 0.0
@@ -30,9 +32,9 @@ class ModelPrices(BaseModel):
     cache_write: Annotated[float, Field(ge=0)] = 0.0
 
 
-class ModelProfile(BaseModel):
-    context_window: Annotated[int, Field(ge=1)] | None = None
-    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
+class ModelProfile(WireModel):
+    context_window: TokenCount | None = None
+    max_output_tokens: TokenCount | None = None
     prices: ModelPrices = Field(default_factory=ModelPrices)
 
 
@@ -44,7 +46,7 @@ class CreateProviderRequest(WireModel):
     driver: Driver = Field(validation_alias=_DRIVER_ALIASES)
     base_url: BaseUrl | None = None
     api_key: ApiKey | None = None
-    settings: dict[str, Any] = {}
+    settings: JsonObject = {}
     status: ProviderStatus = "active"
 
 
@@ -55,7 +57,7 @@ class UpdateProviderRequest(WireModel):
     api_key: ApiKey | None = Field(
         default=None, description="A new key; null or an empty string removes the stored key."
     )
-    settings: dict[str, Any] | None = None
+    settings: JsonObject | None = None
     status: ProviderStatus | None = None
 
 
@@ -81,14 +83,14 @@ class ProviderResponse(BaseModel):
 class CreateModelRequest(WireModel):
     model_id: WireModelName
     display_name: DisplayName | None = None
-    settings: dict[str, Any] = {}
+    settings: JsonObject = {}
     profile: ModelProfile | None = None
 
 
 class UpdateModelRequest(WireModel):
     model_id: WireModelName | None = None
     display_name: DisplayName | None = None
-    settings: dict[str, Any] | None = None
+    settings: JsonObject | None = None
     profile: ModelProfile | None = None
 
 

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from everloop.api.schemas import (
     AgentCapabilityConfig,
+    CapabilityConfigOut,
     IdText,
     InitialFile,
     LongText,
@@ -179,7 +180,7 @@ class BlueprintResponse(BaseModel):
     name: str
     description: str
     system_prompt: str
-    capabilities: list[AgentCapabilityConfig]
+    capabilities: list[CapabilityConfigOut]
     tools: list[dict[str, Any]]
     model_id: str | None
     max_iterations: int | None

@@ -1,7 +1,8 @@
 """Wire schemas: the request and response bodies of the v1 API (Everruns-compatible).
 
 Requests ignore unknown fields (newer clients send more than we know) but validate every field
-we read; a failure is a 422 that names the field.
+we read; a failure is a 422 that names the field. Every value of a request must also be one
+the store keeps and the API returns unchanged (``api.json_values``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from everloop.api.json_values import JsonObject, JsonValue, storable
 from everloop.domain.mcp import public_mcp_servers
 
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -45,7 +47,13 @@ Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_
 
 
 class WireModel(BaseModel):
+    """A request body (or a part of one): every field, and every extra field a model allows,
+    is checked to be storable (no lone surrogates, bounded depth and numbers). A model that
+    allows extra fields types them ``JsonValue``, which checks them too."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    _storable = field_validator("*", mode="after")(storable)
 
 
 def _not_null(value: Any) -> Any:
@@ -57,6 +65,13 @@ def _not_null(value: Any) -> Any:
 
 class AgentCapabilityConfig(WireModel):
     ref: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    config: JsonObject | None = None
+
+
+class CapabilityConfigOut(BaseModel):
+    """``AgentCapabilityConfig`` in a response: a stored value, not held to request limits."""
+
+    ref: str
     config: dict[str, Any] | None = None
 
 
@@ -83,7 +98,7 @@ class ToolDefinition(WireModel):
     type: Literal["client_side", "builtin"] = "client_side"
     name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
     description: Annotated[str, StringConstraints(max_length=10_000)] = ""
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: JsonObject = Field(default_factory=lambda: {"type": "object", "properties": {}})
     display_name: ShortText | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
 
@@ -100,8 +115,20 @@ class ToolDefinition(WireModel):
         return self
 
 
+class ToolDefinitionOut(BaseModel):
+    """``ToolDefinition`` in a response: a stored value, not held to request limits."""
+
+    type: Literal["client_side", "builtin"] = "client_side"
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    display_name: str | None = None
+    timeout_seconds: float | None = None
+
+
 class McpServerConfig(WireModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
     url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     headers: dict[str, str] | None = None
 
@@ -184,7 +211,7 @@ class HarnessResponse(BaseModel):
     parent_harness_id: str | None
     default_model_id: str | None
     tags: list[str]
-    capabilities: list[AgentCapabilityConfig]
+    capabilities: list[CapabilityConfigOut]
     initial_files: list[InitialFile]
     network_access: NetworkAccessList | None
     mcp_servers: PublicMcpServers = Field(alias="mcpServers")
@@ -262,8 +289,8 @@ class AgentResponse(BaseModel):
     default_model_id: str | None
     default_version_id: str | None
     tags: list[str]
-    capabilities: list[AgentCapabilityConfig]
-    tools: list[ToolDefinition]
+    capabilities: list[CapabilityConfigOut]
+    tools: list[ToolDefinitionOut]
     initial_files: list[InitialFile]
     network_access: NetworkAccessList | None
     mcp_servers: PublicMcpServers = Field(alias="mcpServers")
@@ -294,12 +321,12 @@ class CreateSessionRequest(WireModel):
     mcp_servers: McpServers = Field(default_factory=dict, alias="mcpServers")
     system_prompt: LongText | None = None
     initial_files: Annotated[list[InitialFile], Field(max_length=500)] | None = None
-    hints: dict[str, Any] | None = None
+    hints: JsonObject | None = None
     network_access: NetworkAccessList | None = None
     max_iterations: MaxIterations | None = None
     parallel_tool_calls: bool | None = None
     blueprint_id: Annotated[str, StringConstraints(max_length=200)] | None = None
-    blueprint_config: dict[str, Any] | None = None
+    blueprint_config: JsonObject | None = None
 
 
 class UpdateSessionRequest(WireModel):
@@ -334,8 +361,8 @@ class SessionResponse(BaseModel):
     output_preview: str | None
     tags: list[str]
     model_id: str | None
-    capabilities: list[AgentCapabilityConfig]
-    tools: list[ToolDefinition]
+    capabilities: list[CapabilityConfigOut]
+    tools: list[ToolDefinitionOut]
     mcp_servers: PublicMcpServers = Field(alias="mcpServers")
     system_prompt: str | None
     initial_files: list[InitialFile]
@@ -399,6 +426,7 @@ class ErrorResponse(BaseModel):
 
 class ContentPartIn(WireModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
     type: Annotated[str, StringConstraints(min_length=1, max_length=40)]
     text: str | None = None
     url: Annotated[str, StringConstraints(max_length=20 * 1024 * 1024)] | None = None
@@ -412,16 +440,17 @@ class MessageIn(WireModel):
 
 class Controls(WireModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
     model_id: IdText | None = None
     locale: Locale | None = None
-    hints: dict[str, Any] | None = None
+    hints: JsonObject | None = None
     max_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
 class CreateMessageRequest(WireModel):
     message: MessageIn
     controls: Controls | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     tags: Tags | None = None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event
-from sqlalchemy.exc import DataError, DisconnectionError
+from sqlalchemy.exc import DataError, DisconnectionError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from everloop.domain.event_log import Event
@@ -33,11 +33,24 @@ APPENDED = "everloop_appended"
 
 def json_dumps(value: Any) -> str:
     """JSON columns: orjson (several times faster than ``json``), with ``json`` for what
-    orjson refuses (integers beyond 64 bits, non-string keys)."""
+    orjson refuses (integers beyond 64 bits, non-string keys), but only when orjson can read
+    back what ``json`` wrote and write it again. A string with a lone surrogate (``json``
+    escapes it as ``\\ud800``, which orjson refuses to read) or nesting past orjson's ~250
+    levels would make every later read of its row fail; it is refused here, inside the
+    transaction, which then writes nothing."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value)
+        text = json.dumps(value)
+    try:
+        orjson.dumps(orjson.loads(text))
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        raise InvalidInput(
+            "a value cannot be stored: text with a lone surrogate (such as \\ud800), or "
+            "nesting too deep",
+            code="unstorable_value",
+        ) from None
+    return text
 
 
 def json_loads(text: str | bytes) -> Any:
@@ -218,7 +231,8 @@ class Database:
 @contextmanager
 def _data_errors_as_invalid_input() -> Iterator[None]:
     # A value the database refuses to store (PostgreSQL: a NUL character in text, a number out
-    # of range) is the caller's bad input, not a server fault.
+    # of range) is the caller's bad input, not a server fault; so is one ``json_dumps``
+    # refuses, which SQLAlchemy hands on wrapped.
     try:
         yield
     except DataError as exc:
@@ -227,6 +241,10 @@ def _data_errors_as_invalid_input() -> Iterator[None]:
             "character, \\u0000)",
             code="unstorable_value",
         ) from exc
+    except StatementError as exc:
+        if isinstance(exc.orig, InvalidInput):
+            raise exc.orig from None
+        raise
 
 
 IDLE_PING_SECONDS = 5.0

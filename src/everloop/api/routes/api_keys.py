@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from everloop.api.deps import CallerDep, services
-from everloop.api.schemas import ErrorResponse
+from everloop.api.schemas import ErrorResponse, WireModel
 from everloop.domain.resources import AccessToken
 from everloop.errors import InvalidInput
 
@@ -29,7 +29,7 @@ _FORBIDDEN: dict[int | str, dict[str, Any]] = {
 }
 
 
-class CreateApiKeyRequest(BaseModel):
+class CreateApiKeyRequest(WireModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     scopes: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=20)] = []
     expires_in_days: Annotated[int | None, Field(ge=1, le=36_500)] = None

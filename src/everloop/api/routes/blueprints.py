@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from everloop.api.deps import CallerDep, services
 from everloop.api.runtime_schemas import BlueprintResponse
-from everloop.api.schemas import AgentCapabilityConfig, ListResponse
+from everloop.api.schemas import CapabilityConfigOut, ListResponse
 from everloop.domain.blueprints import Blueprint
 
 router = APIRouter(tags=["blueprints"])
@@ -18,7 +18,7 @@ def blueprint_out(blueprint: Blueprint) -> BlueprintResponse:
         name=blueprint.name,
         description=blueprint.description,
         system_prompt=blueprint.system_prompt,
-        capabilities=[AgentCapabilityConfig.model_validate(c) for c in blueprint.capabilities],
+        capabilities=[CapabilityConfigOut.model_validate(c) for c in blueprint.capabilities],
         tools=[dict(t) for t in blueprint.tools],
         model_id=blueprint.model_id,
         max_iterations=blueprint.max_iterations,

@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from everloop.api.deps import CallerDep, services
 from everloop.api.idempotency import IdempotencyKey, once
+from everloop.api.json_values import INT64_MAX
 from everloop.api.schemas import (
     CancelResponse,
     CreateMessageRequest,
@@ -26,6 +27,8 @@ from everloop.services.turns import StreamFrame
 router = APIRouter(tags=["messages and events"])
 
 TypeList = Annotated[list[Annotated[str, Query(max_length=64)]] | None, Query(max_length=40)]
+# Event sequences are signed 64-bit integers in the store: a larger one is a 422, not a 500.
+Sequence = Annotated[int | None, Query(ge=0, le=INT64_MAX)]
 
 
 @router.post(
@@ -97,8 +100,8 @@ async def list_events(
     caller: CallerDep,
     session_id: str,
     since_id: Annotated[str | None, Query(max_length=100)] = None,
-    after_sequence: Annotated[int | None, Query(ge=0)] = None,
-    before_sequence: Annotated[int | None, Query(ge=0)] = None,
+    after_sequence: Sequence = None,
+    before_sequence: Sequence = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     types: TypeList = None,
     exclude: TypeList = None,
@@ -132,7 +135,7 @@ async def stream_events(
     caller: CallerDep,
     session_id: str,
     since_id: Annotated[str | None, Query(max_length=100)] = None,
-    after_sequence: Annotated[int | None, Query(ge=0)] = None,
+    after_sequence: Sequence = None,
     types: TypeList = None,
     exclude: TypeList = None,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
