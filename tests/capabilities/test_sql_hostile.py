@@ -196,3 +196,21 @@ async def test_parallel_writes_to_one_database_lose_no_update(engine: Api) -> No
     bumps = completed(await wait_turns_ended(engine, sid, count=3))[-2:]
     assert [ok(b["data"])["rows_affected"] for b in bumps] == [1, 1]
     assert ok(await tool_turn(engine, sid, "read it", 4))["rows"] == [[2]]
+
+
+async def test_cancelling_the_turn_kills_its_statement(engine: Api) -> None:
+    service = engine.services.session_databases
+    service.limits = Limits(timeout_seconds=300.0)
+    # One worker: the next SQL call can only run once the cancelled one gave it back.
+    await service.pool.close()
+    service.pool = pool = SqlWorkerPool(1)
+    sid = await new_session(engine, HOSTILE, capabilities=[{"ref": "sql_database"}])
+    ok(await tool_turn(engine, sid, "create it", 1))
+    await send(engine, sid, "printf attack")
+    await wait_for(engine, sid, "tool.started", count=2)
+    cancelled = await engine.client.post(f"/v1/sessions/{sid}/cancel")
+    assert cancelled.status_code in (200, 202), cancelled.text
+    await wait_for(engine, sid, "turn.cancelled")
+    counter = await tool_turn(engine, sid, "counter table", 3)
+    assert ok(counter)["rows_affected"] == 1
+    assert pool.killed == 1
