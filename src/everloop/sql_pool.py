@@ -110,6 +110,7 @@ class SqlWorkerPool:
         self._idle: list[_Worker] = []
         self._workers: set[_Worker] = set()  # idle and busy, to stop them all on close
         self._spares: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.killed = 0  # workers killed at the time limit (or broken): for tests and metrics
 
     async def run(
@@ -124,6 +125,8 @@ class SqlWorkerPool:
             raise SandboxError(f"a parameter cannot be passed to SQLite: {exc}") from None
         max_reply = 2 * (limits.max_database_bytes + limits.max_result_bytes) + _REPLY_SLACK
         async with self._slots:
+            if self._closed:
+                raise SandboxError("the server is shutting down; the statement did not run")
             worker = self._idle.pop() if self._idle else await self._start()
             try:
                 async with asyncio.timeout(limits.timeout_seconds + GRACE_SECONDS):
@@ -144,11 +147,17 @@ class SqlWorkerPool:
             self._idle.append(worker)
             return reply
 
+    def pids(self) -> list[int]:
+        """The process ids of the running workers (for operators and tests)."""
+        return [worker.process.pid for worker in self._workers]
+
     async def _replace(self, worker: _Worker) -> None:
         """Kill ``worker`` and start a warm spare in the background for the next call."""
         self.killed += 1
         self._workers.discard(worker)
         await asyncio.shield(worker.kill())
+        if self._closed:
+            return
         task = asyncio.get_running_loop().create_task(self._spare())
         self._spares.add(task)
         task.add_done_callback(self._spares.discard)
@@ -164,6 +173,7 @@ class SqlWorkerPool:
 
     async def close(self) -> None:
         """Stop every worker: idle ones exit at end of input, busy ones are killed."""
+        self._closed = True
         for task in list(self._spares):
             task.cancel()
         await asyncio.gather(*self._spares, return_exceptions=True)

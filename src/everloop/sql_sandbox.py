@@ -3,9 +3,9 @@
 Each call opens the bytes in memory (``deserialize``), runs the agent's SQL under an
 authorizer, a time limit and size limits, and (after a write) hands back the new bytes
 (``serialize``). Nothing touches a file, so any worker can serve any session. Synchronous and
-CPU-bound: everloop runs it only inside a worker process (``everloop.sql_worker``), never in
-the server, because one C call of SQLite (``printf('%.*c', 2000000000, 'x')``) can run for
-seconds without reaching the progress handler; the server kills the worker instead.
+CPU-bound: everloop runs an agent's SQL only inside a worker process (``everloop.sql_worker``),
+never in the server, because one C call of SQLite (``printf('%.*c', 2000000000, 'x')``) can
+run for seconds without reaching the progress handler; the server kills the worker instead.
 
 The authorizer refuses ATTACH/DETACH, ``load_extension``, virtual tables and PRAGMAs outside a
 short read-only allow-list; in read-only mode it refuses every write as well. A progress handler

@@ -3,6 +3,8 @@ refused without being built, and while one session's SQL runs no other tenant wa
 
 from __future__ import annotations
 
+import os
+import signal
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -112,6 +114,17 @@ async def test_the_pool_runs_writes_and_refusals(pool: SqlWorkerPool) -> None:
     with pytest.raises(SandboxError, match="cannot be passed"):
         await pool.run("query", people(), FAST, "SELECT ?", [2**70])
     assert pool.killed == 0
+
+
+async def test_a_worker_killed_from_outside_is_replaced(pool: SqlWorkerPool) -> None:
+    await pool.run("query", people(), FAST, "SELECT 1")
+    (pid,) = pool.pids()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(SandboxError, match="worker failed; the statement had no effect"):
+        await pool.run("query", people(), FAST, "SELECT 1")
+    assert pool.killed == 1
+    assert (await pool.run("query", people(), FAST, "SELECT 2")).result["rows"] == [[2]]
+    assert pid not in pool.pids()
 
 
 # -- through turns, on the app database ----------------------------------------------------------
