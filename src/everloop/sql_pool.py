@@ -10,8 +10,9 @@ as much as a Python start-up, 30-60 ms, which the pool pays once per worker, not
 
 Requests wait for a free worker (at most ``size`` run at once); the wait does not count against
 the statement's time limit. Workers get a minimal environment (no secrets, no settings) and
-inherit nothing but the pipes. Replies are bounded: a frame larger than the request's caps
-allow is treated like a crash (the worker is killed).
+inherit nothing but the pipes, and die with the server (even a ``kill -9`` of it). Replies are
+bounded: a frame larger than the request's caps allow is treated like a crash (the worker is
+killed).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class _Worker:
             sys.executable,
             "-m",
             "everloop.sql_worker",
+            str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,

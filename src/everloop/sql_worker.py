@@ -17,7 +17,10 @@ database as the blob. Reply header: ``{"result": ...}`` or ``{"error": message}`
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import struct
 import sys
 from dataclasses import asdict
@@ -29,6 +32,7 @@ from everloop import sql_sandbox
 from everloop.sql_sandbox import Limits, SandboxError
 
 FRAME = struct.Struct(">II")
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def encode_frame(header: dict[str, Any], blob: bytes = b"") -> bytes:
@@ -96,7 +100,19 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
         sink.flush()
 
 
+def die_with(server_pid: int) -> None:
+    """Have the kernel kill this worker when the server exits, even by ``kill -9``, so no
+    statement outlives the server that asked for it (Linux; elsewhere a busy worker exits when
+    it next reads the closed pipe)."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != server_pid:  # the server died before the line above took effect
+        os._exit(0)
+
+
 def main() -> None:
+    die_with(int(sys.argv[1]))
     # Frames go to a private copy of stdout; anything printed by mistake goes to stderr.
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
