@@ -52,6 +52,7 @@ from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
 from everloop.services.turns import TurnService
+from everloop.sql_pool import SqlWorkerPool
 from everloop.sql_sandbox import Limits as SqlLimits
 from everloop.store import notifications
 from everloop.store.db import Database
@@ -155,6 +156,7 @@ class Services:
             self.workers = None
         await self.storage.stop_lease_sweeper()
         await self.engine.close()
+        await self.session_databases.close()
         if self.drivers is not None:
             await self.drivers.aclose()
         await self.db.close()
@@ -204,7 +206,11 @@ def build_session_databases(
         max_database_bytes=settings.sql_max_database_bytes,
     )
     return SessionDatabaseService(
-        db, store, limits, max_per_session=settings.sql_max_databases_per_session
+        db,
+        store,
+        limits,
+        SqlWorkerPool(settings.sql_workers),
+        max_per_session=settings.sql_max_databases_per_session,
     )
 
 

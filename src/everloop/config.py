@@ -183,7 +183,17 @@ class Settings(BaseSettings):
         default=50_000, description="Characters of text `web_fetch` returns at most."
     )
     sql_statement_timeout_seconds: float = Field(
-        default=5.0, description="Time limit of one `sql_query`/`sql_execute` call."
+        default=5.0,
+        gt=0,
+        description="Time limit of one `sql_query`/`sql_execute` call: past it the worker "
+        "process running the statement is killed.",
+    )
+    sql_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Worker processes per everloop process that run session SQL (kept warm; "
+        "at most this many statements run at once, the others wait for a free worker).",
     )
     sql_max_rows: int = Field(default=1000, description="Rows a session SQL query returns at most.")
     sql_max_result_bytes: int = Field(

@@ -3,11 +3,15 @@
 Each call opens the bytes in memory (``deserialize``), runs the agent's SQL under an
 authorizer, a time limit and size limits, and (after a write) hands back the new bytes
 (``serialize``). Nothing touches a file, so any worker can serve any session. Synchronous and
-CPU-bound: callers run it in a thread.
+CPU-bound: everloop runs an agent's SQL only inside a worker process (``everloop.sql_worker``),
+never in the server, because one C call of SQLite (``printf('%.*c', 2000000000, 'x')``) can
+run for seconds without reaching the progress handler; the server kills the worker instead.
 
 The authorizer refuses ATTACH/DETACH, ``load_extension``, virtual tables and PRAGMAs outside a
 short read-only allow-list; in read-only mode it refuses every write as well. A progress handler
-interrupts a statement past its deadline; ``max_page_count`` caps the database size.
+interrupts a statement past its deadline (the cheap path: the worker survives);
+``max_page_count`` caps the database size. A query's rows are read one at a time and reading
+stops as soon as the row or byte cap is reached, so a huge result is never built.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import base64
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 PAGE_SIZE = 4096
 ALLOWED_PRAGMAS = frozenset(
@@ -71,6 +77,7 @@ class ExecuteResult:
     rows_affected: int
     last_insert_rowid: int | None
     content: bytes
+    changed: bool  # whether ``content`` differs from the bytes the statement ran on
 
 
 def empty_database() -> bytes:
@@ -87,21 +94,36 @@ def empty_database() -> bytes:
 def query(
     content: bytes, sql: str, params: Sequence[SqlValue] = (), limits: Limits = Limits()
 ) -> QueryResult:
-    """Run one read-only statement; rows past ``max_rows`` or ``max_result_bytes`` are cut."""
+    """Run one read-only statement. Rows past ``max_rows`` are cut (``truncated``); a result
+    over ``max_result_bytes`` is an error."""
     with _Sandbox(content, limits, read_only=True) as box:
         cursor = box.run(lambda conn: conn.execute(sql, tuple(params)))
         columns = [d[0] for d in cursor.description or ()]
-        rows: list[list[Any]] = []
-        size = 0
-        truncated = False
-        for row in box.run(lambda _conn: cursor.fetchmany(limits.max_rows + 1)):
-            values = [_json_value(v) for v in row]
-            size += sum(len(str(v)) + 4 for v in values)
-            if len(rows) >= limits.max_rows or size > limits.max_result_bytes:
-                truncated = True
-                break
-            rows.append(values)
+        rows, truncated = box.run(lambda _conn: read_rows(cursor, columns, limits))
         return QueryResult(columns, rows, truncated)
+
+
+def read_rows(
+    rows: Iterable[Sequence[Any]], columns: Sequence[str], limits: Limits
+) -> tuple[list[list[Any]], bool]:
+    """The first ``max_rows`` of ``rows`` as JSON values, and whether more followed. Pulls one
+    row at a time and stops at the first row that takes the result (counted as the JSON it
+    becomes) over ``max_result_bytes``: 1,001 rows of a 500 kB blob cost two rows of memory,
+    not 500 MB."""
+    size = len(orjson.dumps(list(columns)))
+    found: list[list[Any]] = []
+    for row in rows:
+        if len(found) >= limits.max_rows:
+            return found, True
+        values = [_json_value(v) for v in row]
+        size += len(orjson.dumps(values)) + 1
+        if size > limits.max_result_bytes:
+            raise SandboxError(
+                f"the result is too large: it passed the limit of {limits.max_result_bytes} "
+                f"bytes at row {len(found) + 1}; select fewer rows or columns (LIMIT, substr)"
+            )
+        found.append(values)
+    return found, False
 
 
 def execute(
@@ -119,7 +141,9 @@ def execute(
         if box.conn.in_transaction:
             box.conn.rollback()
             raise SandboxError("the SQL left a transaction open; it was rolled back")
-        return ExecuteResult(box.conn.total_changes - before, last or None, box.conn.serialize())
+        after = box.conn.serialize()
+        changed = after != content
+        return ExecuteResult(box.conn.total_changes - before, last or None, after, changed)
 
 
 def describe(content: bytes, limits: Limits = Limits()) -> list[dict[str, Any]]:
@@ -157,12 +181,17 @@ def describe(content: bytes, limits: Limits = Limits()) -> list[dict[str, Any]]:
         return tables
 
 
+def time_limit_message(limits: Limits) -> str:
+    return f"the statement ran over the {limits.timeout_seconds:g} s time limit and was stopped"
+
+
 class _Sandbox:
     def __init__(self, content: bytes, limits: Limits, *, read_only: bool) -> None:
         self.limits = limits
         self.read_only = read_only
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
-        self._deadline = 0.0
+        # One deadline for the whole call (statement and reading its rows), from the start.
+        self._deadline = time.monotonic() + limits.timeout_seconds
         try:
             if content:
                 self.conn.deserialize(content)
@@ -188,8 +217,7 @@ class _Sandbox:
         self.conn.close()
 
     def run(self, operation: Any) -> Any:
-        """Call ``operation(conn)`` under the time limit, translating sqlite3 errors."""
-        self._deadline = time.monotonic() + self.limits.timeout_seconds
+        """Call ``operation(conn)`` under the call's time limit, translating sqlite3 errors."""
         try:
             return operation(self.conn)
         except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError) as exc:
@@ -198,10 +226,7 @@ class _Sandbox:
 
     def _message(self, message: str) -> str:
         if message == "interrupted":
-            return (
-                f"the statement ran over the {self.limits.timeout_seconds:g} s time limit "
-                "and was stopped"
-            )
+            return time_limit_message(self.limits)
         if "database or disk is full" in message:
             return f"the database is over its size limit of {self.limits.max_database_bytes} bytes"
         if "not authorized" in message or "authorization denied" in message:

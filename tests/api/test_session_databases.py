@@ -33,8 +33,9 @@ async def test_create_list_get_schema_delete(api: Api) -> None:
 
     # A table made through the service (as the sql_execute tool does) shows in the schema.
     service = api.services.session_databases
+    write = await service.execute(sid, "_a1", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     async with api.services.db.write() as conn:
-        await service.execute(conn, sid, "_a1", "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        assert await service.save(conn, write)
     schema = (await api.client.get(f"{base}/_a1/schema")).json()
     (table,) = schema["tables"]
     assert table["name"] == "t" and [c["name"] for c in table["columns"]] == ["id", "v"]
@@ -88,3 +89,24 @@ async def test_deleting_the_session_deletes_its_databases(api: Api) -> None:
     async with api.services.db.read() as conn:
         query = select(func.count()).where(session_databases.c.session_id == sid)
         assert (await conn.execute(query)).scalar_one() == 0
+
+
+async def test_a_write_computed_on_an_old_copy_is_not_saved(api: Api) -> None:
+    """The SQL runs on a copy outside any transaction; saving is a compare-and-swap on the
+    bytes it ran on, so of two writers racing on one database the later one writes nothing."""
+    sid = (await create_session(api))["id"]
+    await new_database(api, sid, "shared")
+    service = api.services.session_databases
+    first = await service.execute(sid, "shared", "CREATE TABLE a(x)")
+    second = await service.execute(sid, "shared", "CREATE TABLE b(x)")
+    async with api.services.db.write() as conn:
+        assert await service.save(conn, first)
+    async with api.services.db.write() as conn:
+        assert not await service.save(conn, second)
+    assert [t["name"] for t in await service.schema(sid, "shared")] == ["a"]
+    # Deleted meanwhile: nothing to save into.
+    third = await service.execute(sid, "shared", "CREATE TABLE c(x)")
+    assert (await api.client.delete(f"/v1/sessions/{sid}/databases/shared")).status_code == 204
+    async with api.services.db.write() as conn:
+        assert not await service.save(conn, third)
+    assert_error(await api.client.get(f"/v1/sessions/{sid}/databases/shared"), 404)

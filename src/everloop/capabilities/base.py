@@ -13,7 +13,7 @@ a crash").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -36,6 +36,11 @@ class ToolError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class StaleWrite(Exception):
+    """Raised by a ``Prepared.commit``: what the tool computed from changed meanwhile, and
+    nothing was written. The runner rolls the step back and prepares the call again."""
 
 
 class CapabilityError(ValueError):
@@ -122,6 +127,25 @@ class Tool(Protocol):
     def parameters(self) -> JsonObject: ...
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue: ...
+
+
+Commit = Callable[[AsyncConnection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a *prepared* tool returns: ``result``, computed outside any transaction, and
+    ``commit``, the write that makes it true (None if there is nothing to write).
+
+    A prepared tool (one with ``prepare(arguments, context) -> Prepared``) does slow or
+    untrusted work where nothing is locked, e.g. an agent's SQL in a killable worker process;
+    the runner then calls ``commit`` inside the step transaction, so the write and the call's
+    ``tool.completed`` commit together, exactly once. ``commit`` raises ``StaleWrite`` if the
+    state ``result`` was computed from is no longer current.
+    """
+
+    result: JsonValue
+    commit: Commit | None = None
 
 
 RiskLevel = Literal["low", "medium", "high"]
@@ -214,6 +238,28 @@ def side_effect_of(tool: Tool | None) -> SideEffect:
         return SideEffect.PURE
     declared = getattr(tool, "side_effect", None)
     return declared if isinstance(declared, SideEffect) else SideEffect.AT_MOST_ONCE
+
+
+async def prepare_tool_call(
+    tool: Tool | None, call: ToolCallPart, context: ToolContext
+) -> tuple[ToolResultPart, Commit | None]:
+    """``execute_tool_call`` for a tool that runs before the step transaction: a prepared tool's
+    result and its commit (see ``Prepared``), or any other tool's result and None."""
+    prepare = getattr(tool, "prepare", None)
+    if tool is None or prepare is None:
+        return await execute_tool_call(tool, call, context), None
+    try:
+        validate_arguments(tool, call.arguments)
+        prepared: Prepared = await prepare(call.arguments, context)
+    except ToolError as exc:
+        return ToolResultPart(call.id, name=call.name, error=exc.message), None
+    return ToolResultPart(call.id, name=call.name, result=prepared.result), prepared.commit
+
+
+def is_prepared(tool: Tool | None) -> bool:
+    """Whether ``tool`` is a prepared tool (``Prepared``): computed before the step
+    transaction, its write committed inside it."""
+    return callable(getattr(tool, "prepare", None))
 
 
 class CapabilityRegistry:

@@ -1,9 +1,15 @@
 """Capability ``sql_database``: named, sandboxed SQLite databases per session.
 
-All four tools are *transactional*: they only touch everloop's own database, so they run inside
-the runner's step transaction and a ``sql_execute`` write commits exactly once, together with
-its ``tool.completed`` event. The sandbox (``everloop.sql_sandbox``) refuses ATTACH, extension
-loading and PRAGMAs outside a short allow-list, and bounds time, rows and size.
+``create_database`` is *transactional*: it only inserts a row, inside the runner's step
+transaction. ``sql_query``, ``sql_execute`` and ``list_tables`` are *prepared* tools
+(``capabilities.base.Prepared``): the agent's SQL runs outside any transaction, on a copy of
+the database, in a worker process that is killed at the time limit (``everloop.sql_pool``), so
+a hostile statement holds no lock of the app database and no other session waits for it. A
+``sql_execute`` that changed the database returns a commit that stores the new bytes in the
+step transaction, together with its ``tool.completed`` event (exactly once), if the stored
+bytes are still the ones it ran on; otherwise the runner runs the statement again on the new
+ones. The sandbox (``everloop.sql_sandbox``) refuses ATTACH, extension loading and PRAGMAs
+outside a short allow-list, and bounds time, rows, result bytes and size.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ from typing import ClassVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
+from everloop.capabilities.base import (
+    Capability,
+    Prepared,
+    SideEffect,
+    StaleWrite,
+    ToolContext,
+    ToolError,
+)
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.services.session_databases import SessionDatabaseService
@@ -34,12 +47,17 @@ _PARAMS: JsonObject = {
 }
 
 Operation = Callable[[AsyncConnection, str, JsonObject], Awaitable[JsonValue]]
+Preparation = Callable[[str, JsonObject], Awaitable[Prepared]]
+
+
+def _tool_error(exc: EverloopError) -> ToolError:
+    """Everloop's errors become tool errors: the model sees the message."""
+    return ToolError(exc.message)
 
 
 @dataclass(frozen=True, slots=True)
 class _SqlTool:
-    """One tool: checks it has the step's connection and turns everloop errors into
-    tool errors (the model sees the message)."""
+    """A transactional tool: runs with the step's connection."""
 
     name: str
     description: str
@@ -53,7 +71,32 @@ class _SqlTool:
         try:
             return await self.operation(context.connection, context.session_id, arguments)
         except EverloopError as exc:
-            raise ToolError(exc.message) from None
+            raise _tool_error(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedSqlTool:
+    """A prepared tool: its SQL runs outside any transaction (see the module docstring). Its
+    only effect is the write it commits with its record, so it is transactional: exactly once."""
+
+    name: str
+    description: str
+    parameters: JsonObject
+    preparation: Preparation = field(repr=False)
+    side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
+
+    async def prepare(self, arguments: JsonObject, context: ToolContext) -> Prepared:
+        try:
+            return await self.preparation(context.session_id, arguments)
+        except EverloopError as exc:
+            raise _tool_error(exc) from None
+
+    async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
+        """The call without a runner to commit it: only for calls that write nothing."""
+        prepared = await self.prepare(arguments, context)
+        if prepared.commit is not None:
+            raise ToolError(f"{self.name} changes data: it must run through the turn runner")
+        return prepared.result
 
 
 def _params(args: JsonObject) -> list[SqlValue]:
@@ -83,33 +126,42 @@ def build_sql_database_capability(service: SessionDatabaseService) -> Capability
         info = await service.create(conn, session_id, str(args["name"]))
         return {"name": info.name, "size_bytes": info.size_bytes, "created": True}
 
-    async def sql_query(conn: AsyncConnection, session_id: str, args: JsonObject) -> JsonValue:
+    async def sql_query(session_id: str, args: JsonObject) -> Prepared:
         result = await service.query(
-            conn, session_id, str(args["database"]), str(args["sql"]), _params(args)
+            session_id, str(args["database"]), str(args["sql"]), _params(args)
         )
-        return {
-            "columns": _json(result.columns),
-            "rows": _json(result.rows),
-            "row_count": len(result.rows),
-            "truncated": result.truncated,
-        }
+        return Prepared(
+            {
+                "columns": _json(result.columns),
+                "rows": _json(result.rows),
+                "row_count": len(result.rows),
+                "truncated": result.truncated,
+            }
+        )
 
-    async def sql_execute(conn: AsyncConnection, session_id: str, args: JsonObject) -> JsonValue:
-        result = await service.execute(
-            conn, session_id, str(args["database"]), str(args["sql"]), _params(args)
+    async def sql_execute(session_id: str, args: JsonObject) -> Prepared:
+        write = await service.execute(
+            session_id, str(args["database"]), str(args["sql"]), _params(args)
         )
-        return {
+
+        async def commit(conn: AsyncConnection) -> None:
+            if not await service.save(conn, write):
+                raise StaleWrite(f"database {write.name!r} changed while the statement ran")
+
+        result = write.result
+        summary: JsonValue = {
             "rows_affected": result.rows_affected,
             "last_insert_rowid": result.last_insert_rowid,
             "size_bytes": len(result.content),
         }
+        return Prepared(summary, commit if result.changed else None)
 
-    async def list_tables(conn: AsyncConnection, session_id: str, args: JsonObject) -> JsonValue:
+    async def list_tables(session_id: str, args: JsonObject) -> Prepared:
         database = args.get("database")
         if database is None:
-            return {"databases": _json(await service.names(conn, session_id))}
-        tables = await service.schema(conn, session_id, str(database))
-        return {"database": database, "tables": _json(tables)}
+            return Prepared({"databases": _json(await service.names(session_id))})
+        tables = await service.schema(session_id, str(database))
+        return Prepared({"database": database, "tables": _json(tables)})
 
     limits = service.limits
     return Capability(
@@ -136,21 +188,21 @@ def build_sql_database_capability(service: SessionDatabaseService) -> Capability
                 _object({"name": _NAME}, ["name"]),
                 create_database,
             ),
-            _SqlTool(
+            _PreparedSqlTool(
                 "sql_query",
                 "Run one read-only SQL statement (SELECT, or an allowed PRAGMA such as "
                 "table_info) on a session database and return its rows.",
                 _object({"database": _NAME, "sql": _SQL, "params": _PARAMS}, ["database", "sql"]),
                 sql_query,
             ),
-            _SqlTool(
+            _PreparedSqlTool(
                 "sql_execute",
                 "Change a session database: one statement with params, or a script of several "
                 "statements without. All of it applies, or none.",
                 _object({"database": _NAME, "sql": _SQL, "params": _PARAMS}, ["database", "sql"]),
                 sql_execute,
             ),
-            _SqlTool(
+            _PreparedSqlTool(
                 "list_tables",
                 "List this session's databases, or with `database` the tables and columns of "
                 "that database.",

@@ -4,7 +4,12 @@ What a re-run of this step may do after a crash depends on the tool's side-effec
 (``capabilities.base.SideEffect``); a call whose record exists is never run again:
 
 - ``TRANSACTIONAL`` (database only): the call runs inside the recording transaction, under a
-  savepoint: its writes and its record commit together, exactly once.
+  savepoint: its writes and its record commit together, exactly once. A *prepared* tool
+  (``capabilities.base.Prepared``) of this class computes outside any transaction instead
+  (slow or untrusted work, e.g. an agent's SQL in a killable worker process: nothing is locked
+  while it runs) and hands back a ``commit`` that runs inside the recording transaction, so its
+  write is exactly once too. A commit that finds its input changed (``StaleWrite``) rolls the
+  step back and the call is prepared again, a few times at most.
 - ``PURE`` and ``IDEMPOTENT``: the call runs before the recording transaction; a call
   interrupted by a crash simply runs again, and is recorded once.
 - ``AT_MOST_ONCE``: a start marker is committed before the call. A re-run that finds the
@@ -29,12 +34,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import (
+    Commit,
     SecretResolver,
     SideEffect,
+    StaleWrite,
     Tool,
     ToolContext,
     ToolError,
     execute_tool_call,
+    is_prepared,
+    prepare_tool_call,
     side_effect_of,
 )
 from everloop.domain.event_log import NewEvent
@@ -68,6 +77,13 @@ IN_DOUBT = (
     "before calling it again."
 )
 
+# Times a prepared call is run again when its commit finds its input changed meanwhile.
+PREPARE_ATTEMPTS = 3
+STALE = (
+    "what this call changes was changed by another call each time it ran, so nothing was "
+    "written; run it again"
+)
+
 Write = Callable[[AsyncConnection], Awaitable[StepResult]]
 
 
@@ -83,17 +99,28 @@ class ActPhase:
             tool, access = await self._tool(context, call)
             side_effect = side_effect_of(tool)
             started = time.monotonic()
-            if side_effect is SideEffect.TRANSACTIONAL:
+            if side_effect is SideEffect.TRANSACTIONAL and not is_prepared(tool):
                 write = self._run_in_transaction(context, call, tool, access, started)
-            else:
-                recorded, redactor = await self._recorded(context, key)
-                if recorded is not None:
-                    return recorded
-                outcome, in_doubt = await self._run_outside(
+                result, _ = await self._steps.run(context, key, write)
+                return _tool_done(result)
+            recorded, redactor = await self._recorded(context, key)
+            if recorded is not None:
+                return recorded
+            for _ in range(PREPARE_ATTEMPTS):
+                outcome, commit, in_doubt = await self._run_outside(
                     context, call, tool, access, side_effect, redactor
                 )
-                write = self._record(context, call, outcome, in_doubt, started)
-            result, _ = await self._steps.run(context, key, write)
+                write = self._record(context, call, outcome, in_doubt, started, commit)
+                try:
+                    result, _ = await self._steps.run(context, key, write)
+                except StaleWrite:
+                    log.info("tool %s: its input changed before its commit; again", call.name)
+                    continue
+                return _tool_done(result)
+            stale = ToolResultPart(call.id, call.name, None, STALE)
+            result, _ = await self._steps.run(
+                context, key, self._record(context, call, stale, False, started)
+            )
             return _tool_done(result)
         except TurnHalted as halted:
             return Halted(str(halted))
@@ -137,13 +164,14 @@ class ActPhase:
         access: NetworkAccess,
         side_effect: SideEffect,
         redactor: Redactor,
-    ) -> tuple[ToolResultPart, bool]:
-        """Run a call that is not part of the recording transaction; (its result, whether it
-        is in doubt: an earlier run started it and it must not run twice)."""
+    ) -> tuple[ToolResultPart, Commit | None, bool]:
+        """Run a call that is not part of the recording transaction; (its result, the write a
+        prepared tool commits with it, whether it is in doubt: an earlier run started it and
+        it must not run twice)."""
         if side_effect is SideEffect.AT_MOST_ONCE and not await self._mark_started(
             context.turn_id, call
         ):
-            return ToolResultPart(call.id, call.name, None, IN_DOUBT), True
+            return ToolResultPart(call.id, call.name, None, IN_DOUBT), None, True
         tool_context = ToolContext(
             context.session_id,
             context.org_id,
@@ -152,8 +180,8 @@ class ActPhase:
             network_access=access,
             resolve_secrets=_resolver(redactor),
         )
-        outcome = await self._run_tool(tool, call, tool_context, context.turn_id)
-        return _redacted(outcome, redactor), False
+        outcome, commit = await self._run_tool(tool, call, tool_context, context.turn_id)
+        return _redacted(outcome, redactor), commit, False
 
     async def _mark_started(self, turn_id: str, call: ToolCallPart) -> bool:
         """Commit that ``call`` starts, before it does; False if a run of this step marked it
@@ -193,7 +221,7 @@ class ActPhase:
                 network_access=access,
                 resolve_secrets=_resolver(redactor),
             )
-            outcome = await self._run_tool(tool, call, tool_context, context.turn_id)
+            outcome, _ = await self._run_tool(tool, call, tool_context, context.turn_id)
             outcome = _redacted(outcome, redactor)
             if outcome.error is None:
                 await savepoint.commit()
@@ -210,11 +238,15 @@ class ActPhase:
         outcome: ToolResultPart,
         in_doubt: bool,
         started: float,
+        commit: Commit | None = None,
     ) -> Write:
-        """The step's write of a finished call: its ``tool.completed`` (an in-doubt call's
-        after the ``transcript.repaired`` that names it)."""
+        """The step's write of a finished call: a prepared call's ``commit`` (``StaleWrite``
+        propagates: the transaction rolls back), then its ``tool.completed`` (an in-doubt
+        call's after the ``transcript.repaired`` that names it)."""
 
         async def write(conn: AsyncConnection) -> StepResult:
+            if commit is not None:
+                await commit(conn)
             ctx = event_context(context.turn_id, context.input_message_id)
             data = ev.tool_completed(
                 tool_call=call,
@@ -234,17 +266,19 @@ class ActPhase:
 
     async def _run_tool(
         self, tool: Tool | None, call: ToolCallPart, context: ToolContext, turn_id: str
-    ) -> ToolResultPart:
+    ) -> tuple[ToolResultPart, Commit | None]:
+        """The call's result (and for a prepared tool outside a transaction, its commit)."""
         try:
             async with self._env.cancellable(turn_id):
-                return await execute_tool_call(tool, call, context)
+                if context.connection is not None:
+                    return await execute_tool_call(tool, call, context), None
+                return await prepare_tool_call(tool, call, context)
         except (TurnHalted, asyncio.CancelledError):
             raise
         except Exception as exc:  # a tool bug is a tool error for the model, not a crash
             log.exception("tool %s raised", call.name)
-            return ToolResultPart(
-                call.id, call.name, None, f"the tool failed unexpectedly: {type(exc).__name__}"
-            )
+            failed = f"the tool failed unexpectedly: {type(exc).__name__}"
+            return ToolResultPart(call.id, call.name, None, failed), None
 
 
 def _resolver(redactor: Redactor) -> SecretResolver:

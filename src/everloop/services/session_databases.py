@@ -1,9 +1,17 @@
 """Session SQL databases: named SQLite databases that belong to one session.
 
 Two entry points over one set of rules. The REST routes call the ``caller`` methods, which check
-the session is the caller's and open their own transaction. The ``sql_database`` tools call the
-connection methods inside the turn's step transaction, so a write commits exactly once, with the
-tool's ``tool.completed`` event. SQLite work runs in a thread (``asyncio.to_thread``).
+the session is the caller's. The ``sql_database`` tools call the others: ``create`` inside the
+turn's step transaction; ``query``, ``execute`` and ``schema`` *outside any transaction*.
+
+The agent's SQL never runs in this process and never while a transaction of the app database
+is open: ``query``/``execute``/``schema`` read the database's bytes (a short read), release the
+connection and run the SQL on that copy in a worker process (``everloop.sql_pool``), which is
+killed when the statement runs past its time limit. An ``execute`` that changed the database
+returns a ``DatabaseWrite``; ``save`` applies it inside the step transaction (with the tool's
+``tool.completed``, so exactly once) only if the stored bytes are still the ones the SQL ran on
+(a compare-and-swap on the content), so two concurrent writers cannot lose an update: the later
+one is told to run again.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +29,7 @@ from everloop.domain.resources import DatabaseInfo
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
+from everloop.sql_pool import Reply, SqlWorkerPool
 from everloop.sql_sandbox import ExecuteResult, Limits, QueryResult, SandboxError, SqlValue
 from everloop.store import session_databases as rows
 from everloop.store.db import Database
@@ -28,14 +38,36 @@ from everloop.store.sql import Store
 NAME_PATTERN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseWrite:
+    """An ``execute`` done on a copy, to be saved: its result and the bytes it ran on."""
+
+    session_id: str
+    name: str
+    base: bytes
+    result: ExecuteResult
+
+
 class SessionDatabaseService:
-    def __init__(self, db: Database, store: Store, limits: Limits, *, max_per_session: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        limits: Limits,
+        pool: SqlWorkerPool,
+        *,
+        max_per_session: int,
+    ) -> None:
         self._db = db
         self._store = store
         self.limits = limits
+        self.pool = pool
         self._max_per_session = max_per_session
 
-    # -- for the REST API: the caller's session, own transaction ------------------------------
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- for the REST API: the caller's session ------------------------------------------------
 
     async def list_for(self, caller: Caller, session_id: str) -> list[DatabaseInfo]:
         async with self._db.read() as conn:
@@ -61,7 +93,7 @@ class SessionDatabaseService:
     async def schema_for(self, caller: Caller, session_id: str, name: str) -> list[dict[str, Any]]:
         async with self._db.read() as conn:
             await self._check_session(conn, caller, session_id)
-            return await self.schema(conn, session_id, name)
+        return await self.schema(session_id, name)
 
     async def _check_session(self, conn: AsyncConnection, caller: Caller, session_id: str) -> None:
         """The session exists and the caller may see it; otherwise a 404."""
@@ -72,7 +104,7 @@ class SessionDatabaseService:
         if found is None:
             raise NotFound.of("session", session_id)
 
-    # -- on a connection (the tools run these inside the step transaction) --------------------
+    # -- creating, inside the caller's transaction ---------------------------------------------
 
     async def create(self, conn: AsyncConnection, session_id: str, name: str) -> DatabaseInfo:
         check_name(name)
@@ -96,55 +128,61 @@ class SessionDatabaseService:
             raise NotFound.of("database", name)
         return found
 
-    async def names(self, conn: AsyncConnection, session_id: str) -> list[str]:
-        return [d.name for d in await rows.list_databases(conn, session_id)]
+    # -- the agent's SQL: outside any transaction, in a worker process -------------------------
 
-    async def schema(
-        self, conn: AsyncConnection, session_id: str, name: str
-    ) -> list[dict[str, Any]]:
-        content = await self._content(conn, session_id, name)
-        tables: list[dict[str, Any]] = await self._run(sql_sandbox.describe, content, self.limits)
+    async def names(self, session_id: str) -> list[str]:
+        async with self._db.read() as conn:
+            return [d.name for d in await rows.list_databases(conn, session_id)]
+
+    async def schema(self, session_id: str, name: str) -> list[dict[str, Any]]:
+        content = await self._content(session_id, name)
+        tables: list[dict[str, Any]] = (await self._run("describe", content)).result
         return tables
 
     async def query(
-        self,
-        conn: AsyncConnection,
-        session_id: str,
-        name: str,
-        sql: str,
-        params: Sequence[SqlValue] = (),
+        self, session_id: str, name: str, sql: str, params: Sequence[SqlValue] = ()
     ) -> QueryResult:
-        content = await self._content(conn, session_id, name)
-        result: QueryResult = await self._run(sql_sandbox.query, content, sql, params, self.limits)
-        return result
+        content = await self._content(session_id, name)
+        found = (await self._run("query", content, sql, params)).result
+        return QueryResult(found["columns"], found["rows"], bool(found["truncated"]))
 
     async def execute(
-        self,
-        conn: AsyncConnection,
-        session_id: str,
-        name: str,
-        sql: str,
-        params: Sequence[SqlValue] = (),
-    ) -> ExecuteResult:
-        content = await self._content(conn, session_id, name, for_update=True)
-        result: ExecuteResult = await self._run(
-            sql_sandbox.execute, content, sql, params, self.limits
+        self, session_id: str, name: str, sql: str, params: Sequence[SqlValue] = ()
+    ) -> DatabaseWrite:
+        """Run a write on a copy of the database; ``save`` makes it stick."""
+        content = await self._content(session_id, name)
+        reply = await self._run("execute", content, sql, params)
+        done = reply.result
+        changed = bool(done["changed"])
+        result = ExecuteResult(
+            int(done["rows_affected"]),
+            done["last_insert_rowid"],
+            reply.blob if changed else content,
+            changed,
         )
-        await rows.save_content(conn, session_id, name, result.content, now())
-        return result
+        return DatabaseWrite(session_id, name, content, result)
 
-    async def _content(
-        self, conn: AsyncConnection, session_id: str, name: str, *, for_update: bool = False
-    ) -> bytes:
-        content = await rows.get_content(conn, session_id, name, for_update=for_update)
+    async def save(self, conn: AsyncConnection, write: DatabaseWrite) -> bool:
+        """Store ``write`` in the caller's transaction if the database still holds the bytes
+        it ran on; False (nothing written) if another write came first or it was deleted."""
+        if not write.result.changed:
+            return True
+        return await rows.replace_content(
+            conn, write.session_id, write.name, write.base, write.result.content, now()
+        )
+
+    async def _content(self, session_id: str, name: str) -> bytes:
+        async with self._db.read() as conn:
+            content = await rows.get_content(conn, session_id, name)
         if content is None:
             raise NotFound.of("database", name)
         return content
 
-    @staticmethod
-    async def _run(function: Any, *args: Any) -> Any:
+    async def _run(
+        self, op: str, content: bytes, sql: str = "", params: Sequence[SqlValue] = ()
+    ) -> Reply:
         try:
-            return await asyncio.to_thread(function, *args)
+            return await self.pool.run(op, content, self.limits, sql, params)
         except SandboxError as exc:
             raise InvalidInput(str(exc), code="sql_error") from None
 

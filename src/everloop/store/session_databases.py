@@ -40,15 +40,8 @@ async def get_info(conn: AsyncConnection, session_id: str, name: str) -> Databas
     return DatabaseInfo(*row) if row else None
 
 
-async def get_content(
-    conn: AsyncConnection, session_id: str, name: str, *, for_update: bool = False
-) -> bytes | None:
-    """The database's bytes; ``for_update`` locks the row (PostgreSQL) until the transaction
-    ends, so two writers of one database queue instead of losing an update. SQLite serializes
-    writers already."""
+async def get_content(conn: AsyncConnection, session_id: str, name: str) -> bytes | None:
     query = select(session_databases.c.content).where(_where(session_id, name))
-    if for_update:
-        query = query.with_for_update()
     value = (await conn.execute(query)).scalar_one_or_none()
     return bytes(value) if value is not None else None
 
@@ -68,14 +61,19 @@ async def insert_database(
     )
 
 
-async def save_content(
-    conn: AsyncConnection, session_id: str, name: str, content: bytes, ts: str
-) -> None:
-    await conn.execute(
+async def replace_content(
+    conn: AsyncConnection, session_id: str, name: str, expected: bytes, content: bytes, ts: str
+) -> bool:
+    """Compare-and-swap: set the database's bytes to ``content`` only if they are still
+    ``expected`` (the bytes a statement ran on, outside any transaction). False if another
+    write came first or the database is gone. Comparing the bytes needs no version column
+    and has no ABA problem: equal bytes are the same database."""
+    result = await conn.execute(
         update(session_databases)
-        .where(_where(session_id, name))
+        .where(_where(session_id, name) & (session_databases.c.content == expected))
         .values(content=content, size_bytes=len(content), updated_at=ts)
     )
+    return bool(result.rowcount)
 
 
 async def delete_database(conn: AsyncConnection, session_id: str, name: str) -> bool:
