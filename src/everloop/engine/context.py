@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from everloop.capabilities.base import Tool
 from everloop.domain.messages import Message, ToolResultPart, message_from_json
 from everloop.domain.runtime_agent import Controls, RuntimeAgent
+from everloop.domain.secret_refs import Redactor
 from everloop.engine.ports import ResolvedModel
 from everloop.store import turns as turn_store
 
@@ -46,6 +47,8 @@ class TurnContext:
     server_tools: dict[str, Tool] = field(default_factory=dict)
     model: ResolvedModel | None = None
     history: tuple[Message, ...] | None = None
+    # The session's secrets, read when the turn first needs them (``TurnEnv.redactor``).
+    redactor: Redactor | None = None
     # This process ran the turn's first step itself (it was not recorded before): no later
     # step can have a record yet (see ``StepRecorder.once``).
     fresh: bool = False

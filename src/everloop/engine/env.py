@@ -134,12 +134,17 @@ class TurnEnv:
         return tool
 
     async def redactor(self, context: TurnContext, conn: AsyncConnection | None = None) -> Redactor:
-        """The session's secrets as they are now, to resolve placeholders and redact values
-        (read afresh by every phase: a secret set during a turn is redacted from then on)."""
-        if conn is None:
-            async with self.db.read() as own:
-                return await self.redactor(context, own)
-        return Redactor(await self.secrets.values(conn, context.org_id, context.session_id))
+        """The session's secrets, to resolve placeholders and redact values: read once per turn
+        (in this process), when first needed, like the rest of the turn's configuration; a
+        secret set while a turn runs applies from the next turn. (Reading them in every phase
+        cost a transaction more per model call.)"""
+        if context.redactor is None:
+            if conn is None:
+                async with self.db.read() as own:
+                    return await self.redactor(context, own)
+            values = await self.secrets.values(conn, context.org_id, context.session_id)
+            context.redactor = Redactor(values)
+        return context.redactor
 
     def cancellable(self, turn_id: str) -> CancelScope:
         return CancelScope(self.db, self.signals, turn_id)
