@@ -35,7 +35,7 @@ from everloop.engine.runner import RunnerSettings, TurnRunner
 from everloop.engine.signals import Signals
 from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
-from everloop.services.agent_versions import AgentVersionService, VersionRecorder
+from everloop.services.agent_versions import AgentVersionService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
@@ -52,6 +52,7 @@ from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
 from everloop.services.turns import TurnService
+from everloop.services.version_recorder import VersionRecorder
 from everloop.sql_pool import SqlWorkerPool
 from everloop.sql_sandbox import Limits as SqlLimits
 from everloop.store import notifications

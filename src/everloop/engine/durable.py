@@ -38,7 +38,8 @@ from dbos import (
 )
 
 from everloop.engine.executor_claim import claim_executor_id
-from everloop.engine.runner import RUN_TURN_WORKFLOW, TurnRunner
+from everloop.engine.ports import TurnRunner
+from everloop.engine.runner import RUN_TURN_WORKFLOW
 
 log = logging.getLogger("everloop.engine")
 

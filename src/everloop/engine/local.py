@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 
-from everloop.engine.runner import TurnRunner
+from everloop.engine.ports import TurnRunner
 
 log = logging.getLogger("everloop.engine")
 

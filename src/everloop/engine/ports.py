@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import Tool
 from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.llm.base import ModelDriver
-
-if TYPE_CHECKING:
-    from everloop.engine.runner import TurnRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +90,13 @@ class NoSecrets:
 
     async def values(self, conn: AsyncConnection, org_id: str, session_id: str) -> dict[str, str]:
         return {}
+
+
+class TurnRunner(Protocol):
+    """What an engine runs a turn with (``engine.runner.TurnRunner``): a port, so this module
+    does not import the runner that imports it."""
+
+    async def run_turn(self, session_id: str, turn_id: str) -> str: ...
 
 
 class TurnEngine(Protocol):

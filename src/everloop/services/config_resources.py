@@ -7,7 +7,7 @@ deleted. Built-in harnesses (``base``, ``generic``) are seeded into every org an
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,13 +21,11 @@ from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
 from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
 from everloop.services.models import ModelService
+from everloop.services.version_recorder import VersionRecorder
 from everloop.store.db import Database
 from everloop.store.runtime_layers import harness_parents
 from everloop.store.sql import Store
 from everloop.store.tables import agents, harnesses
-
-if TYPE_CHECKING:
-    from everloop.services.agent_versions import VersionRecorder
 
 BUILT_IN_HARNESSES: tuple[dict[str, Any], ...] = (
     {
