@@ -1,4 +1,7 @@
-"""The one SQL store: every query of the app database, for SQLite and PostgreSQL alike.
+"""The store of the app database's core resources (organizations, principals, tokens,
+harnesses, agents, sessions), for SQLite and PostgreSQL alike. Other resources have their own
+store modules beside this one (``store.turns``, ``store.event_log``, ``store.files``, ...), and
+the hottest statements of a turn go straight to the driver (``store.direct``).
 
 Org scoping is part of every lookup of an org-owned object: a row of another organization is
 simply not found. Methods take an open connection from ``Database.read()`` / ``write()`` so a
