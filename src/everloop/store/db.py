@@ -263,6 +263,10 @@ def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("SELECT 1")
         cursor.close()
+        # The ping opened a transaction (the driver is not in autocommit): end it, or a read
+        # could not switch the connection to autocommit ("connection in transaction status
+        # INTRANS", a 500 for the first read after a connection sat idle).
+        dbapi_conn.rollback()
     except Exception as exc:
         # The pool discards this connection and checks out (or opens) another one.
         raise DisconnectionError() from exc
