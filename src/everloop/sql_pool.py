@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from everloop.sql_sandbox import Limits, SandboxError, time_limit_message
-from everloop.sql_worker import FRAME, request
+from everloop.sql_worker import FRAME, READY, request
 
 log = logging.getLogger("everloop.sql")
 
@@ -36,6 +36,9 @@ log = logging.getLogger("everloop.sql")
 GRACE_SECONDS = 0.25
 # Room in a reply beyond the caps of its request (JSON keys, column names, a schema).
 _REPLY_SLACK = 1024 * 1024
+# How long a new worker may take to start (import everloop's sandbox) before it is given up.
+STARTUP_SECONDS = 60.0
+_READY_SIZE = 64
 # What a worker inherits from the server's environment: enough to start Python and import us.
 _ENVIRONMENT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "SYSTEMROOT", "VIRTUAL_ENV")
 
@@ -68,7 +71,19 @@ class _Worker:
             env=env,
             close_fds=True,
         )
-        return cls(process)
+        worker = cls(process)
+        # Wait for the worker to say it is ready, so a statement's time limit never counts
+        # the interpreter's start-up (about 0.2 s, seconds on a loaded machine).
+        try:
+            async with asyncio.timeout(STARTUP_SECONDS):
+                header, _ = await worker._reply(_READY_SIZE)
+        except (TimeoutError, ConnectionError) as exc:
+            await worker.kill()
+            raise SandboxError("a SQL worker could not be started; try again") from exc
+        if header != READY:
+            await worker.kill()
+            raise SandboxError("a SQL worker could not be started; try again")
+        return worker
 
     async def call(self, frame: bytes, max_reply: int) -> Reply:
         """Send one request and read its reply; ``ConnectionError`` if the worker died or
@@ -76,18 +91,26 @@ class _Worker:
         try:
             self._stdin.write(frame)
             await self._stdin.drain()
-            header_size, blob_size = FRAME.unpack(await self._stdout.readexactly(FRAME.size))
-            if header_size + blob_size > max_reply:
-                raise ConnectionError(f"a reply of {header_size + blob_size} bytes")
-            header = orjson.loads(await self._stdout.readexactly(header_size))
-            blob = await self._stdout.readexactly(blob_size)
-        except (asyncio.IncompleteReadError, BrokenPipeError, orjson.JSONDecodeError) as exc:
+        except BrokenPipeError as exc:
             raise ConnectionError(str(exc)) from exc
-        if not isinstance(header, dict):
-            raise ConnectionError("a reply that is not an object")
+        header, blob = await self._reply(max_reply)
         if "error" in header:
             raise SandboxError(str(header["error"]))
         return Reply(header.get("result"), blob)
+
+    async def _reply(self, max_size: int) -> tuple[dict[str, Any], bytes]:
+        """Read one frame; ``ConnectionError`` if the worker died or broke the protocol."""
+        try:
+            header_size, blob_size = FRAME.unpack(await self._stdout.readexactly(FRAME.size))
+            if header_size + blob_size > max_size:
+                raise ConnectionError(f"a reply of {header_size + blob_size} bytes")
+            header = orjson.loads(await self._stdout.readexactly(header_size))
+            blob = await self._stdout.readexactly(blob_size)
+        except (asyncio.IncompleteReadError, orjson.JSONDecodeError) as exc:
+            raise ConnectionError(str(exc)) from exc
+        if not isinstance(header, dict):
+            raise ConnectionError("a reply that is not an object")
+        return header, blob
 
     async def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

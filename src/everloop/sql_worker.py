@@ -83,8 +83,14 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+READY: dict[str, Any] = {"ready": True}
+
+
 def serve(source: BinaryIO, sink: BinaryIO) -> None:
-    """Answer requests until the server closes the pipe."""
+    """Say the worker is ready (its imports done), then answer requests until the server
+    closes the pipe."""
+    sink.write(encode_frame(READY))
+    sink.flush()
     while (head := _read_exactly(source, FRAME.size)) is not None:
         header_size, blob_size = FRAME.unpack(head)
         header = _read_exactly(source, header_size)

@@ -7,6 +7,7 @@ import os
 import signal
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -90,6 +91,19 @@ async def test_the_pool_kills_a_statement_sqlite_does_not_interrupt(pool: SqlWor
     # The next call gets a fresh worker and works.
     reply = await pool.run("query", people(), limits, "SELECT count(*) FROM people")
     assert reply.result["rows"] == [[3]]
+
+
+async def test_a_workers_start_up_does_not_count_against_the_time_limit(
+    pool: SqlWorkerPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A start-up that takes a second, whatever the machine's load: Python imports
+    # ``sitecustomize`` from the worker's PYTHONPATH before anything else.
+    (tmp_path / "sitecustomize.py").write_text("import time\ntime.sleep(1.0)\n")
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    monkeypatch.setenv("PYTHONPATH", path)
+    reply = await pool.run("query", people(), Limits(timeout_seconds=0.5), "SELECT 1")
+    assert reply.result["rows"] == [[1]]
+    assert pool.killed == 0
 
 
 async def test_an_ordinary_runaway_query_keeps_its_worker(pool: SqlWorkerPool) -> None:
