@@ -80,6 +80,9 @@ class _Worker:
         except (TimeoutError, ConnectionError) as exc:
             await worker.kill()
             raise SandboxError("a SQL worker could not be started; try again") from exc
+        except BaseException:  # cancelled while it started: no process is left behind
+            await asyncio.shield(worker.kill())
+            raise
         if header != READY:
             await worker.kill()
             raise SandboxError("a SQL worker could not be started; try again")

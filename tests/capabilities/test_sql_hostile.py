@@ -231,6 +231,8 @@ async def test_cancelling_the_turn_kills_its_statement(engine: Api) -> None:
     # One worker: the next SQL call can only run once the cancelled one gave it back.
     await service.pool.close()
     service.pool = pool = SqlWorkerPool(1)
+    # A warm worker: the cancel below lands while the statement runs, not while it starts.
+    await pool.run("query", people(), Limits(timeout_seconds=30.0), "SELECT 1")
     sid = await new_session(engine, HOSTILE, capabilities=[{"ref": "sql_database"}])
     ok(await tool_turn(engine, sid, "create it", 1))
     await send(engine, sid, "printf attack")
