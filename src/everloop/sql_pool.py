@@ -197,7 +197,10 @@ class SqlWorkerPool:
 
     async def _spare(self) -> None:
         if len(self._idle) < self.size:
-            self._idle.append(await self._start())
+            try:
+                self._idle.append(await self._start())
+            except SandboxError as exc:  # the next call starts one itself
+                log.warning("a spare SQL worker did not start: %s", exc)
 
     async def close(self) -> None:
         """Stop every worker: idle ones exit at end of input, busy ones are killed."""
