@@ -22,6 +22,7 @@ from everloop.capabilities.leased_resources import build_leased_resources_capabi
 from everloop.capabilities.mcp import McpConnector, McpToolset
 from everloop.capabilities.secrets import build_secrets_capability
 from everloop.capabilities.sql_database import build_sql_database_capability
+from everloop.capabilities.subagents import SubagentPort, build_subagents_capability
 from everloop.capabilities.test_math import build_test_math_capability
 from everloop.capabilities.test_weather import build_test_weather_capability
 from everloop.capabilities.web_fetch import build_web_fetch_capability
@@ -51,6 +52,7 @@ from everloop.services.runtime_agents import RuntimeAgentService
 from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.sessions import SessionService
+from everloop.services.subagents import SubagentLimits, SubagentService
 from everloop.services.turns import TurnService
 from everloop.services.version_recorder import VersionRecorder
 from everloop.sql_pool import SqlWorkerPool
@@ -78,6 +80,7 @@ class Services:
     agents: AgentService
     sessions: SessionService
     turns: TurnService
+    subagents: SubagentService
     idempotency: IdempotencyService
     egress: EgressGuard
     session_databases: SessionDatabaseService
@@ -164,7 +167,10 @@ class Services:
 
 
 def build_capabilities(
-    settings: Settings, egress: EgressGuard, session_databases: SessionDatabaseService
+    settings: Settings,
+    egress: EgressGuard,
+    session_databases: SessionDatabaseService,
+    subagents: SubagentPort,
 ) -> CapabilityRegistry:
     registry = CapabilityRegistry()
     registry.register(build_current_time_capability())
@@ -182,6 +188,7 @@ def build_capabilities(
         )
     )
     registry.register(build_sql_database_capability(session_databases))
+    registry.register(build_subagents_capability(subagents))
     return registry
 
 
@@ -238,7 +245,19 @@ def build_services(settings: Settings) -> Services:
     signals = Signals()
     egress = build_egress(settings)
     session_databases = build_session_databases(db, store, settings)
-    capabilities = build_capabilities(settings, egress, session_databases)
+    subagents = SubagentService(
+        db,
+        store,
+        signals,
+        SubagentLimits(
+            max_depth=settings.subagent_max_depth,
+            max_active=settings.subagent_max_active,
+            max_total=settings.subagent_max_total,
+            wait_timeout_seconds=settings.subagent_wait_timeout_seconds,
+        ),
+        file_limits(settings),
+    )
+    capabilities = build_capabilities(settings, egress, session_databases, subagents)
     blueprints = BlueprintService(load_blueprints(settings.blueprints_dir, capabilities))
     assembler = Assembler(capabilities, blueprints.list())
     model_store = ModelStore()
@@ -318,7 +337,8 @@ def build_services(settings: Settings) -> Services:
         mcp_headers=mcp_servers.scoped,
     )
     fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
-    turns = TurnService(db, sessions, engine, signals, fanout)
+    subagents.connect(assembler=assembler, blueprints=blueprints, queue=engine, sessions=sessions)
+    turns = TurnService(db, sessions, engine, signals, fanout, subagents)
     return Services(
         settings=settings,
         db=db,
@@ -334,6 +354,7 @@ def build_services(settings: Settings) -> Services:
         agents=agents,
         sessions=sessions,
         turns=turns,
+        subagents=subagents,
         idempotency=IdempotencyService(db),
         egress=egress,
         session_databases=session_databases,

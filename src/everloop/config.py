@@ -210,6 +210,25 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a turn waits for a client-side tool result (a tool may set its own).",
     )
+    subagent_wait_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description=(
+            "How long a turn waits for a subagent before its tool call returns a timeout error "
+            "(the subagent keeps running)."
+        ),
+    )
+    subagent_max_depth: int = Field(
+        default=2,
+        ge=0,
+        description="How deep subagents may nest below the root session (0: no subagents).",
+    )
+    subagent_max_active: int = Field(
+        default=16, ge=1, description="Subagents working at once in one delegation tree."
+    )
+    subagent_max_total: int = Field(
+        default=200, ge=1, description="Subagents one delegation tree may create in all."
+    )
     worker_heartbeat_seconds: float = Field(
         default=5.0, gt=0, description="How often an executing process records its heartbeat."
     )

@@ -31,6 +31,8 @@ Prefix = Literal[
     "exec",
     "pat",
     "mcp",
+    "task",
+    "tmsg",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

@@ -28,6 +28,20 @@ ADD = {
 }
 
 
+def downgrade(database_url: str, revision: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    engine = create_engine(migrate.sync_url(database_url))
+    try:
+        with engine.begin() as connection:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The test servers are on loopback: allowed as an operator would, named per session."""
@@ -221,8 +235,11 @@ async def test_the_migration_seals_values_stored_before(
             .where(agent_versions.c.id == version.id)
             .values(authored_config=config)
         )
-        await conn.execute(text("UPDATE alembic_version SET version_num = '0013_token_expiry'"))
     settings = api.services.settings
+    # The schema of the revision the rows were "written" at: later revisions undone first.
+    await asyncio.to_thread(downgrade, settings.app_database_url, "0014_seal_mcp_headers")
+    async with api.services.db.write() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0013_token_expiry'"))
     await asyncio.to_thread(
         migrate.upgrade, settings.app_database_url, seal_headers=header_sealer(settings)
     )

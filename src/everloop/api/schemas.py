@@ -385,6 +385,13 @@ class SessionResponse(BaseModel):
     subagent_status: str | None
     blueprint_id: str | None
     blueprint_config: dict[str, Any] | None
+    tree_usage: TokenUsage | None = Field(
+        default=None,
+        description=(
+            "`usage` plus that of every subagent below this session (their own `usage` "
+            "stays theirs): the delegation tree's total from here down."
+        ),
+    )
 
 
 class SessionStatsResponse(BaseModel):

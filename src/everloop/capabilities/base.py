@@ -148,6 +148,28 @@ class Prepared:
     commit: Commit | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """What a *delegating* tool's call hands to another session (a subagent): the session task
+    it tracks, the child turn to start once the step commits (``start_turn_id``), and either the
+    answer now (``deadline`` None: ``result``) or the moment the turn stops waiting for the
+    task to end (``deadline``, an RFC 3339 timestamp).
+
+    A delegating tool (one with ``begin(arguments, context) -> Delegation | JsonValue`` and
+    ``start_turn(session_id, turn_id)``) begins inside the step transaction (its writes commit
+    with the record of what it began, exactly once); the runner starts the turn after the
+    commit (again after a crash: starting a turn is idempotent), then waits durably for the
+    task, re-checking whenever the parent's or the child's log moves.
+    """
+
+    task_id: str
+    name: str
+    child_session_id: str
+    start_turn_id: str | None = None
+    deadline: str | None = None
+    result: JsonValue = None
+
+
 RiskLevel = Literal["low", "medium", "high"]
 CapabilityStatus = Literal["available", "coming_soon", "deprecated", "retired"]
 
@@ -254,6 +276,28 @@ async def prepare_tool_call(
     except ToolError as exc:
         return ToolResultPart(call.id, name=call.name, error=exc.message), None
     return ToolResultPart(call.id, name=call.name, result=prepared.result), prepared.commit
+
+
+def is_delegating(tool: Tool | None) -> bool:
+    """Whether ``tool`` is a delegating tool (``Delegation``)."""
+    return callable(getattr(tool, "begin", None))
+
+
+async def begin_tool_call(
+    tool: Tool, call: ToolCallPart, context: ToolContext
+) -> ToolResultPart | Delegation:
+    """A delegating tool's call: what it began, or its answer (an error: ``ToolError`` or bad
+    arguments)."""
+    try:
+        validate_arguments(tool, call.arguments)
+        begun: Delegation | JsonValue = await tool.begin(  # type: ignore[attr-defined]
+            call.arguments, context
+        )
+    except ToolError as exc:
+        return ToolResultPart(call.id, name=call.name, error=exc.message)
+    if isinstance(begun, Delegation):
+        return begun
+    return ToolResultPart(call.id, name=call.name, result=begun)
 
 
 def is_prepared(tool: Tool | None) -> bool:

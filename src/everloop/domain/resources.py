@@ -138,6 +138,8 @@ class Session:
     subagent_status: str | None
     blueprint_id: str | None
     blueprint_config: JsonObject | None
+    # ``usage`` plus the usage of every descendant (subagents, theirs, ...): the tree's total.
+    tree_usage: TokenTotals = field(default_factory=TokenTotals)
     # Read-time, caller-relative facts (not stored on the session row).
     is_pinned: bool | None = None
     owner_kind: PrincipalKind | None = None
@@ -155,6 +157,9 @@ class SessionFilter:
     tags: Sequence[str] = ()
     status: str | None = None
     pinned: bool | None = None
+    # Subagents: only the children of this session; by default only top-level sessions.
+    parent_session_id: str | None = None
+    include_subagents: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,9 @@ class Layer:
     max_iterations: int | None = None
     parallel_tool_calls: bool | None = None
     locale: str | None = None
+    # A subagent narrowed to these capabilities (with their dependencies): the other layers'
+    # capabilities outside it are not active. None: no narrowing.
+    allowed_capabilities: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,9 +265,14 @@ def resolve_capabilities(
     """The active capabilities in order: each ``ref`` once (a later layer's config replaces an
     earlier one's), dependencies before what needs them."""
     configured: dict[str, Mapping[str, Any] | None] = {}
+    allowed: set[str] | None = None
     for layer in layers:
         for entry in layer.capabilities:
             configured[str(entry["ref"])] = entry.get("config")
+        if layer.allowed_capabilities is not None:
+            allowed = set(layer.allowed_capabilities)
+    if allowed is not None:
+        configured = {ref: config for ref, config in configured.items() if ref in allowed}
     resolved: dict[str, ActiveCapability] = {}
 
     def visit(ref: str, trail: tuple[str, ...]) -> None:

@@ -35,13 +35,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import (
     Commit,
+    Delegation,
     SecretResolver,
     SideEffect,
     StaleWrite,
     Tool,
     ToolContext,
     ToolError,
+    begin_tool_call,
     execute_tool_call,
+    is_delegating,
     is_prepared,
     prepare_tool_call,
     side_effect_of,
@@ -55,6 +58,7 @@ from everloop.engine import events as ev
 from everloop.engine.context import TurnContext
 from everloop.engine.env import TurnEnv
 from everloop.engine.steps import (
+    Delegated,
     Halted,
     StepRecorder,
     StepResult,
@@ -65,6 +69,7 @@ from everloop.engine.steps import (
     require_running,
     running,
 )
+from everloop.engine.subagent_wait import wait_for_task
 from everloop.errors import EverloopError
 from everloop.store import turns as turn_store
 from everloop.store.event_log import append_events
@@ -99,6 +104,8 @@ class ActPhase:
             tool, access = await self._tool(context, call)
             side_effect = side_effect_of(tool)
             started = time.monotonic()
+            if tool is not None and is_delegating(tool):
+                return await self._delegate(context, call, tool, access, started)
             if side_effect is SideEffect.TRANSACTIONAL and not is_prepared(tool):
                 write = self._run_in_transaction(context, call, tool, access, started)
                 result, _ = await self._steps.run(context, key, write)
@@ -124,6 +131,94 @@ class ActPhase:
             return _tool_done(result)
         except TurnHalted as halted:
             return Halted(str(halted))
+
+    async def _delegate(
+        self,
+        context: TurnContext,
+        call: ToolCallPart,
+        tool: Tool,
+        access: NetworkAccess,
+        started: float,
+    ) -> ToolDone | Halted:
+        """A delegating call (``Delegation``): begin it in one step (its writes and what it
+        began commit together), start the child's turn, then wait for the child, durably, and
+        record the answer in a second step. After a crash each step replays its record."""
+        key = f"tool:{call.id}"
+        recorded, _ = await self._recorded(context, key)
+        if recorded is not None:
+            return recorded
+
+        async def begin(conn: AsyncConnection) -> StepResult:
+            await require_running(conn, context.turn_id)
+            savepoint = await conn.begin_nested()
+            tool_context = ToolContext(
+                context.session_id,
+                context.org_id,
+                context.turn_id,
+                call.id,
+                connection=conn,
+                network_access=access,
+            )
+            try:
+                begun = await begin_tool_call(tool, call, tool_context)
+            except EverloopError as exc:  # e.g. an agent it names is archived
+                begun = ToolResultPart(call.id, call.name, None, exc.message)
+            except (TurnHalted, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # a tool bug is a tool error for the model
+                log.exception("tool %s raised", call.name)
+                failed = f"the tool failed unexpectedly: {type(exc).__name__}"
+                begun = ToolResultPart(call.id, call.name, None, failed)
+            if isinstance(begun, ToolResultPart):
+                if begun.error is None:
+                    await savepoint.commit()
+                else:
+                    await savepoint.rollback()
+                return await self._record(context, call, begun, False, started)(conn)
+            await savepoint.commit()
+            return await self._began(conn, context, call, begun, started)
+
+        result, _ = await self._steps.run(context, f"begin:{call.id}", begin)
+        if not isinstance(result, Delegated):
+            return _tool_done(result)
+        if result.start_turn_id is not None:
+            await tool.start_turn(  # type: ignore[attr-defined]
+                result.child_session_id, result.start_turn_id
+            )
+        if result.done is not None:
+            return ToolDone(result.done)
+        answer = await wait_for_task(self._env, context, result, call)
+        if isinstance(answer, Halted):
+            return answer
+        try:
+            done, _ = await self._steps.run(
+                context, key, self._record(context, call, answer, False, started)
+            )
+        except TurnHalted as halted:
+            return Halted(str(halted))
+        return _tool_done(done)
+
+    async def _began(
+        self,
+        conn: AsyncConnection,
+        context: TurnContext,
+        call: ToolCallPart,
+        begun: Delegation,
+        started: float,
+    ) -> Delegated:
+        """The record of a delegation; one that answers at once records its call too."""
+        done = None
+        if begun.deadline is None:
+            done = ToolResultPart(call.id, call.name, begun.result)
+            await self._record(context, call, done, False, started)(conn)
+        return Delegated(
+            begun.task_id,
+            begun.name,
+            begun.child_session_id,
+            begun.start_turn_id,
+            begun.deadline,
+            done,
+        )
 
     async def _tool(
         self, context: TurnContext, call: ToolCallPart

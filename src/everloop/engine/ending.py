@@ -10,11 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.event_log import EventContext, NewEvent
 from everloop.domain.messages import Message, part_from_json
+from everloop.domain.session_tasks import outcome_of_turn
 from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
 from everloop.engine.steps import Halted, TurnHalted, event_context
+from everloop.engine.subagent_wait import settle_child
+from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
 from everloop.store.event_log import append_events
 
@@ -31,10 +34,12 @@ async def end_turn(
     *,
     prior: list[NewEvent] | None = None,
     total: TokenUsage | None = None,
+    child: bool = False,
 ) -> None:
     """Write the turn's terminal events (after ``prior``, the step's own events, in one
     append) and return the session to idle. ``total``: the session's usage totals, when the
-    caller has them."""
+    caller has them. ``child``: the session is a subagent, whose parent's task this end
+    settles (``engine.subagent_wait.settle_child``)."""
     if not await turn_store.move_turn(
         conn,
         turn_id,
@@ -100,6 +105,18 @@ async def end_turn(
     if last_text:
         values["output_preview"] = ev.preview(last_text)
     await append_events(conn, session_id, new, session_values=values)
+    if child:
+        await settle_child(
+            conn,
+            session_id,
+            outcome_of_turn(
+                "completed" if failure is None else "failed",
+                text=last_text,
+                usage=state.usage,
+                error_code=failure.error_code if failure else None,
+                error=failure.message if failure else None,
+            ),
+        )
 
 
 async def fail_setup(conn: AsyncConnection, session_id: str, turn_id: str, reason: str) -> Halted:
@@ -143,4 +160,51 @@ async def fail_setup(conn: AsyncConnection, session_id: str, turn_id: str, reaso
         ],
         session_values={"status": "idle", "updated_at": now(), "output_preview": ev.preview(text)},
     )
+    await settle_child(
+        conn,
+        session_id,
+        outcome_of_turn(
+            "failed", text=text, usage=TokenUsage(), error_code="turn_setup_failed", error=reason
+        ),
+    )
     return Halted("failed")
+
+
+async def cancel_turn(
+    conn: AsyncConnection, session_id: str, turn: turn_store.TurnRow, reason: str
+) -> bool:
+    """Cancel an open turn (from outside it: the API, or a parent cancelling its subagents):
+    its client-side calls are settled, ``turn.cancelled`` and ``session.idled`` written, the
+    session back to idle and, for a subagent, its parent's task settled. Whether this call
+    cancelled it (False: it had ended meanwhile)."""
+    if not await turn_store.move_turn(conn, turn.id, to="cancelled", allowed_from=turn_store.OPEN):
+        return False
+    for call in await client_store.pending_for_session(conn, session_id):
+        await client_store.settle(
+            conn, call.turn_id, call.call_id, status="cancelled", error="turn cancelled"
+        )
+    context = event_context(turn.id, turn.input_message_id)
+    total = await turn_store.session_usage(conn, session_id)
+    await append_events(
+        conn,
+        session_id,
+        [
+            NewEvent(
+                "turn.cancelled",
+                ev.turn_cancelled(turn_id=turn.id, reason=reason, usage=None),
+                context,
+            ),
+            NewEvent(
+                "session.idled",
+                ev.session_idled(turn_id=turn.id, iterations=None, usage=total),
+                context,
+            ),
+        ],
+        session_values={"status": "idle", "updated_at": now()},
+    )
+    await settle_child(
+        conn,
+        session_id,
+        outcome_of_turn("cancelled", text=None, usage=TokenUsage(), error=reason),
+    )
+    return True

@@ -43,6 +43,12 @@ EventType = Literal[
     "session.activated",
     "session.idled",
     "transcript.repaired",
+    "subagent.spawned",
+    "subagent.completed",
+    "subagent.failed",
+    "subagent.cancelled",
+    "task.created",
+    "task.updated",
 ]
 
 EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
@@ -67,6 +73,12 @@ SESSION_STARTED: Final = "session.started"
 SESSION_ACTIVATED: Final = "session.activated"
 SESSION_IDLED: Final = "session.idled"
 TRANSCRIPT_REPAIRED: Final = "transcript.repaired"
+SUBAGENT_SPAWNED: Final = "subagent.spawned"
+SUBAGENT_COMPLETED: Final = "subagent.completed"
+SUBAGENT_FAILED: Final = "subagent.failed"
+SUBAGENT_CANCELLED: Final = "subagent.cancelled"
+TASK_CREATED: Final = "task.created"
+TASK_UPDATED: Final = "task.updated"
 
 TERMINAL_TURN_EVENTS: Final[frozenset[EventType]] = frozenset(
     {TURN_COMPLETED, TURN_FAILED, TURN_CANCELLED}
@@ -352,3 +364,39 @@ def _usage(usage: TokenUsage | None) -> JsonValue:
 
 def _model_metadata(model: str) -> JsonObject:
     return {"model": model, "model_id": None, "provider_id": None}
+
+
+def subagent_spawned(*, child_session_id: str, name: str, task: str, task_id: str) -> JsonObject:
+    return {
+        "session_id": child_session_id,
+        "subagent_name": name,
+        "task_id": task_id,
+        "task": preview(task),
+    }
+
+
+def subagent_ended(
+    *,
+    child_session_id: str,
+    name: str,
+    task_id: str,
+    status: str,
+    result: str | None,
+    usage: TokenUsage | None,
+    error: str | None = None,
+) -> JsonObject:
+    """``subagent.completed|failed|cancelled``: which child ended how, with a result preview."""
+    return {
+        "session_id": child_session_id,
+        "subagent_name": name,
+        "task_id": task_id,
+        "subagent_status": status,
+        "result_preview": preview(result) if result else None,
+        "usage": _usage(usage),
+        "error": error,
+    }
+
+
+def task_snapshot(*, task: JsonObject) -> JsonObject:
+    """``task.created`` / ``task.updated``: the full task snapshot."""
+    return {"task": task}

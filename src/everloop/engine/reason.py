@@ -97,6 +97,9 @@ class ReasonPhase:
             values: dict[str, Any] = {"status": "active", "updated_at": now()}
             if context.config.started_at is None:
                 values["started_at"] = values["updated_at"]
+            if context.config.parent_session_id is not None:
+                values["subagent_status"] = "running"
+                values["finished_at"] = None
             history, user_message = await self._env.conversation(conn, context)
             if isinstance(settings, EverloopError):
                 raise settings
@@ -387,6 +390,11 @@ class ReasonPhase:
             total = await turn_store.add_session_usage(
                 conn, session_id, usage, guard=running(turn_id)
             )
+            if context.config.parent_session_id is not None:
+                # A subagent's usage also counts in its ancestors' tree totals.
+                await turn_store.add_descendant_usage(
+                    conn, await turn_store.ancestors(conn, session_id), usage
+                )
             match effect:
                 case loop.RunTools(calls=run_calls):
                     client = state.settings.client_side_tools
@@ -422,6 +430,7 @@ class ReasonPhase:
                         outcome.ttft_ms,
                         prior=new,
                         total=total,
+                        child=context.config.parent_session_id is not None,
                     )
                 case loop.FailTurn():
                     await end_turn(
@@ -435,6 +444,7 @@ class ReasonPhase:
                         None,
                         prior=new,
                         total=total,
+                        child=context.config.parent_session_id is not None,
                     )
                 case loop.CallModel():
                     raise AssertionError("a model answer never asks for another model call")

@@ -224,6 +224,7 @@ class TurnRunner:
                 failure,
                 None,
                 prior=[act],
+                child=context.config.parent_session_id is not None,
             )
             return Advanced(state)
 

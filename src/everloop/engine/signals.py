@@ -24,11 +24,13 @@ class EventWatch:
     kept, so the wait returns at once and the reader reads again.
     """
 
-    def __init__(self, signals: Signals, session_id: str) -> None:
+    def __init__(self, signals: Signals, session_id: str, *more: str) -> None:
         self._signals = signals
         self.session_id = session_id
+        self._sessions = (session_id, *more)
         self._woken = asyncio.Event()
-        signals._event_waiters.setdefault(session_id, set()).add(self._woken)
+        for session in self._sessions:
+            signals._event_waiters.setdefault(session, set()).add(self._woken)
 
     def is_set(self) -> bool:
         return self._woken.is_set()
@@ -50,7 +52,8 @@ class EventWatch:
         return True
 
     def close(self) -> None:
-        _discard(self._signals._event_waiters, self.session_id, self._woken)
+        for session in self._sessions:
+            _discard(self._signals._event_waiters, session, self._woken)
 
 
 class Signals:
@@ -71,10 +74,11 @@ class Signals:
         return EventWatch(self, session_id)
 
     @contextlib.contextmanager
-    def listening(self, session_id: str) -> Iterator[EventWatch]:
-        """A watch for the block: a signal that comes between a check and the wait after it
-        is not lost (``EventWatch.wait`` returns at once)."""
-        watch = EventWatch(self, session_id)
+    def listening(self, session_id: str, *more: str) -> Iterator[EventWatch]:
+        """A watch for the block (on one session's events, or any of several): a signal that
+        comes between a check and the wait after it is not lost (``EventWatch.wait`` returns at
+        once)."""
+        watch = EventWatch(self, session_id, *more)
         try:
             yield watch
         finally:

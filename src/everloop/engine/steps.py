@@ -91,8 +91,21 @@ class ClientPending:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Delegated:
+    """A delegating tool call began (``capabilities.base.Delegation``): a child turn to start
+    and either its answer now (``done``) or a task to wait for until ``deadline``."""
+
+    task_id: str
+    name: str
+    child_session_id: str
+    start_turn_id: str | None
+    deadline: str | None
+    done: ToolResultPart | None
+
+
 StepResult: TypeAlias = (
-    Halted | Waiting | Advanced | Opened | ToolDone | ClientAnswered | ClientPending
+    Halted | Waiting | Advanced | Opened | ToolDone | ClientAnswered | ClientPending | Delegated
 )
 
 
@@ -111,6 +124,16 @@ def encode(result: StepResult) -> JsonObject:
             }
         case ToolDone(result=part):
             return {"kind": "tool_done", "result": part_to_json(part)}
+        case Delegated(done=done):
+            return {
+                "kind": "delegated",
+                "task_id": result.task_id,
+                "name": result.name,
+                "child_session_id": result.child_session_id,
+                "start_turn_id": result.start_turn_id,
+                "deadline": result.deadline,
+                "done": None if done is None else part_to_json(done),
+            }
         case Waiting() | ClientAnswered() | ClientPending():
             raise AssertionError(f"{type(result).__name__} is never recorded")
 
@@ -128,6 +151,16 @@ def decode(value: JsonValue, history: tuple[Message, ...]) -> StepResult:
         return Opened(state, str(value["message_id"]))
     if kind == "tool_done":
         return ToolDone(result_from_json(value["result"]))
+    if kind == "delegated":
+        done = value.get("done")
+        return Delegated(
+            str(value["task_id"]),
+            str(value["name"]),
+            str(value["child_session_id"]),
+            _opt_str(value.get("start_turn_id")),
+            _opt_str(value.get("deadline")),
+            None if done is None else result_from_json(done),
+        )
     if kind is None:  # recorded by an earlier version (states with their history)
         if "halted" in value:
             return Halted(str(value["halted"]))
@@ -253,3 +286,7 @@ def result_from_json(value: JsonValue) -> ToolResultPart:
     part = part_from_json(value)
     assert isinstance(part, ToolResultPart)
     return part
+
+
+def _opt_str(value: JsonValue) -> str | None:
+    return value if isinstance(value, str) else None

@@ -21,12 +21,14 @@ from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.messages import JsonValue, Message, message_from_json, message_to_json
 from everloop.domain.timestamps import now
 from everloop.engine import events as ev
+from everloop.engine.ending import cancel_turn
 from everloop.engine.runner import ToolStatus, client_completed
 from everloop.engine.signals import Signals
 from everloop.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from everloop.services.auth import Caller
 from everloop.services.event_feed import Delivery, EventFanout, Stopping
 from everloop.services.sessions import SessionService
+from everloop.services.subagents import SubagentService
 from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
 from everloop.store.client_tools import ClientCall
@@ -69,7 +71,9 @@ class TurnService:
         queue: TurnQueue,
         signals: Signals,
         fanout: EventFanout | None = None,
+        subagents: SubagentService | None = None,
     ) -> None:
+        self._subagents = subagents
         self._db = db
         self._sessions = sessions
         self._queue = queue
@@ -251,50 +255,29 @@ class TurnService:
         return len(pending)
 
     async def cancel(self, caller: Caller, session_id: str) -> str | None:
-        """Cancel the session's running turn (or the next queued one); None when idle."""
+        """Cancel the session's running turn (or the next queued one) and the turns of its
+        working subagents (theirs too); None when idle."""
         async with self._db.write() as conn:
             await self._sessions.get(caller, session_id, conn)
             open_turns = await turn_store.open_turns(conn, session_id)
             if not open_turns:
                 return None
             turn = open_turns[0]
-            if not await turn_store.move_turn(
-                conn, turn.id, to="cancelled", allowed_from=turn_store.OPEN
-            ):
+            if not await cancel_turn(conn, session_id, turn, "cancelled by the user"):
                 return None
-            for call in await client_store.pending_for_session(conn, session_id):
-                await client_store.settle(
-                    conn, call.turn_id, call.call_id, status="cancelled", error="turn cancelled"
+            cascaded = (
+                await self._subagents.cancel_descendants(
+                    conn, session_id, "its parent's turn was cancelled"
                 )
-            context = EventContext(
-                turn_id=turn.id, input_message_id=turn.input_message_id, trace_id=turn.id
-            )
-            total = await turn_store.session_usage(conn, session_id)
-            await append_events(
-                conn,
-                session_id,
-                [
-                    NewEvent(
-                        "turn.cancelled",
-                        ev.turn_cancelled(
-                            turn_id=turn.id, reason="cancelled by the user", usage=None
-                        ),
-                        context,
-                    ),
-                    NewEvent(
-                        "session.idled",
-                        ev.session_idled(turn_id=turn.id, iterations=None, usage=total),
-                        context,
-                    ),
-                ],
-            )
-            await turn_store.update_session(
-                conn, session_id, {"status": "idle", "updated_at": now()}
+                if self._subagents is not None
+                else []
             )
         self._signals.turn_cancelled(turn.id)
         # The session's new events wake a cancelled turn that was waiting for its predecessor
         # (it exits) and, if it ran, the session's next turn (it may start now).
         self._signals.events_appended(session_id)
+        if self._subagents is not None:
+            self._subagents.wake(cascaded)
         return turn.id
 
     async def list_messages(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:

@@ -38,7 +38,15 @@ class EventQuery:
 
 # Columns of ``sessions`` that appending events may set in the same statement.
 SESSION_COLUMNS = frozenset(
-    {"status", "updated_at", "started_at", "finished_at", "preview", "output_preview"}
+    {
+        "status",
+        "updated_at",
+        "started_at",
+        "finished_at",
+        "preview",
+        "output_preview",
+        "subagent_status",
+    }
 )
 _INSERT_EVENTS = (
     "INSERT INTO events (id, session_id, sequence, type, ts, turn_id, context, data, "

@@ -65,6 +65,7 @@ def session_layer(row: Mapping[str, Any]) -> Layer:
         max_iterations=row.get("max_iterations"),
         parallel_tool_calls=row.get("parallel_tool_calls"),
         locale=row.get("locale"),
+        allowed_capabilities=row.get("capability_allowlist"),
     )
 
 

@@ -49,6 +49,13 @@ _STORED_ONLY = (
     "output_tokens",
     "cache_read_tokens",
     "cache_creation_tokens",
+    "root_session_id",
+    "subagent_depth",
+    "capability_allowlist",
+    "descendant_input_tokens",
+    "descendant_output_tokens",
+    "descendant_cache_read_tokens",
+    "descendant_cache_creation_tokens",
 )
 _STATUSES = {status.value: status for status in SessionStatus}
 _KINDS = {kind.value: kind for kind in PrincipalKind}
@@ -170,11 +177,19 @@ def _session_of(
         values["cache_read_tokens"],
         values["cache_creation_tokens"],
     )
+    # Rows inserted before migration 0015, or built by hand, may lack the subagent columns.
+    tree_usage = TokenTotals(
+        usage.input_tokens + (values.get("descendant_input_tokens") or 0),
+        usage.output_tokens + (values.get("descendant_output_tokens") or 0),
+        usage.cache_read_tokens + (values.get("descendant_cache_read_tokens") or 0),
+        usage.cache_creation_tokens + (values.get("descendant_cache_creation_tokens") or 0),
+    )
     for key in _STORED_ONLY:
-        del values[key]
+        values.pop(key, None)
     return Session(
         **values,
         usage=usage,
+        tree_usage=tree_usage,
         is_pinned=is_pinned,
         owner_kind=owner_kind,
         owner_subject_id=owner_subject_id,

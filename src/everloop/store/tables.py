@@ -219,6 +219,17 @@ sessions = Table(
     Column("subagent_status", String(32), nullable=True),
     Column("blueprint_id", String(200), nullable=True),
     Column("blueprint_config", Json, nullable=True),
+    # Subagents: the root of the session's delegation tree and its depth below it (NULL and 0
+    # for a top-level session), and the token usage of all its descendants (kept apart from
+    # its own usage above; see services/subagents.py).
+    Column("root_session_id", Id, nullable=True),
+    # The capabilities a subagent was narrowed to (NULL: all it inherits).
+    Column("capability_allowlist", Json, nullable=True),
+    Column("subagent_depth", Integer, nullable=False, server_default="0"),
+    Column("descendant_input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("descendant_output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("descendant_cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("descendant_cache_creation_tokens", BigInteger, nullable=False, server_default="0"),
     Column("last_sequence", BigInteger, nullable=False, default=0),
     Column("deleted_at", Ts, nullable=True),
     # Lower-cased title for case-insensitive search on both dialects.
@@ -235,6 +246,8 @@ Index(
     sqlite_where=sessions.c.deleted_at.is_(None),
     postgresql_where=sessions.c.deleted_at.is_(None),
 )
+
+Index("ix_sessions_parent", sessions.c.parent_session_id)
 
 session_pins = Table(
     "session_pins",
@@ -309,6 +322,49 @@ Index(
     client_tool_calls.c.session_id,
     client_tool_calls.c.status,
 )
+
+# Session tasks: background work a session owns (today: its subagents, kind "subagent"). The
+# child session's turn ending settles its task in the same transaction (engine/ending.py).
+session_tasks = Table(
+    "session_tasks",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("session_id", Id, ForeignKey("sessions.id"), nullable=False),
+    Column("organization_id", Id, nullable=False),
+    Column("root_session_id", Id, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("spec", Json, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_detail", String(200), nullable=True),
+    Column("summary", Text, nullable=True),
+    Column("error", Json, nullable=True),
+    Column("result", Json, nullable=True),
+    Column("child_session_id", Id, nullable=True),
+    Column("wake_policy", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("cancel_requested_at", Ts, nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    Column("started_at", Ts, nullable=True),
+    Column("finished_at", Ts, nullable=True),
+    UniqueConstraint("session_id", "display_name", name="uq_session_tasks_name"),
+)
+Index("ix_session_tasks_root_state", session_tasks.c.root_session_id, session_tasks.c.state)
+Index("ix_session_tasks_child", session_tasks.c.child_session_id)
+Index("ix_session_tasks_org_created", session_tasks.c.organization_id, session_tasks.c.created_at)
+
+session_task_messages = Table(
+    "session_task_messages",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("task_id", Id, ForeignKey("session_tasks.id"), nullable=False),
+    Column("direction", String(16), nullable=False),  # inbound|outbound
+    Column("content", Json, nullable=False),
+    Column("in_reply_to", String(100), nullable=True),
+    Column("created_at", Ts, nullable=False),
+)
+Index("ix_session_task_messages_task", session_task_messages.c.task_id, session_task_messages.c.id)
 
 # Idempotency-Key records: the first response to a key is replayed for 24 hours.
 idempotency_keys = Table(

@@ -253,6 +253,41 @@ async def add_session_usage(
     return TokenUsage(int(total[0]), int(total[1]), int(total[2]), int(total[3]))
 
 
+async def ancestors(conn: AsyncConnection, session_id: str, limit: int = 32) -> list[str]:
+    """The session's parent, its parent, ... up to the root of its delegation tree."""
+    found: list[str] = []
+    current = session_id
+    for _ in range(limit):
+        row = (
+            await conn.execute(select(sessions.c.parent_session_id).where(sessions.c.id == current))
+        ).first()
+        if row is None or row[0] is None:
+            break
+        current = str(row[0])
+        found.append(current)
+    return found
+
+
+async def add_descendant_usage(
+    conn: AsyncConnection, session_ids: list[str], usage: TokenUsage
+) -> None:
+    """Add a descendant's ``usage`` to the ``descendant_*`` totals of ``session_ids``."""
+    if not session_ids or not usage.total_tokens:
+        return
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.id.in_(session_ids))
+        .values(
+            descendant_input_tokens=sessions.c.descendant_input_tokens + usage.input_tokens,
+            descendant_output_tokens=sessions.c.descendant_output_tokens + usage.output_tokens,
+            descendant_cache_read_tokens=sessions.c.descendant_cache_read_tokens
+            + usage.cache_read_tokens,
+            descendant_cache_creation_tokens=sessions.c.descendant_cache_creation_tokens
+            + usage.cache_creation_tokens,
+        )
+    )
+
+
 async def session_usage(conn: AsyncConnection, session_id: str) -> TokenUsage:
     row = (await conn.execute(_SESSION_USAGE, {"session_id": session_id})).one()
     return TokenUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
@@ -308,6 +343,9 @@ class SessionConfig:
     session_layer: Layer | None = None
     blueprint_id: str | None = None
     blueprint_config: dict[str, Any] | None = None
+    # A subagent's parent and the root of its delegation tree (None for a top-level session).
+    parent_session_id: str | None = None
+    root_session_id: str | None = None
 
 
 _SESSION_CONFIG = select(
@@ -330,6 +368,9 @@ _SESSION_CONFIG = select(
     sessions.c.hints,
     sessions.c.initial_files,
     sessions.c.mcp_servers,
+    sessions.c.parent_session_id,
+    sessions.c.root_session_id,
+    sessions.c.capability_allowlist,
 ).where(sessions.c.id == bindparam("session_id"), sessions.c.deleted_at.is_(None))
 
 
@@ -339,7 +380,7 @@ async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfi
         return None
     values = dict(row._mapping)
     values["session_layer"] = runtime_layers.session_layer(values)
-    for key in ("locale", "hints", "initial_files", "mcp_servers"):
+    for key in ("locale", "hints", "initial_files", "mcp_servers", "capability_allowlist"):
         del values[key]
     org_id = values["organization_id"]
     values["harness_chain"] = await runtime_layers.load_harness_chain(

@@ -21,7 +21,7 @@ from everloop.domain.resources import Session, SessionFilter
 router = APIRouter(tags=["sessions"])
 
 
-_NOT_ON_THE_WIRE = ("usage", "owner_kind", "owner_subject_id", "features")
+_NOT_ON_THE_WIRE = ("usage", "tree_usage", "owner_kind", "owner_subject_id", "features")
 _SESSION_FIELDS = [f.name for f in fields(Session) if f.name not in _NOT_ON_THE_WIRE]
 
 
@@ -36,6 +36,13 @@ def session_wire(session: Session) -> dict[str, Any]:
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_creation_tokens": usage.cache_creation_tokens,
+    }
+    tree = session.tree_usage
+    values["tree_usage"] = {
+        "input_tokens": tree.input_tokens,
+        "output_tokens": tree.output_tokens,
+        "cache_read_tokens": tree.cache_read_tokens,
+        "cache_creation_tokens": tree.cache_creation_tokens,
     }
     owner = (
         {

@@ -1,0 +1,741 @@
+"""Subagents: child sessions an agent spawns, tracked by their parent as session tasks.
+
+This module is the ``capabilities.subagents.SubagentPort`` the tools call, the session task
+routes' use cases, and the cascades of a parent's cancel. The engine does the rest: a parent's
+durable wait and a child's end settling its task (``engine.subagent_wait``).
+
+- **Spawning** runs in the parent's step transaction: the child session (same org and owner;
+  the parent's harness, agent and model unless ``agent`` or ``blueprint_id`` says otherwise;
+  none of the parent's session-level tools or capabilities), its first message (the task), its
+  queued turn, the task row and the parent's ``task.created`` and ``subagent.spawned`` all
+  commit with the record of the call, once. The runner starts the child's turn after the
+  commit.
+- **Limits** (settings): depth below the root, active subagents and all subagents per
+  delegation tree. A refusal is a tool error the model reads, and nothing is written.
+- **Usage**: a session's ``usage`` is its own; ``tree_usage`` adds its descendants' (kept in
+  the ``descendant_*`` columns, updated with each of their model calls).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from everloop import ids
+from everloop.capabilities.base import Delegation, ToolContext, ToolError
+from everloop.capabilities.subagents import SpawnRequest
+from everloop.domain.event_log import EventContext, NewEvent
+from everloop.domain.messages import JsonValue, Message, TextPart
+from everloop.domain.resources import ResourceStatus, SessionStatus
+from everloop.domain.runtime_agent import AssemblyError
+from everloop.domain.session_tasks import (
+    ACTIVE_STATES,
+    SUBAGENT,
+    TASK_STATES,
+    SessionTask,
+    TaskMessage,
+    outcome_of_turn,
+    text_content,
+)
+from everloop.domain.timestamps import format_ts, now
+from everloop.domain.usage import TokenUsage
+from everloop.engine import events as ev
+from everloop.engine.assembly import Assembler
+from everloop.engine.ending import cancel_turn
+from everloop.engine.signals import Signals
+from everloop.engine.subagent_wait import settle_child
+from everloop.errors import EverloopError, InvalidInput, NotFound
+from everloop.services.agent_versions import captured_version_id
+from everloop.services.auth import Caller
+from everloop.services.blueprints import BlueprintService
+from everloop.services.files import FileLimits, copy_initial_files
+from everloop.store import session_tasks as task_store
+from everloop.store import turns as turn_store
+from everloop.store.db import Database
+from everloop.store.event_log import append_events, start_log
+from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
+from everloop.store.sql import Store
+from everloop.store.tables import sessions
+
+log = logging.getLogger("everloop.subagents")
+
+MAX_TASK_MESSAGES = 500
+
+
+class TurnQueue(Protocol):
+    async def enqueue_turn(self, session_id: str, turn_id: str) -> None: ...
+
+
+class SessionReader(Protocol):
+    """Checks that a caller may see a session (``services.sessions.SessionService.get``)."""
+
+    async def get(
+        self, caller: Caller, session_id: str, conn: AsyncConnection | None = ...
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SubagentLimits:
+    max_depth: int = 2
+    max_active: int = 16
+    max_total: int = 200
+    wait_timeout_seconds: float = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Layers:
+    harness_chain: tuple[Any, ...]
+    agent_layer: Any
+    session_layer: Any
+    blueprint_id: str | None
+    blueprint_config: dict[str, Any] | None
+
+
+class SubagentService:
+    """See the module docstring. ``connect`` gives it what is built after the capabilities
+    (the assembler, the blueprints and the turn queue)."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        signals: Signals,
+        limits: SubagentLimits,
+        file_limits: FileLimits | None = None,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._signals = signals
+        self._limits = limits
+        self._file_limits = file_limits or FileLimits()
+        self._assembler: Assembler | None = None
+        self._blueprints: BlueprintService | None = None
+        self._queue: TurnQueue | None = None
+        self._sessions: SessionReader | None = None
+
+    def connect(
+        self,
+        *,
+        assembler: Assembler,
+        blueprints: BlueprintService,
+        queue: TurnQueue,
+        sessions: SessionReader,
+    ) -> None:
+        self._assembler = assembler
+        self._blueprints = blueprints
+        self._queue = queue
+        self._sessions = sessions
+
+    # -- the tools' port: inside the parent's step transaction -------------------------------
+
+    async def spawn(
+        self, conn: AsyncConnection, context: ToolContext, request: SpawnRequest
+    ) -> Delegation:
+        parent = await _session_row(conn, context.session_id)
+        if parent is None:
+            raise ToolError("this session no longer exists")
+        depth = int(parent["subagent_depth"] or 0) + 1
+        root = parent["root_session_id"] or parent["id"]
+        await self._check_limits(conn, depth, root)
+        clash = await task_store.task_by_name(conn, parent["id"], request.name)
+        if clash is not None:
+            raise ToolError(
+                f"a subagent named '{request.name}' already exists (session "
+                f"{clash.child_session_id}, {clash.state}): pick another name, or use "
+                "send_to_subagent / wait_subagent with this one"
+            )
+        row, layers = await self._child_row(conn, context, parent, request, depth, root)
+        child_id = row["id"]
+        try:
+            runtime = self._assembler_().for_session(layers)
+        except AssemblyError as exc:
+            raise ToolError(f"the subagent cannot be configured: {exc.message}") from None
+        if request.capabilities is not None:
+            # Narrowing: only what the child would inherit, checked against what it inherits.
+            _check_narrowing(request.capabilities, {c.ref for c in runtime.capabilities})
+            layers = _Layers(
+                layers.harness_chain,
+                layers.agent_layer,
+                session_layer(row),
+                layers.blueprint_id,
+                layers.blueprint_config,
+            )
+            runtime = self._assembler_().for_session(layers)
+        stamp = now()
+        message = Message(ids.new_id("message"), "user", (TextPart(request.task),), stamp)
+        turn_id = ids.new_id("turn")
+        await self._store.insert_session(conn, row)
+        await copy_initial_files(conn, child_id, [list(runtime.initial_files)], self._file_limits)
+        context_ = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
+        await start_log(
+            conn,
+            child_id,
+            [
+                NewEvent(
+                    "session.started",
+                    {"agent_id": row["agent_id"], "model_id": row["model_id"]},
+                ),
+                NewEvent("input.message", ev.input_message(message=message), context_),
+            ],
+        )
+        await turn_store.insert_turn(
+            conn,
+            turn_id=turn_id,
+            session_id=child_id,
+            input_message_id=message.id,
+            input_sequence=2,
+        )
+        task = SessionTask(
+            id=ids.new_id("task"),
+            session_id=parent["id"],
+            organization_id=parent["organization_id"],
+            root_session_id=root,
+            kind=SUBAGENT,
+            display_name=request.name,
+            spec=_spec(request),
+            state="running",
+            wake_policy="on_terminal",
+            attempt=1,
+            created_at=stamp,
+            updated_at=stamp,
+            child_session_id=child_id,
+            state_detail="working on its task",
+            started_at=stamp,
+        )
+        await task_store.insert_task(conn, task)
+        await task_store.insert_message(
+            conn,
+            TaskMessage(ids.new_id("tmsg"), task.id, "inbound", text_content(request.task), stamp),
+        )
+        await append_events(
+            conn,
+            parent["id"],
+            [
+                NewEvent(ev.TASK_CREATED, ev.task_snapshot(task=task.to_json())),
+                NewEvent(
+                    ev.SUBAGENT_SPAWNED,
+                    ev.subagent_spawned(
+                        child_session_id=child_id,
+                        name=request.name,
+                        task=request.task,
+                        task_id=task.id,
+                    ),
+                ),
+            ],
+        )
+        return self._delegation(task, turn_id, request.wait, None)
+
+    async def send(
+        self, conn: AsyncConnection, context: ToolContext, name: str, message: str, wait: bool
+    ) -> Delegation:
+        task = await self._named(conn, context.session_id, name)
+        try:
+            turn_id = await self._follow_up(conn, task, message)
+        except EverloopError as exc:
+            raise ToolError(exc.message) from None
+        updated = await task_store.task_by_id(conn, task.id)
+        assert updated is not None
+        return self._delegation(updated, turn_id, wait, None)
+
+    async def wait(
+        self, conn: AsyncConnection, context: ToolContext, name: str, timeout: float | None
+    ) -> Delegation | JsonValue:
+        task = await self._named(conn, context.session_id, name)
+        if not task.active:
+            return describe_task(task)
+        return self._delegation(task, None, True, timeout)
+
+    # -- the tools' port: own transactions ---------------------------------------------------
+
+    async def describe(self, context: ToolContext, name: str) -> JsonValue:
+        async with self._db.read() as conn:
+            return describe_task(await self._named(conn, context.session_id, name))
+
+    async def list_subagents(self, context: ToolContext) -> JsonValue:
+        async with self._db.read() as conn:
+            found = await task_store.list_tasks(conn, context.session_id, kind=SUBAGENT)
+        return {"subagents": [describe_task(task, brief=True) for task in found]}
+
+    async def cancel(self, context: ToolContext, name: str) -> JsonValue:
+        async with self._db.write() as conn:
+            task = await self._named(conn, context.session_id, name)
+            cancelled = await self._cancel_task(conn, task, "cancelled by its parent agent")
+            settled = await task_store.task_by_id(conn, task.id)
+        self._wake(cancelled, context.session_id)
+        assert settled is not None
+        return describe_task(settled)
+
+    async def start_turn(self, session_id: str, turn_id: str) -> None:
+        try:
+            await self._queue_().enqueue_turn(session_id, turn_id)
+        except Exception:
+            # Recorded, not lost: the start-up sweep starts it.
+            log.exception("could not start subagent turn %s; the start-up sweep will", turn_id)
+
+    # -- the session task routes -------------------------------------------------------------
+
+    async def list_tasks(
+        self, caller: Caller, session_id: str, *, state: str | None, kind: str | None
+    ) -> list[SessionTask]:
+        _check_state(state)
+        async with self._db.read() as conn:
+            await self._sessions_().get(caller, session_id, conn)
+            return await task_store.list_tasks(conn, session_id, state=state, kind=kind)
+
+    async def list_org_tasks(
+        self,
+        caller: Caller,
+        *,
+        state: str | None,
+        kind: str | None,
+        created_after: str | None,
+        root_session_id: str | None,
+        limit: int,
+    ) -> list[SessionTask]:
+        _check_state(state)
+        if created_after is not None:
+            created_after = _timestamp(created_after, "created_after")
+        if not 0 <= limit <= 500:
+            raise InvalidInput("limit must be between 0 and 500", field="limit")
+        async with self._db.read() as conn:
+            return await task_store.list_org_tasks(
+                conn,
+                caller.organization_id,
+                state=state,
+                kind=kind,
+                created_after=created_after,
+                root_session_id=root_session_id,
+                limit=limit,
+            )
+
+    async def get_task(
+        self,
+        caller: Caller,
+        session_id: str,
+        task_id: str,
+        *,
+        after_id: str | None,
+        limit: int,
+    ) -> tuple[SessionTask, list[TaskMessage]]:
+        if not 0 <= limit <= MAX_TASK_MESSAGES:
+            raise InvalidInput(f"limit must be between 0 and {MAX_TASK_MESSAGES}", field="limit")
+        async with self._db.read() as conn:
+            task = await self._task(conn, caller, session_id, task_id)
+            return task, await task_store.messages(conn, task.id, after_id=after_id, limit=limit)
+
+    async def cancel_task(self, caller: Caller, session_id: str, task_id: str) -> SessionTask:
+        async with self._db.write() as conn:
+            task = await self._task(conn, caller, session_id, task_id)
+            cancelled = await self._cancel_task(conn, task, "cancelled through the API")
+            settled = await task_store.task_by_id(conn, task.id)
+        self._wake(cancelled, session_id)
+        assert settled is not None
+        return settled
+
+    async def post_task_message(
+        self,
+        caller: Caller,
+        session_id: str,
+        task_id: str,
+        *,
+        text: str | None,
+        content: list[dict[str, Any]] | None,
+        in_reply_to: str | None,
+    ) -> TaskMessage:
+        body = _message_text(text, content)
+        async with self._db.write() as conn:
+            task = await self._task(conn, caller, session_id, task_id)
+            turn_id = await self._follow_up(conn, task, body, in_reply_to=in_reply_to)
+            sent = await task_store.messages(conn, task.id, limit=MAX_TASK_MESSAGES)
+        assert task.child_session_id is not None
+        self._signals.events_appended(session_id)
+        self._signals.events_appended(task.child_session_id)
+        await self.start_turn(task.child_session_id, turn_id)
+        return sent[-1]
+
+    # -- cascades ----------------------------------------------------------------------------
+
+    async def cancel_descendants(
+        self, conn: AsyncConnection, session_id: str, reason: str
+    ) -> list[tuple[str, str]]:
+        """Cancel the open turns of the session's active subagents and theirs, settling their
+        tasks; the (session id, turn id) cancelled, to wake after the commit."""
+        cancelled: list[tuple[str, str]] = []
+        for task in await task_store.active_child_tasks(conn, session_id):
+            cancelled.extend(await self._cancel_task(conn, task, reason))
+        return cancelled
+
+    def wake(self, cancelled: list[tuple[str, str]]) -> None:
+        """After the commit of a cascade: wake the cancelled turns and their sessions."""
+        self._wake(cancelled, None)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _cancel_task(
+        self, conn: AsyncConnection, task: SessionTask, reason: str
+    ) -> list[tuple[str, str]]:
+        cancelled: list[tuple[str, str]] = []
+        child = task.child_session_id
+        if child is None or not task.active:
+            return cancelled
+        await task_store.update_task(
+            conn, task.id, {"cancel_requested_at": now(), "updated_at": now()}
+        )
+        for turn in await turn_store.open_turns(conn, child):
+            if await cancel_turn(conn, child, turn, reason):
+                cancelled.append((child, turn.id))
+        cancelled.extend(await self.cancel_descendants(conn, child, reason))
+        # A child without an open turn (its turn ended as this ran) is settled here.
+        await settle_child(
+            conn, child, outcome_of_turn("cancelled", text=None, usage=TokenUsage(), error=reason)
+        )
+        return cancelled
+
+    def _wake(self, cancelled: list[tuple[str, str]], session_id: str | None) -> None:
+        for child, turn_id in cancelled:
+            self._signals.turn_cancelled(turn_id)
+            self._signals.events_appended(child)
+        if session_id is not None:
+            self._signals.events_appended(session_id)
+
+    async def _follow_up(
+        self,
+        conn: AsyncConnection,
+        task: SessionTask,
+        text: str,
+        *,
+        in_reply_to: str | None = None,
+    ) -> str:
+        """Post ``text`` to the task's child as its next user message; the new turn's id."""
+        child = task.child_session_id
+        if child is None:
+            raise InvalidInput("this task has no session to message", field="task_id")
+        if task.active:
+            raise InvalidInput(
+                f"subagent '{task.display_name}' is still working: wait for it (wait_subagent) "
+                "before sending it another message",
+                field="task_id",
+            )
+        if await _session_row(conn, child) is None:
+            raise NotFound.of("session", child)
+        stamp = now()
+        message = Message(ids.new_id("message"), "user", (TextPart(text),), stamp)
+        turn_id = ids.new_id("turn")
+        context = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
+        stored = await append_events(
+            conn,
+            child,
+            [NewEvent("input.message", ev.input_message(message=message), context)],
+            session_values={"updated_at": stamp},
+        )
+        await turn_store.insert_turn(
+            conn,
+            turn_id=turn_id,
+            session_id=child,
+            input_message_id=message.id,
+            input_sequence=stored[0].sequence,
+        )
+        updated = await task_store.update_task(
+            conn,
+            task.id,
+            {
+                "state": "running",
+                "state_detail": "working on a follow-up",
+                "attempt": task.attempt + 1,
+                "summary": None,
+                "result": None,
+                "error": None,
+                "cancel_requested_at": None,
+                "finished_at": None,
+                "updated_at": stamp,
+            },
+            only_states=[s for s in TASK_STATES if s not in ACTIVE_STATES],
+        )
+        if updated is None:
+            raise InvalidInput(f"subagent '{task.display_name}' is still working", field="task_id")
+        await task_store.insert_message(
+            conn,
+            TaskMessage(
+                ids.new_id("tmsg"), task.id, "inbound", text_content(text), stamp, in_reply_to
+            ),
+        )
+        await append_events(
+            conn,
+            task.session_id,
+            [NewEvent(ev.TASK_UPDATED, ev.task_snapshot(task=updated.to_json()))],
+        )
+        return turn_id
+
+    def _delegation(
+        self, task: SessionTask, turn_id: str | None, wait: bool, timeout: float | None
+    ) -> Delegation:
+        assert task.child_session_id is not None
+        if not wait:
+            return Delegation(
+                task.id,
+                task.display_name,
+                task.child_session_id,
+                start_turn_id=turn_id,
+                result={
+                    "subagent": task.display_name,
+                    "session_id": task.child_session_id,
+                    "task_id": task.id,
+                    "status": "running",
+                },
+            )
+        seconds = self._limits.wait_timeout_seconds
+        if timeout is not None:
+            seconds = min(seconds, timeout)
+        deadline = format_ts(datetime.now(UTC) + timedelta(seconds=seconds))
+        return Delegation(
+            task.id, task.display_name, task.child_session_id, turn_id, deadline=deadline
+        )
+
+    async def _check_limits(self, conn: AsyncConnection, depth: int, root: str) -> None:
+        limits = self._limits
+        if limits.max_depth == 0:
+            raise ToolError("subagents are disabled here (EVERLOOP_SUBAGENT_MAX_DEPTH=0)")
+        if depth > limits.max_depth:
+            raise ToolError(
+                f"cannot spawn a subagent: this session is already {depth - 1} level(s) below "
+                f"its root session and subagents may nest at most {limits.max_depth} deep; do "
+                "this work yourself"
+            )
+        active, total = await task_store.tree_counts(conn, root)
+        if active >= limits.max_active:
+            raise ToolError(
+                f"cannot spawn a subagent: {active} subagents of this session tree are already "
+                f"working (the limit is {limits.max_active}); wait for some to finish first"
+            )
+        if total >= limits.max_total:
+            raise ToolError(
+                f"cannot spawn a subagent: this session tree has created {total} subagents, "
+                f"the limit is {limits.max_total}"
+            )
+
+    async def _child_row(
+        self,
+        conn: AsyncConnection,
+        context: ToolContext,
+        parent: dict[str, Any],
+        request: SpawnRequest,
+        depth: int,
+        root: str,
+    ) -> tuple[dict[str, Any], _Layers]:
+        org_id = parent["organization_id"]
+        harness_id = parent["harness_id"]
+        agent_id, version_id = parent["agent_id"], parent["agent_version_id"]
+        model_id = parent["model_id"]
+        blueprint_id, blueprint_config = None, None
+        if request.agent and request.blueprint_id:
+            raise ToolError("give `agent` or `blueprint_id`, not both")
+        if request.agent:
+            agent = await self._store.get_agent(conn, org_id, agent_id=request.agent)
+            if agent is None:
+                agent = await self._store.get_agent(conn, org_id, name=request.agent)
+            if agent is None:
+                raise ToolError(f"no agent named or with id '{request.agent}' in this organization")
+            if agent.status is not ResourceStatus.ACTIVE:
+                raise ToolError(f"agent '{agent.name}' is archived and cannot be used")
+            harness_id, agent_id = agent.harness_id, agent.id
+            version_id = await captured_version_id(conn, agent)
+            model_id = None  # the agent's own default model
+        elif request.blueprint_id:
+            try:
+                blueprint_config = self._blueprints_().validated_config(
+                    request.blueprint_id, request.blueprint_config
+                )
+            except InvalidInput as exc:
+                raise ToolError(f"invalid blueprint: {exc.message}") from None
+            blueprint_id = request.blueprint_id
+        elif request.blueprint_config is not None:
+            raise ToolError("`blueprint_config` needs a `blueprint_id`")
+        stamp = now()
+        child_id = ids.new_id("session")
+        row: dict[str, Any] = {
+            "id": child_id,
+            "organization_id": org_id,
+            "harness_id": harness_id,
+            "agent_id": agent_id,
+            "agent_version_id": version_id,
+            "agent_identity_id": parent["agent_identity_id"],
+            "owner_principal_id": parent["owner_principal_id"],
+            "resolved_owner_user_id": parent["resolved_owner_user_id"],
+            "title": request.name,
+            "title_search": request.name.lower(),
+            "locale": parent["locale"],
+            "preview": ev.preview(request.task),
+            "output_preview": None,
+            "tags": [],
+            "model_id": model_id,
+            "capabilities": [],
+            "tools": [],
+            "mcp_servers": {},
+            "system_prompt": None,
+            "initial_files": [],
+            "hints": None,
+            "network_access": None,
+            "max_iterations": None,
+            "parallel_tool_calls": None,
+            "status": SessionStatus.STARTED.value,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "started_at": None,
+            "finished_at": None,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_creation_tokens": 0,
+            "parent_session_id": parent["id"],
+            "subagent_name": request.name,
+            "subagent_task": request.task,
+            "subagent_status": "spawning",
+            "blueprint_id": blueprint_id,
+            "blueprint_config": blueprint_config,
+            "root_session_id": root,
+            "subagent_depth": depth,
+            "capability_allowlist": (
+                list(request.capabilities) if request.capabilities is not None else None
+            ),
+            "last_sequence": 2,  # session.started and the task, written by spawn
+            "deleted_at": None,
+        }
+        layers = _Layers(
+            harness_chain=(
+                await load_harness_chain(conn, org_id, harness_id) if not blueprint_id else ()
+            ),
+            agent_layer=(
+                await load_agent_layer(conn, org_id, agent_id, version_id)
+                if agent_id and not blueprint_id
+                else None
+            ),
+            session_layer=session_layer({**row, "capability_allowlist": None}),
+            blueprint_id=blueprint_id,
+            blueprint_config=blueprint_config,
+        )
+        return row, layers
+
+    async def _named(self, conn: AsyncConnection, session_id: str, name: str) -> SessionTask:
+        task = await task_store.task_by_name(conn, session_id, name)
+        if task is None or task.kind != SUBAGENT:
+            known = [t.display_name for t in await task_store.list_tasks(conn, session_id)]
+            listed = ", ".join(f"'{n}'" for n in known[:20]) or "none yet"
+            raise ToolError(f"no subagent named '{name}' in this session (its subagents: {listed})")
+        return task
+
+    async def _task(
+        self, conn: AsyncConnection, caller: Caller, session_id: str, task_id: str
+    ) -> SessionTask:
+        await self._sessions_().get(caller, session_id, conn)
+        task = await task_store.get_task(conn, session_id, task_id)
+        if task is None:
+            raise NotFound.of("task", task_id)
+        return task
+
+    def _assembler_(self) -> Assembler:
+        assert self._assembler is not None, "SubagentService.connect was not called"
+        return self._assembler
+
+    def _blueprints_(self) -> BlueprintService:
+        assert self._blueprints is not None, "SubagentService.connect was not called"
+        return self._blueprints
+
+    def _queue_(self) -> TurnQueue:
+        assert self._queue is not None, "SubagentService.connect was not called"
+        return self._queue
+
+    def _sessions_(self) -> SessionReader:
+        assert self._sessions is not None, "SubagentService.connect was not called"
+        return self._sessions
+
+
+def describe_task(task: SessionTask, *, brief: bool = False) -> dict[str, Any]:
+    """A subagent as its parent's model sees it."""
+    result = task.result or {}
+    described: dict[str, Any] = {
+        "subagent": task.display_name,
+        "session_id": task.child_session_id,
+        "task_id": task.id,
+        "state": task.state,
+        "status": _status_word(task),
+    }
+    if task.state == "succeeded":
+        described["result"] = task.summary if brief else result.get("text")
+        described["usage"] = result.get("usage")
+    if task.error:
+        described["error"] = task.error.get("message")
+    return described
+
+
+def _status_word(task: SessionTask) -> str:
+    return {
+        "succeeded": "completed",
+        "failed": "failed",
+        "canceled": "cancelled",
+    }.get(task.state, "running")
+
+
+def _spec(request: SpawnRequest) -> dict[str, Any]:
+    spec: dict[str, Any] = {"instructions": request.task}
+    if request.agent:
+        spec["agent"] = request.agent
+    if request.blueprint_id:
+        spec["blueprint_id"] = request.blueprint_id
+    if request.capabilities is not None:
+        spec["capabilities"] = list(request.capabilities)
+    return spec
+
+
+def _check_narrowing(requested: tuple[str, ...], active: set[str]) -> None:
+    unknown = sorted(set(requested) - active)
+    if unknown:
+        raise ToolError(
+            "`capabilities` can only narrow what the subagent inherits; it would not have "
+            f"{', '.join(unknown)} (it has: {', '.join(sorted(active)) or 'none'})"
+        )
+
+
+def _check_state(state: str | None) -> None:
+    if state is not None and state not in TASK_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(TASK_STATES)}", field="state")
+
+
+def _timestamp(value: str, field: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field} must be an RFC 3339 timestamp", field=field) from None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"{field} needs a time zone offset", field=field)
+    return format_ts(moment.astimezone(UTC))
+
+
+def _message_text(text: str | None, content: list[dict[str, Any]] | None) -> str:
+    if text is not None and content is not None:
+        raise InvalidInput("give `text` or `content`, not both", field="text")
+    if content is not None:
+        parts = []
+        for index, part in enumerate(content):
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise InvalidInput(
+                    "only text parts can be sent to a subagent", field=f"content[{index}]"
+                )
+            parts.append(part["text"])
+        text = "\n".join(parts)
+    if not text or not text.strip():
+        raise InvalidInput("a task message needs non-empty text", field="text")
+    return text
+
+
+async def _session_row(conn: AsyncConnection, session_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(sessions).where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
+        )
+    ).first()
+    return dict(row._mapping) if row else None
