@@ -51,6 +51,7 @@ from everloop.services.models import ModelService, ProviderService
 from everloop.services.runtime_agents import RuntimeAgentService
 from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.session_storage import SecretVault, SessionStorageService
+from everloop.services.session_tasks import SessionTaskService
 from everloop.services.sessions import SessionService
 from everloop.services.subagents import SubagentLimits, SubagentService
 from everloop.services.turns import TurnService
@@ -81,6 +82,7 @@ class Services:
     sessions: SessionService
     turns: TurnService
     subagents: SubagentService
+    session_tasks: SessionTaskService
     idempotency: IdempotencyService
     egress: EgressGuard
     session_databases: SessionDatabaseService
@@ -335,9 +337,10 @@ def build_services(settings: Settings) -> Services:
         blueprints=blueprints,
         file_limits=file_limits(settings),
         mcp_headers=mcp_servers.scoped,
+        subagents=subagents,
     )
     fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
-    subagents.connect(assembler=assembler, blueprints=blueprints, queue=engine, sessions=sessions)
+    subagents.connect(assembler=assembler, blueprints=blueprints, queue=engine)
     turns = TurnService(db, sessions, engine, signals, fanout, subagents)
     return Services(
         settings=settings,
@@ -355,6 +358,7 @@ def build_services(settings: Settings) -> Services:
         sessions=sessions,
         turns=turns,
         subagents=subagents,
+        session_tasks=SessionTaskService(db, sessions, subagents),
         idempotency=IdempotencyService(db),
         egress=egress,
         session_databases=session_databases,

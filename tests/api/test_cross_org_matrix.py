@@ -89,6 +89,12 @@ CASES: dict[tuple[str, str], Case] = {
         fixed({"tool_results": [{"tool_call_id": "call_1", "result": "x"}]})
     ),
     ("POST", "/api/v1/sessions/{session_id}/cancel"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/tasks"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/tasks/{task_id}"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/tasks/{task_id}/cancel"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/tasks/{task_id}/messages"): Case(
+        fixed({"text": "theirs"})
+    ),
     ("GET", "/api/v1/capabilities/{capability_id}"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/databases"): Case(),
     ("POST", "/api/v1/sessions/{session_id}/databases"): Case(fixed({"name": "theirs"})),
@@ -160,13 +166,19 @@ def unknown(value: str) -> str:
 
 
 async def build_world(api: Api) -> World:
-    """Org A's objects: one of each kind a path parameter can name, and a finished turn."""
+    """Org A's objects: one of each kind a path parameter can name, and a finished turn that
+    spawned a subagent (the session's task)."""
     client = api.client
     await api.services.start_engine()
-    model = await scripted_model(api, {"response": {"type": "fixed", "text": "hi"}})
-    session = await new_session(api, model_id=model)
+    spawn = {"name": "spawn_subagent", "arguments": {"name": "helper", "task": "research"}}
+    model = await scripted_model(
+        api,
+        {"response": {"type": "fixed", "text": "hi"}, "tool_calls": [{"when": "hello", **spawn}]},
+    )
+    session = await new_session(api, model_id=model, capabilities=[{"ref": "subagents"}])
     await send(api, session, "hello")
     await wait_turns_ended(api, session)
+    [task] = (await client.get(f"/v1/sessions/{session}/tasks")).json()
 
     async def created(response: Any) -> Any:
         answer = await response
@@ -193,6 +205,7 @@ async def build_world(api: Api) -> World:
     blueprint = (await created(client.get("/v1/blueprints")))["data"][0]["id"]
     return {
         "session_id": session,
+        "task_id": task["id"],
         "agent_id": agent["id"],
         "version_id": versions[-1]["id"],
         "from_version_id": versions[-1]["id"],
@@ -251,6 +264,7 @@ def test_every_route_with_a_path_id_has_a_case(api: Api) -> None:
 
 WORLD_PARAMS = {
     "session_id",
+    "task_id",
     "agent_id",
     "version_id",
     "from_version_id",

@@ -1,6 +1,7 @@
 """Session pages are found by keyset (seek to the row at the offset, then take the next rows):
 every page must be exactly the one ``ORDER BY created_at DESC, id DESC OFFSET n LIMIT m``
-gives, with ties in ``created_at``, deleted sessions between them and every filter."""
+gives, with ties in ``created_at``, deleted sessions between them and every filter. Some of the
+sessions are subagents (of session 1): hidden unless a listing asks for them."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ async def _page(api: Api, **params: Any) -> dict[str, Any]:
 @pytest.fixture
 async def made(api: Api) -> list[dict[str, Any]]:
     """N sessions whose created_at come in runs of equal values (ties broken by id only),
-    with agents, titles, tags, statuses and pins to filter on, and some deleted."""
+    with agents, titles, tags, statuses and pins to filter on, some subagents of session 1,
+    and some deleted (a subagent among them)."""
     agent = await create_agent(api, "paged")
     out: list[dict[str, Any]] = []
     for i in range(N):
@@ -39,12 +41,13 @@ async def made(api: Api) -> list[dict[str, Any]]:
             # Runs of 1 to 5 sessions share a millisecond, the runs out of creation order.
             stamp = f"2026-01-01T00:00:{(i * 7 // 5) % 60:02d}.000Z"
             status = ("idle", "active", "started")[i % 3]
+            parent = out[1]["id"] if i % 7 == 5 else None
             await conn.execute(
                 update(sessions)
                 .where(sessions.c.id == s["id"])
-                .values(created_at=stamp, status=status)
+                .values(created_at=stamp, status=status, parent_session_id=parent)
             )
-            s["created_at"], s["status"], s["i"] = stamp, status, i
+            s["created_at"], s["status"], s["i"], s["parent"] = stamp, status, i, parent
     for s in out[::5]:
         assert (await api.client.put(f"/v1/sessions/{s['id']}/pin")).status_code == 204
         s["pinned"] = True
@@ -54,9 +57,12 @@ async def made(api: Api) -> list[dict[str, Any]]:
     return out
 
 
-def _expected(made: list[dict[str, Any]], keep: Any) -> list[str]:
-    """The offset query's order, computed here: newest created_at first, ties by id."""
-    live = [s for s in made if not s.get("deleted") and keep(s)]
+def _expected(made: list[dict[str, Any]], keep: Any, *, subagents: bool = False) -> list[str]:
+    """The offset query's order, computed here: newest created_at first, ties by id; without
+    subagents unless ``subagents``."""
+    live = [
+        s for s in made if not s.get("deleted") and keep(s) and (subagents or s["parent"] is None)
+    ]
     live.sort(key=lambda s: (s["created_at"], s["id"]), reverse=True)
     return [s["id"] for s in live]
 
@@ -70,6 +76,9 @@ FILTERS: list[tuple[dict[str, Any], Any]] = [
     ({"pinned": "true"}, lambda s: s.get("pinned", False)),
     ({"pinned": "false"}, lambda s: not s.get("pinned", False)),
     ({"status": "active", "search": "odd"}, lambda s: s["i"] % 3 == 1 and s["i"] % 2 == 1),
+    ({"include_subagents": "true"}, lambda s: True),
+    ({"include_subagents": "true", "search": "odd"}, lambda s: s["i"] % 2 == 1),
+    ({"include_subagents": "false"}, lambda s: True),
 ]
 
 
@@ -90,7 +99,7 @@ async def test_every_page_matches_the_offset_order(api: Api, made: list[dict[str
 async def test_filtered_pages_match_the_offset_order(
     api: Api, made: list[dict[str, Any]], params: dict[str, Any], keep: Any
 ) -> None:
-    expected = _expected(made, keep)
+    expected = _expected(made, keep, subagents=params.get("include_subagents") == "true")
     assert expected  # every filter selects something
     for limit in (1, 3):
         for offset in range(len(expected) + 1):
@@ -113,12 +122,31 @@ async def test_filter_by_agent_pages(api: Api, made: list[dict[str, Any]]) -> No
     assert [i for page in pages for i in page] == expected
 
 
+async def test_the_children_of_a_session_page_by_parent(
+    api: Api, made: list[dict[str, Any]]
+) -> None:
+    parent = made[1]["id"]
+    expected = _expected(made, lambda s: s["parent"] == parent, subagents=True)
+    assert len(expected) == 4  # five children, one deleted
+    for params in ({}, {"include_subagents": "false"}, {"include_subagents": "true"}):
+        for limit in (1, 3):
+            for offset in range(len(expected) + 1):
+                page = await _page(
+                    api, parent_session_id=parent, offset=offset, limit=limit, **params
+                )
+                assert [s["id"] for s in page["data"]] == expected[offset : offset + limit]
+                assert page["total"] == len(expected)
+    # Stats count every live session, subagents too.
+    stats = (await api.client.get("/v1/sessions/stats")).json()
+    assert stats["total"] == len(_expected(made, lambda s: True, subagents=True))
+
+
 async def test_the_pinned_flag_is_the_callers_on_every_page(
     api: Api, made: list[dict[str, Any]]
 ) -> None:
     pinned = {s["id"] for s in made if s.get("pinned") and not s.get("deleted")}
     seen = {}
     for offset in range(0, N, 4):
-        for s in (await _page(api, offset=offset, limit=4))["data"]:
+        for s in (await _page(api, offset=offset, limit=4, include_subagents="true"))["data"]:
             seen[s["id"]] = s["is_pinned"]
     assert {i for i, flag in seen.items() if flag} == pinned

@@ -180,3 +180,57 @@ async def test_message_stream_until_turn_completed(server: Server, api: Api) -> 
         assert len(events) == 1
     finally:
         await client.close()
+
+
+async def test_a_subagent_session_through_the_sdk(server: Server, api: Api) -> None:
+    """A parent spawns a child (llmsim); the SDK reads the child's seed fields, and its session
+    list hides the child."""
+    model_id = await asyncio.to_thread(
+        api.llmsim_model,
+        {
+            "response": {"type": "echo"},
+            "tool_calls": [
+                {
+                    "when": "delegate",
+                    "name": "spawn_subagent",
+                    "arguments": {"name": "researcher", "task": "research alpha"},
+                }
+            ],
+        },
+    )
+    client = sdk(server)
+    try:
+        parent = await client.sessions.create(
+            model_id=model_id, capabilities=[AgentCapabilityConfig(ref="subagents")]
+        )
+        await client.messages.create(parent.id, "please delegate this")
+        stream = client.events.stream(parent.id)
+        try:
+            async with asyncio.timeout(60):
+                async for event in stream:
+                    if event.type == "turn.completed":
+                        break
+        finally:
+            stream.stop()
+            await stream.aclose()
+        [spawned] = await client.events.list(parent.id, types=["subagent.spawned"])
+        child_id = spawned.data["session_id"]
+
+        child = await client.sessions.get(child_id)
+        assert isinstance(child.parent_session_id, str)
+        assert child.parent_session_id == parent.id
+        assert (await client.sessions.get(parent.id)).parent_session_id is None
+        # Fields the SDK's model does not declare, as the server sends them.
+        raw = await client._get(f"/sessions/{child_id}")
+        assert (raw["subagent_name"], raw["subagent_task"], raw["subagent_status"]) == (
+            "researcher",
+            "research alpha",
+            "completed",
+        )
+        assert (await client._get(f"/sessions/{parent.id}"))["subagent_status"] is None
+        listed = [s.id for s in await client.sessions.list()]
+        assert parent.id in listed and child_id not in listed
+        [task] = await client._get(f"/sessions/{parent.id}/tasks")
+        assert (task["state"], task["links"]["child_session_id"]) == ("succeeded", child_id)
+    finally:
+        await client.close()

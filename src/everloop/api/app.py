@@ -34,6 +34,7 @@ from everloop.api.routes import (
     runtime_agents,
     session_databases,
     session_storage,
+    session_tasks,
     sessions,
     turns,
 )
@@ -140,6 +141,7 @@ def create_app(
     routes.include_router(session_databases.router)
     routes.include_router(files.router)
     routes.include_router(session_storage.router)
+    routes.include_router(session_tasks.router)
     routes.include_router(mcp_servers.router)
     routes.include_router(api_keys.router)
     if services.settings.debug_counters:

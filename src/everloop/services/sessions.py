@@ -2,13 +2,16 @@
 
 A session is created ``started`` and records ``session.started`` as its first event, in the same
 transaction as the row: a session never exists without its log.
+
+Deleting a session deletes its subagents (its descendants) with it, in one transaction: their
+working turns are cancelled first (``SubtreeStopper``, ``services.subagents``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,11 +48,21 @@ from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, 
 from everloop.store.session_databases import delete_session_databases
 from everloop.store.session_rows import HarnessRoot, session_from_row
 from everloop.store.session_storage import purge_session
+from everloop.store.session_tasks import descendant_ids
 from everloop.store.sql import Store
 from everloop.store.tables import sessions
 from everloop.store.turns import session_config
 
 FeaturesOf = Callable[[Sequence[str]], tuple[str, ...]]
+
+
+class SubtreeStopper(Protocol):
+    """Stops the work of a session's delegation tree before it is deleted
+    (``services.subagents.SubagentService``)."""
+
+    async def stop_tree(self, conn: AsyncConnection, session_id: str) -> list[tuple[str, str]]: ...
+
+    def wake(self, cancelled: list[tuple[str, str]], *sessions: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +108,9 @@ class SessionService:
         assembler: Assembler,
         blueprints: BlueprintService,
         mcp_headers: ScopedMcpHeaders,
+        subagents: SubtreeStopper | None = None,
     ) -> None:
+        self._subagents = subagents
         self._mcp_headers = mcp_headers
         self._known_capabilities = known_capabilities
         self._assembler = assembler
@@ -350,6 +365,8 @@ class SessionService:
     ) -> tuple[list[Session], int]:
         if flt.agent_id:
             ids.parse("agent", flt.agent_id, field="agent_id")
+        if flt.parent_session_id:
+            ids.parse("session", flt.parent_session_id, field="parent_session_id")
         async with self._db.read() as conn:
             found, total, roots = await self._store.list_sessions(
                 conn,
@@ -408,14 +425,28 @@ class SessionService:
         return self._assembler.for_session(config, controls)
 
     async def delete(self, caller: Caller, session_id: str) -> None:
+        """Soft-delete the session and every session below it (its subagents, theirs), purging
+        their storage, in one transaction. The tree's working subagents are cancelled first
+        (their turns end, their tasks settle, and a parent waiting for the session, if it is a
+        subagent, gets the cancellation); any other turn of a deleted session halts at its next
+        step (the engine's turn guard)."""
         async with self._db.write() as conn:
-            await self.get(caller, session_id, conn)
+            session = await self.get(caller, session_id, conn)
+            cancelled = await self._subagents.stop_tree(conn, session_id) if self._subagents else []
+            doomed = [
+                session_id,
+                *await descendant_ids(conn, caller.organization_id, session_id),
+            ]
             ts = now()
-            await self._store.update_session(
-                conn, caller.organization_id, session_id, {"deleted_at": ts, "updated_at": ts}
-            )
-            await purge_session(conn, session_id)  # files, key-values, secrets, leases
-            await delete_session_databases(conn, session_id)
+            for doomed_id in doomed:
+                await self._store.update_session(
+                    conn, caller.organization_id, doomed_id, {"deleted_at": ts, "updated_at": ts}
+                )
+                await purge_session(conn, doomed_id)  # files, key-values, secrets, leases
+                await delete_session_databases(conn, doomed_id)
+        if self._subagents:
+            parent = (session.parent_session_id,) if session.parent_session_id else ()
+            self._subagents.wake(cancelled, *doomed, *parent)
 
     async def set_pinned(self, caller: Caller, session_id: str, pinned: bool) -> None:
         async with self._db.write() as conn:

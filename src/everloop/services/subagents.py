@@ -1,8 +1,9 @@
 """Subagents: child sessions an agent spawns, tracked by their parent as session tasks.
 
-This module is the ``capabilities.subagents.SubagentPort`` the tools call, the session task
-routes' use cases, and the cascades of a parent's cancel. The engine does the rest: a parent's
-durable wait and a child's end settling its task (``engine.subagent_wait``).
+This module is the ``capabilities.subagents.SubagentPort`` the tools call, what the session
+task routes do to a task (``services.session_tasks``: cancel it, send it a follow-up), and the
+cascades of a parent's cancel and delete. The engine does the rest: a parent's durable wait and
+a child's end settling its task (``engine.subagent_wait``).
 
 - **Spawning** runs in the parent's step transaction: the child session (same org and owner;
   the parent's harness, agent and model unless ``agent`` or ``blueprint_id`` says otherwise;
@@ -14,6 +15,10 @@ durable wait and a child's end settling its task (``engine.subagent_wait``).
   delegation tree. A refusal is a tool error the model reads, and nothing is written.
 - **Usage**: a session's ``usage`` is its own; ``tree_usage`` adds its descendants' (kept in
   the ``descendant_*`` columns, updated with each of their model calls).
+- **Deleting** a session deletes its descendants in the same transaction
+  (``services.sessions.SessionService.delete``); ``stop_tree`` first cancels their open turns
+  and settles their tasks (and the session's own task, if it is a subagent), so no turn of the
+  tree goes on working and no parent waits for a child that is gone.
 """
 
 from __future__ import annotations
@@ -49,9 +54,8 @@ from everloop.engine.assembly import Assembler
 from everloop.engine.ending import cancel_turn
 from everloop.engine.signals import Signals
 from everloop.engine.subagent_wait import settle_child
-from everloop.errors import EverloopError, InvalidInput, NotFound
+from everloop.errors import Conflict, EverloopError, InvalidInput
 from everloop.services.agent_versions import captured_version_id
-from everloop.services.auth import Caller
 from everloop.services.blueprints import BlueprintService
 from everloop.services.files import FileLimits, copy_initial_files
 from everloop.store import session_tasks as task_store
@@ -64,19 +68,11 @@ from everloop.store.tables import sessions
 
 log = logging.getLogger("everloop.subagents")
 
-MAX_TASK_MESSAGES = 500
+TASK_ACTIVE = "task_active"
 
 
 class TurnQueue(Protocol):
     async def enqueue_turn(self, session_id: str, turn_id: str) -> None: ...
-
-
-class SessionReader(Protocol):
-    """Checks that a caller may see a session (``services.sessions.SessionService.get``)."""
-
-    async def get(
-        self, caller: Caller, session_id: str, conn: AsyncConnection | None = ...
-    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +112,6 @@ class SubagentService:
         self._assembler: Assembler | None = None
         self._blueprints: BlueprintService | None = None
         self._queue: TurnQueue | None = None
-        self._sessions: SessionReader | None = None
 
     def connect(
         self,
@@ -124,12 +119,10 @@ class SubagentService:
         assembler: Assembler,
         blueprints: BlueprintService,
         queue: TurnQueue,
-        sessions: SessionReader,
     ) -> None:
         self._assembler = assembler
         self._blueprints = blueprints
         self._queue = queue
-        self._sessions = sessions
 
     # -- the tools' port: inside the parent's step transaction -------------------------------
 
@@ -235,9 +228,10 @@ class SubagentService:
     ) -> Delegation:
         task = await self._named(conn, context.session_id, name)
         try:
-            turn_id = await self._follow_up(conn, task, message)
+            turn_id, _ = await self.follow_up(conn, task, message)
         except EverloopError as exc:
-            raise ToolError(exc.message) from None
+            hint = " (wait_subagent waits for it)" if exc.code == TASK_ACTIVE else ""
+            raise ToolError(exc.message + hint) from None
         updated = await task_store.task_by_id(conn, task.id)
         assert updated is not None
         return self._delegation(updated, turn_id, wait, None)
@@ -264,7 +258,7 @@ class SubagentService:
     async def cancel(self, context: ToolContext, name: str) -> JsonValue:
         async with self._db.write() as conn:
             task = await self._named(conn, context.session_id, name)
-            cancelled = await self._cancel_task(conn, task, "cancelled by its parent agent")
+            cancelled = await self.cancel_task(conn, task, "cancelled by its parent agent")
             settled = await task_store.task_by_id(conn, task.id)
         self._wake(cancelled, context.session_id)
         assert settled is not None
@@ -277,87 +271,6 @@ class SubagentService:
             # Recorded, not lost: the start-up sweep starts it.
             log.exception("could not start subagent turn %s; the start-up sweep will", turn_id)
 
-    # -- the session task routes -------------------------------------------------------------
-
-    async def list_tasks(
-        self, caller: Caller, session_id: str, *, state: str | None, kind: str | None
-    ) -> list[SessionTask]:
-        _check_state(state)
-        async with self._db.read() as conn:
-            await self._sessions_().get(caller, session_id, conn)
-            return await task_store.list_tasks(conn, session_id, state=state, kind=kind)
-
-    async def list_org_tasks(
-        self,
-        caller: Caller,
-        *,
-        state: str | None,
-        kind: str | None,
-        created_after: str | None,
-        root_session_id: str | None,
-        limit: int,
-    ) -> list[SessionTask]:
-        _check_state(state)
-        if created_after is not None:
-            created_after = _timestamp(created_after, "created_after")
-        if not 0 <= limit <= 500:
-            raise InvalidInput("limit must be between 0 and 500", field="limit")
-        async with self._db.read() as conn:
-            return await task_store.list_org_tasks(
-                conn,
-                caller.organization_id,
-                state=state,
-                kind=kind,
-                created_after=created_after,
-                root_session_id=root_session_id,
-                limit=limit,
-            )
-
-    async def get_task(
-        self,
-        caller: Caller,
-        session_id: str,
-        task_id: str,
-        *,
-        after_id: str | None,
-        limit: int,
-    ) -> tuple[SessionTask, list[TaskMessage]]:
-        if not 0 <= limit <= MAX_TASK_MESSAGES:
-            raise InvalidInput(f"limit must be between 0 and {MAX_TASK_MESSAGES}", field="limit")
-        async with self._db.read() as conn:
-            task = await self._task(conn, caller, session_id, task_id)
-            return task, await task_store.messages(conn, task.id, after_id=after_id, limit=limit)
-
-    async def cancel_task(self, caller: Caller, session_id: str, task_id: str) -> SessionTask:
-        async with self._db.write() as conn:
-            task = await self._task(conn, caller, session_id, task_id)
-            cancelled = await self._cancel_task(conn, task, "cancelled through the API")
-            settled = await task_store.task_by_id(conn, task.id)
-        self._wake(cancelled, session_id)
-        assert settled is not None
-        return settled
-
-    async def post_task_message(
-        self,
-        caller: Caller,
-        session_id: str,
-        task_id: str,
-        *,
-        text: str | None,
-        content: list[dict[str, Any]] | None,
-        in_reply_to: str | None,
-    ) -> TaskMessage:
-        body = _message_text(text, content)
-        async with self._db.write() as conn:
-            task = await self._task(conn, caller, session_id, task_id)
-            turn_id = await self._follow_up(conn, task, body, in_reply_to=in_reply_to)
-            sent = await task_store.messages(conn, task.id, limit=MAX_TASK_MESSAGES)
-        assert task.child_session_id is not None
-        self._signals.events_appended(session_id)
-        self._signals.events_appended(task.child_session_id)
-        await self.start_turn(task.child_session_id, turn_id)
-        return sent[-1]
-
     # -- cascades ----------------------------------------------------------------------------
 
     async def cancel_descendants(
@@ -367,18 +280,37 @@ class SubagentService:
         tasks; the (session id, turn id) cancelled, to wake after the commit."""
         cancelled: list[tuple[str, str]] = []
         for task in await task_store.active_child_tasks(conn, session_id):
-            cancelled.extend(await self._cancel_task(conn, task, reason))
+            cancelled.extend(await self.cancel_task(conn, task, reason))
         return cancelled
 
-    def wake(self, cancelled: list[tuple[str, str]]) -> None:
-        """After the commit of a cascade: wake the cancelled turns and their sessions."""
+    async def stop_tree(self, conn: AsyncConnection, session_id: str) -> list[tuple[str, str]]:
+        """Before the session and its descendants are deleted (in that transaction): cancel the
+        open turns of its working subagents and theirs, settling their tasks, and, if it is a
+        working subagent itself, its own turns and task (its parent's wait ends with the
+        cancellation). The (session id, turn id) cancelled, for ``wake`` after the commit."""
+        cancelled = await self.cancel_descendants(
+            conn, session_id, "its parent session was deleted"
+        )
+        own = await task_store.task_of_child(conn, session_id)
+        if own is not None and own.active:
+            cancelled.extend(await self.cancel_task(conn, own, "its session was deleted"))
+        return cancelled
+
+    def wake(self, cancelled: list[tuple[str, str]], *sessions: str) -> None:
+        """After the commit of a cascade: wake the cancelled turns and their sessions, and
+        ``sessions`` (whose logs or state the cascade changed: a parent's wait re-checks)."""
         self._wake(cancelled, None)
+        for session_id in sessions:
+            self._signals.events_appended(session_id)
 
-    # -- helpers -----------------------------------------------------------------------------
+    # -- what the session task routes do to a task -------------------------------------------
 
-    async def _cancel_task(
+    async def cancel_task(
         self, conn: AsyncConnection, task: SessionTask, reason: str
     ) -> list[tuple[str, str]]:
+        """Cancel the task's child (its open turns, its descendants) and settle the task as
+        ``canceled``, unless it has ended already; the (session id, turn id) cancelled, for
+        ``wake`` after the commit."""
         cancelled: list[tuple[str, str]] = []
         child = task.child_session_id
         if child is None or not task.active:
@@ -396,33 +328,28 @@ class SubagentService:
         )
         return cancelled
 
-    def _wake(self, cancelled: list[tuple[str, str]], session_id: str | None) -> None:
-        for child, turn_id in cancelled:
-            self._signals.turn_cancelled(turn_id)
-            self._signals.events_appended(child)
-        if session_id is not None:
-            self._signals.events_appended(session_id)
-
-    async def _follow_up(
+    async def follow_up(
         self,
         conn: AsyncConnection,
         task: SessionTask,
         text: str,
         *,
         in_reply_to: str | None = None,
-    ) -> str:
-        """Post ``text`` to the task's child as its next user message; the new turn's id."""
+    ) -> tuple[str, TaskMessage]:
+        """Post ``text`` to the task's child as its next user message: its new turn (queued;
+        the caller starts it after the commit) and the inbound task message. A child still
+        working is a ``Conflict`` (code ``task_active``): one turn per task at a time."""
         child = task.child_session_id
         if child is None:
             raise InvalidInput("this task has no session to message", field="task_id")
         if task.active:
-            raise InvalidInput(
-                f"subagent '{task.display_name}' is still working: wait for it (wait_subagent) "
-                "before sending it another message",
+            raise _still_working(task)
+        if await _session_row(conn, child) is None:
+            raise Conflict(
+                f"subagent '{task.display_name}' cannot take messages: its session {child} "
+                "was deleted",
                 field="task_id",
             )
-        if await _session_row(conn, child) is None:
-            raise NotFound.of("session", child)
         stamp = now()
         message = Message(ids.new_id("message"), "user", (TextPart(text),), stamp)
         turn_id = ids.new_id("turn")
@@ -457,19 +384,26 @@ class SubagentService:
             only_states=[s for s in TASK_STATES if s not in ACTIVE_STATES],
         )
         if updated is None:
-            raise InvalidInput(f"subagent '{task.display_name}' is still working", field="task_id")
-        await task_store.insert_message(
-            conn,
-            TaskMessage(
-                ids.new_id("tmsg"), task.id, "inbound", text_content(text), stamp, in_reply_to
-            ),
+            raise _still_working(task)
+        sent = TaskMessage(
+            ids.new_id("tmsg"), task.id, "inbound", text_content(text), stamp, in_reply_to
         )
+        await task_store.insert_message(conn, sent)
         await append_events(
             conn,
             task.session_id,
             [NewEvent(ev.TASK_UPDATED, ev.task_snapshot(task=updated.to_json()))],
         )
-        return turn_id
+        return turn_id, sent
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _wake(self, cancelled: list[tuple[str, str]], session_id: str | None) -> None:
+        for child, turn_id in cancelled:
+            self._signals.turn_cancelled(turn_id)
+            self._signals.events_appended(child)
+        if session_id is not None:
+            self._signals.events_appended(session_id)
 
     def _delegation(
         self, task: SessionTask, turn_id: str | None, wait: bool, timeout: float | None
@@ -628,15 +562,6 @@ class SubagentService:
             raise ToolError(f"no subagent named '{name}' in this session (its subagents: {listed})")
         return task
 
-    async def _task(
-        self, conn: AsyncConnection, caller: Caller, session_id: str, task_id: str
-    ) -> SessionTask:
-        await self._sessions_().get(caller, session_id, conn)
-        task = await task_store.get_task(conn, session_id, task_id)
-        if task is None:
-            raise NotFound.of("task", task_id)
-        return task
-
     def _assembler_(self) -> Assembler:
         assert self._assembler is not None, "SubagentService.connect was not called"
         return self._assembler
@@ -648,10 +573,6 @@ class SubagentService:
     def _queue_(self) -> TurnQueue:
         assert self._queue is not None, "SubagentService.connect was not called"
         return self._queue
-
-    def _sessions_(self) -> SessionReader:
-        assert self._sessions is not None, "SubagentService.connect was not called"
-        return self._sessions
 
 
 def describe_task(task: SessionTask, *, brief: bool = False) -> dict[str, Any]:
@@ -691,6 +612,15 @@ def _spec(request: SpawnRequest) -> dict[str, Any]:
     return spec
 
 
+def _still_working(task: SessionTask) -> Conflict:
+    return Conflict(
+        f"subagent '{task.display_name}' is still working on its task (state "
+        f"'{task.state}'): send it another message once it has finished",
+        code=TASK_ACTIVE,
+        field="task_id",
+    )
+
+
 def _check_narrowing(requested: tuple[str, ...], active: set[str]) -> None:
     unknown = sorted(set(requested) - active)
     if unknown:
@@ -698,38 +628,6 @@ def _check_narrowing(requested: tuple[str, ...], active: set[str]) -> None:
             "`capabilities` can only narrow what the subagent inherits; it would not have "
             f"{', '.join(unknown)} (it has: {', '.join(sorted(active)) or 'none'})"
         )
-
-
-def _check_state(state: str | None) -> None:
-    if state is not None and state not in TASK_STATES:
-        raise InvalidInput(f"state must be one of {', '.join(TASK_STATES)}", field="state")
-
-
-def _timestamp(value: str, field: str) -> str:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{field} must be an RFC 3339 timestamp", field=field) from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"{field} needs a time zone offset", field=field)
-    return format_ts(moment.astimezone(UTC))
-
-
-def _message_text(text: str | None, content: list[dict[str, Any]] | None) -> str:
-    if text is not None and content is not None:
-        raise InvalidInput("give `text` or `content`, not both", field="text")
-    if content is not None:
-        parts = []
-        for index, part in enumerate(content):
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise InvalidInput(
-                    "only text parts can be sent to a subagent", field=f"content[{index}]"
-                )
-            parts.append(part["text"])
-        text = "\n".join(parts)
-    if not text or not text.strip():
-        raise InvalidInput("a task message needs non-empty text", field="text")
-    return text
 
 
 async def _session_row(conn: AsyncConnection, session_id: str) -> dict[str, Any] | None:

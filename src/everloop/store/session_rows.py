@@ -2,13 +2,14 @@
 
 A listing is the page ``ORDER BY created_at DESC, id DESC OFFSET n LIMIT m`` would give, found
 by keyset instead: a subquery seeks the row at the offset on the partial index
-``ix_sessions_org_live`` (organization_id, created_at, id, deleted_at) of the live sessions
-(index entries only, when no filter needs the row) and the page is the ``m`` rows from that one
-on. (created_at, id) is unique, so both give the same rows; the seek reads no table rows. The
-page carries the listing's total (counted on the same index) in the same statement.
+``ix_sessions_org_live`` (organization_id, created_at, id, deleted_at, parent_session_id) of the
+live sessions (index entries only, when no filter but the default one, top-level sessions only,
+needs the row) and the page is the ``m`` rows from that one on. (created_at, id) is unique, so
+both give the same rows; the seek reads no table rows. The page carries the listing's total
+(counted on the same index) in the same statement.
 
-Statements are built once per shape of filter (which filters, how many tags) with bound
-parameters: building them is a good part of a page's Python work.
+Statements are built once per shape of filter (which filters, how many tags, which sessions of
+a delegation tree) with bound parameters: building them is a good part of a page's Python work.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def _session_of(
 # collection is costly to make: made once).
 _SEEK = sessions.alias("seek")
 _COUNTED = sessions.alias("counted")
-_Shape = tuple[str, bool, bool, bool, bool | None, int]
+# (dialect, agent, status, search, pinned, tag count, subagents: "top" | "children" | "all")
+_Shape = tuple[str, bool, bool, bool, bool | None, int, str]
 _STATEMENTS: dict[tuple[_Shape, bool], Select[Any]] = {}
 _COUNTS: dict[_Shape, Select[Any]] = {}
 
@@ -216,16 +218,29 @@ def _shape(dialect: str, flt: SessionFilter) -> _Shape:
         bool(flt.search),
         flt.pinned,
         len(flt.tags),
+        _subagents(flt),
     )
+
+
+def _subagents(flt: SessionFilter) -> str:
+    """Which sessions of a delegation tree a listing shows: the children of one session, all,
+    or (by default) only top-level sessions, not subagents."""
+    if flt.parent_session_id:
+        return "children"
+    return "all" if flt.include_subagents else "top"
 
 
 def _conditions(table: Any, shape: _Shape) -> list[ColumnElement[bool]]:
     """The WHERE of a listing of ``shape`` over ``table`` (``sessions`` or an alias)."""
-    dialect, agent, status, search, pinned, tags = shape
+    dialect, agent, status, search, pinned, tags, subagents = shape
     conds: list[ColumnElement[bool]] = [
         table.c.organization_id == bindparam("org_id"),
         table.c.deleted_at.is_(None),
     ]
+    if subagents == "top":
+        conds.append(table.c.parent_session_id.is_(None))
+    elif subagents == "children":
+        conds.append(table.c.parent_session_id == bindparam("parent_session_id"))
     if agent:
         conds.append(table.c.agent_id == bindparam("agent_id"))
     if status:
@@ -312,6 +327,8 @@ def _parameters(dialect: str, org_id: str, flt: SessionFilter, principal_id: str
     params: dict[str, Any] = {"org_id": org_id, "principal_id": principal_id}
     if flt.agent_id:
         params["agent_id"] = flt.agent_id
+    if flt.parent_session_id:
+        params["parent_session_id"] = flt.parent_session_id
     if flt.status:
         params["status"] = flt.status
     if flt.search:

@@ -169,6 +169,33 @@ async def active_child_tasks(conn: AsyncConnection, session_id: str) -> list[Ses
     return [task_of(row) for row in rows]
 
 
+async def descendant_ids(conn: AsyncConnection, org_id: str, session_id: str) -> list[str]:
+    """The live sessions below ``session_id`` (its subagents, theirs, ...), parents before
+    children. The walk goes on through deleted ones: a child deleted alone keeps its own
+    children's ``parent_session_id``."""
+    found: list[str] = []
+    seen = {session_id}
+    level = [session_id]
+    while level:  # each level only holds sessions not seen before: the walk ends
+        rows = await conn.execute(
+            select(sessions.c.id, sessions.c.deleted_at)
+            .where(
+                sessions.c.organization_id == org_id,
+                sessions.c.parent_session_id.in_(level),
+            )
+            .order_by(sessions.c.created_at, sessions.c.id)
+        )
+        level = []
+        for child_id, deleted_at in rows:
+            if child_id in seen:
+                continue
+            seen.add(child_id)
+            level.append(child_id)
+            if deleted_at is None:
+                found.append(child_id)
+    return found
+
+
 async def child_session_ids(conn: AsyncConnection, session_id: str) -> list[str]:
     rows = await conn.execute(
         select(sessions.c.id).where(

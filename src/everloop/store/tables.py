@@ -236,13 +236,14 @@ sessions = Table(
     Column("title_search", String(500), nullable=True),
 )
 # Listings (newest first, by keyset) and counts of an organization's live sessions; see
-# migration 0012 and store/session_rows.py.
+# migrations 0012 and 0016 and store/session_rows.py.
 Index(
     "ix_sessions_org_live",
     sessions.c.organization_id,
     sessions.c.created_at,
     sessions.c.id,
     sessions.c.deleted_at,
+    sessions.c.parent_session_id,
     sqlite_where=sessions.c.deleted_at.is_(None),
     postgresql_where=sessions.c.deleted_at.is_(None),
 )

@@ -93,11 +93,29 @@ async def list_sessions(
         Query(alias="status"),
     ] = None,
     pinned: bool | None = None,
+    parent_session_id: Annotated[
+        str | None,
+        Query(max_length=100, description="Only the subagents this session spawned."),
+    ] = None,
+    include_subagents: Annotated[
+        bool,
+        Query(description="Also list subagents (sessions with a parent), hidden by default."),
+    ] = False,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
+    """The organization's sessions, newest first. Subagents (sessions with a
+    ``parent_session_id``) are hidden unless ``include_subagents=true``, or
+    ``parent_session_id`` asks for the children of one session; ``total`` counts what the
+    filters select."""
     flt = SessionFilter(
-        agent_id=agent_id, search=search, tags=tuple(tags or ()), status=status_, pinned=pinned
+        agent_id=agent_id,
+        search=search,
+        tags=tuple(tags or ()),
+        status=status_,
+        pinned=pinned,
+        parent_session_id=parent_session_id,
+        include_subagents=include_subagents,
     )
     found, total = await services(request).sessions.list(caller, flt, offset=offset, limit=limit)
     # Validated (once, as the whole page) and serialized by the response model.
@@ -111,6 +129,9 @@ async def list_sessions(
 
 @router.get("/v1/sessions/stats", response_model=SessionStatsResponse)
 async def session_stats(request: Request, caller: CallerDep) -> SessionStatsResponse:
+    """How many of the organization's sessions are in each status. Subagents count too (unlike
+    in the default listing): they run turns like any session, and an ``active`` count that
+    left them out would hide most of the work of a delegating agent."""
     counts = await services(request).sessions.stats(caller)
     return SessionStatsResponse(
         total=counts["total"],
