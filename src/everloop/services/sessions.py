@@ -433,15 +433,16 @@ class SessionService:
         async with self._db.write() as conn:
             session = await self.get(caller, session_id, conn)
             cancelled = await self._subagents.stop_tree(conn, session_id) if self._subagents else []
-            doomed = [
-                session_id,
-                *await descendant_ids(conn, caller.organization_id, session_id),
-            ]
             ts = now()
+            deleted = {"deleted_at": ts, "updated_at": ts}
+            # The session's row first: a spawn committing meanwhile (PostgreSQL) is waited
+            # for, so the walk below finds its child; a later one finds its parent deleted.
+            await self._store.update_session(conn, caller.organization_id, session_id, deleted)
+            below = await descendant_ids(conn, caller.organization_id, session_id)
+            for child_id in below:
+                await self._store.update_session(conn, caller.organization_id, child_id, deleted)
+            doomed = [session_id, *below]
             for doomed_id in doomed:
-                await self._store.update_session(
-                    conn, caller.organization_id, doomed_id, {"deleted_at": ts, "updated_at": ts}
-                )
                 await purge_session(conn, doomed_id)  # files, key-values, secrets, leases
                 await delete_session_databases(conn, doomed_id)
         if self._subagents:

@@ -61,7 +61,7 @@ from everloop.services.files import FileLimits, copy_initial_files
 from everloop.store import session_tasks as task_store
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
-from everloop.store.event_log import append_events, start_log
+from everloop.store.event_log import TurnGuard, append_events, start_log
 from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
 from everloop.store.sql import Store
 from everloop.store.tables import sessions
@@ -205,6 +205,8 @@ class SubagentService:
             conn,
             TaskMessage(ids.new_id("tmsg"), task.id, "inbound", text_content(request.task), stamp),
         )
+        # Guarded: a parent deleted while this ran (PostgreSQL: the delete committed while
+        # this waited for the parent's row) writes nothing, rather than leave a live orphan.
         await append_events(
             conn,
             parent["id"],
@@ -220,6 +222,7 @@ class SubagentService:
                     ),
                 ),
             ],
+            guard=TurnGuard(context.turn_id, live=True),
         )
         return self._delegation(task, turn_id, request.wait, None)
 
