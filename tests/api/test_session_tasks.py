@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from everloop.store.event_log import EventQuery, read_events
 from everloop.store.tables import session_databases, session_files, session_secrets, sessions
-from tests.api.conftest import assert_error, create_agent
+from tests.api.conftest import OtherOrg, assert_error, create_agent
 from tests.conftest import Api
 from tests.engine.conftest import (
     events,
@@ -222,7 +222,7 @@ async def test_the_org_task_list_is_newest_first_and_filters(engine: Api) -> Non
     assert [t["id"] for t in await ok(engine.client.get("/v1/tasks"))] == [task_a["id"]]
 
 
-async def test_another_orgs_tasks_are_not_listed(engine: Api, other_org: Any) -> None:
+async def test_another_orgs_tasks_are_not_listed(engine: Api, other_org: OtherOrg) -> None:
     parent, task = await delegated(engine)
     assert await ok(other_org.client.get("/v1/tasks")) == []
     path = f"/v1/sessions/{parent}/tasks"
