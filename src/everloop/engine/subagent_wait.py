@@ -62,20 +62,18 @@ async def settle_child(
         if outcome.state != "succeeded"
         else None
     )
-    settled = await task_store.update_task(
-        conn,
-        task.id,
-        {
-            "state": outcome.state,
-            "state_detail": None,
-            "summary": ev.preview(outcome.text) if outcome.text else None,
-            "result": {"text": outcome.text, "usage": outcome.usage.to_json()},
-            "error": error,
-            "updated_at": stamp,
-            "finished_at": stamp,
-        },
-        only_states=ACTIVE_STATES,
-    )
+    values = {
+        "state": outcome.state,
+        "state_detail": None,
+        "summary": ev.preview(outcome.text) if outcome.text else None,
+        "result": {"text": outcome.text, "usage": outcome.usage.to_json()},
+        "error": error,
+        "updated_at": stamp,
+        "finished_at": stamp,
+    }
+    if outcome.state == "canceled":
+        values["cancel_requested_at"] = stamp  # a cancel always comes from outside the child
+    settled = await task_store.update_task(conn, task.id, values, only_states=ACTIVE_STATES)
     if settled is None:
         return None
     await turn_store.update_session(

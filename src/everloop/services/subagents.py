@@ -141,6 +141,8 @@ class SubagentService:
             raise ToolError("this session no longer exists")
         depth = int(parent["subagent_depth"] or 0) + 1
         root = parent["root_session_id"] or parent["id"]
+        # Parallel spawns of one tree are counted one after the other.
+        await task_store.lock_tree(conn, root)
         await self._check_limits(conn, depth, root)
         clash = await task_store.task_by_name(conn, parent["id"], request.name)
         if clash is not None:
@@ -379,17 +381,16 @@ class SubagentService:
     async def _cancel_task(
         self, conn: AsyncConnection, task: SessionTask, reason: str
     ) -> list[tuple[str, str]]:
-        cancelled: list[tuple[str, str]] = []
         child = task.child_session_id
         if child is None or not task.active:
-            return cancelled
-        await task_store.update_task(
-            conn, task.id, {"cancel_requested_at": now(), "updated_at": now()}
-        )
+            return []
+        # From the leaves up: the child's own subagents first, then the child, then its task
+        # (settling it writes to the parent). Every transaction that locks several sessions of
+        # a tree locks them in this order, so on PostgreSQL none waits for another in a cycle.
+        cancelled = await self.cancel_descendants(conn, child, reason)
         for turn in await turn_store.open_turns(conn, child):
             if await cancel_turn(conn, child, turn, reason):
                 cancelled.append((child, turn.id))
-        cancelled.extend(await self.cancel_descendants(conn, child, reason))
         # A child without an open turn (its turn ended as this ran) is settled here.
         await settle_child(
             conn, child, outcome_of_turn("cancelled", text=None, usage=TokenUsage(), error=reason)
