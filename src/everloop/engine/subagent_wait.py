@@ -148,8 +148,11 @@ async def wait_for_task(
             async with env.db.read() as conn:
                 status = await turn_store.turn_status(conn, context.turn_id)
                 task = await task_store.task_by_id(conn, begun.task_id)
+                live = await turn_store.session_live(conn, context.session_id)
             if status != "running":
                 return Halted(status or "missing")
+            if not live:
+                return Halted("session deleted")
             if task is None:
                 return ToolResultPart(
                     call.id, call.name, None, f"subagent '{begun.name}' no longer exists"
