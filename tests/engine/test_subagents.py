@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from tests.conftest import Api
+from tests.conftest import POSTGRES_URL, Api
 from tests.engine.conftest import (
     events,
     new_session,
@@ -528,3 +528,22 @@ async def test_a_blueprint_child_and_a_bad_blueprint_config(engine: Api) -> None
     assert refused["data"]["status"] == "error"
     assert "invalid blueprint" in refused["data"]["error"]
     assert types_of(found).count("subagent.spawned") == 1
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="DBOS runs turns on PostgreSQL only")
+async def test_a_childs_turn_is_its_own_workflow_not_a_dbos_child(engine: Api) -> None:
+    """A child's turn started from inside its parent's workflow is an independent workflow:
+    recovering the parent must not depend on the order it started its children in."""
+    from dbos import DBOS
+
+    script = {"response": {"type": "echo"}, "tool_calls": [{"when": "go", **spawn("c", "x")}]}
+    sid = await new_session(engine, script, capabilities=SUBAGENTS)
+    posted = await send(engine, sid, "go")
+    found = await wait_turns_ended(engine, sid)
+    child_log = await events(engine, children(found)["c"])
+    child_turn = next(e for e in child_log if e["type"] == "turn.started")["data"]["turn_id"]
+    status = await DBOS.get_workflow_status_async(child_turn)
+    assert status is not None and status.status == "SUCCESS"
+    assert status.parent_workflow_id is None
+    parent = await DBOS.get_workflow_status_async(posted["turn_id"])
+    assert parent is not None and parent.parent_workflow_id is None
