@@ -202,7 +202,10 @@ async def test_a_failing_child_is_a_tool_error_not_a_parent_failure(engine: Api)
     await agent(engine, "broken", broken)
     script = {
         "response": {"type": "echo"},
-        "tool_calls": [{"when": "try", **spawn("fragile", "do it", agent="broken")}],
+        "tool_calls": [
+            {"when": "try", **spawn("fragile", "do it", agent="broken")},
+            {"when": "collect", **call("wait_subagent", name="fragile")},
+        ],
     }
     sid = await new_session(engine, script, capabilities=SUBAGENTS)
     await send(engine, sid, "try it")
@@ -218,6 +221,10 @@ async def test_a_failing_child_is_a_tool_error_not_a_parent_failure(engine: Api)
     task = [e for e in found if e["type"] == "task.updated"][-1]["data"]["task"]
     assert task["state"] == "failed"
     assert task["error"]["kind"] == "model_call_failed"
+    # Collecting it later answers the same way.
+    await send(engine, sid, "collect")
+    [collected] = completed(await wait_turns_ended(engine, sid, 2), "wait_subagent")
+    assert collected["data"]["error"] == done["data"]["error"]
 
 
 async def test_a_child_stopped_by_its_iteration_limit(engine: Api) -> None:

@@ -124,15 +124,14 @@ def task_result(task: SessionTask, call: ToolCallPart) -> ToolResultPart:
                 "usage": result.get("usage"),
             },
         )
-    error = task.error or {}
-    detail = error.get("message") or task.state
-    return ToolResultPart(
-        call.id,
-        call.name,
-        None,
-        f"subagent '{task.display_name}' (session {task.child_session_id}) "
-        f"{'was cancelled' if task.state == 'canceled' else 'failed'}: {detail}",
-    )
+    return ToolResultPart(call.id, call.name, None, failure_text(task))
+
+
+def failure_text(task: SessionTask) -> str:
+    """The tool error for a child that failed or was cancelled."""
+    detail = (task.error or {}).get("message") or task.state
+    ended = "was cancelled" if task.state == "canceled" else "failed"
+    return f"subagent '{task.display_name}' (session {task.child_session_id}) {ended}: {detail}"
 
 
 async def wait_for_task(

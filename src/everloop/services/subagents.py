@@ -48,7 +48,7 @@ from everloop.engine import events as ev
 from everloop.engine.assembly import Assembler
 from everloop.engine.ending import cancel_turn
 from everloop.engine.signals import Signals
-from everloop.engine.subagent_wait import settle_child
+from everloop.engine.subagent_wait import failure_text, settle_child
 from everloop.errors import EverloopError, InvalidInput, NotFound
 from everloop.services.agent_versions import captured_version_id
 from everloop.services.auth import Caller
@@ -248,9 +248,11 @@ class SubagentService:
         self, conn: AsyncConnection, context: ToolContext, name: str, timeout: float | None
     ) -> Delegation | JsonValue:
         task = await self._named(conn, context.session_id, name)
-        if not task.active:
-            return describe_task(task)
-        return self._delegation(task, None, True, timeout)
+        if task.active:
+            return self._delegation(task, None, True, timeout)
+        if task.state != "succeeded":
+            raise ToolError(failure_text(task))  # as a wait that saw it end would answer
+        return describe_task(task)
 
     # -- the tools' port: own transactions ---------------------------------------------------
 
