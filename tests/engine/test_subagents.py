@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import Api
-from tests.engine.conftest import events, new_session, send, types_of, wait_turns_ended
+from tests.engine.conftest import new_session, send, types_of, wait_turns_ended
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,4 +44,3 @@ async def test_a_parent_spawns_a_child_and_uses_its_result(engine: Api) -> None:
     assert done["data"]["status"] == "success"
     answer = found[[e["type"] for e in found].index("turn.completed")]["data"]
     assert "Echo: research alpha" in answer["final_answer_preview"]
-
