@@ -2,10 +2,10 @@
 
 A delegating tool call (``capabilities.base.Delegation``) records what it began in one step;
 the parent turn then waits for the child's session task to end. Nothing is held open while it
-waits: it re-checks the task row whenever the parent's or the child's log moves (an in-process
-signal, ``LISTEN/NOTIFY`` on PostgreSQL), at least every few seconds, and at the deadline. A
-parent turn recovered after a crash runs from the top, replays the recorded step, and waits
-again; the child's turn is recovered on its own.
+waits: it re-checks the task row whenever the parent's log moves (the child's ending writes to
+it: an in-process signal, ``LISTEN/NOTIFY`` on PostgreSQL), at least every few seconds, and at
+the deadline. A parent turn recovered after a crash runs from the top, replays the recorded
+step, and waits again; the child's turn is recovered on its own.
 
 The child's side is ``settle_child``: the transaction that ends a child's turn (completed,
 failed, cancelled) also settles its task, sets its ``subagent_status``, and writes
@@ -141,7 +141,9 @@ async def wait_for_task(
     error; the child keeps running) or the parent's turn stops (``Halted``)."""
     assert begun.deadline is not None
     deadline = _moment(begun.deadline)
-    with env.signals.listening(context.session_id, begun.child_session_id) as woken:
+    # The child's ending writes to this (the parent's) log in its own transaction: this
+    # process's commit listener signals it, other processes' notifications do.
+    with env.signals.listening(context.session_id) as woken:
         while True:
             woken.clear()  # before the check: an end committed during it wakes the wait
             async with env.db.read() as conn:
