@@ -245,6 +245,7 @@ def build_services(settings: Settings) -> Services:
     )
     store = Store()
     signals = Signals()
+    db.add_commit_listener(signals.events_committed)
     egress = build_egress(settings)
     session_databases = build_session_databases(db, store, settings)
     subagents = SubagentService(

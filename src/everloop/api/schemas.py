@@ -382,7 +382,18 @@ class SessionResponse(BaseModel):
     parent_session_id: str | None
     subagent_name: str | None
     subagent_task: str | None
-    subagent_status: str | None
+    subagent_status: (
+        Literal[
+            "spawning",
+            "running",
+            "completed",
+            "failed",
+            "cancelled",
+            "max_iterations_reached",
+            "sealed",
+        ]
+        | None
+    )
     blueprint_id: str | None
     blueprint_config: dict[str, Any] | None
     tree_usage: TokenUsage | None = Field(

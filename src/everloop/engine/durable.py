@@ -22,6 +22,7 @@ PostgreSQL where that matters.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sqlite3
 from pathlib import Path
@@ -137,8 +138,12 @@ class DurableEngine:
     async def enqueue_turn(self, session_id: str, turn_id: str) -> None:
         """Start a turn's workflow (here, or on a worker); a second start of one turn is a no-op."""
         if self._launched:
-            with SetWorkflowID(turn_id):
-                await DBOS.start_workflow_async(self._workflow, session_id, turn_id)
+            # In a fresh context: a turn started from inside another turn's workflow (a
+            # subagent's, by its parent) is then an independent workflow, not a DBOS child of
+            # the parent's, whose recovery would depend on the order the parent started them.
+            await asyncio.get_running_loop().create_task(
+                self._start(session_id, turn_id), context=contextvars.Context()
+            )
             return
         options: EnqueueOptions = {
             "workflow_name": RUN_TURN_WORKFLOW,
@@ -148,6 +153,10 @@ class DurableEngine:
         }
         assert self._client is not None, "connect() first"
         await self._client.enqueue_async(options, session_id, turn_id)
+
+    async def _start(self, session_id: str, turn_id: str) -> None:
+        with SetWorkflowID(turn_id):
+            await DBOS.start_workflow_async(self._workflow, session_id, turn_id)
 
     async def ping(self) -> bool:
         """Whether the system database answers."""

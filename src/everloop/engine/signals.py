@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+
+from everloop.domain.event_log import Event
 
 
 class EventWatch:
@@ -64,6 +66,13 @@ class Signals:
     def events_appended(self, session_id: str) -> None:
         for waiter in self._event_waiters.get(session_id, ()):
             waiter.set()
+
+    def events_committed(self, appended: Sequence[Event]) -> None:
+        """A commit listener (``Database.add_commit_listener``): wake the waiters of every
+        session a transaction of this process appended to, whichever session it ran for (a
+        subagent's ending writes to its parent's log too)."""
+        for session_id in {event.session_id for event in appended}:
+            self.events_appended(session_id)
 
     async def wait_for_events(self, session_id: str, timeout: float) -> None:
         """Return when events are appended to the session here, or after ``timeout``."""

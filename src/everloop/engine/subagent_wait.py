@@ -2,10 +2,10 @@
 
 A delegating tool call (``capabilities.base.Delegation``) records what it began in one step;
 the parent turn then waits for the child's session task to end. Nothing is held open while it
-waits: it re-checks the task row whenever the parent's or the child's log moves (an in-process
-signal, ``LISTEN/NOTIFY`` on PostgreSQL), at least every few seconds, and at the deadline. A
-parent turn recovered after a crash runs from the top, replays the recorded step, and waits
-again; the child's turn is recovered on its own.
+waits: it re-checks the task row whenever the parent's log moves (the child's ending writes to
+it: an in-process signal, ``LISTEN/NOTIFY`` on PostgreSQL), at least every few seconds, and at
+the deadline. A parent turn recovered after a crash runs from the top, replays the recorded
+step, and waits again; the child's turn is recovered on its own.
 
 The child's side is ``settle_child``: the transaction that ends a child's turn (completed,
 failed, cancelled) also settles its task, sets its ``subagent_status``, and writes
@@ -62,20 +62,18 @@ async def settle_child(
         if outcome.state != "succeeded"
         else None
     )
-    settled = await task_store.update_task(
-        conn,
-        task.id,
-        {
-            "state": outcome.state,
-            "state_detail": None,
-            "summary": ev.preview(outcome.text) if outcome.text else None,
-            "result": {"text": outcome.text, "usage": outcome.usage.to_json()},
-            "error": error,
-            "updated_at": stamp,
-            "finished_at": stamp,
-        },
-        only_states=ACTIVE_STATES,
-    )
+    values = {
+        "state": outcome.state,
+        "state_detail": None,
+        "summary": ev.preview(outcome.text) if outcome.text else None,
+        "result": {"text": outcome.text, "usage": outcome.usage.to_json()},
+        "error": error,
+        "updated_at": stamp,
+        "finished_at": stamp,
+    }
+    if outcome.state == "canceled":
+        values["cancel_requested_at"] = stamp  # a cancel always comes from outside the child
+    settled = await task_store.update_task(conn, task.id, values, only_states=ACTIVE_STATES)
     if settled is None:
         return None
     await turn_store.update_session(
@@ -126,15 +124,14 @@ def task_result(task: SessionTask, call: ToolCallPart) -> ToolResultPart:
                 "usage": result.get("usage"),
             },
         )
-    error = task.error or {}
-    detail = error.get("message") or task.state
-    return ToolResultPart(
-        call.id,
-        call.name,
-        None,
-        f"subagent '{task.display_name}' (session {task.child_session_id}) "
-        f"{'was cancelled' if task.state == 'canceled' else 'failed'}: {detail}",
-    )
+    return ToolResultPart(call.id, call.name, None, failure_text(task))
+
+
+def failure_text(task: SessionTask) -> str:
+    """The tool error for a child that failed or was cancelled."""
+    detail = (task.error or {}).get("message") or task.state
+    ended = "was cancelled" if task.state == "canceled" else "failed"
+    return f"subagent '{task.display_name}' (session {task.child_session_id}) {ended}: {detail}"
 
 
 async def wait_for_task(
@@ -144,14 +141,19 @@ async def wait_for_task(
     error; the child keeps running) or the parent's turn stops (``Halted``)."""
     assert begun.deadline is not None
     deadline = _moment(begun.deadline)
-    with env.signals.listening(context.session_id, begun.child_session_id) as woken:
+    # The child's ending writes to this (the parent's) log in its own transaction: this
+    # process's commit listener signals it, other processes' notifications do.
+    with env.signals.listening(context.session_id) as woken:
         while True:
             woken.clear()  # before the check: an end committed during it wakes the wait
             async with env.db.read() as conn:
                 status = await turn_store.turn_status(conn, context.turn_id)
                 task = await task_store.task_by_id(conn, begun.task_id)
+                live = await turn_store.session_live(conn, context.session_id)
             if status != "running":
                 return Halted(status or "missing")
+            if not live:
+                return Halted("session deleted")
             if task is None:
                 return ToolResultPart(
                     call.id, call.name, None, f"subagent '{begun.name}' no longer exists"

@@ -48,7 +48,7 @@ from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, 
 from everloop.store.session_databases import delete_session_databases
 from everloop.store.session_rows import HarnessRoot, session_from_row
 from everloop.store.session_storage import purge_session
-from everloop.store.session_tasks import descendant_ids
+from everloop.store.session_tasks import descendant_ids, lock_tree, tree_root
 from everloop.store.sql import Store
 from everloop.store.tables import sessions
 from everloop.store.turns import session_config
@@ -426,21 +426,27 @@ class SessionService:
 
     async def delete(self, caller: Caller, session_id: str) -> None:
         """Soft-delete the session and every session below it (its subagents, theirs), purging
-        their storage, in one transaction. The tree's working subagents are cancelled first
-        (their turns end, their tasks settle, and a parent waiting for the session, if it is a
+        their storage, in one transaction. The tree's working subagents are cancelled (their
+        turns end, their tasks settle, and a parent waiting for the session, if it is a
         subagent, gets the cancellation); any other turn of a deleted session halts at its next
-        step (the engine's turn guard)."""
+        step (the engine's turn guard).
+
+        On PostgreSQL the tree's lock comes first: a spawn in the tree either commits before
+        (its child is found below) or waits and then finds its parent deleted. Rows are then
+        locked from the leaves up, the order of every transaction that locks several sessions
+        of a tree (``services.subagents``): the descendants deepest first, the cancels (which
+        end at this session and its parent), this session last."""
+        org_id = caller.organization_id
         async with self._db.write() as conn:
             session = await self.get(caller, session_id, conn)
-            cancelled = await self._subagents.stop_tree(conn, session_id) if self._subagents else []
+            await lock_tree(conn, await tree_root(conn, session_id))
+            below = await descendant_ids(conn, org_id, session_id)
             ts = now()
             deleted = {"deleted_at": ts, "updated_at": ts}
-            # The session's row first: a spawn committing meanwhile (PostgreSQL) is waited
-            # for, so the walk below finds its child; a later one finds its parent deleted.
-            await self._store.update_session(conn, caller.organization_id, session_id, deleted)
-            below = await descendant_ids(conn, caller.organization_id, session_id)
-            for child_id in below:
-                await self._store.update_session(conn, caller.organization_id, child_id, deleted)
+            for child_id in reversed(below):
+                await self._store.update_session(conn, org_id, child_id, deleted)
+            cancelled = await self._subagents.stop_tree(conn, session_id) if self._subagents else []
+            await self._store.update_session(conn, org_id, session_id, deleted)
             doomed = [session_id, *below]
             for doomed_id in doomed:
                 await purge_session(conn, doomed_id)  # files, key-values, secrets, leases

@@ -16,9 +16,9 @@ a child's end settling its task (``engine.subagent_wait``).
 - **Usage**: a session's ``usage`` is its own; ``tree_usage`` adds its descendants' (kept in
   the ``descendant_*`` columns, updated with each of their model calls).
 - **Deleting** a session deletes its descendants in the same transaction
-  (``services.sessions.SessionService.delete``); ``stop_tree`` first cancels their open turns
-  and settles their tasks (and the session's own task, if it is a subagent), so no turn of the
-  tree goes on working and no parent waits for a child that is gone.
+  (``services.sessions.SessionService.delete``); ``stop_tree`` cancels their open turns and
+  settles their tasks (and the session's own task, if it is a subagent), so no turn of the tree
+  goes on working and no parent waits for a child that is gone.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from everloop.engine import events as ev
 from everloop.engine.assembly import Assembler
 from everloop.engine.ending import cancel_turn
 from everloop.engine.signals import Signals
-from everloop.engine.subagent_wait import settle_child
+from everloop.engine.subagent_wait import failure_text, settle_child
 from everloop.errors import Conflict, EverloopError, InvalidInput
 from everloop.services.agent_versions import captured_version_id
 from everloop.services.blueprints import BlueprintService
@@ -134,6 +134,8 @@ class SubagentService:
             raise ToolError("this session no longer exists")
         depth = int(parent["subagent_depth"] or 0) + 1
         root = parent["root_session_id"] or parent["id"]
+        # Parallel spawns of one tree are counted one after the other.
+        await task_store.lock_tree(conn, root)
         await self._check_limits(conn, depth, root)
         clash = await task_store.task_by_name(conn, parent["id"], request.name)
         if clash is not None:
@@ -206,7 +208,7 @@ class SubagentService:
             TaskMessage(ids.new_id("tmsg"), task.id, "inbound", text_content(request.task), stamp),
         )
         # Guarded: a parent deleted while this ran (PostgreSQL: the delete committed while
-        # this waited for the parent's row) writes nothing, rather than leave a live orphan.
+        # this waited for the tree's lock) writes nothing, rather than leave a live orphan.
         await append_events(
             conn,
             parent["id"],
@@ -243,9 +245,11 @@ class SubagentService:
         self, conn: AsyncConnection, context: ToolContext, name: str, timeout: float | None
     ) -> Delegation | JsonValue:
         task = await self._named(conn, context.session_id, name)
-        if not task.active:
-            return describe_task(task)
-        return self._delegation(task, None, True, timeout)
+        if task.active:
+            return self._delegation(task, None, True, timeout)
+        if task.state != "succeeded":
+            raise ToolError(failure_text(task))  # as a wait that saw it end would answer
+        return describe_task(task)
 
     # -- the tools' port: own transactions ---------------------------------------------------
 
@@ -287,10 +291,11 @@ class SubagentService:
         return cancelled
 
     async def stop_tree(self, conn: AsyncConnection, session_id: str) -> list[tuple[str, str]]:
-        """Before the session and its descendants are deleted (in that transaction): cancel the
-        open turns of its working subagents and theirs, settling their tasks, and, if it is a
+        """In the transaction that deletes the session and its descendants: cancel the open
+        turns of its working subagents and theirs, settling their tasks, and, if it is a
         working subagent itself, its own turns and task (its parent's wait ends with the
-        cancellation). The (session id, turn id) cancelled, for ``wake`` after the commit."""
+        cancellation). From the leaves up, like every cancel here. The (session id, turn id)
+        cancelled, for ``wake`` after the commit."""
         cancelled = await self.cancel_descendants(
             conn, session_id, "its parent session was deleted"
         )
@@ -312,19 +317,18 @@ class SubagentService:
         self, conn: AsyncConnection, task: SessionTask, reason: str
     ) -> list[tuple[str, str]]:
         """Cancel the task's child (its open turns, its descendants) and settle the task as
-        ``canceled``, unless it has ended already; the (session id, turn id) cancelled, for
-        ``wake`` after the commit."""
-        cancelled: list[tuple[str, str]] = []
+        ``canceled`` (``cancel_requested_at`` set), unless it has ended already; the
+        (session id, turn id) cancelled, for ``wake`` after the commit."""
         child = task.child_session_id
         if child is None or not task.active:
-            return cancelled
-        await task_store.update_task(
-            conn, task.id, {"cancel_requested_at": now(), "updated_at": now()}
-        )
+            return []
+        # From the leaves up: the child's own subagents first, then the child, then its task
+        # (settling it writes to the parent). Every transaction that locks several sessions of
+        # a tree locks them in this order, so on PostgreSQL none waits for another in a cycle.
+        cancelled = await self.cancel_descendants(conn, child, reason)
         for turn in await turn_store.open_turns(conn, child):
             if await cancel_turn(conn, child, turn, reason):
                 cancelled.append((child, turn.id))
-        cancelled.extend(await self.cancel_descendants(conn, child, reason))
         # A child without an open turn (its turn ended as this ran) is settled here.
         await settle_child(
             conn, child, outcome_of_turn("cancelled", text=None, usage=TokenUsage(), error=reason)

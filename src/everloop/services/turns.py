@@ -63,6 +63,10 @@ class StreamFrame:
     reason: str = ""
 
 
+class _NothingToCancel(Exception):
+    """The session has no open turn to cancel (the transaction rolls back)."""
+
+
 class TurnService:
     def __init__(
         self,
@@ -257,21 +261,10 @@ class TurnService:
     async def cancel(self, caller: Caller, session_id: str) -> str | None:
         """Cancel the session's running turn (or the next queued one) and the turns of its
         working subagents (theirs too); None when idle."""
-        async with self._db.write() as conn:
-            await self._sessions.get(caller, session_id, conn)
-            open_turns = await turn_store.open_turns(conn, session_id)
-            if not open_turns:
-                return None
-            turn = open_turns[0]
-            if not await cancel_turn(conn, session_id, turn, "cancelled by the user"):
-                return None
-            cascaded = (
-                await self._subagents.cancel_descendants(
-                    conn, session_id, "its parent's turn was cancelled"
-                )
-                if self._subagents is not None
-                else []
-            )
+        try:
+            turn, cascaded = await self._cancel(caller, session_id)
+        except _NothingToCancel:
+            return None
         self._signals.turn_cancelled(turn.id)
         # The session's new events wake a cancelled turn that was waiting for its predecessor
         # (it exits) and, if it ran, the session's next turn (it may start now).
@@ -279,6 +272,28 @@ class TurnService:
         if self._subagents is not None:
             self._subagents.wake(cascaded)
         return turn.id
+
+    async def _cancel(
+        self, caller: Caller, session_id: str
+    ) -> tuple[turn_store.TurnRow, list[tuple[str, str]]]:
+        async with self._db.write() as conn:
+            await self._sessions.get(caller, session_id, conn)
+            open_turns = await turn_store.open_turns(conn, session_id)
+            if not open_turns:
+                raise _NothingToCancel
+            turn = open_turns[0]
+            # Its working subagents first (the leaves of its tree before it: the lock order
+            # of services/subagents.py).
+            cascaded = (
+                await self._subagents.cancel_descendants(
+                    conn, session_id, "its parent's turn was cancelled"
+                )
+                if self._subagents is not None
+                else []
+            )
+            if not await cancel_turn(conn, session_id, turn, "cancelled by the user"):
+                raise _NothingToCancel  # it ended meanwhile: nothing of this is kept
+        return turn, cascaded
 
     async def list_messages(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:
         """The conversation rebuilt from the event log, oldest first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.session_tasks import ACTIVE_STATES, SessionTask, TaskMessage
@@ -142,6 +142,23 @@ async def update_task(
         statement = statement.where(session_tasks.c.state.in_(list(only_states)))
     row = (await conn.execute(statement.values(**values).returning(session_tasks))).first()
     return task_of(row) if row else None
+
+
+async def lock_tree(conn: AsyncConnection, root_session_id: str) -> None:
+    """Serialize the transactions that count and add a tree's subagents (until commit). On
+    SQLite writers are serialized already; on PostgreSQL a transaction-scoped advisory lock on
+    the root's id, taken before any row lock of the transaction, so it joins no lock cycle."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"subagents:{root_session_id}"},
+        )
+
+
+async def tree_root(conn: AsyncConnection, session_id: str) -> str:
+    """The root of the session's delegation tree (itself, for a top-level session)."""
+    root = await conn.scalar(select(sessions.c.root_session_id).where(sessions.c.id == session_id))
+    return str(root) if root else session_id
 
 
 async def tree_counts(conn: AsyncConnection, root_session_id: str) -> tuple[int, int]:

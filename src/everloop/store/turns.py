@@ -253,6 +253,14 @@ async def add_session_usage(
     return TokenUsage(int(total[0]), int(total[1]), int(total[2]), int(total[3]))
 
 
+async def session_live(conn: AsyncConnection, session_id: str) -> bool:
+    """Whether the session exists and is not deleted."""
+    found = await conn.scalar(
+        select(sessions.c.id).where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
+    )
+    return found is not None
+
+
 async def ancestors(conn: AsyncConnection, session_id: str, limit: int = 32) -> list[str]:
     """The session's parent, its parent, ... up to the root of its delegation tree."""
     found: list[str] = []
@@ -271,21 +279,25 @@ async def ancestors(conn: AsyncConnection, session_id: str, limit: int = 32) -> 
 async def add_descendant_usage(
     conn: AsyncConnection, session_ids: list[str], usage: TokenUsage
 ) -> None:
-    """Add a descendant's ``usage`` to the ``descendant_*`` totals of ``session_ids``."""
-    if not session_ids or not usage.total_tokens:
+    """Add a descendant's ``usage`` to the ``descendant_*`` totals of ``session_ids`` (its
+    ancestors, nearest first)."""
+    if not usage.total_tokens:
         return
-    await conn.execute(
-        update(sessions)
-        .where(sessions.c.id.in_(session_ids))
-        .values(
-            descendant_input_tokens=sessions.c.descendant_input_tokens + usage.input_tokens,
-            descendant_output_tokens=sessions.c.descendant_output_tokens + usage.output_tokens,
-            descendant_cache_read_tokens=sessions.c.descendant_cache_read_tokens
-            + usage.cache_read_tokens,
-            descendant_cache_creation_tokens=sessions.c.descendant_cache_creation_tokens
-            + usage.cache_creation_tokens,
+    # One row at a time, nearest ancestor first: every transaction that locks several sessions
+    # of a tree locks them from the leaves up (see services/subagents.py), so none deadlock.
+    for session_id in session_ids:
+        await conn.execute(
+            update(sessions)
+            .where(sessions.c.id == session_id)
+            .values(
+                descendant_input_tokens=sessions.c.descendant_input_tokens + usage.input_tokens,
+                descendant_output_tokens=sessions.c.descendant_output_tokens + usage.output_tokens,
+                descendant_cache_read_tokens=sessions.c.descendant_cache_read_tokens
+                + usage.cache_read_tokens,
+                descendant_cache_creation_tokens=sessions.c.descendant_cache_creation_tokens
+                + usage.cache_creation_tokens,
+            )
         )
-    )
 
 
 async def session_usage(conn: AsyncConnection, session_id: str) -> TokenUsage:
