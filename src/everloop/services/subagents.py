@@ -5,9 +5,10 @@ task routes do to a task (``services.session_tasks``: cancel it, send it a follo
 cascades of a parent's cancel and delete. The engine does the rest: a parent's durable wait and
 a child's end settling its task (``engine.subagent_wait``).
 
-- **Spawning** runs in the parent's step transaction: the child session (same org and owner;
-  the parent's harness, agent and model unless ``agent`` or ``blueprint_id`` says otherwise;
-  none of the parent's session-level tools or capabilities), its first message (the task), its
+- **Spawning** runs in the parent's step transaction: the child session
+  (``services.child_sessions``: same org and owner; the parent's harness, agent and model
+  unless ``agent`` or ``blueprint_id`` says otherwise; none of the parent's session-level tools
+  or capabilities), its first message (the task), its
   queued turn, the task row and the parent's ``task.created`` and ``subagent.spawned`` all
   commit with the record of the call, once. The runner starts the child's turn after the
   commit.
@@ -36,8 +37,6 @@ from everloop.capabilities.base import Delegation, ToolContext, ToolError
 from everloop.capabilities.subagents import SpawnRequest
 from everloop.domain.event_log import EventContext, NewEvent
 from everloop.domain.messages import JsonValue, Message, TextPart
-from everloop.domain.resources import ResourceStatus, SessionStatus
-from everloop.domain.runtime_agent import AssemblyError
 from everloop.domain.session_tasks import (
     ACTIVE_STATES,
     SUBAGENT,
@@ -55,14 +54,13 @@ from everloop.engine.ending import cancel_turn
 from everloop.engine.signals import Signals
 from everloop.engine.subagent_wait import failure_text, settle_child
 from everloop.errors import Conflict, EverloopError, InvalidInput
-from everloop.services.agent_versions import captured_version_id
 from everloop.services.blueprints import BlueprintService
-from everloop.services.files import FileLimits, copy_initial_files
+from everloop.services.child_sessions import ChildSessions
+from everloop.services.files import FileLimits
 from everloop.store import session_tasks as task_store
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
-from everloop.store.event_log import TurnGuard, append_events, start_log
-from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
+from everloop.store.event_log import TurnGuard, append_events
 from everloop.store.sql import Store
 from everloop.store.tables import sessions
 
@@ -83,15 +81,6 @@ class SubagentLimits:
     wait_timeout_seconds: float = 1800.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Layers:
-    harness_chain: tuple[Any, ...]
-    agent_layer: Any
-    session_layer: Any
-    blueprint_id: str | None
-    blueprint_config: dict[str, Any] | None
-
-
 class SubagentService:
     """See the module docstring. ``connect`` gives it what is built after the capabilities
     (the assembler, the blueprints and the turn queue)."""
@@ -109,8 +98,7 @@ class SubagentService:
         self._signals = signals
         self._limits = limits
         self._file_limits = file_limits or FileLimits()
-        self._assembler: Assembler | None = None
-        self._blueprints: BlueprintService | None = None
+        self._child_sessions: ChildSessions | None = None
         self._queue: TurnQueue | None = None
 
     def connect(
@@ -120,8 +108,7 @@ class SubagentService:
         blueprints: BlueprintService,
         queue: TurnQueue,
     ) -> None:
-        self._assembler = assembler
-        self._blueprints = blueprints
+        self._child_sessions = ChildSessions(self._store, assembler, blueprints, self._file_limits)
         self._queue = queue
 
     # -- the tools' port: inside the parent's step transaction -------------------------------
@@ -144,47 +131,8 @@ class SubagentService:
                 f"{clash.child_session_id}, {clash.state}): pick another name, or use "
                 "send_to_subagent / wait_subagent with this one"
             )
-        row, layers = await self._child_row(conn, context, parent, request, depth, root)
-        child_id = row["id"]
-        try:
-            runtime = self._assembler_().for_session(layers)
-        except AssemblyError as exc:
-            raise ToolError(f"the subagent cannot be configured: {exc.message}") from None
-        if request.capabilities is not None:
-            # Narrowing: only what the child would inherit, checked against what it inherits.
-            _check_narrowing(request.capabilities, {c.ref for c in runtime.capabilities})
-            layers = _Layers(
-                layers.harness_chain,
-                layers.agent_layer,
-                session_layer(row),
-                layers.blueprint_id,
-                layers.blueprint_config,
-            )
-            runtime = self._assembler_().for_session(layers)
+        child_id, turn_id = await self._children().create(conn, parent, request, depth, root)
         stamp = now()
-        message = Message(ids.new_id("message"), "user", (TextPart(request.task),), stamp)
-        turn_id = ids.new_id("turn")
-        await self._store.insert_session(conn, row)
-        await copy_initial_files(conn, child_id, [list(runtime.initial_files)], self._file_limits)
-        context_ = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
-        await start_log(
-            conn,
-            child_id,
-            [
-                NewEvent(
-                    "session.started",
-                    {"agent_id": row["agent_id"], "model_id": row["model_id"]},
-                ),
-                NewEvent("input.message", ev.input_message(message=message), context_),
-            ],
-        )
-        await turn_store.insert_turn(
-            conn,
-            turn_id=turn_id,
-            session_id=child_id,
-            input_message_id=message.id,
-            input_sequence=2,
-        )
         task = SessionTask(
             id=ids.new_id("task"),
             session_id=parent["id"],
@@ -459,108 +407,6 @@ class SubagentService:
                 f"the limit is {limits.max_total}"
             )
 
-    async def _child_row(
-        self,
-        conn: AsyncConnection,
-        context: ToolContext,
-        parent: dict[str, Any],
-        request: SpawnRequest,
-        depth: int,
-        root: str,
-    ) -> tuple[dict[str, Any], _Layers]:
-        org_id = parent["organization_id"]
-        harness_id = parent["harness_id"]
-        agent_id, version_id = parent["agent_id"], parent["agent_version_id"]
-        model_id = parent["model_id"]
-        blueprint_id, blueprint_config = None, None
-        if request.agent and request.blueprint_id:
-            raise ToolError("give `agent` or `blueprint_id`, not both")
-        if request.agent:
-            agent = await self._store.get_agent(conn, org_id, agent_id=request.agent)
-            if agent is None:
-                agent = await self._store.get_agent(conn, org_id, name=request.agent)
-            if agent is None:
-                raise ToolError(f"no agent named or with id '{request.agent}' in this organization")
-            if agent.status is not ResourceStatus.ACTIVE:
-                raise ToolError(f"agent '{agent.name}' is archived and cannot be used")
-            harness_id, agent_id = agent.harness_id, agent.id
-            version_id = await captured_version_id(conn, agent)
-            model_id = None  # the agent's own default model
-        elif request.blueprint_id:
-            try:
-                blueprint_config = self._blueprints_().validated_config(
-                    request.blueprint_id, request.blueprint_config
-                )
-            except InvalidInput as exc:
-                raise ToolError(f"invalid blueprint: {exc.message}") from None
-            blueprint_id = request.blueprint_id
-        elif request.blueprint_config is not None:
-            raise ToolError("`blueprint_config` needs a `blueprint_id`")
-        stamp = now()
-        child_id = ids.new_id("session")
-        row: dict[str, Any] = {
-            "id": child_id,
-            "organization_id": org_id,
-            "harness_id": harness_id,
-            "agent_id": agent_id,
-            "agent_version_id": version_id,
-            "agent_identity_id": parent["agent_identity_id"],
-            "owner_principal_id": parent["owner_principal_id"],
-            "resolved_owner_user_id": parent["resolved_owner_user_id"],
-            "title": request.name,
-            "title_search": request.name.lower(),
-            "locale": parent["locale"],
-            "preview": ev.preview(request.task),
-            "output_preview": None,
-            "tags": [],
-            "model_id": model_id,
-            "capabilities": [],
-            "tools": [],
-            "mcp_servers": {},
-            "system_prompt": None,
-            "initial_files": [],
-            "hints": None,
-            "network_access": None,
-            "max_iterations": None,
-            "parallel_tool_calls": None,
-            "status": SessionStatus.STARTED.value,
-            "created_at": stamp,
-            "updated_at": stamp,
-            "started_at": None,
-            "finished_at": None,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cache_read_tokens": 0,
-            "cache_creation_tokens": 0,
-            "parent_session_id": parent["id"],
-            "subagent_name": request.name,
-            "subagent_task": request.task,
-            "subagent_status": "spawning",
-            "blueprint_id": blueprint_id,
-            "blueprint_config": blueprint_config,
-            "root_session_id": root,
-            "subagent_depth": depth,
-            "capability_allowlist": (
-                list(request.capabilities) if request.capabilities is not None else None
-            ),
-            "last_sequence": 2,  # session.started and the task, written by spawn
-            "deleted_at": None,
-        }
-        layers = _Layers(
-            harness_chain=(
-                await load_harness_chain(conn, org_id, harness_id) if not blueprint_id else ()
-            ),
-            agent_layer=(
-                await load_agent_layer(conn, org_id, agent_id, version_id)
-                if agent_id and not blueprint_id
-                else None
-            ),
-            session_layer=session_layer({**row, "capability_allowlist": None}),
-            blueprint_id=blueprint_id,
-            blueprint_config=blueprint_config,
-        )
-        return row, layers
-
     async def _named(self, conn: AsyncConnection, session_id: str, name: str) -> SessionTask:
         task = await task_store.task_by_name(conn, session_id, name)
         if task is None or task.kind != SUBAGENT:
@@ -569,13 +415,9 @@ class SubagentService:
             raise ToolError(f"no subagent named '{name}' in this session (its subagents: {listed})")
         return task
 
-    def _assembler_(self) -> Assembler:
-        assert self._assembler is not None, "SubagentService.connect was not called"
-        return self._assembler
-
-    def _blueprints_(self) -> BlueprintService:
-        assert self._blueprints is not None, "SubagentService.connect was not called"
-        return self._blueprints
+    def _children(self) -> ChildSessions:
+        assert self._child_sessions is not None, "SubagentService.connect was not called"
+        return self._child_sessions
 
     def _queue_(self) -> TurnQueue:
         assert self._queue is not None, "SubagentService.connect was not called"
@@ -626,15 +468,6 @@ def _still_working(task: SessionTask) -> Conflict:
         code=TASK_ACTIVE,
         field="task_id",
     )
-
-
-def _check_narrowing(requested: tuple[str, ...], active: set[str]) -> None:
-    unknown = sorted(set(requested) - active)
-    if unknown:
-        raise ToolError(
-            "`capabilities` can only narrow what the subagent inherits; it would not have "
-            f"{', '.join(unknown)} (it has: {', '.join(sorted(active)) or 'none'})"
-        )
 
 
 async def _session_row(conn: AsyncConnection, session_id: str) -> dict[str, Any] | None:
