@@ -213,15 +213,6 @@ async def descendant_ids(conn: AsyncConnection, org_id: str, session_id: str) ->
     return found
 
 
-async def child_session_ids(conn: AsyncConnection, session_id: str) -> list[str]:
-    rows = await conn.execute(
-        select(sessions.c.id).where(
-            sessions.c.parent_session_id == session_id, sessions.c.deleted_at.is_(None)
-        )
-    )
-    return [str(row[0]) for row in rows]
-
-
 async def insert_message(conn: AsyncConnection, message: TaskMessage) -> None:
     await conn.execute(
         insert(session_task_messages).values(
