@@ -177,6 +177,9 @@ async def cancel_turn(
     its client-side calls are settled, ``turn.cancelled`` and ``session.idled`` written, the
     session back to idle and, for a subagent, its parent's task settled. Whether this call
     cancelled it (False: it had ended meanwhile)."""
+    # The session's row before the turn's: the order of the turn's own steps (its usage, then
+    # its end), so a cancel racing a turn's last step cannot deadlock with it on PostgreSQL.
+    await turn_store.lock_session(conn, session_id)
     if not await turn_store.move_turn(conn, turn.id, to="cancelled", allowed_from=turn_store.OPEN):
         return False
     for call in await client_store.pending_for_session(conn, session_id):

@@ -253,6 +253,17 @@ async def add_session_usage(
     return TokenUsage(int(total[0]), int(total[1]), int(total[2]), int(total[3]))
 
 
+async def lock_session(conn: AsyncConnection, session_id: str) -> None:
+    """On PostgreSQL, lock the session's row until commit (SQLite serializes writers anyway).
+    A transaction that changes a turn and then its session's row takes this first: a step
+    updates the session's row before its turn's, so the reverse order could deadlock."""
+    raw = direct.connection(conn)
+    if direct.is_postgresql(raw):
+        await direct.one(
+            conn, raw, "SELECT id FROM sessions WHERE id = ? FOR UPDATE", (session_id,)
+        )
+
+
 async def session_live(conn: AsyncConnection, session_id: str) -> bool:
     """Whether the session exists and is not deleted."""
     found = await conn.scalar(
