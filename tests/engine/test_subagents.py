@@ -554,3 +554,19 @@ async def test_a_childs_turn_is_its_own_workflow_not_a_dbos_child(engine: Api) -
     assert status.parent_workflow_id is None
     parent = await DBOS.get_workflow_status_async(posted["turn_id"])
     assert parent is not None and parent.parent_workflow_id is None
+
+
+async def test_a_message_posted_to_a_child_directly_keeps_its_status_true(engine: Api) -> None:
+    """A child is a session like any other: a turn posted to it through the API (outside its
+    task) runs, and its ``subagent_status`` says how that turn ended, not ``running``."""
+    script = {"response": {"type": "echo"}, "tool_calls": [{"when": "go", **spawn("c", "x")}]}
+    sid = await new_session(engine, script, capabilities=SUBAGENTS)
+    await send(engine, sid, "go")
+    child = children(await wait_turns_ended(engine, sid))["c"]
+    await send(engine, child, "hello directly")
+    found = await wait_turns_ended(engine, child, 2)
+    assert "Echo: hello directly" in final_answer(found)
+    assert (await session(engine, child))["subagent_status"] == "completed"
+    # The parent's task is the delegation: it ended with the first turn and stays so.
+    parent_log = await events(engine, sid)
+    assert types_of(parent_log).count("subagent.completed") == 1

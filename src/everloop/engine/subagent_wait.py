@@ -73,12 +73,14 @@ async def settle_child(
     }
     if outcome.state == "canceled":
         values["cancel_requested_at"] = stamp  # a cancel always comes from outside the child
-    settled = await task_store.update_task(conn, task.id, values, only_states=ACTIVE_STATES)
-    if settled is None:
-        return None
+    # Whatever the task says, the child's status is how its last turn ended (a turn posted to
+    # the child directly, outside its task, ends here too).
     await turn_store.update_session(
         conn, child_session_id, {"subagent_status": outcome.subagent_status}
     )
+    settled = await task_store.update_task(conn, task.id, values, only_states=ACTIVE_STATES)
+    if settled is None:
+        return None
     if outcome.text:
         await task_store.insert_message(
             conn,
