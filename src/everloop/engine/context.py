@@ -49,6 +49,8 @@ class TurnContext:
     history: tuple[Message, ...] | None = None
     # The session's secrets, read when the turn first needs them (``TurnEnv.redactor``).
     redactor: Redactor | None = None
+    # A subagent's ancestors, nearest first (read once, when its first model call is recorded).
+    ancestors: tuple[str, ...] | None = None
     # This process ran the turn's first step itself (it was not recorded before): no later
     # step can have a record yet (see ``StepRecorder.once``).
     fresh: bool = False

@@ -392,9 +392,9 @@ class ReasonPhase:
             )
             if context.config.parent_session_id is not None:
                 # A subagent's usage also counts in its ancestors' tree totals.
-                await turn_store.add_descendant_usage(
-                    conn, await turn_store.ancestors(conn, session_id), usage
-                )
+                if context.ancestors is None:
+                    context.ancestors = tuple(await turn_store.ancestors(conn, session_id))
+                await turn_store.add_descendant_usage(conn, context.ancestors, usage)
             match effect:
                 case loop.RunTools(calls=run_calls):
                     client = state.settings.client_side_tools

@@ -149,9 +149,8 @@ async def wait_for_task(
         while True:
             woken.clear()  # before the check: an end committed during it wakes the wait
             async with env.db.read() as conn:
-                status = await turn_store.turn_status(conn, context.turn_id)
+                status, live = await turn_store.turn_state(conn, context.turn_id)
                 task = await task_store.task_by_id(conn, begun.task_id)
-                live = await turn_store.session_live(conn, context.session_id)
             if status != "running":
                 return Halted(status or "missing")
             if not live:

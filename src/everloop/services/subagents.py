@@ -299,7 +299,7 @@ class SubagentService:
             raise InvalidInput("this task has no session to message", field="task_id")
         if task.active:
             raise _still_working(task)
-        if await _session_row(conn, child) is None:
+        if not await turn_store.session_live(conn, child):
             raise Conflict(
                 f"subagent '{task.display_name}' cannot take messages: its session {child} "
                 "was deleted",

@@ -137,10 +137,7 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
     never interleave.
     """
     raw = direct.connection(conn)
-    if direct.is_postgresql(raw):
-        await direct.one(
-            conn, raw, "SELECT id FROM sessions WHERE id = ? FOR UPDATE", (session_id,)
-        )
+    await lock_session(conn, session_id)
     current, session_live = await turn_state(conn, turn_id)
     if current is None:
         return "missing"
@@ -288,7 +285,7 @@ async def ancestors(conn: AsyncConnection, session_id: str, limit: int = 32) -> 
 
 
 async def add_descendant_usage(
-    conn: AsyncConnection, session_ids: list[str], usage: TokenUsage
+    conn: AsyncConnection, session_ids: Sequence[str], usage: TokenUsage
 ) -> None:
     """Add a descendant's ``usage`` to the ``descendant_*`` totals of ``session_ids`` (its
     ancestors, nearest first)."""
