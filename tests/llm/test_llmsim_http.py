@@ -3,6 +3,7 @@ requests, slow models, and the ``everloop llmsim`` command."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -37,6 +38,19 @@ async def test_chat_completions_whole_answer(llmsim: LlmSimServer) -> None:
         assert called.choices[0].finish_reason == "tool_calls"
         calls = called.choices[0].message.tool_calls or []
         assert [call.function.name for call in calls] == ["get_current_time"]
+
+
+async def test_each_request_is_counted_afresh(llmsim: LlmSimServer) -> None:
+    # Every request parses into new messages with the same ids (msg_0, ...); a count remembered
+    # for one must never be used for a later one whose content took its freed address.
+    lengths = range(1, 300)
+    async with httpx.AsyncClient(base_url=llmsim.url) as client:
+        counted = []
+        for length in lengths:
+            body = {"model": "m", "messages": [{"role": "user", "content": "x" * length}]}
+            answer = (await client.post("/v1/chat/completions", json=body)).json()
+            counted.append(answer["usage"]["prompt_tokens"])
+    assert counted == [math.ceil(length / 4) for length in lengths]
 
 
 async def test_responses_whole_answer(llmsim: LlmSimServer) -> None:

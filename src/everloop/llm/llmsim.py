@@ -257,16 +257,18 @@ def _prompt_chars(request: ModelRequest) -> int:
 
 # Characters per message, remembered: a session's history is the same messages turn after turn
 # (messages are immutable), so counting them again would make every call cost more than the one
-# before it. Bounded; a message that fell out is simply counted again.
-_CHARS: dict[tuple[str, int], int] = {}
+# before it. Bounded; a message that fell out is simply counted again. An entry holds the content
+# it counted and is used only for that very object: ``id()`` alone is reused once an object is
+# freed, and the HTTP simulator parses fresh messages with the same ids on every request.
+_CHARS: dict[tuple[str, int], tuple[object, int]] = {}
 _CHARS_LIMIT = 65_536
 
 
 def _message_chars(message: Message) -> int:
     key = (message.id, id(message.content))
     found = _CHARS.get(key)
-    if found is not None:
-        return found
+    if found is not None and found[0] is message.content:
+        return found[1]
     chars = 0
     for part in message.content:
         if isinstance(part, TextPart):
@@ -275,7 +277,7 @@ def _message_chars(message: Message) -> int:
             chars += len(json_text(part_to_json(part)))
     if len(_CHARS) >= _CHARS_LIMIT:
         _CHARS.clear()
-    _CHARS[key] = chars
+    _CHARS[key] = (message.content, chars)
     return chars
 
 
