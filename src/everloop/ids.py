@@ -33,6 +33,8 @@ Prefix = Literal[
     "mcp",
     "task",
     "tmsg",
+    "sched",
+    "schedexec",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

@@ -367,6 +367,94 @@ session_task_messages = Table(
 )
 Index("ix_session_task_messages_task", session_task_messages.c.task_id, session_task_messages.c.id)
 
+# Agent identities: resident principals sessions run as when nobody is watching (schedules,
+# subagents). Each has its own principal (kind agent_identity) under its owner's.
+agent_identities = Table(
+    "agent_identities",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("principal_id", Id, ForeignKey("principals.id"), nullable=False),
+    Column("owner_principal_id", Id, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("display_name", String(200), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("locale", String(35), nullable=True),
+    Column("timezone", String(64), nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    UniqueConstraint("organization_id", "name", name="uq_agent_identities_name"),
+)
+
+# Session schedules: messages posted into a session on a clock. The timer claims due rows
+# (``next_trigger_at`` past, enabled) and fires each in one transaction with its execution and
+# its turn (services/schedules.py).
+session_schedules = Table(
+    "session_schedules",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("session_id", Id, ForeignKey("sessions.id"), nullable=False),
+    Column("owner_principal_id", Id, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("cron_expression", String(200), nullable=True),  # NULL: one-shot at scheduled_at
+    Column("scheduled_at", Ts, nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("catch_up_missed", Boolean, nullable=False),
+    Column("max_concurrent", Integer, nullable=True),
+    Column("next_trigger_at", Ts, nullable=True),
+    Column("last_triggered_at", Ts, nullable=True),
+    Column("claimed_by", String(100), nullable=True),
+    Column("claimed_at", Ts, nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    UniqueConstraint("session_id", "name", name="uq_session_schedules_name"),
+)
+# The timer's one query: enabled schedules by due time.
+Index(
+    "ix_session_schedules_due",
+    session_schedules.c.next_trigger_at,
+    sqlite_where=session_schedules.c.enabled.is_(True),
+    postgresql_where=session_schedules.c.enabled.is_(True),
+)
+Index("ix_session_schedules_org", session_schedules.c.organization_id, session_schedules.c.id)
+
+# One row per fire (or skipped fire) of a schedule. Its outcome is its turn's (joined on read);
+# ``status`` is stored only for fires that made no turn (skipped, failed to fire). A due time
+# fires once: the partial unique index refuses a second execution of it.
+schedule_executions = Table(
+    "schedule_executions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("schedule_id", Id, ForeignKey("session_schedules.id"), nullable=False),
+    Column("organization_id", Id, nullable=False),
+    Column("session_id", Id, nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule|catch_up|manual
+    Column("scheduled_at", Ts, nullable=False),
+    Column("started_at", Ts, nullable=False),
+    Column("status", String(16), nullable=False),  # fired|skipped|failed
+    Column("turn_id", Id, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("claimed_by", String(100), nullable=True),
+    Column("created_at", Ts, nullable=False),
+)
+Index(
+    "uq_schedule_executions_due",
+    schedule_executions.c.schedule_id,
+    schedule_executions.c.scheduled_at,
+    unique=True,
+    sqlite_where=schedule_executions.c.trigger != "manual",
+    postgresql_where=schedule_executions.c.trigger != "manual",
+)
+Index(
+    "ix_schedule_executions_schedule",
+    schedule_executions.c.schedule_id,
+    schedule_executions.c.started_at,
+)
+
 # Idempotency-Key records: the first response to a key is replayed for 24 hours.
 idempotency_keys = Table(
     "idempotency_keys",
