@@ -20,6 +20,7 @@ from everloop.capabilities.file_system import build_file_system_capability
 from everloop.capabilities.key_value import build_key_value_capability
 from everloop.capabilities.leased_resources import build_leased_resources_capability
 from everloop.capabilities.mcp import McpConnector, McpToolset
+from everloop.capabilities.schedules import SchedulePort, build_schedules_capability
 from everloop.capabilities.secrets import build_secrets_capability
 from everloop.capabilities.sql_database import build_sql_database_capability
 from everloop.capabilities.subagents import SubagentPort, build_subagents_capability
@@ -49,6 +50,8 @@ from everloop.services.mcp_servers import McpServerService
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.models import ModelService, ProviderService
 from everloop.services.runtime_agents import RuntimeAgentService
+from everloop.services.schedule_firing import ScheduleTimer
+from everloop.services.schedules import ScheduleLimits, ScheduleService
 from everloop.services.session_databases import SessionDatabaseService
 from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.session_tasks import SessionTaskService
@@ -82,6 +85,8 @@ class Services:
     sessions: SessionService
     turns: TurnService
     subagents: SubagentService
+    schedules: ScheduleService
+    schedule_timer: ScheduleTimer
     session_tasks: SessionTaskService
     idempotency: IdempotencyService
     egress: EgressGuard
@@ -126,6 +131,7 @@ class Services:
                 dead_after_seconds=self.settings.worker_dead_after_seconds,
             )
             await self.workers.start()
+            self.schedule_timer.start_timer()
         self.storage.start_lease_sweeper(self.settings.lease_sweep_seconds)
         if self.settings.is_postgres:
             # Events written by other processes wake this process's streams at once.
@@ -161,6 +167,7 @@ class Services:
             await self.workers.stop()
             self.workers = None
         await self.storage.stop_lease_sweeper()
+        await self.schedule_timer.stop_timer()
         await self.engine.close()
         await self.session_databases.close()
         if self.drivers is not None:
@@ -173,6 +180,7 @@ def build_capabilities(
     egress: EgressGuard,
     session_databases: SessionDatabaseService,
     subagents: SubagentPort,
+    schedules: SchedulePort,
 ) -> CapabilityRegistry:
     registry = CapabilityRegistry()
     registry.register(build_current_time_capability())
@@ -191,6 +199,7 @@ def build_capabilities(
     )
     registry.register(build_sql_database_capability(session_databases))
     registry.register(build_subagents_capability(subagents))
+    registry.register(build_schedules_capability(schedules))
     return registry
 
 
@@ -260,7 +269,23 @@ def build_services(settings: Settings) -> Services:
         ),
         file_limits(settings),
     )
-    capabilities = build_capabilities(settings, egress, session_databases, subagents)
+    timer = ScheduleTimer(
+        db,
+        signals,
+        executor=executor_id(settings),
+        poll_seconds=settings.schedule_poll_seconds,
+        missed_after=settings.schedule_missed_after_seconds,
+    )
+    schedules = ScheduleService(
+        db,
+        timer,
+        ScheduleLimits(
+            min_interval_seconds=settings.schedule_min_interval_seconds,
+            max_per_session=settings.schedule_max_per_session,
+            max_per_org=settings.schedule_max_per_org,
+        ),
+    )
+    capabilities = build_capabilities(settings, egress, session_databases, subagents, schedules)
     blueprints = BlueprintService(load_blueprints(settings.blueprints_dir, capabilities))
     assembler = Assembler(capabilities, blueprints.list())
     model_store = ModelStore()
@@ -342,6 +367,7 @@ def build_services(settings: Settings) -> Services:
     )
     fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
     subagents.connect(assembler=assembler, blueprints=blueprints, queue=engine)
+    timer.connect(engine)
     turns = TurnService(db, sessions, engine, signals, fanout, subagents)
     return Services(
         settings=settings,
@@ -359,6 +385,8 @@ def build_services(settings: Settings) -> Services:
         sessions=sessions,
         turns=turns,
         subagents=subagents,
+        schedules=schedules,
+        schedule_timer=timer,
         session_tasks=SessionTaskService(db, sessions, subagents),
         idempotency=IdempotencyService(db),
         egress=egress,

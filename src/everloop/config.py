@@ -229,6 +229,34 @@ class Settings(BaseSettings):
     subagent_max_total: int = Field(
         default=200, ge=1, description="Subagents one delegation tree may create in all."
     )
+    schedule_min_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="The shortest interval a recurring schedule may fire at.",
+    )
+    schedule_max_per_session: int = Field(
+        default=5, ge=0, description="Enabled schedules one session may have."
+    )
+    schedule_max_per_org: int = Field(
+        default=100, ge=0, description="Enabled schedules one organization may have."
+    )
+    schedule_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description=(
+            "How often the schedule timer looks for schedules made by other processes; between "
+            "looks it sleeps until the next due time it knows of."
+        ),
+    )
+    schedule_missed_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "A fire later than this (everything was down) is missed: it runs once as a catch-up, "
+            "or is skipped when its schedule says catch_up_missed=false."
+        ),
+    )
     worker_heartbeat_seconds: float = Field(
         default=5.0, gt=0, description="How often an executing process records its heartbeat."
     )

@@ -32,6 +32,7 @@ from everloop.api.routes import (
     models,
     operations,
     runtime_agents,
+    schedules,
     session_databases,
     session_storage,
     session_tasks,
@@ -142,6 +143,7 @@ def create_app(
     routes.include_router(files.router)
     routes.include_router(session_storage.router)
     routes.include_router(session_tasks.router)
+    routes.include_router(schedules.router)
     routes.include_router(mcp_servers.router)
     routes.include_router(api_keys.router)
     if services.settings.debug_counters:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
@@ -151,3 +151,73 @@ def parse_instant(text: str, *, field: str) -> datetime:
             f"{text!r} has no offset: say Z or +hh:mm (2026-12-24T09:00:00Z)", field=field
         )
     return moment.astimezone(UTC)
+
+
+ScheduleTrigger = Literal["schedule", "catch_up", "manual"]
+ExecutionStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+TARGET_TYPE: Final = "workflow"
+TARGET_NAME: Final = "session.run"  # post `message` into `session_id` as a turn
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A session schedule: ``message`` posted into ``session_id`` at ``scheduled_at`` (one-shot)
+    or on ``cron_expression`` in ``timezone``. ``next_trigger_at`` is None when it is paused or
+    has no fire left."""
+
+    id: str
+    organization_id: str
+    session_id: str
+    owner_principal_id: str
+    name: str
+    description: str | None
+    cron_expression: str | None
+    scheduled_at: str | None
+    timezone: str
+    message: str
+    enabled: bool
+    catch_up_missed: bool
+    max_concurrent: int | None
+    next_trigger_at: str | None
+    last_triggered_at: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def kind(self) -> Literal["cron", "once"]:
+        return "once" if self.cron_expression is None else "cron"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleExecution:
+    """One fire of a schedule (or one it skipped). A fire's outcome is its turn's."""
+
+    id: str
+    schedule_id: str
+    session_id: str
+    trigger: ScheduleTrigger
+    scheduled_at: str  # the due time it fired for (the moment, for a manual trigger)
+    started_at: str
+    status: ExecutionStatus
+    turn_id: str | None
+    completed_at: str | None
+    error: str | None
+    created_at: str
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.completed_at is None:
+            return None
+        started = parse_instant(self.started_at, field="started_at")
+        ended = parse_instant(self.completed_at, field="completed_at")
+        return max(0, int((ended - started).total_seconds() * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleStats:
+    total_executions: int
+    successful_executions: int
+    failed_executions: int
+    skipped_executions: int
+    avg_duration_ms: int | None
+    last_execution_status: ExecutionStatus | None

@@ -45,6 +45,7 @@ from everloop.services.models import ModelService
 from everloop.store.db import Database
 from everloop.store.event_log import start_log
 from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
+from everloop.store.schedules import delete_session_schedules
 from everloop.store.session_databases import delete_session_databases
 from everloop.store.session_rows import HarnessRoot, session_from_row
 from everloop.store.session_storage import purge_session
@@ -441,6 +442,8 @@ class SessionService:
             session = await self.get(caller, session_id, conn)
             await lock_tree(conn, await tree_root(conn, session_id))
             below = await descendant_ids(conn, org_id, session_id)
+            # Schedules before sessions: a fire locks its schedule, then its session's row.
+            await delete_session_schedules(conn, [session_id, *below])
             ts = now()
             deleted = {"deleted_at": ts, "updated_at": ts}
             for child_id in reversed(below):

@@ -40,7 +40,13 @@ from everloop.domain.resources import (
     SessionStatus,
     TokenTotals,
 )
-from everloop.store.tables import harnesses, principals, session_pins, sessions
+from everloop.store.tables import (
+    harnesses,
+    principals,
+    session_pins,
+    session_schedules,
+    sessions,
+)
 
 _STORED_ONLY = (
     "last_sequence",
@@ -67,8 +73,8 @@ def like_escape(text: str) -> str:
 
 
 def session_select(principal: Any) -> Select[Any]:
-    """Sessions with their owner's kind and subject, and whether ``principal`` (a value or a
-    bound parameter; None: nobody) pinned each one."""
+    """Sessions with their owner's kind and subject, their enabled schedules' count, and
+    whether ``principal`` (a value or a bound parameter; None: nobody) pinned each one."""
     pinned = (
         select(session_pins.c.session_id)
         .where(
@@ -79,11 +85,19 @@ def session_select(principal: Any) -> Select[Any]:
         if principal is not None
         else false()
     )
+    # Its enabled schedules, counted in the same query (an index range per row of a page).
+    scheduled = (
+        select(func.count())
+        .select_from(session_schedules)
+        .where(session_schedules.c.session_id == sessions.c.id, session_schedules.c.enabled)
+        .scalar_subquery()
+    )
     return select(
         sessions,
         principals.c.kind.label("owner_kind"),
         principals.c.subject_id.label("owner_subject_id"),
         pinned.label("pinned_by"),
+        scheduled.label("active_schedule_count"),
     ).select_from(sessions.outerjoin(principals, principals.c.id == sessions.c.owner_principal_id))
 
 

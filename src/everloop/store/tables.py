@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -417,8 +418,8 @@ session_schedules = Table(
 Index(
     "ix_session_schedules_due",
     session_schedules.c.next_trigger_at,
-    sqlite_where=session_schedules.c.enabled.is_(True),
-    postgresql_where=session_schedules.c.enabled.is_(True),
+    sqlite_where=text("enabled"),
+    postgresql_where=text("enabled"),
 )
 Index("ix_session_schedules_org", session_schedules.c.organization_id, session_schedules.c.id)
 
@@ -446,8 +447,8 @@ Index(
     schedule_executions.c.schedule_id,
     schedule_executions.c.scheduled_at,
     unique=True,
-    sqlite_where=schedule_executions.c.trigger != "manual",
-    postgresql_where=schedule_executions.c.trigger != "manual",
+    sqlite_where=text("trigger <> 'manual'"),
+    postgresql_where=text("trigger <> 'manual'"),
 )
 Index(
     "ix_schedule_executions_schedule",
