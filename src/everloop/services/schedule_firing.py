@@ -267,7 +267,11 @@ class ScheduleTimer:
 
     async def tick(self, now: datetime) -> float:
         """Fire everything due at ``now``; seconds until the next look."""
-        while True:
+        # Until nothing due is left that this process could claim. A fire moves its schedule's
+        # due time forward, so this ends: at the latest when every due time is past ``now``.
+        fired_any = True
+        while fired_any:
+            fired_any = False
             async with self._db.read() as conn:
                 due = await store.due_ids(conn, format_ts(now), _BATCH)
             for schedule_id in due:
@@ -277,9 +281,8 @@ class ScheduleTimer:
                     log.exception("could not fire schedule %s", schedule_id)
                     continue
                 if fired is not None:
+                    fired_any = True
                     await self.start(fired)
-            if len(due) < _BATCH:
-                break
         async with self._db.read() as conn:
             earliest = await store.earliest_due(conn)
         if earliest is None:

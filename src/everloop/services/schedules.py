@@ -126,6 +126,7 @@ class ScheduleService:
             current = await self._get(conn, caller, schedule_id, lock=True)
             changed = replace(current, **dict(changes))
             _check_fields(changed)
+            changed = _normalized(changed)
             timing = {"cron_expression", "scheduled_at", "timezone", "enabled"} & set(changes)
             values: dict[str, Any] = {
                 key: getattr(changed, key)
@@ -136,6 +137,14 @@ class ScheduleService:
                 if changed.enabled:
                     if not current.enabled:
                         await self._check_room(conn, current.organization_id, current.session_id)
+                    if changed.scheduled_at is not None and await store.fired_for(
+                        conn, schedule_id, changed.scheduled_at
+                    ):
+                        raise InvalidInput(
+                            f"this schedule fired for {changed.scheduled_at} already: give a "
+                            "new scheduled_at to fire it again",
+                            field="scheduled_at",
+                        )
                     values["next_trigger_at"] = format_ts(self._first_fire(changed, now))
                 else:
                     values["next_trigger_at"] = None
@@ -271,13 +280,7 @@ class ScheduleService:
             updated_at=stamp,
         )
         _check_fields(schedule, message_field=spec.message_field)
-        if spec.cron_expression is not None:
-            schedule = replace(
-                schedule, cron_expression=parse_cron(spec.cron_expression).expression
-            )
-        if spec.scheduled_at is not None:
-            moment = parse_instant(spec.scheduled_at, field="scheduled_at")
-            schedule = replace(schedule, scheduled_at=format_ts(moment))
+        schedule = _normalized(schedule)
         first = self._first_fire(schedule, now)
         if spec.enabled:
             schedule = replace(schedule, next_trigger_at=format_ts(first))
@@ -363,6 +366,17 @@ def _check_fields(schedule: Schedule, *, message_field: str = "message") -> None
         raise InvalidInput(
             "max_concurrent is at least 1 (or null: no limit)", field="max_concurrent"
         )
+
+
+def _normalized(schedule: Schedule) -> Schedule:
+    """Its times as stored: a cron expression's whitespace collapsed, an instant in UTC."""
+    if schedule.cron_expression is not None:
+        expression = parse_cron(schedule.cron_expression).expression
+        schedule = replace(schedule, cron_expression=expression)
+    if schedule.scheduled_at is not None:
+        moment = parse_instant(schedule.scheduled_at, field="scheduled_at")
+        schedule = replace(schedule, scheduled_at=format_ts(moment))
+    return schedule
 
 
 def _readable(exc: EverloopError) -> str:

@@ -271,6 +271,16 @@ async def insert_execution(
     )
 
 
+async def fired_for(conn: AsyncConnection, schedule_id: str, scheduled_at: str) -> bool:
+    """Whether the timer has fired (or skipped) the schedule for this due time."""
+    query = select(_E.c.id).where(
+        _E.c.schedule_id == schedule_id,
+        _E.c.scheduled_at == scheduled_at,
+        _E.c.trigger != "manual",
+    )
+    return (await conn.execute(query)).first() is not None
+
+
 async def open_executions(conn: AsyncConnection, schedule_id: str) -> int:
     """Fires of the schedule whose turn has not ended."""
     query = (
