@@ -193,6 +193,7 @@ async def fire_target(conn: AsyncConnection, session_id: str) -> FireTarget | No
             sessions.c.owner_principal_id,
             agent_identities.c.principal_id,
             agent_identities.c.timezone,
+            agent_identities.c.locale,
         )
         .select_from(
             sessions.outerjoin(
@@ -211,7 +212,7 @@ async def fire_target(conn: AsyncConnection, session_id: str) -> FireTarget | No
     return FireTarget(
         organization_id=row[0],
         preview=row[1],
-        locale=row[2],
+        locale=row[2] or row[7],  # the session's, else its identity's
         agent_identity_id=row[3],
         owner_principal_id=row[4],
         identity_principal_id=row[5],
