@@ -37,6 +37,7 @@ from everloop.engine.runner import RunnerSettings, TurnRunner
 from everloop.engine.signals import Signals
 from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
+from everloop.services.agent_identities import AgentIdentityService
 from everloop.services.agent_versions import AgentVersionService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
@@ -97,6 +98,7 @@ class Services:
     agent_versions: AgentVersionService
     runtime_agents: RuntimeAgentService
     mcp_servers: McpServerService
+    agent_identities: AgentIdentityService
     executors: ExecutorService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
@@ -398,5 +400,6 @@ def build_services(settings: Settings) -> Services:
         agent_versions=AgentVersionService(db, store, agents, recorder),
         runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
         mcp_servers=mcp_servers,
+        agent_identities=AgentIdentityService(db),
         executors=ExecutorService(db),
     )

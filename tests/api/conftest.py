@@ -100,6 +100,12 @@ async def create_agent(api: Api, name: str, **fields: Any) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
+async def create_identity(api: Api, name: str, **fields: Any) -> dict[str, Any]:
+    response = await api.client.post("/v1/agent-identities", json={"name": name, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
 async def create_session(api: Api, **fields: Any) -> dict[str, Any]:
     response = await api.client.post("/v1/sessions", json=fields)
     assert response.status_code == 201, response.text

@@ -123,6 +123,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/mcp-servers/{server_id}"): Case(),
     ("PATCH", "/api/v1/mcp-servers/{server_id}"): Case(fixed({"description": "theirs"})),
     ("DELETE", "/api/v1/mcp-servers/{server_id}"): Case(),
+    ("GET", "/api/v1/agent-identities/{identity_id}"): Case(),
+    ("PATCH", "/api/v1/agent-identities/{identity_id}"): Case(fixed({"display_name": "theirs"})),
+    ("DELETE", "/api/v1/agent-identities/{identity_id}"): Case(),
     ("DELETE", "/api/v1/auth/api-keys/{key_id}"): Case(),
     ("DELETE", "/api/v1/admin/api-keys/{key_id}"): Case(),
 }
@@ -197,6 +200,7 @@ async def build_world(api: Api) -> World:
         client.post("/v1/mcp-servers", json={"name": "tools", "url": "https://mcp.example.com/mcp"})
     )
     key = await created(client.post("/v1/auth/api-keys", json={"name": "matrix"}))
+    identity = await created(client.post("/v1/agent-identities", json={"name": "matrix"}))
     await created(client.post(f"/v1/sessions/{session}/databases", json={"name": "notes"}))
     await created(client.post(f"/v1/sessions/{session}/fs/notes.txt", json={"content": "hi"}))
     await created(
@@ -215,6 +219,7 @@ async def build_world(api: Api) -> World:
         "model_id": model,
         "server_id": server["id"],
         "key_id": key["id"],
+        "identity_id": identity["id"],
         "blueprint_id": blueprint,
         "capability_id": "current_time",
         "name": "notes",
@@ -274,6 +279,7 @@ WORLD_PARAMS = {
     "model_id",
     "server_id",
     "key_id",
+    "identity_id",
     "blueprint_id",
     "capability_id",
     "name",

@@ -10,6 +10,7 @@ from tests.api.conftest import (
     add_user_to_org,
     assert_error,
     create_agent,
+    create_identity,
     create_session,
     make_org,
     session_total,
@@ -173,7 +174,7 @@ async def test_create_stores_the_config_fields(api: Api) -> None:
     tool = {"type": "client_side", "name": "lookup", "description": "d", "parameters": {}}
     # A model id must name a model of the org (422 otherwise): use the seeded llmsim model.
     next(m for m in (await api.client.get("/v1/models")).json()["data"])["id"]
-    identity_id = ids.new_id("identity")
+    identity_id = (await create_identity(api, "configured"))["id"]
     session = await create_session(
         api,
         title="Configured",
@@ -323,7 +324,7 @@ async def test_bad_list_parameters(api: Api, params: dict[str, Any]) -> None:
 
 async def test_patch_title_tags_locale_identity(api: Api) -> None:
     session = await create_session(api, title="Old", tags=["a"])
-    identity_id = ids.new_id("identity")
+    identity_id = (await create_identity(api, "patched"))["id"]
     response = await api.client.patch(
         f"/v1/sessions/{session['id']}",
         json={"title": "New", "tags": ["b", "c"], "locale": "en", "agent_identity_id": identity_id},

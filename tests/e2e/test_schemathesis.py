@@ -51,6 +51,7 @@ def existing_objects(api: Api) -> dict[str, str]:
         api.http.post("agents", json={"name": "fuzz-agent", "system_prompt": "You fuzz."}), 201
     )
     harness = api.ok(api.http.post("harnesses", json={"name": "fuzz-harness"}), 201)
+    identity = api.ok(api.http.post("agent-identities", json={"name": "fuzz-identity"}), 201)
     providers = api.ok(api.http.get("providers"))["data"]
     provider = next(p for p in providers if p["driver"] == "llmsim")
     model_id = api.llmsim_model({"response": {"type": "echo"}}, name="fuzz-model")
@@ -58,6 +59,7 @@ def existing_objects(api: Api) -> dict[str, str]:
     return {
         "agent_id": agent["id"],
         "harness_id": harness["id"],
+        "identity_id": identity["id"],
         "provider_id": provider["id"],
         "model_id": model_id,
         "session_id": session_id,

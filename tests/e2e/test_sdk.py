@@ -9,7 +9,7 @@ import httpx
 import pytest
 from everruns_sdk import Everruns
 from everruns_sdk.errors import ApiError
-from everruns_sdk.models import AgentCapabilityConfig
+from everruns_sdk.models import AgentCapabilityConfig, CreateSessionRequest, Session
 
 from tests.e2e.conftest import Api, Server
 
@@ -133,6 +133,35 @@ async def test_sessions_crud_pin_and_seed_fields(server: Server) -> None:
             assert (await raw.get(f"sessions/{session.id}")).status_code == 404
         with pytest.raises(ApiError):
             await client.sessions.get(session.id)
+    finally:
+        await client.close()
+
+
+async def test_a_session_with_an_agent_identity(server: Server) -> None:
+    """An identity made through the HTTP API; a session naming it, through the SDK, reads back
+    with it. ``sessions.create`` takes no ``agent_identity_id``, but its request model has the
+    field: the session is posted as ``create`` posts it, with the SDK's own model."""
+    async with httpx.AsyncClient(base_url=f"{server.api_url}/v1/", headers=server.headers) as raw:
+        response = await raw.post(
+            "agent-identities", json={"name": unique("e2e-identity"), "timezone": "Europe/Vilnius"}
+        )
+        assert response.status_code == 201, response.text
+        identity = response.json()
+    client = sdk(server)
+    try:
+        request = CreateSessionRequest(agent_identity_id=identity["id"], title="Resident")
+        session = Session(**await client._post("/sessions", request.model_dump(exclude_none=True)))
+        assert session.agent_identity_id == identity["id"]
+        fetched = await client.sessions.get(session.id)
+        assert fetched.agent_identity_id == identity["id"]
+        listed = {s.id: s for s in await client.sessions.list()}
+        assert listed[session.id].agent_identity_id == identity["id"]
+
+        unknown = "identity_" + secrets.token_hex(16)
+        request = CreateSessionRequest(agent_identity_id=unknown)
+        with pytest.raises(ApiError) as refused:
+            await client._post("/sessions", request.model_dump(exclude_none=True))
+        assert refused.value.status_code == 422
     finally:
         await client.close()
 

@@ -24,6 +24,7 @@ from tests.engine.conftest import (
 )
 
 from everloop.config import Settings
+from everloop.store import agent_identities as identity_store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,9 +122,16 @@ async def test_a_parent_spawns_a_child_and_uses_its_result(engine: Api) -> None:
             {"when": "add", **call("add", a=1, b=2)},
         ],
     }
+    resident = await engine.client.post("/v1/agent-identities", json={"name": "resident"})
+    assert resident.status_code == 201, resident.text
+    identity_id = resident.json()["id"]
     # The parent's own session-level capabilities (test_math) are not the child's.
     sid = await new_session(
-        engine, script, capabilities=[*SUBAGENTS, {"ref": "test_math"}], title="parent"
+        engine,
+        script,
+        capabilities=[*SUBAGENTS, {"ref": "test_math"}],
+        title="parent",
+        agent_identity_id=identity_id,
     )
     await send(engine, sid, "please delegate this")
     found = await wait_turns_ended(engine, sid)
@@ -146,9 +154,13 @@ async def test_a_parent_spawns_a_child_and_uses_its_result(engine: Api) -> None:
     assert child["finished_at"] is not None
     assert child["organization_id"] == parent["organization_id"]
     assert child["owner_principal_id"] == parent["owner_principal_id"]
+    assert child["agent_identity_id"] == parent["agent_identity_id"] == identity_id
     assert (child["harness_id"], child["model_id"]) == (parent["harness_id"], parent["model_id"])
     assert child["capabilities"] == [] and child["tools"] == []
     assert parent["parent_session_id"] is None and parent["subagent_status"] is None
+    # The identity is in use by both: the child counts too.
+    refused = await engine.client.delete(f"/v1/agent-identities/{identity_id}")
+    assert refused.status_code == 409 and "2 live sessions" in refused.text, refused.text
 
     # The child's events stay in the child's log: its first message is the task, and the
     # tool it was not given (add) was not called.
@@ -165,6 +177,27 @@ async def test_a_parent_spawns_a_child_and_uses_its_result(engine: Api) -> None:
     for bucket in ("input_tokens", "output_tokens"):
         assert parent["tree_usage"][bucket] == parent["usage"][bucket] + child["usage"][bucket]
         assert child["tree_usage"][bucket] == child["usage"][bucket]
+
+
+async def test_a_child_never_names_an_identity_that_is_gone(engine: Api) -> None:
+    """A spawn holds the identity it inherits; one deleted under the parent (which a delete can
+    do between a spawn's read of its parent and its insert, once the parent was moved to
+    another identity) is not passed on."""
+    resident = await engine.client.post("/v1/agent-identities", json={"name": "gone"})
+    assert resident.status_code == 201, resident.text
+    identity_id = resident.json()["id"]
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [{"when": "delegate", **spawn("researcher", "research alpha")}],
+    }
+    sid = await new_session(engine, script, capabilities=SUBAGENTS, agent_identity_id=identity_id)
+    async with engine.services.db.write() as conn:
+        assert await identity_store.delete_identity(conn, engine.org_id, identity_id)
+    await send(engine, sid, "please delegate this")
+    found = await wait_turns_ended(engine, sid)
+    child = await session(engine, children(found)["researcher"])
+    assert child["parent_session_id"] == sid
+    assert child["agent_identity_id"] is None
 
 
 async def test_three_children_run_in_parallel(engine: Api) -> None:

@@ -21,6 +21,7 @@ from everloop import __version__
 from everloop.api.errors import document_errors, error_response, install_error_handlers
 from everloop.api.json_values import JsonLimits, JsonLimitsMiddleware
 from everloop.api.routes import (
+    agent_identities,
     agent_versions,
     api_keys,
     blueprints,
@@ -145,6 +146,7 @@ def create_app(
     routes.include_router(session_tasks.router)
     routes.include_router(schedules.router)
     routes.include_router(mcp_servers.router)
+    routes.include_router(agent_identities.router)
     routes.include_router(api_keys.router)
     if services.settings.debug_counters:
         routes.include_router(debug.router)

@@ -56,7 +56,7 @@ class WireModel(BaseModel):
     _storable = field_validator("*", mode="after")(storable)
 
 
-def _not_null(value: Any) -> Any:
+def not_null(value: Any) -> Any:
     # In a PATCH, leaving a field out keeps it; null would clear a field that must have a value.
     if value is None:
         raise ValueError("may be left out but not set to null")
@@ -197,7 +197,7 @@ class UpdateHarnessRequest(WireModel):
         "embedder_metadata",
         "status",
         mode="before",
-    )(_not_null)
+    )(not_null)
 
 
 class HarnessResponse(BaseModel):
@@ -274,7 +274,7 @@ class UpdateAgentRequest(WireModel):
         "mcp_servers",
         "status",
         mode="before",
-    )(_not_null)
+    )(not_null)
 
 
 class AgentResponse(BaseModel):

@@ -29,6 +29,7 @@ from everloop.errors import InvalidInput
 from everloop.services.agent_versions import captured_version_id
 from everloop.services.blueprints import BlueprintService
 from everloop.services.files import FileLimits, copy_initial_files
+from everloop.store import agent_identities as identity_store
 from everloop.store import turns as turn_store
 from everloop.store.event_log import start_log
 from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
@@ -151,6 +152,9 @@ class ChildSessions:
             blueprint_id = request.blueprint_id
         elif request.blueprint_config is not None:
             raise ToolError("`blueprint_config` needs a `blueprint_id`")
+        identity_id = parent["agent_identity_id"]
+        if identity_id is not None and not await identity_store.hold(conn, org_id, identity_id):
+            identity_id = None  # deleted after the parent let go of it: nothing to inherit
         stamp = now()
         row: dict[str, Any] = {
             "id": ids.new_id("session"),
@@ -158,7 +162,7 @@ class ChildSessions:
             "harness_id": harness_id,
             "agent_id": agent_id,
             "agent_version_id": version_id,
-            "agent_identity_id": parent["agent_identity_id"],
+            "agent_identity_id": identity_id,
             "owner_principal_id": parent["owner_principal_id"],
             "resolved_owner_user_id": parent["resolved_owner_user_id"],
             "title": request.name,

@@ -30,6 +30,7 @@ from everloop.domain.runtime_agent import NO_CONTROLS, Controls, Layer, RuntimeA
 from everloop.domain.timestamps import now
 from everloop.engine.assembly import Assembler
 from everloop.errors import Conflict, InvalidInput, NotFound
+from everloop.services.agent_identities import check_identity
 from everloop.services.agent_versions import captured_version_id
 from everloop.services.auth import Caller
 from everloop.services.blueprints import BlueprintService
@@ -155,6 +156,7 @@ class SessionService:
             await self._models.ensure_exists(
                 conn, caller.organization_id, fields.get("model_id"), "model_id"
             )
+            await check_identity(conn, caller.organization_id, fields.get("agent_identity_id"))
             agent = None
             if agent_id:
                 agent = await self._agents.get(caller, agent_id, conn)
@@ -386,6 +388,7 @@ class SessionService:
         async with self._db.write() as conn:
             await self.get(caller, session_id, conn)
             await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
+            await check_identity(conn, caller.organization_id, fields.get("agent_identity_id"))
             values = dict(fields)
             if "agent_id" in values:
                 # Rebind: the session now runs the agent's default (else latest) version.
