@@ -126,6 +126,14 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/agent-identities/{identity_id}"): Case(),
     ("PATCH", "/api/v1/agent-identities/{identity_id}"): Case(fixed({"display_name": "theirs"})),
     ("DELETE", "/api/v1/agent-identities/{identity_id}"): Case(),
+    ("GET", "/api/v1/durable/schedules/{schedule_id}"): Case(),
+    ("PATCH", "/api/v1/durable/schedules/{schedule_id}"): Case(fixed({"description": "theirs"})),
+    ("DELETE", "/api/v1/durable/schedules/{schedule_id}"): Case(),
+    ("POST", "/api/v1/durable/schedules/{schedule_id}/pause"): Case(),
+    ("POST", "/api/v1/durable/schedules/{schedule_id}/resume"): Case(),
+    ("POST", "/api/v1/durable/schedules/{schedule_id}/trigger"): Case(),
+    ("GET", "/api/v1/durable/schedules/{schedule_id}/executions"): Case(),
+    ("GET", "/api/v1/durable/schedules/{schedule_id}/stats"): Case(),
     ("DELETE", "/api/v1/auth/api-keys/{key_id}"): Case(),
     ("DELETE", "/api/v1/admin/api-keys/{key_id}"): Case(),
 }
@@ -201,6 +209,20 @@ async def build_world(api: Api) -> World:
     )
     key = await created(client.post("/v1/auth/api-keys", json={"name": "matrix"}))
     identity = await created(client.post("/v1/agent-identities", json={"name": "matrix"}))
+    schedule = await created(
+        client.post(
+            "/v1/durable/schedules",
+            json={
+                "name": "matrix",
+                "cron_expression": "0 9 * * *",
+                "target": {
+                    "type": "workflow",
+                    "name": "session.run",
+                    "input": {"session_id": session, "message": "tick"},
+                },
+            },
+        )
+    )
     await created(client.post(f"/v1/sessions/{session}/databases", json={"name": "notes"}))
     await created(client.post(f"/v1/sessions/{session}/fs/notes.txt", json={"content": "hi"}))
     await created(
@@ -220,6 +242,7 @@ async def build_world(api: Api) -> World:
         "server_id": server["id"],
         "key_id": key["id"],
         "identity_id": identity["id"],
+        "schedule_id": schedule["id"],
         "blueprint_id": blueprint,
         "capability_id": "current_time",
         "name": "notes",
@@ -280,6 +303,7 @@ WORLD_PARAMS = {
     "server_id",
     "key_id",
     "identity_id",
+    "schedule_id",
     "blueprint_id",
     "capability_id",
     "name",

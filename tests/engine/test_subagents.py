@@ -166,6 +166,14 @@ async def test_a_parent_spawns_a_child_and_uses_its_result(engine: Api) -> None:
     # tool it was not given (add) was not called.
     child_log = await events(engine, child_id)
     assert child_log[1]["data"]["message"]["content"][0]["text"] == "research alpha and add"
+    # It runs as the identity: its principal is recorded on the message that started it.
+    resident_principal = resident.json()["principal_id"]
+    assert child_log[1]["metadata"] == {
+        "initiator": "subagent",
+        "parent_session_id": sid,
+        "acting_principal_id": resident_principal,
+        "agent_identity_id": identity_id,
+    }
     assert "tool.started" not in types_of(child_log)
     child_turns = {e["context"]["turn_id"] for e in child_log if e["context"].get("turn_id")}
     assert not child_turns & {e["context"].get("turn_id") for e in found}
@@ -347,6 +355,11 @@ async def test_send_to_subagent_continues_a_finished_child(engine: Api) -> None:
     assert "Echo: second job" in result_text(sent)
     child_log = await events(engine, children(found)["helper"])
     assert types_of(child_log).count("turn.completed") == 2
+    # Without an identity, the child's turns run as its owner (the parent's).
+    owner = (await session(engine, sid))["owner_principal_id"]
+    inputs = [e for e in child_log if e["type"] == "input.message"]
+    assert [e["metadata"]["acting_principal_id"] for e in inputs] == [owner, owner]
+    assert {e["metadata"]["initiator"] for e in inputs} == {"subagent"}
     task = [e for e in found if e["type"] == "task.updated"][-1]["data"]["task"]
     assert (task["state"], task["attempt"]) == ("succeeded", 2)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,6 +28,7 @@ async def engine(api: Api) -> AsyncIterator[Api]:
 
 
 DAILY = "0 9 * * *"
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 async def caller(api: Api) -> Any:
@@ -246,3 +248,30 @@ async def test_limits_and_bad_input(api: Api) -> None:
         assert refused.value.field == field, (fields, refused.value)
     listed, total = await roomy.list_schedules(who, session_id=session_id)
     assert total == 3 and {s.name for s in listed} == {"a", "b", "c"}
+
+
+async def test_a_schedule_runs_as_the_sessions_identity_with_its_defaults(engine: Api) -> None:
+    made = await engine.client.post(
+        "/v1/agent-identities",
+        json={"name": "night-shift", "timezone": "America/New_York", "locale": "lt-LT"},
+    )
+    assert made.status_code == 201, made.text
+    identity = made.json()
+    session_id = await new_session(engine, agent_identity_id=identity["id"])
+    schedule = await daily(engine, session_id, timezone=None)
+    assert schedule.timezone == "America/New_York"  # the identity's, as none was given
+    due = at(schedule.next_trigger_at)
+    assert due.astimezone(NEW_YORK).hour == 9
+    await timer(engine).tick(due)
+    [message] = await inputs(engine, session_id)
+    assert message["metadata"]["acting_principal_id"] == identity["principal_id"]
+    assert message["metadata"]["agent_identity_id"] == identity["id"]
+    assert message["data"]["message"]["metadata"]["locale"] == "lt-LT"
+    await wait_turns_ended(engine, session_id)
+    # Without an identity, a fire runs as the schedule's owner: the principal that made it.
+    plain = await new_session(engine)
+    owned = await daily(engine, plain)
+    await timer(engine).tick(at(owned.next_trigger_at))
+    [message] = await inputs(engine, plain)
+    assert message["metadata"]["acting_principal_id"] == (await caller(engine)).principal_id
+    assert message["metadata"]["agent_identity_id"] is None

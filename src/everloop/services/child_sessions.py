@@ -98,7 +98,12 @@ class ChildSessions:
                 NewEvent(
                     "session.started", {"agent_id": row["agent_id"], "model_id": row["model_id"]}
                 ),
-                NewEvent("input.message", ev.input_message(message=message), context),
+                NewEvent(
+                    "input.message",
+                    ev.input_message(message=message),
+                    context,
+                    metadata=await subagent_provenance(conn, child_id, parent["id"]),
+                ),
             ],
         )
         await turn_store.insert_turn(
@@ -218,6 +223,20 @@ class ChildSessions:
             blueprint_config=blueprint_config,
         )
         return row, layers
+
+
+async def subagent_provenance(
+    conn: AsyncConnection, child_id: str, parent_id: str
+) -> dict[str, Any]:
+    """The metadata of a message a parent sends its subagent: who it runs as (the child's
+    agent identity's principal, else its owner's) and on whose behalf."""
+    acting, identity_id = await identity_store.acting_as(conn, child_id)
+    return {
+        "initiator": "subagent",
+        "parent_session_id": parent_id,
+        "acting_principal_id": acting,
+        "agent_identity_id": identity_id,
+    }
 
 
 def _check_narrowing(requested: tuple[str, ...], active: set[str]) -> None:

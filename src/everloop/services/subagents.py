@@ -55,7 +55,7 @@ from everloop.engine.signals import Signals
 from everloop.engine.subagent_wait import failure_text, settle_child
 from everloop.errors import Conflict, EverloopError, InvalidInput
 from everloop.services.blueprints import BlueprintService
-from everloop.services.child_sessions import ChildSessions
+from everloop.services.child_sessions import ChildSessions, subagent_provenance
 from everloop.services.files import FileLimits
 from everloop.store import session_tasks as task_store
 from everloop.store import turns as turn_store
@@ -312,7 +312,14 @@ class SubagentService:
         stored = await append_events(
             conn,
             child,
-            [NewEvent("input.message", ev.input_message(message=message), context)],
+            [
+                NewEvent(
+                    "input.message",
+                    ev.input_message(message=message),
+                    context,
+                    metadata=await subagent_provenance(conn, child, task.session_id),
+                )
+            ],
             session_values={"updated_at": stamp},
         )
         await turn_store.insert_turn(

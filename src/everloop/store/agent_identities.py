@@ -171,3 +171,23 @@ async def delete_identity(conn: AsyncConnection, organization_id: str, identity_
         return False
     await conn.execute(delete(principals).where(principals.c.id == principal_id))
     return True
+
+
+async def acting_as(conn: AsyncConnection, session_id: str) -> tuple[str, str | None]:
+    """Whom a session's unattended turns run as: (principal id, agent identity id): its agent
+    identity's principal, else its owner's."""
+    query = (
+        select(
+            sessions.c.owner_principal_id,
+            sessions.c.agent_identity_id,
+            agent_identities.c.principal_id,
+        )
+        .select_from(
+            sessions.outerjoin(
+                agent_identities, agent_identities.c.id == sessions.c.agent_identity_id
+            )
+        )
+        .where(sessions.c.id == session_id)
+    )
+    owner, identity_id, identity_principal = (await conn.execute(query)).one()
+    return (identity_principal or owner), identity_id
