@@ -35,6 +35,8 @@ Prefix = Literal[
     "tmsg",
     "sched",
     "schedexec",
+    "budget",
+    "ledger",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -454,6 +455,59 @@ Index(
     "ix_schedule_executions_schedule",
     schedule_executions.c.schedule_id,
     schedule_executions.c.started_at,
+)
+
+# Budgets: spending caps of a subject (session, agent, user, org) in a currency, and their
+# append-only ledger (positive: a debit; negative: a credit, a top-up or a period's reset).
+# ``balance`` is the ledger's sum from ``limit`` in the current period, kept on the row.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("subject_type", String(16), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("currency", String(16), nullable=False),
+    Column("limit", Float, nullable=False),
+    Column("soft_limit", Float, nullable=True),
+    Column("period", Json, nullable=True),
+    Column("period_started_at", Ts, nullable=True),
+    Column("balance", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # active|paused|exhausted|disabled
+    Column("metadata", Json, nullable=True),
+    # The period start in which budget.warning was written (once per period).
+    Column("warned_period", Ts, nullable=True),
+    # The soft limit a resume cleared: the budget pauses again this period only above a higher one.
+    Column("resumed_soft_limit", Float, nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+Index("ix_budgets_subject", budgets.c.organization_id, budgets.c.subject_type, budgets.c.subject_id)
+
+budget_ledger = Table(
+    "budget_ledger",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("budget_id", Id, ForeignKey("budgets.id"), nullable=False),
+    Column("organization_id", Id, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("meter_source", String(32), nullable=False),  # llm.generation|top_up|period_reset
+    Column("ref_type", String(32), nullable=True),
+    Column("ref_id", String(100), nullable=True),
+    Column("session_id", Id, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", Ts, nullable=False),
+)
+Index("ix_budget_ledger_budget", budget_ledger.c.budget_id, budget_ledger.c.created_at)
+# A generation is charged to a budget once.
+Index(
+    "uq_budget_ledger_ref",
+    budget_ledger.c.budget_id,
+    budget_ledger.c.ref_type,
+    budget_ledger.c.ref_id,
+    unique=True,
+    sqlite_where=text("ref_id IS NOT NULL"),
+    postgresql_where=text("ref_id IS NOT NULL"),
 )
 
 # Idempotency-Key records: the first response to a key is replayed for 24 hours.
