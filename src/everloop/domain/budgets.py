@@ -52,6 +52,15 @@ class Budget:
         return self.limit - self.balance
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetBlock:
+    """A budget that stops a session's next model call."""
+
+    budget_id: str
+    status: Literal["paused", "exhausted"]
+    message: str
+
+
 BudgetEvent = Literal["budget.warning", "budget.paused", "budget.exhausted", "budget.resumed"]
 
 

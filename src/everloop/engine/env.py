@@ -15,7 +15,13 @@ from everloop.domain.messages import Message
 from everloop.domain.secret_refs import Redactor
 from everloop.engine.assembly import Assembler
 from everloop.engine.context import Transcripts, TurnContext
-from everloop.engine.ports import ModelResolver, RemoteTools, ResolvedModel, SessionSecrets
+from everloop.engine.ports import (
+    BudgetGate,
+    ModelResolver,
+    RemoteTools,
+    ResolvedModel,
+    SessionSecrets,
+)
 from everloop.engine.signals import Signals
 from everloop.engine.steps import TurnHalted
 from everloop.errors import EverloopError
@@ -49,6 +55,7 @@ class TurnEnv:
         assembler: Assembler,
         remote: RemoteTools,
         secrets: SessionSecrets,
+        budgets: BudgetGate,
     ) -> None:
         self.db = db
         self.signals = signals
@@ -58,6 +65,7 @@ class TurnEnv:
         self.assembler = assembler
         self.remote = remote
         self.secrets = secrets
+        self.budgets = budgets
         self.transcripts = Transcripts()
         self.model_calls = asyncio.Semaphore(settings.max_concurrent_model_calls)
         self._contexts: dict[str, TurnContext] = {}

@@ -12,7 +12,10 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import Tool
+from everloop.domain.budgets import BudgetBlock
+from everloop.domain.event_log import EventContext, NewEvent
 from everloop.domain.runtime_agent import RuntimeAgent
+from everloop.domain.usage import TokenUsage
 from everloop.llm.base import ModelDriver
 
 
@@ -117,3 +120,44 @@ class TurnEngine(Protocol):
     async def recover(self, executor_ids: list[str]) -> int: ...
 
     async def close(self) -> None: ...
+
+
+class BudgetGate(Protocol):
+    """Budgets in the loop: checked before each model call, charged with each generation."""
+
+    async def blocked(self, session_id: str) -> BudgetBlock | None:
+        """The budget that stops the session's next model call, if any."""
+        ...
+
+    async def charge(
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        *,
+        ref_id: str,
+        usage: TokenUsage,
+        cost_usd: float | None,
+        context: EventContext,
+    ) -> list[NewEvent]:
+        """Charge a generation inside the step transaction recording it; the budgets'
+        events."""
+        ...
+
+
+class NoBudgets:
+    """No budgets at all (tests of the loop without them)."""
+
+    async def blocked(self, session_id: str) -> BudgetBlock | None:
+        return None
+
+    async def charge(
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        *,
+        ref_id: str,
+        usage: TokenUsage,
+        cost_usd: float | None,
+        context: EventContext,
+    ) -> list[NewEvent]:
+        return []

@@ -40,7 +40,9 @@ from everloop.engine.context import TurnContext
 from everloop.engine.ending import end_turn, fail_setup
 from everloop.engine.env import RunnerSettings, TurnEnv
 from everloop.engine.ports import (
+    BudgetGate,
     ModelResolver,
+    NoBudgets,
     NoRemoteTools,
     NoSecrets,
     RemoteTools,
@@ -82,6 +84,7 @@ class TurnRunner:
         assembler: Assembler | None = None,
         remote_tools: RemoteTools | None = None,
         secrets: SessionSecrets | None = None,
+        budgets: BudgetGate | None = None,
     ) -> None:
         self._db = db
         self._signals = signals
@@ -94,6 +97,7 @@ class TurnRunner:
             assembler or Assembler(capabilities),
             remote_tools or NoRemoteTools(),
             secrets or NoSecrets(),
+            budgets or NoBudgets(),
         )
         self._steps = StepRecorder(db, signals, fail_setup, self._env.history)
         self._reason = ReasonPhase(self._env, self._steps)
