@@ -42,6 +42,7 @@ from everloop.services.agent_versions import AgentVersionService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
+from everloop.services.budget_meter import BudgetMeter
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.event_feed import EventFanout
 from everloop.services.executors import ExecutorService
@@ -320,6 +321,7 @@ def build_services(settings: Settings) -> Services:
         assembler=assembler,
         remote_tools=mcp_tools,
         secrets=vault,
+        budgets=BudgetMeter(db),
     )
     # DBOS where processes share the work (PostgreSQL); turns as tasks of the one process on
     # the embedded default (see engine/local.py for why).

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tests.conftest import Api
 
-TERMINAL = ("turn.completed", "turn.failed", "turn.cancelled")
+TERMINAL = ("turn.completed", "turn.failed", "turn.cancelled", "turn.sealed")
 
 
 @pytest.fixture

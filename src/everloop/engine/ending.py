@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from everloop.domain.budgets import BudgetBlock
 from everloop.domain.event_log import EventContext, NewEvent
 from everloop.domain.messages import Message, part_from_json
 from everloop.domain.session_tasks import outcome_of_turn
@@ -117,6 +118,52 @@ async def end_turn(
                 error=failure.message if failure else None,
             ),
         )
+
+
+async def seal_turn(
+    conn: AsyncConnection,
+    session_id: str,
+    state: loop.TurnState,
+    context: EventContext,
+    block: BudgetBlock,
+    *,
+    child: bool = False,
+) -> Halted:
+    """A budget stops the turn before its next model call: ``turn.sealed {reason: "budget"}``
+    (not retried), and the session is ``paused`` until its budgets are resumed or topped up;
+    turns queued meanwhile wait (``store.turns.claim_turn``)."""
+    turn_id = state.turn_id
+    if not await turn_store.move_turn(conn, turn_id, to="failed", allowed_from=("running",)):
+        raise TurnHalted("cancelled")
+    detail = f"{block.message} (budget {block.budget_id}, {block.status})"
+    stamp = now()
+    await append_events(
+        conn,
+        session_id,
+        [
+            NewEvent(
+                ev.TURN_SEALED,
+                ev.turn_sealed(
+                    turn_id=turn_id,
+                    reason="budget",
+                    detail=detail,
+                    iterations=state.iteration,
+                    usage=state.usage,
+                ),
+                context,
+            )
+        ],
+        session_values={"status": "paused", "updated_at": stamp, "finished_at": stamp},
+    )
+    if child:
+        await settle_child(
+            conn,
+            session_id,
+            outcome_of_turn(
+                "failed", text=None, usage=state.usage, error_code="budget", error=detail
+            ),
+        )
+    return Halted("sealed")
 
 
 async def fail_setup(conn: AsyncConnection, session_id: str, turn_id: str, reason: str) -> Halted:

@@ -28,6 +28,7 @@ EventType = Literal[
     "turn.completed",
     "turn.failed",
     "turn.cancelled",
+    "turn.sealed",
     "reason.started",
     "reason.completed",
     "output.message.started",
@@ -49,6 +50,10 @@ EventType = Literal[
     "subagent.cancelled",
     "task.created",
     "task.updated",
+    "budget.warning",
+    "budget.paused",
+    "budget.exhausted",
+    "budget.resumed",
 ]
 
 EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)
@@ -58,6 +63,7 @@ TURN_STARTED: Final = "turn.started"
 TURN_COMPLETED: Final = "turn.completed"
 TURN_FAILED: Final = "turn.failed"
 TURN_CANCELLED: Final = "turn.cancelled"
+TURN_SEALED: Final = "turn.sealed"
 REASON_STARTED: Final = "reason.started"
 REASON_COMPLETED: Final = "reason.completed"
 OUTPUT_MESSAGE_STARTED: Final = "output.message.started"
@@ -81,7 +87,7 @@ TASK_CREATED: Final = "task.created"
 TASK_UPDATED: Final = "task.updated"
 
 TERMINAL_TURN_EVENTS: Final[frozenset[EventType]] = frozenset(
-    {TURN_COMPLETED, TURN_FAILED, TURN_CANCELLED}
+    {TURN_COMPLETED, TURN_FAILED, TURN_CANCELLED, TURN_SEALED}
 )
 
 PREVIEW_CHARS: Final = 200
@@ -112,6 +118,18 @@ def turn_started(*, turn_id: str, input_message_id: str, input_content: str | No
         "turn_id": turn_id,
         "input_message_id": input_message_id,
         "input_content": input_content,
+    }
+
+
+def turn_sealed(
+    *, turn_id: str, reason: str, detail: str, iterations: int, usage: TokenUsage
+) -> JsonObject:
+    return {
+        "turn_id": turn_id,
+        "reason": reason,
+        "detail": detail,
+        "iterations": iterations,
+        "usage": _usage(usage),
     }
 
 

@@ -26,7 +26,7 @@ from everloop.engine import events as ev
 from everloop.engine import loop
 from everloop.engine.client_wait import request_client_calls
 from everloop.engine.context import TurnContext
-from everloop.engine.ending import end_turn, fail_setup
+from everloop.engine.ending import end_turn, fail_setup, seal_turn
 from everloop.engine.env import TurnEnv
 from everloop.engine.ports import ResolvedModel
 from everloop.engine.steps import (
@@ -247,6 +247,22 @@ class ReasonPhase:
                     context, f"reason:{state.iteration}:unavailable", unavailable
                 )
                 return _advanced(result)
+            block = await self._env.budgets.blocked(context.session_id)
+            if block is not None:
+                # Before the call, not after: nothing more is spent past a limit.
+                sealed = await self._once(
+                    context,
+                    f"reason:{state.iteration}:budget",
+                    lambda conn: seal_turn(
+                        conn,
+                        context.session_id,
+                        state,
+                        event_context(context.turn_id, state.input_message_id),
+                        block,
+                        child=context.config.parent_session_id is not None,
+                    ),
+                )
+                return _advanced(sealed)
             redactor = await self._env.redactor(context)
             outcome = await self._call_model(context, state, model, message_id, redactor)
             return await self._record(context, state, model, message_id, outcome, key)
@@ -395,6 +411,17 @@ class ReasonPhase:
                 if context.ancestors is None:
                     context.ancestors = tuple(await turn_store.ancestors(conn, session_id))
                 await turn_store.add_descendant_usage(conn, context.ancestors, usage)
+            # Charged once with the generation it pays for: this step's record.
+            new.extend(
+                await self._env.budgets.charge(
+                    conn,
+                    session_id,
+                    ref_id=f"{turn_id}:{state.iteration}",
+                    usage=usage,
+                    cost_usd=cost_usd(model, usage),
+                    context=ctx,
+                )
+            )
             match effect:
                 case loop.RunTools(calls=run_calls):
                     client = state.settings.client_side_tools
@@ -546,9 +573,14 @@ def _generation(
     metadata["model_id"] = model.model_id
     metadata["provider_id"] = model.provider_id
     metadata["attempts"] = outcome.attempt
+    metadata["estimated_cost_usd"] = cost_usd(model, outcome.usage)
+    return data
+
+
+def cost_usd(model: ResolvedModel, usage: TokenUsage) -> float:
+    """What a call's usage costs at the model's prices."""
     prices = model.prices
-    usage = outcome.usage
-    metadata["estimated_cost_usd"] = round(
+    return round(
         (
             usage.input_tokens * prices.input
             + usage.output_tokens * prices.output
@@ -558,7 +590,6 @@ def _generation(
         / 1_000_000,
         10,
     )
-    return data
 
 
 def _ms_since(started: float) -> int:

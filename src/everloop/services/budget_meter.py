@@ -120,8 +120,7 @@ class BudgetMeter:
         budget whose period has turned over counts as fresh (the next charge writes it)."""
         now = utc_now()
         async with self._db.read() as conn:
-            org_id, subjects = await store.session_subjects(conn, session_id)
-            found = await store.applicable(conn, org_id, subjects)
+            found = await store.applicable_to_session(conn, session_id)
         for budget in found:
             block = block_of(rolled(budget, now)[0])
             if block is not None:
@@ -141,8 +140,7 @@ class BudgetMeter:
         """Charge one generation to every budget that applies, inside the step transaction
         that records it (so once: the step's record, and the ledger's unique ref), and
         return the events the budgets' rules write into the session's log."""
-        org_id, subjects = await store.session_subjects(conn, session_id)
-        found = await store.applicable(conn, org_id, subjects, lock=True)
+        found = await store.applicable_to_session(conn, session_id, lock=True)
         if not found:
             return []
         now = utc_now()

@@ -91,6 +91,35 @@ async def applicable(
     return [budget_of(row) for row in (await conn.execute(query)).mappings()]
 
 
+async def applicable_to_session(
+    conn: AsyncConnection, session_id: str, *, lock: bool = False
+) -> list[Budget]:
+    """The live budgets a session's spending counts against (see ``session_subjects``), in id
+    order, in one query: read fresh each time (a session's agent may be rebound)."""
+    s = sessions
+    query = (
+        select(_B)
+        .select_from(_B.join(s, s.c.organization_id == _B.c.organization_id))
+        .where(
+            s.c.id == session_id,
+            _B.c.status != "disabled",
+            or_(
+                and_(
+                    _B.c.subject_type == "session",
+                    or_(_B.c.subject_id == s.c.id, _B.c.subject_id == s.c.root_session_id),
+                ),
+                and_(_B.c.subject_type == "agent", _B.c.subject_id == s.c.agent_id),
+                and_(_B.c.subject_type == "user", _B.c.subject_id == s.c.resolved_owner_user_id),
+                and_(_B.c.subject_type == "org", _B.c.subject_id == s.c.organization_id),
+            ),
+        )
+        .order_by(_B.c.id)
+    )
+    if lock:
+        query = query.with_for_update(of=_B)
+    return [budget_of(row) for row in (await conn.execute(query)).mappings()]
+
+
 async def any_budget(conn: AsyncConnection, org_id: str) -> bool:
     """Whether the organization has any live budget (most have none: nothing to check)."""
     query = select(_B.c.id).where(_B.c.organization_id == org_id, _B.c.status != "disabled")

@@ -131,20 +131,32 @@ async def claim_turn(conn: AsyncConnection, session_id: str, turn_id: str) -> st
     """Let ``turn_id`` run if it is the session's earliest open turn and nothing else runs.
 
     Returns ``"claimed"`` (moved to running now), ``"running"`` (it already was: a re-run after
-    a crash), ``"waiting"`` (an earlier turn is still open), ``"session deleted"``,
+    a crash), ``"waiting"`` (an earlier turn is still open, or the session is paused by a
+    budget), ``"session deleted"``,
     ``"missing"``, or the turn's terminal status. The caller's transaction holds the database
     write lock (SQLite) or locks the session row (PostgreSQL), so two claims of one session
     never interleave.
     """
     raw = direct.connection(conn)
     await lock_session(conn, session_id)
-    current, session_live = await turn_state(conn, turn_id)
-    if current is None:
+    row = await direct.one(
+        conn,
+        raw,
+        "SELECT turns.status, sessions.deleted_at, sessions.status FROM turns JOIN sessions "
+        "ON sessions.id = turns.session_id WHERE turns.id = ?",
+        (turn_id,),
+    )
+    if row is None:
         return "missing"
-    if not session_live:
+    current, deleted_at, session_status = str(row[0]), row[1], row[2]
+    if deleted_at is not None:
         return "session deleted"
     if current != "queued":
         return current
+    if session_status == "paused":
+        # A budget paused the session: its queued turns wait until a resume (which writes
+        # budget.resumed to its log and wakes them).
+        return "waiting"
     # Move it to running only if it is the session's earliest open turn: one statement (the
     # subquery runs after the lock above, so it sees every claim committed before).
     claimed = await direct.execute(
