@@ -42,6 +42,8 @@ from everloop.services.agent_versions import AgentVersionService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
+from everloop.services.budget_meter import BudgetMeter
+from everloop.services.budgets import BudgetService
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.event_feed import EventFanout
 from everloop.services.executors import ExecutorService
@@ -99,6 +101,7 @@ class Services:
     runtime_agents: RuntimeAgentService
     mcp_servers: McpServerService
     agent_identities: AgentIdentityService
+    budgets: BudgetService
     executors: ExecutorService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
@@ -320,6 +323,7 @@ def build_services(settings: Settings) -> Services:
         assembler=assembler,
         remote_tools=mcp_tools,
         secrets=vault,
+        budgets=BudgetMeter(db),
     )
     # DBOS where processes share the work (PostgreSQL); turns as tasks of the one process on
     # the embedded default (see engine/local.py for why).
@@ -401,5 +405,6 @@ def build_services(settings: Settings) -> Services:
         runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
         mcp_servers=mcp_servers,
         agent_identities=AgentIdentityService(db),
+        budgets=BudgetService(db, engine),
         executors=ExecutorService(db),
     )

@@ -77,7 +77,10 @@ def test_period_shapes_are_normalized() -> None:
     assert check_period({"type": "rolling", "window": "2w"})["seconds"] == 14 * 86400
     assert check_period({"type": "rolling", "seconds": 120}) == {"type": "rolling", "seconds": 120}
     for unit in ("hour", "day", "week", "month", "year"):
-        assert check_period({"type": "calendar", "unit": unit}) == {"type": "calendar", "unit": unit}
+        assert check_period({"type": "calendar", "unit": unit}) == {
+            "type": "calendar",
+            "unit": unit,
+        }
 
 
 def test_bad_periods_name_their_field() -> None:
