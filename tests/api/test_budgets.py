@@ -21,6 +21,7 @@ from everloop.store.sql import Store
 from everloop.store.tables import budget_ledger, budgets
 from tests.api.conftest import OtherOrg, add_user_to_org, assert_error, create_agent, make_org
 from tests.conftest import Api
+from tests.engine.conftest import scripted_model, send, wait_turns_ended
 
 
 async def new_session(api: Api, **fields: Any) -> dict[str, Any]:
@@ -455,6 +456,30 @@ async def test_the_budgets_of_a_session_across_subject_kinds(api: Api) -> None:
     )
     unbudgeted = await check(api, f"/v1/sessions/{(await new_session(api))['id']}/budget-check")
     assert unbudgeted["action"] == "pause"  # the org's budget applies to every session
+
+
+async def test_a_subagent_counts_against_its_root_sessions_budget(api: Api) -> None:
+    await api.services.start_engine()
+    spawn = {"name": "spawn_subagent", "arguments": {"name": "helper", "task": "research"}}
+    model = await scripted_model(
+        api,
+        {"response": {"type": "fixed", "text": "hi"}, "tool_calls": [{"when": "hello", **spawn}]},
+    )
+    parent = await new_session(api, model_id=model, capabilities=[{"ref": "subagents"}])
+    root = await session_budget(api, parent["id"], limit=1000)
+    await send(api, parent["id"], "hello")
+    await wait_turns_ended(api, parent["id"])
+    [task] = (await api.client.get(f"/v1/sessions/{parent['id']}/tasks")).json()
+    child_id = task["links"]["child_session_id"]
+    own = await session_budget(api, child_id, limit=10)
+    response = await api.client.get(f"/v1/sessions/{child_id}/budgets")
+    assert {b["id"] for b in response.json()} == {own["id"], root["id"]}
+    paused = await api.client.patch(f"/v1/budgets/{root['id']}", json={"status": "paused"})
+    assert paused.status_code == 200, paused.text
+    verdict = await check(api, f"/v1/sessions/{child_id}/budget-check")
+    assert (verdict["action"], verdict["budget_id"]) == ("pause", root["id"])
+    resumed = await api.client.post(f"/v1/sessions/{child_id}/resume", json={})
+    assert resumed.json()["resumed_budgets"] == 1
 
 
 async def test_a_session_without_budgets(api: Api) -> None:
