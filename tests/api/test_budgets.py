@@ -530,6 +530,24 @@ async def test_resume_lifts_paused_budgets_and_the_paused_session(api: Api) -> N
     assert (await get(api, own["id"]))["status"] == "active"
 
 
+async def test_resume_starts_the_queued_turn_of_a_paused_session(api: Api) -> None:
+    # A message recorded while nothing runs turns (its enqueue fails; it stays queued), in a
+    # session the loop paused.
+    model = await scripted_model(api, {"response": {"type": "fixed", "text": "done"}})
+    session = await new_session(api, model_id=model)
+    sid = session["id"]
+    budget_id = (await session_budget(api, sid, limit=100))["id"]
+    await api.client.patch(f"/v1/budgets/{budget_id}", json={"status": "paused"})
+    await send(api, sid, "queued while paused")
+    await set_session_status(api, sid, "paused")
+    await api.services.engine.launch(api.services.runner)
+    response = await api.client.post(f"/v1/sessions/{sid}/resume", json={})
+    assert response.json()["resumed_budgets"] == 1
+    found = await wait_turns_ended(api, sid)
+    assert "turn.completed" in [e["type"] for e in found]
+    assert await session_status(api, sid) == "idle"
+
+
 async def test_resume_does_not_lift_an_exhausted_budget(api: Api) -> None:
     session = await new_session(api)
     sid = session["id"]
