@@ -43,6 +43,7 @@ from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.budget_meter import BudgetMeter
+from everloop.services.budgets import BudgetService
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.event_feed import EventFanout
 from everloop.services.executors import ExecutorService
@@ -100,6 +101,7 @@ class Services:
     runtime_agents: RuntimeAgentService
     mcp_servers: McpServerService
     agent_identities: AgentIdentityService
+    budgets: BudgetService
     executors: ExecutorService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
@@ -403,5 +405,6 @@ def build_services(settings: Settings) -> Services:
         runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
         mcp_servers=mcp_servers,
         agent_identities=AgentIdentityService(db),
+        budgets=BudgetService(db, engine),
         executors=ExecutorService(db),
     )

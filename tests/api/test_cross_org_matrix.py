@@ -134,6 +134,15 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/durable/schedules/{schedule_id}/trigger"): Case(),
     ("GET", "/api/v1/durable/schedules/{schedule_id}/executions"): Case(),
     ("GET", "/api/v1/durable/schedules/{schedule_id}/stats"): Case(),
+    ("GET", "/api/v1/budgets/{budget_id}"): Case(),
+    ("PATCH", "/api/v1/budgets/{budget_id}"): Case(fixed({"metadata": {"theirs": True}})),
+    ("DELETE", "/api/v1/budgets/{budget_id}"): Case(),
+    ("POST", "/api/v1/budgets/{budget_id}/top-up"): Case(fixed({"amount": 5})),
+    ("GET", "/api/v1/budgets/{budget_id}/ledger"): Case(),
+    ("GET", "/api/v1/budgets/{budget_id}/check"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/budgets"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/budget-check"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/resume"): Case(fixed({})),
     ("DELETE", "/api/v1/auth/api-keys/{key_id}"): Case(),
     ("DELETE", "/api/v1/admin/api-keys/{key_id}"): Case(),
 }
@@ -223,6 +232,12 @@ async def build_world(api: Api) -> World:
             },
         )
     )
+    budget = await created(
+        client.post(
+            "/v1/budgets",
+            json={"subject_type": "session", "subject_id": session, "currency": "usd", "limit": 5},
+        )
+    )
     await created(client.post(f"/v1/sessions/{session}/databases", json={"name": "notes"}))
     await created(client.post(f"/v1/sessions/{session}/fs/notes.txt", json={"content": "hi"}))
     await created(
@@ -243,6 +258,7 @@ async def build_world(api: Api) -> World:
         "key_id": key["id"],
         "identity_id": identity["id"],
         "schedule_id": schedule["id"],
+        "budget_id": budget["id"],
         "blueprint_id": blueprint,
         "capability_id": "current_time",
         "name": "notes",
@@ -304,6 +320,7 @@ WORLD_PARAMS = {
     "key_id",
     "identity_id",
     "schedule_id",
+    "budget_id",
     "blueprint_id",
     "capability_id",
     "name",

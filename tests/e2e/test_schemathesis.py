@@ -56,6 +56,18 @@ def existing_objects(api: Api) -> dict[str, str]:
     provider = next(p for p in providers if p["driver"] == "llmsim")
     model_id = api.llmsim_model({"response": {"type": "echo"}}, name="fuzz-model")
     session_id = api.create_session(model_id)
+    budget = api.ok(
+        api.http.post(
+            "budgets",
+            json={
+                "subject_type": "session",
+                "subject_id": session_id,
+                "currency": "usd",
+                "limit": 5,
+            },
+        ),
+        201,
+    )
     return {
         "agent_id": agent["id"],
         "harness_id": harness["id"],
@@ -63,6 +75,7 @@ def existing_objects(api: Api) -> dict[str, str]:
         "provider_id": provider["id"],
         "model_id": model_id,
         "session_id": session_id,
+        "budget_id": budget["id"],
     }
 
 

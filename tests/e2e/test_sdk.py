@@ -9,7 +9,16 @@ import httpx
 import pytest
 from everruns_sdk import Everruns
 from everruns_sdk.errors import ApiError
-from everruns_sdk.models import AgentCapabilityConfig, CreateSessionRequest, Session
+from everruns_sdk.models import (
+    AgentCapabilityConfig,
+    Budget,
+    BudgetCheckResult,
+    BudgetPeriod,
+    CreateSessionRequest,
+    LedgerEntry,
+    ResumeSessionResponse,
+    Session,
+)
 
 from tests.e2e.conftest import Api, Server
 
@@ -261,5 +270,98 @@ async def test_a_subagent_session_through_the_sdk(server: Server, api: Api) -> N
         assert parent.id in listed and child_id not in listed
         [task] = await client._get(f"/sessions/{parent.id}/tasks")
         assert (task["state"], task["links"]["child_session_id"]) == ("succeeded", child_id)
+    finally:
+        await client.close()
+
+
+async def test_every_budget_method_of_the_sdk(server: Server) -> None:
+    """``budgets.create/list/get/update/delete/top_up/ledger/check``, ``sessions.budgets``,
+    ``sessions.budget_check`` and ``sessions.resume``, each answer parsed by the SDK's own
+    models."""
+    client = sdk(server)
+    try:
+        agent = await client.agents.create(unique("e2e-budgeted"), "You help.")
+        session = await client.sessions.create(agent_id=agent.id)
+        own = await client.budgets.create(
+            "session",
+            session.id,
+            "tokens",
+            1000,
+            soft_limit=800,
+            period={"type": "rolling", "window": "24h"},
+            metadata={"team": "e2e"},
+        )
+        assert isinstance(own, Budget) and own.id.startswith("budget_")
+        assert (own.subject_type, own.subject_id, own.status) == ("session", session.id, "active")
+        assert (own.limit, own.soft_limit, own.balance) == (1000, 800, 1000)
+        assert isinstance(own.period, BudgetPeriod)
+        assert (own.period.type, own.period.window, own.period.seconds) == ("rolling", "24h", 86400)
+        assert own.period_started_at is not None and own.metadata == {"team": "e2e"}
+        org = await client.budgets.create(
+            "organization",
+            session.organization_id,
+            "usd",
+            25.0,
+            period={"type": "calendar", "unit": "month"},
+        )
+        assert org.subject_type == "org" and org.period is not None
+        assert org.period.unit == "month"
+        by_agent = await client.budgets.create(
+            "agent", agent.id, "credits", 50, period={"type": "duration", "seconds": 3600}
+        )
+
+        listed = await client.budgets.list()
+        assert {b.id for b in listed} >= {own.id, org.id, by_agent.id}
+        assert all(isinstance(b, Budget) for b in listed)
+        filtered = await client.budgets.list(subject_type="session", subject_id=session.id)
+        assert [b.id for b in filtered] == [own.id]
+        fetched = await client.budgets.get(own.id)
+        assert fetched == own
+
+        paused = await client.budgets.update(own.id, limit=1200, status="paused")
+        assert (paused.status, paused.limit, paused.balance) == ("paused", 1200, 1200)
+        updated = await client.budgets.update(org.id, soft_limit=20.0, metadata={"k": 1})
+        assert (updated.soft_limit, updated.metadata) == (20.0, {"k": 1})
+
+        applicable = await client.sessions.budgets(session.id)
+        assert {b.id for b in applicable} == {own.id, org.id, by_agent.id}
+        verdict = await client.sessions.budget_check(session.id)
+        assert isinstance(verdict, BudgetCheckResult)
+        assert (verdict.action, verdict.budget_id) == ("pause", own.id)
+        assert (verdict.error_code, verdict.currency) == ("budget_paused", "tokens")
+        assert verdict.message and verdict.error_fields is not None
+        resumed = await client.sessions.resume(session.id)
+        assert isinstance(resumed, ResumeSessionResponse)
+        assert (resumed.resumed_budgets, resumed.session_id) == (1, session.id)
+        assert (await client.sessions.budget_check(session.id)).action == "continue"
+
+        topped = await client.budgets.top_up(own.id, 300, description="e2e top-up")
+        assert (topped.status, topped.balance) == ("active", 1500)
+        await client.budgets.top_up(own.id, 0.5)
+        entries = await client.budgets.ledger(own.id)
+        assert all(isinstance(e, LedgerEntry) for e in entries)
+        assert [(e.amount, e.meter_source, e.description) for e in entries] == [
+            (-0.5, "top_up", None),
+            (-300, "top_up", "e2e top-up"),
+        ]
+        assert [e.id for e in await client.budgets.ledger(own.id, limit=1, offset=1)] == [
+            entries[1].id
+        ]
+        single = await client.budgets.check(own.id)
+        assert isinstance(single, BudgetCheckResult)
+        assert (single.action, single.budget_id, single.balance) == ("continue", own.id, 1500.5)
+
+        with pytest.raises(ApiError) as refused:
+            await client.budgets.create("session", session.id, "eur", 10)
+        assert refused.value.status_code == 422
+        with pytest.raises(ApiError) as refused:
+            await client.budgets.top_up(own.id, -1)
+        assert refused.value.status_code == 422
+
+        await client.budgets.delete(by_agent.id)
+        with pytest.raises(ApiError) as gone:
+            await client.budgets.get(by_agent.id)
+        assert gone.value.status_code == 404
+        assert {b.id for b in await client.sessions.budgets(session.id)} == {own.id, org.id}
     finally:
         await client.close()

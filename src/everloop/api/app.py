@@ -25,6 +25,7 @@ from everloop.api.routes import (
     agent_versions,
     api_keys,
     blueprints,
+    budgets,
     capabilities,
     config_resources,
     debug,
@@ -147,6 +148,7 @@ def create_app(
     routes.include_router(schedules.router)
     routes.include_router(mcp_servers.router)
     routes.include_router(agent_identities.router)
+    routes.include_router(budgets.router)
     routes.include_router(api_keys.router)
     if services.settings.debug_counters:
         routes.include_router(debug.router)
