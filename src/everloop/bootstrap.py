@@ -405,6 +405,6 @@ def build_services(settings: Settings) -> Services:
         runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
         mcp_servers=mcp_servers,
         agent_identities=AgentIdentityService(db),
-        budgets=BudgetService(db, engine),
+        budgets=BudgetService(db, engine, signals),
         executors=ExecutorService(db),
     )

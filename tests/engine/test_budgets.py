@@ -239,3 +239,73 @@ async def test_a_new_period_resets_a_spent_budget(engine: Api) -> None:
     sources = [e["meter_source"] for e in await ledger(engine, budget_id)]
     assert sorted(sources) == ["llm_tokens", "llm_tokens", "period_reset"]  # last month's, now
     assert reset.balance == 100 - tokens_of(generations(found)[0])
+
+
+async def turn_status(api: Api, turn_id: str) -> str | None:
+    async with api.services.db.read() as conn:
+        found = await conn.execute(select(turns.c.status).where(turns.c.id == turn_id))
+        return found.scalar()
+
+
+async def test_a_spent_budget_needs_a_top_up_then_resume_runs_the_queued_message(
+    engine: Api,
+) -> None:
+    sid = await new_session(engine, TOOLING, capabilities=MATH)
+    [first, _] = await costs(engine, TOOLING, ["please add"], capabilities=MATH)
+    created = await engine.client.post(
+        "/v1/budgets",
+        json={"subject_type": "session", "subject_id": sid, "currency": "tokens", "limit": first},
+    )
+    assert created.status_code == 201, created.text
+    budget_id = created.json()["id"]
+    await send(engine, sid, "please add")
+    await wait_turns_ended(engine, sid)
+    assert await session_status(engine, sid) == "paused"
+    queued = await send(engine, sid, "hello once more")
+    # Resume alone does not lift a spent budget.
+    resumed = await engine.client.post(f"/v1/sessions/{sid}/resume")
+    assert resumed.json() == {"resumed_budgets": 0, "session_id": sid}
+    assert await session_status(engine, sid) == "paused"
+    assert await turn_status(engine, queued["turn_id"]) == "queued"
+    topped = await engine.client.post(f"/v1/budgets/{budget_id}/top-up", json={"amount": 10_000})
+    assert topped.json()["status"] == "active"
+    assert await session_status(engine, sid) == "paused"  # until resumed
+    assert await turn_status(engine, queued["turn_id"]) == "queued"
+    resumed = await engine.client.post(f"/v1/sessions/{sid}/resume")
+    assert resumed.status_code == 200, resumed.text
+    found = await wait_turns_ended(engine, sid, 2)
+    assert types_of(found)[-2:] == ["turn.completed", "session.idled"]
+    assert await turn_status(engine, queued["turn_id"]) == "completed"
+    assert await session_status(engine, sid) == "idle"
+    entries = await ledger(engine, budget_id)
+    assert len([e for e in entries if e["meter_source"] == "llm_tokens"]) == len(generations(found))
+
+
+async def test_resume_lifts_a_soft_limit_pause_and_it_does_not_pause_again(engine: Api) -> None:
+    [first, _] = await costs(engine, TOOLING, ["please add"], capabilities=MATH)
+    sid = await new_session(engine, TOOLING, capabilities=MATH)
+    created = await engine.client.post(
+        "/v1/budgets",
+        json={
+            "subject_type": "session",
+            "subject_id": sid,
+            "currency": "tokens",
+            "limit": first * 100,
+            "soft_limit": first / 2,
+        },
+    )
+    budget_id = created.json()["id"]
+    await send(engine, sid, "please add")
+    await wait_turns_ended(engine, sid)
+    queued = await send(engine, sid, "then this")
+    assert await session_status(engine, sid) == "paused"
+    check = (await engine.client.get(f"/v1/sessions/{sid}/budget-check")).json()
+    assert (check["action"], check["budget_id"]) == ("pause", budget_id)
+    resumed = await engine.client.post(f"/v1/sessions/{sid}/resume")
+    assert resumed.json()["resumed_budgets"] == 1
+    found = await wait_turns_ended(engine, sid, 2)
+    kinds = types_of(found)
+    assert kinds.count("budget.resumed") == 1 and kinds.count("budget.paused") == 1
+    assert kinds[-2:] == ["turn.completed", "session.idled"]
+    assert await turn_status(engine, queued["turn_id"]) == "completed"
+    assert (await budget(engine, budget_id)).status == "active"

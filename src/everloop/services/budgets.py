@@ -38,6 +38,7 @@ from everloop.domain.budgets import (
 )
 from everloop.domain.event_log import EventContext
 from everloop.domain.timestamps import format_ts
+from everloop.engine.signals import Signals
 from everloop.errors import InvalidInput, NotFound
 from everloop.services import budget_meter as meter
 from everloop.services.auth import Caller
@@ -92,9 +93,10 @@ class BudgetService:
     """The budgets of the caller's organization. ``queue`` starts a resumed session's next
     queued turn (the turn engine, as for ``TurnService``)."""
 
-    def __init__(self, db: Database, queue: TurnQueue) -> None:
+    def __init__(self, db: Database, queue: TurnQueue, signals: Signals) -> None:
         self._db = db
         self._queue = queue
+        self._signals = signals
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Budget:
         org = caller.organization_id
@@ -202,6 +204,9 @@ class BudgetService:
         stamp = format_ts(moment)
         next_turn: str | None = None
         async with self._db.write() as conn:
+            # The session's row before its budgets: the order of a charge (its step updates
+            # the session's usage first), so a resume and a charge cannot deadlock.
+            await turn_store.lock_session(conn, session_id)
             found = await _applicable(conn, caller.organization_id, session_id, lock=True)
             lifted: list[Budget] = []
             now_budgets: list[Budget] = []
@@ -223,6 +228,9 @@ class BudgetService:
             unblocked = all(meter.block_of(budget) is None for budget in now_budgets)
             if unblocked and await subjects_store.unpause_session(conn, session_id, stamp):
                 next_turn = await turn_store.next_open_turn(conn, session_id)
+        # A turn already waiting in this process wakes now (a resume that only unpauses
+        # writes no event to wake it; in other processes it sees the change at its recheck).
+        self._signals.events_appended(session_id)
         if next_turn is not None:
             try:
                 await self._queue.enqueue_turn(session_id, next_turn)
