@@ -103,7 +103,13 @@ async def update_schedule(
 
 
 async def delete_schedules(conn: AsyncConnection, schedule_ids: Sequence[str]) -> None:
+    """Delete schedules and their executions. Their rows are locked first (in id order): a
+    fire in flight holds its schedule's row until it commits an execution, which must be
+    there to be deleted, or the schedule's delete fails on its foreign key."""
     if schedule_ids:
+        await conn.execute(
+            select(_S.c.id).where(_S.c.id.in_(schedule_ids)).order_by(_S.c.id).with_for_update()
+        )
         await conn.execute(delete(_E).where(_E.c.schedule_id.in_(schedule_ids)))
         await conn.execute(delete(_S).where(_S.c.id.in_(schedule_ids)))
 
