@@ -39,10 +39,12 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from turns import Server, SessionStream, cpu_seconds, settle, setup, turn
+from turns import SCRIPT, Server, SessionStream, cpu_seconds, settle, turn
 
 
-async def budgets_for(client: httpx.AsyncClient, sessions: list[str]) -> None:
+async def budgets_for(client: httpx.AsyncClient, sessions: list[str], shared: bool) -> None:
+    """A budget for each session; with ``shared``, the three every session shares (made once
+    per server, so each session has four)."""
     first = (await client.get(f"v1/sessions/{sessions[0]}")).json()
     org_id, user_id = first["organization_id"], first["resolved_owner_user_id"]
     for session_id in sessions:
@@ -56,6 +58,8 @@ async def budgets_for(client: httpx.AsyncClient, sessions: list[str]) -> None:
             },
         )
         created.raise_for_status()
+    if not shared:
+        return
     for subject_type, subject_id, currency in (
         ("user", user_id, "tokens"),
         ("org", org_id, "tokens"),
@@ -74,14 +78,40 @@ async def budgets_for(client: httpx.AsyncClient, sessions: list[str]) -> None:
         created.raise_for_status()
 
 
-async def repetition(server: Server, token: str, args: argparse.Namespace, budgets: bool) -> float:
+async def sessions_of(client: httpx.AsyncClient, count: int) -> list[str]:
+    """``count`` new sessions on the benchmark's llmsim model (made once per server)."""
+    providers = (await client.get("v1/providers")).json()["data"]
+    llmsim = next(p for p in providers if p["driver"] == "llmsim")
+    models = (await client.get(f"v1/providers/{llmsim['id']}/models")).json()
+    listed = models["data"] if isinstance(models, dict) else models
+    found = next((m["id"] for m in listed if m.get("model_id") == "bench"), None)
+    if found is None:
+        made = await client.post(
+            f"v1/providers/{llmsim['id']}/models",
+            json={"model_id": "bench", "settings": {"llmsim": SCRIPT}},
+        )
+        made.raise_for_status()
+        found = made.json()["id"]
+    sessions = []
+    for _ in range(count):
+        created = await client.post(
+            "v1/sessions", json={"model_id": found, "capabilities": [{"ref": "test_math"}]}
+        )
+        created.raise_for_status()
+        sessions.append(created.json()["id"])
+    return sessions
+
+
+async def repetition(
+    server: Server, token: str, args: argparse.Namespace, budgets: bool, first: bool
+) -> float:
     """Server CPU milliseconds per model call over one repetition."""
     async with httpx.AsyncClient(
         base_url=server.base + "/", headers={"Authorization": f"Bearer {token}"}, timeout=60
     ) as client:
-        sessions = await setup(client, args.sessions)
+        sessions = await sessions_of(client, args.sessions)
         if budgets:
-            await budgets_for(client, sessions)
+            await budgets_for(client, sessions, shared=first)
         streams = [SessionStream(client, s) for s in sessions]
         await settle(server.proc.pid)
         before = cpu_seconds(server.proc.pid)
@@ -112,7 +142,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for rep in range(args.reps + 1):  # the first is a warm-up
             for name, _, budgets in configs:
                 server, token = servers[name]
-                per_call = await repetition(server, token, args, budgets)
+                per_call = await repetition(server, token, args, budgets, first=rep == 0)
                 if rep > 0:
                     results[name].append(per_call)
                 print(f"rep {rep} {name}: {per_call:.2f} ms/call", file=sys.stderr)

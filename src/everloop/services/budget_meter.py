@@ -152,24 +152,18 @@ class BudgetMeter:
             + usage.cache_creation_tokens
         )
         events: list[NewEvent] = []
+        charged: list[tuple[Budget, float]] = []
         for budget in found:
             budget = await roll_period(conn, budget, now)
             amount = charge_amount(budget.currency, tokens, cost_usd)
-            await store.add_entry(
-                conn,
-                budget,
-                amount=amount,
-                meter_source="llm_tokens",
-                created_at=stamp,
-                ref_type="llm_generation",
-                ref_id=ref_id,
-                session_id=session_id,
-            )
-            charged, written = after_charge(budget, amount)
-            await store.save_budget(conn, replace(charged, updated_at=stamp))
+            after, written = after_charge(budget, amount)
+            charged.append((after, amount))
             events.extend(
-                NewEvent(kind, event_data(charged, _MESSAGES[kind]), context) for kind in written
+                NewEvent(kind, event_data(after, _MESSAGES[kind]), context) for kind in written
             )
+        await store.charge_entries(
+            conn, charged, ref_id=ref_id, session_id=session_id, created_at=stamp
+        )
         return events
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
 from everloop.domain.budgets import Budget
+from everloop.store import direct
 from everloop.store.tables import budget_ledger, budgets, sessions
 
 _B = budgets
@@ -91,33 +92,79 @@ async def applicable(
     return [budget_of(row) for row in (await conn.execute(query)).mappings()]
 
 
+# The budgets a session's spending counts against, by one indexed look-up per subject: the
+# hot path (before every model call, and with every generation), so raw SQL (``store.direct``).
+_COLUMNS = ", ".join(f'b."{name}"' for name in Budget.__dataclass_fields__)  # "limit" is a keyword
+_APPLICABLE = (
+    f"SELECT {_COLUMNS} FROM budgets AS b JOIN sessions AS s "
+    "ON s.organization_id = b.organization_id WHERE s.id = ? AND b.status <> 'disabled' AND ("
+    "(b.subject_type = 'session' AND (b.subject_id = s.id OR b.subject_id = s.root_session_id))"
+    " OR (b.subject_type = 'agent' AND b.subject_id = s.agent_id)"
+    " OR (b.subject_type = 'user' AND b.subject_id = s.resolved_owner_user_id)"
+    " OR (b.subject_type = 'org' AND b.subject_id = s.organization_id)) ORDER BY b.id"
+)
+
+
 async def applicable_to_session(
     conn: AsyncConnection, session_id: str, *, lock: bool = False
 ) -> list[Budget]:
     """The live budgets a session's spending counts against (see ``session_subjects``), in id
     order, in one query: read fresh each time (a session's agent may be rebound)."""
-    s = sessions
-    query = (
-        select(_B)
-        .select_from(_B.join(s, s.c.organization_id == _B.c.organization_id))
-        .where(
-            s.c.id == session_id,
-            _B.c.status != "disabled",
-            or_(
-                and_(
-                    _B.c.subject_type == "session",
-                    or_(_B.c.subject_id == s.c.id, _B.c.subject_id == s.c.root_session_id),
-                ),
-                and_(_B.c.subject_type == "agent", _B.c.subject_id == s.c.agent_id),
-                and_(_B.c.subject_type == "user", _B.c.subject_id == s.c.resolved_owner_user_id),
-                and_(_B.c.subject_type == "org", _B.c.subject_id == s.c.organization_id),
-            ),
-        )
-        .order_by(_B.c.id)
+    raw = direct.connection(conn)
+    sql = _APPLICABLE
+    if lock and direct.is_postgresql(raw):
+        sql += " FOR UPDATE OF b"
+    rows = await direct.all_rows(conn, raw, sql, (session_id,))
+    names = list(Budget.__dataclass_fields__)
+    found = []
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        values["period"] = direct.json_result(raw, values["period"])
+        values["metadata"] = direct.json_result(raw, values["metadata"])
+        found.append(budget_of(values))
+    return found
+
+
+async def charge_entries(
+    conn: AsyncConnection,
+    charged: Sequence[tuple[Budget, float]],
+    *,
+    ref_id: str,
+    session_id: str,
+    created_at: str,
+) -> None:
+    """Record one generation's debit on each budget (the ledger entries and the budgets' new
+    balance, status and warning mark), in two statements."""
+    raw = direct.connection(conn)
+    await direct.execute_many(
+        conn,
+        raw,
+        "INSERT INTO budget_ledger (id, budget_id, organization_id, amount, meter_source, "
+        "ref_type, ref_id, session_id, description, created_at) "
+        "VALUES (?, ?, ?, ?, 'llm_tokens', 'llm_generation', ?, ?, NULL, ?)",
+        [
+            (
+                ids.new_id("ledger"),
+                budget.id,
+                budget.organization_id,
+                amount,
+                ref_id,
+                session_id,
+                created_at,
+            )
+            for budget, amount in charged
+        ],
     )
-    if lock:
-        query = query.with_for_update(of=_B)
-    return [budget_of(row) for row in (await conn.execute(query)).mappings()]
+    await direct.execute_many(
+        conn,
+        raw,
+        "UPDATE budgets SET balance = ?, status = ?, warned_period = ?, updated_at = ? "
+        "WHERE id = ?",
+        [
+            (budget.balance, budget.status, budget.warned_period, created_at, budget.id)
+            for budget, _ in charged
+        ],
+    )
 
 
 async def any_budget(conn: AsyncConnection, org_id: str) -> bool:
