@@ -18,6 +18,7 @@ differences `none - base` and `four - base`. The bar (issue 16): enforcement add
 per model call.
 
 Usage: python benchmarks/budgets.py --base-src DIR [--reps 5] [--sessions 8] [--turns 10]
+       [--pg URL]
 Talks to 127.0.0.1 only; starts and stops its own servers in temporary data dirs.
 """
 
@@ -28,6 +29,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import shutil
 import statistics
 import sys
@@ -37,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 from turns import SCRIPT, Server, SessionStream, cpu_seconds, settle, turn
@@ -133,11 +137,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     servers: dict[str, tuple[Server, str]] = {}
     results: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     dirs = []
+    admin = (
+        make_url(args.pg).set(drivername="postgresql").render_as_string(False) if args.pg else None
+    )
+    databases: list[str] = []
     try:
         for name, src, _ in configs:
             data_dir = Path(tempfile.mkdtemp(prefix=f"everloop-bench-{name}-"))
             dirs.append(data_dir)
-            server = Server(data_dir, src=src)
+            env: dict[str, str] = {}
+            if admin is not None:
+                database = f"everloop_budgets_{name}_{secrets.token_hex(4)}"
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{database}"')
+                databases.append(database)
+                env["EVERLOOP_DATABASE_URL"] = (
+                    make_url(args.pg).set(database=database).render_as_string(hide_password=False)
+                )
+            server = Server(data_dir, extra_env=env, src=src)
             servers[name] = (server, await server.ready())
         for rep in range(args.reps + 1):  # the first is a warm-up
             for name, _, budgets in configs:
@@ -151,8 +168,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
         for data_dir in dirs:
             shutil.rmtree(data_dir, ignore_errors=True)
+        for database in databases:
+            assert admin is not None
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     medians = {name: statistics.median(values) for name, values in results.items()}
     return {
+        "database": "postgresql" if args.pg else "sqlite",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load": os.getloadavg(),
@@ -172,6 +194,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument(
+        "--pg",
+        help="PostgreSQL server URL (postgresql+psycopg://postgres@127.0.0.1/postgres): each "
+        "server gets a fresh database there, dropped at the end",
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
     medians = result["cpu_ms_per_call"]

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import Tool
+from everloop.domain.budgets import BudgetBlock
 from everloop.domain.messages import Message, ToolResultPart, message_from_json
 from everloop.domain.runtime_agent import Controls, RuntimeAgent
 from everloop.domain.secret_refs import Redactor
@@ -51,6 +52,10 @@ class TurnContext:
     redactor: Redactor | None = None
     # A subagent's ancestors, nearest first (read once, when its first model call is recorded).
     ancestors: tuple[str, ...] | None = None
+    # What the budgets said in the transaction that opened the current reason phase (None:
+    # nothing stops the call, or not known: the phase was replayed).
+    budget_block: BudgetBlock | None = None
+    budget_checked: bool = False
     # This process ran the turn's first step itself (it was not recorded before): no later
     # step can have a record yet (see ``StepRecorder.once``).
     fresh: bool = False

@@ -125,8 +125,11 @@ class TurnEngine(Protocol):
 class BudgetGate(Protocol):
     """Budgets in the loop: checked before each model call, charged with each generation."""
 
-    async def blocked(self, session_id: str) -> BudgetBlock | None:
-        """The budget that stops the session's next model call, if any."""
+    async def blocked(
+        self, session_id: str, conn: AsyncConnection | None = None
+    ) -> BudgetBlock | None:
+        """The budget that stops the session's next model call, if any (read in ``conn``, a
+        transaction the caller has open, when given)."""
         ...
 
     async def charge(
@@ -147,7 +150,9 @@ class BudgetGate(Protocol):
 class NoBudgets:
     """No budgets at all (tests of the loop without them)."""
 
-    async def blocked(self, session_id: str) -> BudgetBlock | None:
+    async def blocked(
+        self, session_id: str, conn: AsyncConnection | None = None
+    ) -> BudgetBlock | None:
         return None
 
     async def charge(

@@ -197,6 +197,9 @@ class ReasonPhase:
         await append_events(
             conn, context.session_id, new, session_values=session_values, guard=guard
         )
+        # The budgets, read in this transaction (one connection, not another, per call).
+        context.budget_block = await self._env.budgets.blocked(context.session_id, conn)
+        context.budget_checked = True
         return Opened(state, message_id)
 
     async def _turn_settings(self, context: TurnContext) -> loop.TurnSettings:
@@ -247,7 +250,11 @@ class ReasonPhase:
                     context, f"reason:{state.iteration}:unavailable", unavailable
                 )
                 return _advanced(result)
-            block = await self._env.budgets.blocked(context.session_id)
+            if context.budget_checked and not opened.replayed:
+                block = context.budget_block
+            else:  # a replayed phase: its opening transaction ran in an earlier process
+                block = await self._env.budgets.blocked(context.session_id)
+            context.budget_block, context.budget_checked = None, False
             if block is not None:
                 # Before the call, not after: nothing more is spent past a limit.
                 sealed = await self._once(

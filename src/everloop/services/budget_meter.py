@@ -115,12 +115,17 @@ class BudgetMeter:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def blocked(self, session_id: str) -> BudgetBlock | None:
+    async def blocked(
+        self, session_id: str, conn: AsyncConnection | None = None
+    ) -> BudgetBlock | None:
         """The first budget that stops the session's next model call, if any. Read-only: a
         budget whose period has turned over counts as fresh (the next charge writes it)."""
-        now = utc_now()
-        async with self._db.read() as conn:
+        if conn is None:
+            async with self._db.read() as reading:
+                found = await store.applicable_to_session(reading, session_id)
+        else:
             found = await store.applicable_to_session(conn, session_id)
+        now = utc_now()
         for budget in found:
             block = block_of(rolled(budget, now)[0])
             if block is not None:

@@ -95,13 +95,28 @@ async def applicable(
 # The budgets a session's spending counts against, by one indexed look-up per subject: the
 # hot path (before every model call, and with every generation), so raw SQL (``store.direct``).
 _COLUMNS = ", ".join(f'b."{name}"' for name in Budget.__dataclass_fields__)  # "limit" is a keyword
+_SUBJECT = (
+    "SELECT x.id FROM budgets AS x JOIN sessions AS s ON s.id = ? "
+    "AND x.organization_id = s.organization_id AND x.subject_type = '{kind}' "
+    "AND x.subject_id = s.{column}"
+)
+# One index look-up (organization, subject type, subject id) per subject, so the cost does not
+# grow with the organization's other budgets.
 _APPLICABLE = (
-    f"SELECT {_COLUMNS} FROM budgets AS b JOIN sessions AS s "
-    "ON s.organization_id = b.organization_id WHERE s.id = ? AND b.status <> 'disabled' AND ("
-    "(b.subject_type = 'session' AND (b.subject_id = s.id OR b.subject_id = s.root_session_id))"
-    " OR (b.subject_type = 'agent' AND b.subject_id = s.agent_id)"
-    " OR (b.subject_type = 'user' AND b.subject_id = s.resolved_owner_user_id)"
-    " OR (b.subject_type = 'org' AND b.subject_id = s.organization_id)) ORDER BY b.id"
+    f"SELECT {_COLUMNS} FROM budgets AS b WHERE b.id IN ("
+    + " UNION ALL ".join(
+        _SUBJECT.format(kind=kind, column=column)
+        for kind, column in (
+            ("session", "id"),
+            ("agent", "agent_id"),
+            ("user", "resolved_owner_user_id"),
+            ("org", "organization_id"),
+        )
+    )
+    + " UNION ALL "
+    + _SUBJECT.format(kind="session", column="root_session_id")
+    + " AND s.root_session_id <> s.id"
+    + ") AND b.status <> 'disabled' ORDER BY b.id"
 )
 
 
@@ -114,7 +129,7 @@ async def applicable_to_session(
     sql = _APPLICABLE
     if lock and direct.is_postgresql(raw):
         sql += " FOR UPDATE OF b"
-    rows = await direct.all_rows(conn, raw, sql, (session_id,))
+    rows = await direct.all_rows(conn, raw, sql, (session_id,) * 5)
     names = list(Budget.__dataclass_fields__)
     found = []
     for row in rows:
@@ -133,17 +148,19 @@ async def charge_entries(
     session_id: str,
     created_at: str,
 ) -> None:
-    """Record one generation's debit on each budget (the ledger entries and the budgets' new
-    balance, status and warning mark), in two statements."""
+    """Record one generation's debit on each budget: the ledger entries in one statement, the
+    budgets' new balance, status and warning mark in another."""
     raw = direct.connection(conn)
-    await direct.execute_many(
+    rows = ", ".join(["(?, ?, ?, ?, 'llm_tokens', 'llm_generation', ?, ?, NULL, ?)"] * len(charged))
+    await direct.execute(
         conn,
         raw,
         "INSERT INTO budget_ledger (id, budget_id, organization_id, amount, meter_source, "
-        "ref_type, ref_id, session_id, description, created_at) "
-        "VALUES (?, ?, ?, ?, 'llm_tokens', 'llm_generation', ?, ?, NULL, ?)",
+        f"ref_type, ref_id, session_id, description, created_at) VALUES {rows}",
         [
-            (
+            value
+            for budget, amount in charged
+            for value in (
                 ids.new_id("ledger"),
                 budget.id,
                 budget.organization_id,
@@ -152,18 +169,21 @@ async def charge_entries(
                 session_id,
                 created_at,
             )
-            for budget, amount in charged
         ],
     )
-    await direct.execute_many(
+    cases = " ".join(["WHEN ? THEN ?"] * len(charged))
+    marks = ", ".join(["?"] * len(charged))
+    params: list[Any] = []
+    for column in ("balance", "status", "warned_period"):
+        params.extend(v for budget, _ in charged for v in (budget.id, getattr(budget, column)))
+    params.append(created_at)
+    params.extend(budget.id for budget, _ in charged)
+    await direct.execute(
         conn,
         raw,
-        "UPDATE budgets SET balance = ?, status = ?, warned_period = ?, updated_at = ? "
-        "WHERE id = ?",
-        [
-            (budget.balance, budget.status, budget.warned_period, created_at, budget.id)
-            for budget, _ in charged
-        ],
+        f"UPDATE budgets SET balance = CASE id {cases} END, status = CASE id {cases} END, "
+        f"warned_period = CASE id {cases} END, updated_at = ? WHERE id IN ({marks})",
+        params,
     )
 
 
