@@ -15,6 +15,7 @@ from everloop.domain.schedules import parse_instant
 from everloop.errors import InvalidInput
 from everloop.services.schedule_firing import ScheduleTimer
 from everloop.services.schedules import NewSchedule, ScheduleLimits, ScheduleService
+from everloop.store import schedules as schedule_store
 from tests.conftest import Api
 from tests.engine.conftest import events, new_session, wait_turns_ended
 
@@ -275,3 +276,26 @@ async def test_a_schedule_runs_as_the_sessions_identity_with_its_defaults(engine
     [message] = await inputs(engine, plain)
     assert message["metadata"]["acting_principal_id"] == (await caller(engine)).principal_id
     assert message["metadata"]["agent_identity_id"] is None
+
+
+async def test_a_fire_that_fails_backs_off_and_holds_back_no_other(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = await new_session(api)
+    broken = await daily(api, session_id, name="broken")
+    fine = await daily(api, session_id, name="fine")
+    # A schedule the timer cannot fire (its stored expression no longer parses).
+    async with api.services.db.write() as conn:
+        await schedule_store.update_schedule(conn, broken.id, {"cron_expression": "not cron"})
+    clock = timer(api)
+    due = at(broken.next_trigger_at)
+    wait = await clock.tick(due)
+    assert [e.trigger for e in await executions(api, fine.id)] == ["schedule"]
+    assert await executions(api, broken.id) == []
+    assert wait == 1.0  # what is still due waits out its back-off: no spinning
+    failures = [r for r in caplog.records if "could not fire schedule" in r.getMessage()]
+    assert len(failures) == 1
+    await clock.tick(due + timedelta(seconds=5))  # within the back-off: not tried again
+    assert len([r for r in caplog.records if "could not fire" in r.getMessage()]) == 1
+    await clock.tick(due + timedelta(seconds=31))  # after it: tried again
+    assert len([r for r in caplog.records if "could not fire" in r.getMessage()]) == 2

@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 50
 _RECHECK = 0.02
+_BACKOFF = 30.0  # seconds before a schedule whose fire failed is tried again
 
 
 class TurnStarter(Protocol):
@@ -256,6 +257,7 @@ class ScheduleTimer:
         self._missed_after = missed_after
         self._clock = clock
         self._wake = asyncio.Event()
+        self._failing: dict[str, datetime] = {}  # schedule id -> when to try it again
         self._task: asyncio.Task[None] | None = None
 
     def connect(self, starter: TurnStarter) -> None:
@@ -266,31 +268,52 @@ class ScheduleTimer:
         self._wake.set()
 
     async def tick(self, now: datetime) -> float:
-        """Fire everything due at ``now``; seconds until the next look."""
+        """Fire everything due at ``now``; seconds until the next look. Idle, one read."""
+        earliest = await self._earliest()
+        backing_off = False
+        if earliest is not None and earliest <= now:
+            backing_off = await self._fire_due(now)
+            earliest = await self._earliest()
+        if earliest is None:
+            return self._poll
+        wait = (earliest - self._clock()).total_seconds()
+        if wait <= 0 and backing_off:
+            return self._poll  # what is still due failed and waits out its back-off
+        # Still due after this pass: another process holds it (firing it); look again shortly.
+        return max(_RECHECK, min(self._poll, wait))
+
+    async def _earliest(self) -> datetime | None:
+        async with self._db.read() as conn:
+            earliest = await store.earliest_due(conn)
+        return None if earliest is None else parse_instant(earliest, field="next_trigger_at")
+
+    async def _fire_due(self, now: datetime) -> bool:
+        """Fire what is due; whether a schedule was left for its back-off."""
         # Until nothing due is left that this process could claim. A fire moves its schedule's
         # due time forward, so this ends: at the latest when every due time is past ``now``.
-        fired_any = True
+        fired_any, backing_off = True, False
         while fired_any:
             fired_any = False
             async with self._db.read() as conn:
                 due = await store.due_ids(conn, format_ts(now), _BATCH)
             for schedule_id in due:
+                if self._failing.get(schedule_id, now) > now:
+                    backing_off = True  # its last fire failed: it waits out its back-off
+                    continue
                 try:
                     fired = await self._fire(schedule_id, now)
                 except Exception:  # one schedule's failure must not hold back the others
-                    log.exception("could not fire schedule %s", schedule_id)
+                    log.exception(
+                        "could not fire schedule %s; trying again in %g s", schedule_id, _BACKOFF
+                    )
+                    self._failing[schedule_id] = now + timedelta(seconds=_BACKOFF)
+                    backing_off = True
                     continue
+                self._failing.pop(schedule_id, None)
                 if fired is not None:
                     fired_any = True
                     await self.start(fired)
-        async with self._db.read() as conn:
-            earliest = await store.earliest_due(conn)
-        if earliest is None:
-            return self._poll
-        wait = (parse_instant(earliest, field="next_trigger_at") - self._clock()).total_seconds()
-        # Still due after this pass: another process holds it (firing it) or it failed; look
-        # again shortly rather than spin.
-        return max(_RECHECK, min(self._poll, wait))
+        return backing_off
 
     async def _fire(self, schedule_id: str, now: datetime) -> Fired | None:
         async with self._db.write() as conn:
