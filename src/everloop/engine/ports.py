@@ -28,6 +28,19 @@ class ModelPrices:
     cache_read: float = 0.0
     cache_write: float = 0.0
 
+    def cost_usd(self, usage: TokenUsage) -> float:
+        """What ``usage`` costs at these prices."""
+        return round(
+            (
+                usage.input_tokens * self.input
+                + usage.output_tokens * self.output
+                + usage.cache_read_tokens * self.cache_read
+                + usage.cache_creation_tokens * self.cache_write
+            )
+            / 1_000_000,
+            10,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ResolvedModel:

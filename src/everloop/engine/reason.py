@@ -425,7 +425,7 @@ class ReasonPhase:
                     session_id,
                     ref_id=f"{turn_id}:{state.iteration}",
                     usage=usage,
-                    cost_usd=cost_usd(model, usage),
+                    cost_usd=model.prices.cost_usd(usage),
                     context=ctx,
                 )
             )
@@ -580,23 +580,8 @@ def _generation(
     metadata["model_id"] = model.model_id
     metadata["provider_id"] = model.provider_id
     metadata["attempts"] = outcome.attempt
-    metadata["estimated_cost_usd"] = cost_usd(model, outcome.usage)
+    metadata["estimated_cost_usd"] = model.prices.cost_usd(outcome.usage)
     return data
-
-
-def cost_usd(model: ResolvedModel, usage: TokenUsage) -> float:
-    """What a call's usage costs at the model's prices."""
-    prices = model.prices
-    return round(
-        (
-            usage.input_tokens * prices.input
-            + usage.output_tokens * prices.output
-            + usage.cache_read_tokens * prices.cache_read
-            + usage.cache_creation_tokens * prices.cache_write
-        )
-        / 1_000_000,
-        10,
-    )
 
 
 def _ms_since(started: float) -> int:
