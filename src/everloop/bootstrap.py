@@ -51,6 +51,7 @@ from everloop.services.files import FileLimits, FileService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
+from everloop.services.model_views import ModelViews
 from everloop.services.models import ModelService, ProviderService
 from everloop.services.runtime_agents import RuntimeAgentService
 from everloop.services.schedule_firing import ScheduleTimer
@@ -83,6 +84,7 @@ class Services:
     auth: AuthService
     providers: ProviderService
     models: ModelService
+    model_views: ModelViews
     harnesses: HarnessService
     agents: AgentService
     sessions: SessionService
@@ -386,6 +388,7 @@ def build_services(settings: Settings) -> Services:
         auth=auth,
         providers=providers,
         models=models,
+        model_views=ModelViews(db, model_store, models),
         harnesses=harnesses,
         agents=agents,
         sessions=sessions,

@@ -290,11 +290,15 @@ async def test_model_crud(api: Api) -> None:
     assert created["provider_id"] == provider["id"]
     assert created["provider_name"] == "Sim"
     assert created["source"] == "manual"
-    assert created["profile"] == {
+    stored = {k: created["profile"][k] for k in ("context_window", "max_output_tokens", "prices")}
+    assert stored == {
         "context_window": 128_000,
         "max_output_tokens": 8_192,
         "prices": {"input": 2.5, "output": 0.0, "cache_read": 0.0, "cache_write": 0.0},
     }
+    # Derived from the stored values (Everruns' names for them).
+    assert created["profile"]["limits"] == {"context": 128_000, "output": 8_192}
+    assert created["profile"]["cost"] == {"input": 2.5, "output": 0.0, "cache_read": 0.0}
     assert (await api.client.get(f"/v1/models/{created['id']}")).json() == created
     by_provider = (await api.client.get(f"/v1/providers/{provider['id']}/models")).json()
     assert [m["id"] for m in by_provider["data"]] == [created["id"]]

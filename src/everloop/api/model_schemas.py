@@ -12,6 +12,7 @@ from pydantic import AliasChoices, BaseModel, Field, StringConstraints
 
 from everloop.api.json_values import JsonObject
 from everloop.api.schemas import WireModel
+from everloop.domain.model_catalogue import Modality, Vendor
 from everloop.domain.providers import Driver, ProviderStatus
 
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -94,6 +95,42 @@ class UpdateModelRequest(WireModel):
     profile: ModelProfile | None = None
 
 
+class ModelLimits(BaseModel):
+    context: int
+    output: int
+
+
+class ModelCost(BaseModel):
+    """US dollars per million tokens (Everruns' form of ``prices``)."""
+
+    input: float
+    output: float
+    cache_read: float
+
+
+class ModelModalities(BaseModel):
+    input: list[Modality]
+    output: list[Modality]
+
+
+class ModelProfileResponse(ModelProfile):
+    """The stored limits and prices (as written) and what the model can do (Everruns'
+    ``ModelProfile``; see ``domain.model_catalogue``)."""
+
+    name: str
+    family: str
+    attachment: bool
+    reasoning: bool
+    temperature: bool
+    tool_call: bool
+    structured_output: bool
+    open_weights: bool
+    release_date: str | None
+    limits: ModelLimits | None
+    cost: ModelCost
+    modalities: ModelModalities
+
+
 class ModelResponse(BaseModel):
     id: str
     organization_id: str
@@ -102,8 +139,13 @@ class ModelResponse(BaseModel):
     provider_type: Driver
     model_id: str
     display_name: str
+    model_vendor: Vendor | None
     settings: dict[str, Any]
-    profile: ModelProfile
+    profile: ModelProfileResponse
+    capabilities: list[str]
+    enabled: bool
+    healthy: bool
+    is_favorite: bool
     is_built_in: bool
     source: Literal["manual", "predefined"]
     created_at: str

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.providers import LlmModel, Provider
-from everloop.store.tables import models, providers
+from everloop.store.tables import events, models, providers, sessions
 
 _PROVIDER_COLUMNS = [c for c in providers.c if c.name != "credentials_encrypted"]
 
@@ -168,3 +168,34 @@ class ModelStore:
         await conn.execute(
             delete(models).where(models.c.organization_id == org_id, models.c.id == model_id)
         )
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def latest_generation_outcomes(
+        self, conn: AsyncConnection, org_id: str, model_ids: list[str]
+    ) -> dict[str, bool]:
+        """Whether the latest ``llm.generation`` of each model (its ``metadata.model_id``)
+        succeeded, over the org's sessions; a model never called is absent."""
+        if not model_ids:
+            return {}
+        called = events.c.data[("metadata", "model_id")].as_string()
+        ranked = (
+            select(
+                called.label("model_id"),
+                events.c.data[("metadata", "success")].as_boolean().label("success"),
+                func.row_number()
+                .over(partition_by=called, order_by=(events.c.ts.desc(), events.c.id.desc()))
+                .label("rank"),
+            )
+            .join(sessions, sessions.c.id == events.c.session_id)
+            .where(
+                sessions.c.organization_id == org_id,
+                events.c.type == "llm.generation",
+                called.in_(model_ids),
+            )
+            .subquery()
+        )
+        rows = await conn.execute(
+            select(ranked.c.model_id, ranked.c.success).where(ranked.c.rank == 1)
+        )
+        return {row.model_id: bool(row.success) for row in rows}

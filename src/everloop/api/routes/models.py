@@ -16,7 +16,8 @@ from everloop.api.model_schemas import (
     UpdateProviderRequest,
 )
 from everloop.api.schemas import ListResponse
-from everloop.domain.providers import LlmModel, Provider
+from everloop.domain.providers import Provider
+from everloop.services.model_views import ModelView
 
 router = APIRouter()
 
@@ -28,13 +29,39 @@ def provider_out(provider: Provider) -> ProviderResponse:
     )
 
 
-def model_out(entry: tuple[LlmModel, Provider]) -> ModelResponse:
-    model, provider = entry
+def model_out(view: ModelView) -> ModelResponse:
+    model, provider, catalogue = view.model, view.provider, view.catalogue
+    stored = model.profile
+    context = stored.get("context_window") or catalogue.context_window
+    output = stored.get("max_output_tokens") or catalogue.max_output_tokens
+    prices = stored.get("prices") or {}
+    profile = stored | {
+        "name": catalogue.name,
+        "family": catalogue.family,
+        "attachment": catalogue.attachment,
+        "reasoning": catalogue.reasoning,
+        "temperature": catalogue.temperature,
+        "tool_call": catalogue.tool_call,
+        "structured_output": catalogue.structured_output,
+        "open_weights": catalogue.open_weights,
+        "release_date": catalogue.release_date,
+        "limits": None
+        if context is None or output is None
+        else {"context": context, "output": output},
+        "cost": {k: float(prices.get(k) or 0.0) for k in ("input", "output", "cache_read")},
+        "modalities": {"input": list(catalogue.input_modalities), "output": ["text"]},
+    }
     return ModelResponse.model_validate(
         asdict(model)
         | {
             "provider_name": provider.name,
             "provider_type": provider.driver,
+            "model_vendor": catalogue.vendor,
+            "profile": profile,
+            "capabilities": catalogue.capabilities,
+            "enabled": view.enabled,
+            "healthy": view.healthy,
+            "is_favorite": view.is_favorite,
             "source": "predefined" if model.is_built_in else "manual",
         }
     )
@@ -90,7 +117,7 @@ async def delete_provider(request: Request, caller: CallerDep, provider_id: str)
 async def list_provider_models(
     request: Request, caller: CallerDep, provider_id: str
 ) -> ListResponse[ModelResponse]:
-    found = await services(request).models.list(caller, provider_id=provider_id)
+    found = await services(request).model_views.list(caller, provider_id=provider_id)
     return ListResponse(data=[model_out(m) for m in found], total=len(found))
 
 
@@ -103,31 +130,31 @@ async def list_provider_models(
 async def create_model(
     request: Request, caller: CallerDep, provider_id: str, body: CreateModelRequest
 ) -> ModelResponse:
-    created = await services(request).models.create(
-        caller, provider_id, body.model_dump(exclude_unset=True)
-    )
-    return model_out(created)
+    svc = services(request)
+    created = await svc.models.create(caller, provider_id, body.model_dump(exclude_unset=True))
+    (view,) = await svc.model_views.of(caller, [created])
+    return model_out(view)
 
 
 @router.get("/v1/models", response_model=ListResponse[ModelResponse], tags=["models"])
 async def list_models(request: Request, caller: CallerDep) -> ListResponse[ModelResponse]:
-    found = await services(request).models.list(caller)
+    found = await services(request).model_views.list(caller)
     return ListResponse(data=[model_out(m) for m in found], total=len(found))
 
 
 @router.get("/v1/models/{model_id}", response_model=ModelResponse, tags=["models"])
 async def get_model(request: Request, caller: CallerDep, model_id: str) -> ModelResponse:
-    return model_out(await services(request).models.get(caller, model_id))
+    return model_out(await services(request).model_views.get(caller, model_id))
 
 
 @router.patch("/v1/models/{model_id}", response_model=ModelResponse, tags=["models"])
 async def update_model(
     request: Request, caller: CallerDep, model_id: str, body: UpdateModelRequest
 ) -> ModelResponse:
-    updated = await services(request).models.update(
-        caller, model_id, body.model_dump(exclude_unset=True)
-    )
-    return model_out(updated)
+    svc = services(request)
+    updated = await svc.models.update(caller, model_id, body.model_dump(exclude_unset=True))
+    (view,) = await svc.model_views.of(caller, [updated])
+    return model_out(view)
 
 
 @router.delete("/v1/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["models"])
