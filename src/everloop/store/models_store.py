@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, String, delete, func, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.providers import LlmModel, Provider
 from everloop.store.tables import events, models, providers, sessions
+
+# The expression and predicate of ``ix_events_generation_model`` (migration 0019), as literals:
+# an expression index serves only a query spelling them the same way.
+_CALLED_MODEL: dict[str, ColumnElement[str]] = {
+    "postgresql": literal_column("(events.data #>> '{metadata,model_id}')", String),
+    "sqlite": literal_column("json_extract(events.data, '$.metadata.model_id')", String),
+}
+_GENERATION = text("events.type = 'llm.generation'")
 
 _PROVIDER_COLUMNS = [c for c in providers.c if c.name != "credentials_encrypted"]
 
@@ -175,27 +183,22 @@ class ModelStore:
         self, conn: AsyncConnection, org_id: str, model_ids: list[str]
     ) -> dict[str, bool]:
         """Whether the latest ``llm.generation`` of each model (its ``metadata.model_id``)
-        succeeded, over the org's sessions; a model never called is absent."""
-        if not model_ids:
-            return {}
-        called = events.c.data[("metadata", "model_id")].as_string()
-        ranked = (
-            select(
-                called.label("model_id"),
-                events.c.data[("metadata", "success")].as_boolean().label("success"),
-                func.row_number()
-                .over(partition_by=called, order_by=(events.c.ts.desc(), events.c.id.desc()))
-                .label("rank"),
+        succeeded, over the org's sessions; a model never called is absent. One indexed read
+        per model (``ix_events_generation_model``, migration 0019)."""
+        called = _CALLED_MODEL[conn.dialect.name]
+        outcomes: dict[str, bool] = {}
+        for model_id in model_ids:
+            success = await conn.scalar(
+                select(events.c.data[("metadata", "success")].as_boolean())
+                .join(sessions, sessions.c.id == events.c.session_id)
+                .where(
+                    _GENERATION,
+                    called == model_id,
+                    sessions.c.organization_id == org_id,
+                )
+                .order_by(events.c.ts.desc())
+                .limit(1)
             )
-            .join(sessions, sessions.c.id == events.c.session_id)
-            .where(
-                sessions.c.organization_id == org_id,
-                events.c.type == "llm.generation",
-                called.in_(model_ids),
-            )
-            .subquery()
-        )
-        rows = await conn.execute(
-            select(ranked.c.model_id, ranked.c.success).where(ranked.c.rank == 1)
-        )
-        return {row.model_id: bool(row.success) for row in rows}
+            if success is not None:
+                outcomes[model_id] = bool(success)
+        return outcomes

@@ -275,6 +275,8 @@ events = Table(
     Column("tags", Json, nullable=True),
     UniqueConstraint("session_id", "sequence", name="uq_events_session_sequence"),
 )
+# Also ix_events_generation_model (migration 0019): the llm.generation events of a model by ts,
+# an expression index spelled per dialect (see store/models_store.py), so not declared here.
 
 turns = Table(
     "turns",
