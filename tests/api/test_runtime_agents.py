@@ -131,13 +131,39 @@ async def test_the_model_follows_the_layers(api: Api) -> None:
     assert (got["model"]["id"], got["model"]["name"]) == (extra.json()["id"], "sim-extra")
 
 
+async def test_a_session_repeating_its_agents_tool_gets_one_tool_the_sessions(api: Api) -> None:
+    agent = await create_agent(api, "asker", tools=[client_tool("ask_user"), client_tool("pick")])
+    mine = {**client_tool("ask_user"), "description": "the session's ask"}
+    session = await create_session(api, agent_id=agent["id"], tools=[mine])
+    got = (await report(api, session["id"]))["tools"]
+    tools = [(t["name"], t["description"]) for t in got if t["source"] == "client_side"]
+    assert tools == [("ask_user", "the session's ask"), ("pick", "pick tool")]
+    # The session's own definition is what it reads back.
+    fetched = (await api.client.get(f"/v1/sessions/{session['id']}")).json()
+    assert [t["description"] for t in fetched["tools"]] == ["the session's ask"]
+
+
 async def test_tool_name_clashes_are_refused_naming_the_tool(api: Api) -> None:
     agent = await create_agent(api, "asker", tools=[client_tool("ask_user")])
-    clash = await api.client.post(
-        "/v1/sessions", json={"agent_id": agent["id"], "tools": [client_tool("ask_user")]}
+    before = (await api.client.get("/v1/sessions")).json()["data"]
+    twice = await api.client.post(
+        "/v1/sessions",
+        json={"agent_id": agent["id"], "tools": [client_tool("pick"), client_tool("pick")]},
     )
-    assert clash.status_code == 422, clash.text
-    assert "ask_user" in clash.json()["error"]["message"]
+    assert twice.status_code == 422, twice.text
+    assert twice.json()["error"] == {
+        "code": "validation_error",
+        "message": "tool 'pick' is defined twice",
+        "field": "tools",
+    }
+    assert (await api.client.get("/v1/sessions")).json()["data"] == before
+    timed = await create_agent(api, "timed", capabilities=[{"ref": "current_time"}])
+    shadowing = await api.client.post(
+        "/v1/sessions", json={"agent_id": timed["id"], "tools": [client_tool("get_current_time")]}
+    )
+    assert shadowing.status_code == 422, shadowing.text
+    assert shadowing.json()["error"]["code"] == "tool_name_clash"
+    assert "get_current_time" in shadowing.json()["error"]["message"]
     shadow = await api.client.post(
         "/v1/agents",
         json={

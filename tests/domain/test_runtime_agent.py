@@ -206,13 +206,63 @@ def test_tools(case: str, a: Layer | None, s: Layer | None, expected: list[Any])
     assert [(t.name, t.source) for t in build((), a, s).tools] == expected, case
 
 
+MERGES = [
+    (
+        "the session repeats the agent's tool: one tool, the session's, in the agent's place",
+        (),
+        agent(tools=[client("ask", description="agent's"), client("pick")]),
+        session(tools=[client("ask", description="session's")]),
+        [("ask", "client_side", "session's"), ("pick", "client_side", "")],
+    ),
+    (
+        "the agent repeats a harness tool, the session repeats it again: the session wins",
+        (harness("h", tools=[client("ask", description="harness's")]),),
+        agent(tools=[client("ask", description="agent's")]),
+        session(tools=[client("ask", description="session's")]),
+        [("ask", "client_side", "session's")],
+    ),
+    (
+        "the agent repeats a harness tool: the agent wins",
+        (harness("h", tools=[client("ask", description="harness's")]),),
+        agent(tools=[client("ask", description="agent's")]),
+        None,
+        [("ask", "client_side", "agent's")],
+    ),
+    (
+        "a session's client tool replaces the agent's builtin of an inactive capability",
+        (),
+        agent(tools=[{"type": "builtin", "name": "get_time"}]),
+        session(tools=[client("get_time", description="mine")]),
+        [("get_time", "client_side", "mine")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "harnesses", "a", "s", "expected"), MERGES)
+def test_a_later_layer_replaces_an_earlier_layers_tool_of_the_same_name(
+    case: str, harnesses: tuple[Layer, ...], a: Layer, s: Layer | None, expected: list[Any]
+) -> None:
+    got = [(t.name, t.source, t.description) for t in build(harnesses, a, s).tools]
+    assert got == expected, case
+
+
 @pytest.mark.parametrize(
     ("a", "s", "message"),
     [
         (
+            agent(tools=[client("ask"), client("ask")]),
+            None,
+            "tool 'ask' is defined twice in the agent's tools",
+        ),
+        (
             agent(tools=[client("ask")]),
-            session(tools=[client("ask")]),
-            "tool 'ask' is defined twice",
+            session(tools=[client("pick"), client("pick")]),
+            "tool 'pick' is defined twice in the session's tools",
+        ),
+        (
+            agent(capabilities=caps("math")),
+            session(tools=[client("add")]),
+            "tool 'add'.*capability 'math'.*the session's tools",
         ),
         (
             agent(capabilities=caps("math"), tools=[client("add")]),

@@ -9,8 +9,11 @@ the session, and the message's ``controls``. Field by field:
   parts joined by a blank line.
 - capabilities: harness, agent, session; a later ``ref`` replaces an earlier one's config (keeping
   its place); declared dependencies are added before what needs them.
-- tools: additive; two tools of one name are an error naming it. A ``builtin`` definition names a
-  tool of any registered capability; ``client_side`` ones go to the model as specs.
+- tools: the active capabilities' tools, then each layer's definitions; a later layer's
+  definition replaces an earlier layer's of the same name (keeping its place). Two definitions of
+  one name in one layer, or a ``client_side`` definition named like an active capability's tool
+  (who would run it?), are an error naming it. A ``builtin`` definition names a tool of any
+  registered capability; ``client_side`` ones go to the model as specs.
 - initial files by normalized path, hints (shallow), MCP servers by name: the later layer wins.
 - network access: ``allowed`` lists intersect (an empty list does not restrict), ``blocked`` add up.
 - model: ``controls.model_id``, then the session's, the agent's default, the harnesses' defaults
@@ -344,52 +347,64 @@ def _tools(
     catalog: Mapping[str, CapabilityInfo],
 ) -> tuple[RuntimeTool, ...]:
     found: dict[str, RuntimeTool] = {}
-
-    def add(tool: RuntimeTool, where: str) -> None:
-        other = found.get(tool.name)
-        if other is not None:
-            raise AssemblyError(
-                f"tool '{tool.name}' is defined twice ({_origin(other)} and {where})",
-                code="tool_name_clash",
-                field="tools",
-            )
-        found[tool.name] = tool
-
     for capability in capabilities:
         info = catalog.get(capability.ref)
         if info is None:  # an ``mcp:{id}`` ref: no tools known at assembly
             continue
         for t in info.tools:
-            tool = RuntimeTool(t.name, t.description, t.parameters, "capability", info.id)
-            add(tool, f"capability '{info.id}'")
+            other = found.get(t.name)
+            if other is not None:
+                raise _clash(t.name, _origin(other), f"capability '{info.id}'")
+            found[t.name] = RuntimeTool(t.name, t.description, t.parameters, "capability", info.id)
     builtin = {t.name: (info.id, t) for info in catalog.values() for t in info.tools}
     for layer in layers:
+        where = f"the {layer.kind}'s tools"
+        own: set[str] = set()
         for definition in layer.tools:
-            name = str(definition["name"])
-            where = f"the {layer.kind}'s tools"
-            if definition.get("type", "client_side") == "builtin":
-                if name not in builtin:
-                    raise AssemblyError(
-                        f"unknown built-in tool '{name}'", code="unknown_tool", field="tools"
-                    )
-                owner, t = builtin[name]
-                existing = found.get(name)
-                if existing is not None and existing.capability_id == owner:
-                    continue  # the same tool, already there through its capability
-                add(RuntimeTool(name, t.description, t.parameters, "builtin", owner), where)
-            else:
-                timeout = definition.get("timeout_seconds")
-                add(
-                    RuntimeTool(
-                        name,
-                        str(definition.get("description") or ""),
-                        definition.get("parameters") or {"type": "object", "properties": {}},
-                        "client_side",
-                        timeout_seconds=float(timeout) if timeout else None,
-                    ),
-                    where,
+            tool = _defined_tool(definition, builtin)
+            if tool.name in own:
+                raise AssemblyError(
+                    f"tool '{tool.name}' is defined twice in {where}",
+                    code="tool_name_clash",
+                    field="tools",
                 )
+            own.add(tool.name)
+            existing = found.get(tool.name)
+            if existing is not None and existing.source == "capability":
+                if tool.source == "builtin" and tool.capability_id == existing.capability_id:
+                    continue  # the same tool, already there through its capability
+                raise _clash(tool.name, _origin(existing), where)
+            found[tool.name] = tool  # an earlier layer's definition: the later one wins
     return tuple(found.values())
+
+
+def _defined_tool(
+    definition: Mapping[str, Any], builtin: Mapping[str, tuple[str, ToolInfo]]
+) -> RuntimeTool:
+    name = str(definition["name"])
+    if definition.get("type", "client_side") == "builtin":
+        if name not in builtin:
+            raise AssemblyError(
+                f"unknown built-in tool '{name}'", code="unknown_tool", field="tools"
+            )
+        owner, t = builtin[name]
+        return RuntimeTool(name, t.description, t.parameters, "builtin", owner)
+    timeout = definition.get("timeout_seconds")
+    return RuntimeTool(
+        name,
+        str(definition.get("description") or ""),
+        definition.get("parameters") or {"type": "object", "properties": {}},
+        "client_side",
+        timeout_seconds=float(timeout) if timeout else None,
+    )
+
+
+def _clash(name: str, first: str, second: str) -> AssemblyError:
+    return AssemblyError(
+        f"tool '{name}' is defined twice ({first} and {second})",
+        code="tool_name_clash",
+        field="tools",
+    )
 
 
 def _origin(tool: RuntimeTool) -> str:

@@ -13,3 +13,9 @@ def format_ts(moment: datetime) -> str:
 
 def now() -> str:
     return format_ts(datetime.now(UTC))
+
+
+def ms_between(start: str, end: str) -> int:
+    """Milliseconds from one RFC 3339 timestamp to a later one (0 if it is not later)."""
+    elapsed = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return max(0, round(elapsed.total_seconds() * 1000))

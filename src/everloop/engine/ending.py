@@ -12,7 +12,7 @@ from everloop.domain.budgets import BudgetBlock
 from everloop.domain.event_log import EventContext, NewEvent
 from everloop.domain.messages import Message, part_from_json
 from everloop.domain.session_tasks import outcome_of_turn
-from everloop.domain.timestamps import now
+from everloop.domain.timestamps import ms_between, now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
@@ -48,6 +48,7 @@ async def end_turn(
         allowed_from=("running",),
     ):
         raise TurnHalted("cancelled")
+    stamp = now()
     new: list[NewEvent] = list(prior or ())
     if failure is not None:
         new.append(
@@ -74,6 +75,7 @@ async def end_turn(
         last_text = failure.agent_message.text
     else:
         assert final is not None
+        started = await turn_store.turn_started_at(conn, session_id, turn_id)
         new.append(
             NewEvent(
                 "turn.completed",
@@ -83,7 +85,7 @@ async def end_turn(
                     usage=state.usage,
                     final_message_id=final.id,
                     final_answer=final.text,
-                    duration_ms=None,
+                    duration_ms=None if started is None else ms_between(started, stamp),
                     time_to_first_token_ms=ttft_ms,
                     tool_call_count=state.tool_call_count,
                     llm_call_count=state.llm_call_count,
@@ -101,7 +103,6 @@ async def end_turn(
             context,
         )
     )
-    stamp = now()
     values: dict[str, Any] = {"status": "idle", "updated_at": stamp, "finished_at": stamp}
     if last_text:
         values["output_preview"] = ev.preview(last_text)

@@ -295,26 +295,30 @@ class TurnService:
                 raise _NothingToCancel  # it ended meanwhile: nothing of this is kept
         return turn, cascaded
 
-    async def list_messages(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:
-        """The conversation rebuilt from the event log, oldest first."""
+    async def list_messages(
+        self, caller: Caller, session_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The conversation rebuilt from the event log, oldest first, from the ``offset``-th
+        message, at most ``limit`` (None: all); and how many messages there are in all. Each
+        message names the turn it belongs to."""
         await self._sessions.get(caller, session_id)
         async with self._db.read() as conn:
-            found = await read_events(
-                conn, session_id, EventQuery(types=turn_store.HISTORY_EVENT_TYPES, limit=1_000_000)
+            found, total = await turn_store.history_page(
+                conn, session_id, offset=offset, limit=limit
             )
         messages: list[dict[str, Any]] = []
         for event in found:
             if event.type == "tool.completed":
-                messages.append(_tool_result_message(event))
-                continue
-            wire = dict(event.data["message"])
-            wire.setdefault("created_at", event.ts)
-            wire["created_at"] = wire["created_at"] or event.ts
-            wire["sequence"] = event.sequence
-            if event.type == "output.message.completed":
-                wire["metadata"] = event.data.get("metadata")
+                wire = _tool_result_message(event)
+            else:
+                wire = dict(event.data["message"])
+                wire["created_at"] = wire.get("created_at") or event.ts
+                wire["sequence"] = event.sequence
+                if event.type == "output.message.completed":
+                    wire["metadata"] = event.data.get("metadata")
+            wire["turn_id"] = event.turn_id
             messages.append(wire)
-        return messages
+        return messages, total
 
     async def list_events(
         self,
@@ -447,7 +451,7 @@ def _user_message(
     )
 
 
-def _tool_result_message(event: Event) -> dict[str, Any]:
+def _tool_result_message(event: turn_store.HistoryEvent) -> dict[str, Any]:
     data = event.data
     part = {
         "type": "tool_result",

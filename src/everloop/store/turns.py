@@ -346,6 +346,59 @@ async def history_rows(
     return [(int(r[0]), str(r[1]), r[2], direct.json_result(raw, r[3])) for r in found]
 
 
+async def turn_started_at(conn: AsyncConnection, session_id: str, turn_id: str) -> str | None:
+    """When the turn started running: its ``turn.started`` event's time (written once, so a turn
+    resumed after a crash keeps its first start). Read from the turn's input message on, along
+    the session's sequence index."""
+    raw = direct.connection(conn)
+    found = await direct.scalar(
+        conn,
+        raw,
+        "SELECT e.ts FROM events e JOIN turns t ON t.session_id = e.session_id "
+        "WHERE t.id = ? AND e.session_id = ? AND e.sequence > t.input_sequence "
+        "AND e.type = 'turn.started' AND e.turn_id = ? ORDER BY e.sequence LIMIT 1",
+        (turn_id, session_id, turn_id),
+    )
+    return None if found is None else str(found)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One conversation event as a message list needs it."""
+
+    id: str
+    sequence: int
+    type: str
+    ts: str
+    turn_id: str | None
+    data: Any
+
+
+async def history_page(
+    conn: AsyncConnection, session_id: str, *, offset: int, limit: int | None
+) -> tuple[list[HistoryEvent], int]:
+    """The session's conversation events from the ``offset``-th, at most ``limit`` (None: all),
+    in order, and how many there are in all."""
+    raw = direct.connection(conn)
+    marks = ", ".join("?" for _ in HISTORY_EVENT_TYPES)
+    where = f"FROM events WHERE session_id = ? AND type IN ({marks})"
+    params = (session_id, *HISTORY_EVENT_TYPES)
+    total = int(await direct.scalar(conn, raw, f"SELECT count(*) {where}", params) or 0)
+    found = await direct.all_rows(
+        conn,
+        raw,
+        f"SELECT id, sequence, type, ts, turn_id, data {where} ORDER BY sequence LIMIT ? OFFSET ?",
+        (*params, total if limit is None else limit, offset),
+    )
+    page = [
+        HistoryEvent(
+            str(r[0]), int(r[1]), str(r[2]), str(r[3]), r[4], direct.json_result(raw, r[5])
+        )
+        for r in found
+    ]
+    return page, total
+
+
 __all__ = ["IntegrityError", "TurnRow"]
 
 

@@ -19,6 +19,7 @@ from everloop.api.schemas import (
     EventResponse,
     ListResponse,
     MessageResponse,
+    PageResponse,
     SubmitToolResultsRequest,
     SubmitToolResultsResponse,
 )
@@ -86,12 +87,27 @@ def _wire_content(message: object) -> list[dict[str, object]]:
     return [dict(part) for part in content if isinstance(part, dict)]
 
 
-@router.get("/v1/sessions/{session_id}/messages", response_model=ListResponse[MessageResponse])
+@router.get("/v1/sessions/{session_id}/messages", response_model=PageResponse[MessageResponse])
 async def list_messages(
-    request: Request, caller: CallerDep, session_id: str
-) -> ListResponse[MessageResponse]:
-    found = await services(request).turns.list_messages(caller, session_id)
-    return ListResponse(data=[MessageResponse.model_validate(m) for m in found], total=len(found))
+    request: Request,
+    caller: CallerDep,
+    session_id: str,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="Messages to skip.")] = 0,
+    limit: Annotated[
+        int | None, Query(ge=1, le=1000, description="At most this many; all when absent.")
+    ] = None,
+) -> PageResponse[MessageResponse]:
+    """The session's messages, oldest first, each with the turn it belongs to. Without ``limit``
+    every message (what ``everruns-sdk``'s ``messages.list`` reads); ``total`` counts them all."""
+    found, total = await services(request).turns.list_messages(
+        caller, session_id, offset=offset, limit=limit
+    )
+    return PageResponse(
+        data=[MessageResponse.model_validate(m) for m in found],
+        total=total,
+        offset=offset,
+        limit=limit if limit is not None else len(found),
+    )
 
 
 @router.get("/v1/sessions/{session_id}/events", response_model=ListResponse[EventResponse])
