@@ -38,6 +38,7 @@ from everloop.engine.signals import Signals
 from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
 from everloop.services.agent_identities import AgentIdentityService
+from everloop.services.agent_stats import AgentStatsService
 from everloop.services.agent_versions import AgentVersionService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
@@ -103,6 +104,7 @@ class Services:
     agent_identities: AgentIdentityService
     budgets: BudgetService
     executors: ExecutorService
+    agent_stats: AgentStatsService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -407,4 +409,5 @@ def build_services(settings: Settings) -> Services:
         agent_identities=AgentIdentityService(db),
         budgets=BudgetService(db, engine, signals),
         executors=ExecutorService(db),
+        agent_stats=AgentStatsService(db, agents),
     )
