@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+
+from everloop.api.schemas import CreateAgentRequest, ResourceName
 
 
 class ResourceStatsResponse(BaseModel):
@@ -48,3 +50,11 @@ class FindingOut(BaseModel):
 
 class AgentAnalysisResponse(BaseModel):
     findings: list[FindingOut]
+
+
+class ImportAgentRequest(CreateAgentRequest):
+    """An imported document's fields: a create request whose name may be left out, and where
+    an unknown key is an error rather than ignored (a document is written by hand)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: ResourceName | None = None  # type: ignore[assignment]  # optional only on import

@@ -425,9 +425,8 @@ class AgentService:
         """A new agent with ``agent_id``'s configuration, named ``{name}-copy`` (``-copy-2``...
         when taken); MCP header values are copied sealed afresh, never shown."""
         org = caller.organization_id
-        async with self._db.read() as conn:
-            source = await self.get(caller, agent_id, conn)
-            name = await self._free_copy_name(conn, org, source.name)
+        source = await self.get(caller, agent_id)
+        name = await self.free_name(caller, f"{source.name[:59].rstrip('-')}-copy")
         fields = {
             **config_fields(source),
             "name": name,
@@ -443,13 +442,24 @@ class AgentService:
         }
         return await self._insert(caller, ids.new_id("agent"), fields)
 
-    async def _free_copy_name(self, conn: AsyncConnection, org_id: str, name: str) -> str:
-        for n in range(1, 1000):
-            suffix = "-copy" if n == 1 else f"-copy-{n}"
-            candidate = name[: 64 - len(suffix)].rstrip("-") + suffix
-            if not await self._store.name_taken(conn, agents, org_id, candidate):
-                return candidate
-        raise Conflict(f"agent '{name}' has too many copies", field="name")
+    async def free_name(self, caller: Caller, base: str) -> str:
+        """``base``, or ``base-2``, ``base-3``... whichever no agent of the org holds (cut to
+        fit 64 characters)."""
+        async with self._db.read() as conn:
+            for n in range(1, 1000):
+                suffix = "" if n == 1 else f"-{n}"
+                candidate = base[: 64 - len(suffix)].rstrip("-") + suffix
+                if not await self._store.name_taken(
+                    conn, agents, caller.organization_id, candidate
+                ):
+                    return candidate
+        raise Conflict(f"too many agents are named '{base}'", field="name")
+
+    async def create_new(self, caller: Caller, fields: dict[str, Any]) -> Agent:
+        """A new agent, never an update: a name the org uses is a 409."""
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
+        fields.pop("id", None)
+        return await self._insert(caller, ids.new_id("agent"), fields)
 
     async def archive(self, caller: Caller, agent_id: str) -> None:
         async with self._db.write() as conn:
