@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -268,3 +269,13 @@ async def test_list_search_and_pagination(api: Api) -> None:
     for bad in ({"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "ten"}):
         response = await api.client.get("/v1/agents", params=bad)
         assert_error(response, 422, "validation_error", field=next(iter(bad)))
+
+
+async def test_concurrent_posts_of_one_name_make_one_agent(api: Api) -> None:
+    bodies = [{"name": "racer", "system_prompt": f"v{n}"} for n in range(8)]
+    responses = await asyncio.gather(*(api.client.post("/v1/agents", json=b) for b in bodies))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201], [
+        r.text for r in responses
+    ]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert (await _list(api))["total"] == 1
