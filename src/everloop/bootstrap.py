@@ -37,7 +37,9 @@ from everloop.engine.runner import RunnerSettings, TurnRunner
 from everloop.engine.signals import Signals
 from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
+from everloop.services.agent_documents import AgentDocumentService
 from everloop.services.agent_identities import AgentIdentityService
+from everloop.services.agent_stats import AgentStatsService
 from everloop.services.agent_versions import AgentVersionService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
@@ -105,6 +107,8 @@ class Services:
     agent_identities: AgentIdentityService
     budgets: BudgetService
     executors: ExecutorService
+    agent_stats: AgentStatsService
+    agent_documents: AgentDocumentService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -410,4 +414,6 @@ def build_services(settings: Settings) -> Services:
         agent_identities=AgentIdentityService(db),
         budgets=BudgetService(db, engine, signals),
         executors=ExecutorService(db),
+        agent_stats=AgentStatsService(db, agents),
+        agent_documents=AgentDocumentService(db, agents, harnesses),
     )

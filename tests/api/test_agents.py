@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from everloop import ids
-from tests.api.conftest import assert_error, create_agent
+from tests.api.conftest import OtherOrg, assert_error, create_agent
 from tests.conftest import Api
 
 
@@ -83,14 +84,50 @@ async def test_name_rules(api: Api, name: str) -> None:
     assert_error(response, 422, "validation_error", field="name")
 
 
-async def test_duplicate_name_is_409_and_leaves_the_first_alone(api: Api) -> None:
-    first = await create_agent(api, "same", description="first")
+async def test_post_with_an_existing_name_updates_that_agent(api: Api) -> None:
+    """The SDK's ``apply_by_name``: no id, a name the org uses: that agent is updated."""
+    first = await create_agent(api, "same", description="first", tags=["a"])
     response = await api.client.post(
         "/v1/agents", json={"name": "same", "system_prompt": "other", "description": "second"}
     )
-    assert_error(response, 409, "conflict", field="name")
-    assert (await api.client.get(f"/v1/agents/{first['id']}")).json() == first
+    assert response.status_code == 200, response.text
+    applied = response.json()
+    assert applied["id"] == first["id"]
+    assert applied["created_at"] == first["created_at"]
+    assert (applied["system_prompt"], applied["description"]) == ("other", "second")
+    assert applied["tags"] == ["a"]  # a field the request leaves out keeps its value
+    assert (await api.client.get(f"/v1/agents/{first['id']}")).json() == applied
     assert (await _list(api))["total"] == 1
+
+
+async def test_post_by_name_brings_an_archived_agent_back(api: Api) -> None:
+    agent = await create_agent(api, "sleeper")
+    assert (await api.client.delete(f"/v1/agents/{agent['id']}")).status_code == 204
+    response = await api.client.post("/v1/agents", json={"name": "sleeper", "system_prompt": "up"})
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == agent["id"]
+    assert (response.json()["status"], response.json()["archived_at"]) == ("active", None)
+
+
+async def test_post_by_name_with_bad_input_changes_nothing(api: Api) -> None:
+    agent = await create_agent(api, "steady")
+    response = await api.client.post(
+        "/v1/agents",
+        json={"name": "steady", "system_prompt": "x", "capabilities": [{"ref": "no_such"}]},
+    )
+    assert_error(response, 422, "unknown_capability", field="capabilities.0.ref")
+    assert (await api.client.get(f"/v1/agents/{agent['id']}")).json() == agent
+
+
+async def test_post_by_name_reaches_only_the_own_org(api: Api, other_org: OtherOrg) -> None:
+    mine = await create_agent(api, "shared-name")
+    other = other_org
+    response = await other.client.post(
+        "/v1/agents", json={"name": "shared-name", "system_prompt": "theirs"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["id"] != mine["id"]
+    assert (await api.client.get(f"/v1/agents/{mine['id']}")).json() == mine
 
 
 async def test_duplicate_tool_names_are_422(api: Api) -> None:
@@ -232,3 +269,13 @@ async def test_list_search_and_pagination(api: Api) -> None:
     for bad in ({"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "ten"}):
         response = await api.client.get("/v1/agents", params=bad)
         assert_error(response, 422, "validation_error", field=next(iter(bad)))
+
+
+async def test_concurrent_posts_of_one_name_make_one_agent(api: Api) -> None:
+    bodies = [{"name": "racer", "system_prompt": f"v{n}"} for n in range(8)]
+    responses = await asyncio.gather(*(api.client.post("/v1/agents", json=b) for b in bodies))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201], [
+        r.text for r in responses
+    ]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert (await _list(api))["total"] == 1

@@ -21,6 +21,7 @@ from everloop import __version__
 from everloop.api.errors import document_errors, error_response, install_error_handlers
 from everloop.api.json_values import JsonLimits, JsonLimitsMiddleware
 from everloop.api.routes import (
+    agent_actions,
     agent_identities,
     agent_versions,
     api_keys,
@@ -134,6 +135,8 @@ def create_app(
 
     routes = APIRouter(prefix="/api")
     routes.include_router(runtime_agents.router)
+    routes.include_router(agent_actions.router)
+    routes.include_router(agent_actions.router)
     routes.include_router(agent_versions.router)
     routes.include_router(blueprints.router)
     routes.include_router(config_resources.router)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
-from everloop.domain.mcp import server_id_of_ref
+from everloop.domain.mcp import HEADER_NAMES, SEALED_HEADERS, server_id_of_ref
 from everloop.domain.resources import Agent, Harness, ResourceStatus
 from everloop.domain.runtime_agent import Layer, harness_chain
 from everloop.domain.timestamps import now
@@ -245,21 +245,43 @@ class AgentService:
         self._versions = versions
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> tuple[Agent, bool]:
-        """Create an agent; with a client-supplied id that exists in this org, update it.
+        """Create an agent, or update the one the request names (``POST /v1/agents`` upserts).
 
+        With a client-supplied id that exists in this org, that agent is updated (the SDK's
+        ``apply``); without an id, the org's agent of that name is (``apply_by_name``; an
+        archived one is brought back). A name held by another agent than the id's is a 409.
         Returns the agent and whether it was created.
         """
         check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         agent_id = fields.pop("id", None)
         if agent_id is not None:
             ids.parse("agent", agent_id, field="id")
-            async with self._db.read() as conn:
-                existing = await self._store.get_agent(
-                    conn, caller.organization_id, agent_id=agent_id
-                )
-            if existing is not None:
-                return await self.update(caller, agent_id, fields), False
-        agent_id = agent_id or ids.new_id("agent")
+        existing = await self._existing(caller, agent_id=agent_id, name=fields["name"])
+        if existing is not None:
+            return await self._apply(caller, existing, fields), False
+        try:
+            return await self._insert(caller, agent_id or ids.new_id("agent"), dict(fields)), True
+        except Conflict as exc:
+            if agent_id is not None or exc.field != "name":
+                raise
+            # Another request created this name between our read and our write: apply to it.
+            existing = await self._existing(caller, agent_id=None, name=fields["name"])
+            if existing is None:
+                raise
+            return await self._apply(caller, existing, fields), False
+
+    async def _existing(self, caller: Caller, *, agent_id: str | None, name: str) -> Agent | None:
+        async with self._db.read() as conn:
+            if agent_id is not None:
+                return await self._store.get_agent(conn, caller.organization_id, agent_id=agent_id)
+            return await self._store.get_agent(conn, caller.organization_id, name=name)
+
+    async def _apply(self, caller: Caller, existing: Agent, fields: dict[str, Any]) -> Agent:
+        if existing.status is not ResourceStatus.ACTIVE:
+            fields["status"] = ResourceStatus.ACTIVE.value
+        return await self.update(caller, existing.id, fields)
+
+    async def _insert(self, caller: Caller, agent_id: str, fields: dict[str, Any]) -> Agent:
         org = caller.organization_id
         if "mcp_servers" in fields:
             fields["mcp_servers"] = self._mcp_headers.seal(org, fields["mcp_servers"])
@@ -307,7 +329,7 @@ class AgentService:
                 await self._versions.record(
                     conn, created, change_kind="auto", principal_id=caller.principal_id
                 )
-        return created, True
+        return created
 
     async def get(
         self, caller: Caller, agent_id: str, conn: AsyncConnection | None = None
@@ -399,6 +421,46 @@ class AgentService:
                 )
         return updated
 
+    async def copy(self, caller: Caller, agent_id: str) -> Agent:
+        """A new agent with ``agent_id``'s configuration, named ``{name}-copy`` (``-copy-2``...
+        when taken); MCP header values are copied sealed afresh, never shown."""
+        org = caller.organization_id
+        source = await self.get(caller, agent_id)
+        name = await self.free_name(caller, f"{source.name[:59].rstrip('-')}-copy")
+        fields = {
+            **config_fields(source),
+            "name": name,
+            "display_name": f"{source.display_name or source.name} (copy)"[:200],
+            "harness_id": source.harness_id,
+            "mcp_servers": {
+                server: {
+                    **{k: v for k, v in entry.items() if k not in (HEADER_NAMES, SEALED_HEADERS)},
+                    "headers": self._mcp_headers.open(org, server, entry),
+                }
+                for server, entry in source.mcp_servers.items()
+            },
+        }
+        return await self._insert(caller, ids.new_id("agent"), fields)
+
+    async def free_name(self, caller: Caller, base: str) -> str:
+        """``base``, or ``base-2``, ``base-3``... whichever no agent of the org holds (cut to
+        fit 64 characters)."""
+        async with self._db.read() as conn:
+            for n in range(1, 1000):
+                suffix = "" if n == 1 else f"-{n}"
+                candidate = base[: 64 - len(suffix)].rstrip("-") + suffix
+                if not await self._store.name_taken(
+                    conn, agents, caller.organization_id, candidate
+                ):
+                    return candidate
+        raise Conflict(f"too many agents are named '{base}'", field="name")
+
+    async def create_new(self, caller: Caller, fields: dict[str, Any]) -> Agent:
+        """A new agent, never an update: a name the org uses is a 409."""
+        check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
+        fields.pop("id", None)
+        return await self._insert(caller, ids.new_id("agent"), fields)
+
     async def archive(self, caller: Caller, agent_id: str) -> None:
         async with self._db.write() as conn:
             current = await self.get(caller, agent_id, conn)
@@ -438,6 +500,23 @@ def _harness_row(
         "updated_at": ts,
         "archived_at": None,
         **fields,
+    }
+
+
+def config_fields(agent: Agent) -> dict[str, Any]:
+    """The fields that configure ``agent`` (no id, name, harness, status or timestamps)."""
+    return {
+        "display_name": agent.display_name,
+        "description": agent.description,
+        "system_prompt": agent.system_prompt,
+        "default_model_id": agent.default_model_id,
+        "tags": list(agent.tags),
+        "capabilities": list(agent.capabilities),
+        "tools": list(agent.tools),
+        "initial_files": list(agent.initial_files),
+        "network_access": agent.network_access,
+        "max_iterations": agent.max_iterations,
+        "parallel_tool_calls": agent.parallel_tool_calls,
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from everloop.domain.agent_checks import Finding, check_agent
 from everloop.domain.resources import Session
 from everloop.domain.runtime_agent import Layer, RuntimeAgent
 from everloop.engine.assembly import Assembler
@@ -62,6 +63,13 @@ class RuntimeAgentService:
             chain = await load_harness_chain(conn, caller.organization_id, harness.id)
         runtime = self._assembler.assemble(harnesses=chain, agent=agent_layer(fields, "draft"))
         return runtime, await self.model_of(caller, runtime)
+
+    async def analyze_agent(self, caller: Caller, fields: dict[str, Any]) -> list[Finding]:
+        """The built-in advisory findings on a draft agent, read from its preview (the final
+        shape, capabilities applied)."""
+        system_prompt = str(fields.get("system_prompt") or "")
+        runtime, model = await self.preview_agent(caller, fields)
+        return check_agent(system_prompt, runtime, model_error=model.error)
 
     async def preview_harness(
         self, caller: Caller, fields: dict[str, Any]

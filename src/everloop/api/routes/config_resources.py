@@ -95,7 +95,16 @@ async def list_agents(
 
 
 @router.post(
-    "/v1/agents", response_model=AgentResponse, status_code=status.HTTP_201_CREATED, tags=["agents"]
+    "/v1/agents",
+    response_model=AgentResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {
+            "model": AgentResponse,
+            "description": "Updated: the org's agent of that id (or, without one, that name)",
+        }
+    },
+    tags=["agents"],
 )
 async def create_agent(
     request: Request, response: Response, caller: CallerDep, body: CreateAgentRequest

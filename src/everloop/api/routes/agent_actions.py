@@ -1,0 +1,146 @@
+"""Agent routes beside CRUD: copy, stats, analysis, export and import (thin: parse, call the
+service, present).
+
+Registered before ``config_resources`` so a literal path (``/v1/agents/analyze``) is never
+taken for an agent id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from pydantic import ValidationError
+
+from everloop.api.agent_schemas import (
+    AgentAnalysisResponse,
+    FindingLocation,
+    FindingOut,
+    ImportAgentRequest,
+    ResourceStatsResponse,
+)
+from everloop.api.deps import CallerDep, services
+from everloop.api.routes.config_resources import agent_out
+from everloop.api.runtime_schemas import PreviewAgentRequest
+from everloop.api.schemas import AgentResponse
+from everloop.domain.agent_checks import Finding
+from everloop.domain.agent_documents import parse
+from everloop.errors import InvalidInput, NotFound
+
+MAX_DOCUMENT_BYTES = 12 * 1024 * 1024
+
+router = APIRouter(tags=["agents"])
+
+
+def finding_out(finding: Finding) -> FindingOut:
+    location = (
+        FindingLocation(field=finding.field, start=finding.start, end=finding.end)
+        if finding.field
+        else None
+    )
+    return FindingOut(
+        rule_id=finding.rule_id,
+        severity=finding.severity,
+        category=finding.category,
+        message=finding.message,
+        source="builtin",
+        location=location,
+    )
+
+
+@router.post(
+    "/v1/agents/analyze",
+    response_model=AgentAnalysisResponse,
+    summary="Run advisory checks against a draft agent",
+    description="Assembles the draft as a preview does (harness chain, capabilities applied) "
+    "and returns the built-in rules' findings. Nothing is saved.",
+)
+async def analyze_agent(
+    request: Request, caller: CallerDep, body: PreviewAgentRequest
+) -> AgentAnalysisResponse:
+    findings = await services(request).runtime_agents.analyze_agent(caller, body.model_dump())
+    return AgentAnalysisResponse(findings=[finding_out(f) for f in findings])
+
+
+@router.post(
+    "/v1/agents/{agent_id}/copy",
+    response_model=AgentResponse,
+    status_code=status.HTTP_201_CREATED,
+    summary="Copy an agent",
+    description="Creates a new agent with the same configuration, named `{name}-copy`.",
+)
+async def copy_agent(request: Request, caller: CallerDep, agent_id: str) -> AgentResponse:
+    return agent_out(await services(request).agents.copy(caller, agent_id))
+
+
+@router.get(
+    "/v1/agents/{agent_id}/stats",
+    response_model=ResourceStatsResponse,
+    summary="An agent's usage statistics",
+    description="Its live sessions by status, their turns (executions), tokens, estimated cost "
+    "and durations.",
+)
+async def agent_stats(request: Request, caller: CallerDep, agent_id: str) -> ResourceStatsResponse:
+    stats = await services(request).agent_stats.stats(caller, agent_id)
+    return ResourceStatsResponse(
+        **asdict(stats),
+        total_actual_cost_usd=None,
+        total_cost_usd=stats.total_estimated_cost_usd,
+    )
+
+
+@router.post(
+    "/v1/agents/import",
+    response_model=AgentResponse,
+    status_code=status.HTTP_201_CREATED,
+    summary="Import an agent from a document",
+    description="The body (any content type) is Markdown with YAML front matter as "
+    "`GET /v1/agents/{agent_id}/export` writes it, or a JSON or YAML object of the create "
+    "request's fields (`harness` names the harness), or plain text: all of it the system "
+    "prompt. Always a new agent: a name the organization uses is a 409.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def import_agent(
+    request: Request,
+    caller: CallerDep,
+    from_example: Annotated[str | None, Query(alias="from-example", max_length=200)] = None,
+) -> AgentResponse:
+    if from_example is not None:
+        raise NotFound.of("example", from_example)
+    raw = await request.body()
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise InvalidInput("the document is larger than 12 MiB", field="body")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise InvalidInput("the document is not UTF-8 text", field="body") from None
+    try:
+        body = ImportAgentRequest.model_validate(parse(text))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    agent = await services(request).agent_documents.import_agent(
+        caller, body.model_dump(exclude_unset=True)
+    )
+    return agent_out(agent)
+
+
+@router.get(
+    "/v1/agents/{agent_id}/export",
+    response_class=PlainTextResponse,
+    summary="Export an agent as a document",
+    description="Markdown with YAML front matter: the configuration (the harness by name; no "
+    "ids, timestamps or MCP header values), then the system prompt. "
+    "`POST /v1/agents/import` reads it back.",
+    responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}}}},
+)
+async def export_agent(request: Request, caller: CallerDep, agent_id: str) -> PlainTextResponse:
+    document = await services(request).agent_documents.export(caller, agent_id)
+    return PlainTextResponse(document, media_type="text/markdown; charset=utf-8")
