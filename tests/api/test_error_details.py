@@ -95,3 +95,20 @@ async def test_a_bad_json_body_still_gets_a_validation_error(api: Api) -> None:
         "/v1/harnesses", content=b'{"name": 5}', headers={"Content-Type": "application/json"}
     )
     assert_error(response, 422, "validation_error", field="name")
+
+
+async def test_a_body_with_no_content_type_is_told_to_send_it(api: Api) -> None:
+    before = await _harness_names(api)
+    request = api.client.build_request("POST", "/v1/harnesses", content=b'{"name": "untyped"}')
+    assert "content-type" not in request.headers
+    response = await api.client.send(request)
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert "'Content-Type: application/json' (it came with no Content-Type)" in error["message"]
+    assert await _harness_names(api) == before
+
+
+async def test_a_request_without_a_body_needs_no_content_type(api: Api) -> None:
+    created = await api.client.post("/v1/harnesses", json={"name": "bodiless"})
+    assert created.status_code == 201, created.text
+    response = await api.client.delete(f"/v1/harnesses/{created.json()['id']}")
+    assert response.status_code == 204, response.text

@@ -2,8 +2,8 @@
 
 Body of every 4xx/5xx: ``{"error": {"code": "<snake_case>", "message": "...", "field"?: "..."}}``;
 a validation error (422) also lists every problem in ``details: [{"field", "message"}, ...]``
-(``field`` and ``message`` name the first). A body that is not sent as JSON
-(``Content-Type`` other than ``application/json``) on a route that takes JSON is a 415 saying so.
+(``field`` names the first; ``message`` up to ten). A body not sent as JSON (no ``Content-Type``,
+or another than ``application/json``) to a route that takes JSON is a 415 saying to send it.
 Unexpected exceptions are a 500 with a generic message; the detail goes to the server log only.
 """
 
@@ -110,14 +110,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         if err.get("type") == "json_invalid":
             return error_response(400, "malformed_json", "the request body is not valid JSON")
     content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type) and _about_body(errors):
-        # FastAPI hands a body of any other type to the model as bytes, which then fails as
-        # "not a valid dictionary": say what is actually wrong.
+    if not _is_json(content_type) and _about_body(errors):
+        # FastAPI hands any other body to the model as bytes, which then fails as "not a valid
+        # dictionary": say what is actually wrong.
+        sent = f"as {printable(content_type)!r}" if content_type else "with no Content-Type"
         return error_response(
             415,
             "unsupported_media_type",
             "the request body must be JSON sent with the header "
-            f"'Content-Type: application/json' (it came as {printable(content_type)!r})",
+            f"'Content-Type: application/json' (it came {sent})",
         )
     details = [
         {"field": _location(tuple(err.get("loc", ()))), "message": str(err.get("msg", "invalid"))}
@@ -130,7 +131,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", message, details[0]["field"], details)
 
 
-def _is_json(content_type: str) -> bool:
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type == "application/json" or media_type.endswith("+json")
 
