@@ -107,6 +107,12 @@ async def test_a_body_with_no_content_type_is_told_to_send_it(api: Api) -> None:
     assert await _harness_names(api) == before
 
 
+async def test_a_missing_body_is_a_validation_error(api: Api) -> None:
+    response = await api.client.post("/v1/harnesses")
+    error = assert_error(response, 422, "validation_error", field="body")
+    assert error["details"] == [{"field": "body", "message": "Field required"}]
+
+
 async def test_a_request_without_a_body_needs_no_content_type(api: Api) -> None:
     created = await api.client.post("/v1/harnesses", json={"name": "bodiless"})
     assert created.status_code == 201, created.text

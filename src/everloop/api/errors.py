@@ -139,7 +139,12 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _about_body(errors: Sequence[Any]) -> bool:
-    return any(tuple(err.get("loc", ()))[:1] == ("body",) for err in errors)
+    # A body was sent and refused; one not sent at all ("body: Field required") is its own error.
+    return any(
+        tuple(err.get("loc", ()))[:1] == ("body",)
+        and not (err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",))
+        for err in errors
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
