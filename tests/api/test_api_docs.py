@@ -121,6 +121,7 @@ async def test_the_authorize_button_token_is_what_the_api_takes(api: Api) -> Non
         assert accepted.status_code == 200, accepted.text
         page = await anonymous.get("/docs")
         assert page.status_code == 200 and "/api/openapi.json" in page.text
+        assert '"persistAuthorization": true' in page.text
         served = (await anonymous.get("/openapi.json")).json()
     assert served["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 

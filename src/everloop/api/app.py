@@ -202,6 +202,8 @@ def _install_docs(app: FastAPI) -> None:
             swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/api/docs-assets/swagger-ui.css",
             swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
+            # A token given to Authorize survives a reload of the page.
+            swagger_ui_parameters={"persistAuthorization": True},
         )
 
 
