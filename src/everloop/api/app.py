@@ -6,6 +6,7 @@ All routes live under ``/api``: ``/api/v1/...`` for the resources, ``/api/openap
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -156,9 +157,35 @@ def create_app(
     if services.settings.debug_counters:
         routes.include_router(debug.router)
     app.include_router(routes)
+    _summarize_operations(app)
     document_errors(app)
     _install_docs(app)
     return app
+
+
+def _summarize_operations(app: FastAPI) -> None:
+    """Each operation's OpenAPI summary: the first clause of its route's docstring (the
+    description is the whole docstring, FastAPI's default). A route without a docstring keeps
+    FastAPI's summary (its function's name) and has no description: a test refuses that."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict) and operation.get("description"):
+                    operation["summary"] = _first_sentence(operation["description"])
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _first_sentence(docstring: str) -> str:
+    # Up to the first sentence's end or semicolon; Swagger UI shows a summary as plain text.
+    paragraph = " ".join(docstring.split("\n\n", 1)[0].split()).replace("``", "")
+    return re.split(r"(?<=[.!?])\s|;\s", paragraph, maxsplit=1)[0].rstrip(".")
 
 
 def _install_docs(app: FastAPI) -> None:
@@ -178,6 +205,8 @@ def _install_docs(app: FastAPI) -> None:
             swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/api/docs-assets/swagger-ui.css",
             swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
+            # A token given to Authorize survives a reload of the page.
+            swagger_ui_parameters={"persistAuthorization": True},
         )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from everloop.services.auth import Caller
 
@@ -16,8 +17,23 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="evr_pat_...",
+    description=(
+        "A personal access token, sent as `Authorization: Bearer evr_pat_...` (the admin token "
+        "is in `<data-dir>/admin-token`). `X-Org-Id` picks the organization of a member of "
+        "several."
+    ),
+    auto_error=False,
+)
+"""The API's security scheme: declared in the OpenAPI document, so ``/api/docs`` can authorize.
+It only documents: ``caller`` reads the header itself (with or without ``Bearer``)."""
+
+
 async def caller(
     request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     x_org_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:

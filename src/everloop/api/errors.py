@@ -1,12 +1,16 @@
 """The one place where errors become HTTP responses.
 
-Body of every 4xx/5xx: ``{"error": {"code": "<snake_case>", "message": "...", "field"?: "..."}}``.
+Body of every 4xx/5xx: ``{"error": {"code": "<snake_case>", "message": "...", "field"?: "..."}}``;
+a validation error (422) also lists every problem in ``details: [{"field", "message"}, ...]``
+(``field`` names the first; ``message`` up to ten). A body not sent as JSON (no ``Content-Type``,
+or another than ``application/json``) to a route that takes JSON is a 415 saying to send it.
 Unexpected exceptions are a 500 with a generic message; the detail goes to the server log only.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -55,10 +59,18 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    details: list[dict[str, str]] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
+    if details is not None:
+        body["details"] = details
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
@@ -88,18 +100,51 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+_PROBLEMS_IN_MESSAGE = 10
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     for err in errors:
         if err.get("type") == "json_invalid":
             return error_response(400, "malformed_json", "the request body is not valid JSON")
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    field = _location(tuple(first.get("loc", ())))
-    message = f"{field}: {first.get('msg', 'invalid value')}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return error_response(422, "validation_error", message, field)
+    content_type = request.headers.get("content-type")
+    if not _is_json(content_type) and _about_body(errors):
+        # FastAPI hands any other body to the model as bytes, which then fails as "not a valid
+        # dictionary": say what is actually wrong.
+        sent = f"as {printable(content_type)!r}" if content_type else "with no Content-Type"
+        return error_response(
+            415,
+            "unsupported_media_type",
+            "the request body must be JSON sent with the header "
+            f"'Content-Type: application/json' (it came {sent})",
+        )
+    details = [
+        {"field": _location(tuple(err.get("loc", ()))), "message": str(err.get("msg", "invalid"))}
+        for err in errors
+    ] or [{"field": "body", "message": "invalid request"}]
+    # The message names the problems too (a client may show only it), up to a readable few.
+    shown = "; ".join(f"{d['field']}: {d['message']}" for d in details[:_PROBLEMS_IN_MESSAGE])
+    hidden = len(details) - _PROBLEMS_IN_MESSAGE
+    message = shown + (f"; and {hidden} more (see details)" if hidden > 0 else "")
+    return error_response(422, "validation_error", message, details[0]["field"], details)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _about_body(errors: Sequence[Any]) -> bool:
+    # A body was sent and refused; one not sent at all ("body: Field required") is its own error.
+    return any(
+        tuple(err.get("loc", ()))[:1] == ("body",)
+        and not (err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",))
+        for err in errors
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -124,6 +169,7 @@ _DESCRIPTIONS = {
     404: "No such object in the caller's organization",
     409: "Conflicts with the current state (a duplicate name, a read-only object)",
     413: "Request body over the size limit",
+    415: "The body was not sent as JSON (Content-Type other than application/json)",
     422: "Invalid value; the error names the field",
     429: "Too many failed authentications from this address; see Retry-After",
     500: "Unexpected server error (details only in the server log)",
@@ -179,7 +225,7 @@ def _error_statuses(method: str, operation: dict[str, Any]) -> list[int]:
         # 400: a path value that can never be valid (a file path with a NUL, say).
         statuses.update((400, 404))
     if "requestBody" in operation:
-        statuses |= {400, 404, 413}
+        statuses |= {400, 404, 413, 415}
     if method in ("post", "put", "patch", "delete"):
         statuses |= {409, 503}
     return sorted(statuses)

@@ -429,10 +429,18 @@ class ListResponse(BaseModel, Generic[T]):
     total: int
 
 
+class ErrorDetail(BaseModel):
+    """One problem of a request: the field it is in and what is wrong with it."""
+
+    field: str
+    message: str
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
     field: str | None = None
+    details: list[ErrorDetail] | None = None  # a validation error: every problem, in order
 
 
 class ErrorResponse(BaseModel):

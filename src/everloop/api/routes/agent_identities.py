@@ -39,6 +39,8 @@ def identity_out(identity: AgentIdentity) -> AgentIdentityResponse:
 async def list_agent_identities(
     request: Request, caller: CallerDep, search: Search = None
 ) -> ListResponse[AgentIdentityResponse]:
+    """List the organization's agent identities (the names, avatars and time zones agents present
+    as); ``search`` filters by name."""
     found = await services(request).agent_identities.list(caller, search=search)
     return ListResponse(data=[identity_out(i) for i in found], total=len(found))
 
@@ -51,6 +53,8 @@ async def list_agent_identities(
 async def create_agent_identity(
     request: Request, caller: CallerDep, body: CreateAgentIdentityRequest
 ) -> AgentIdentityResponse:
+    """Create an agent identity; it gets a principal of its own, so sessions run under it act as
+    it."""
     created = await services(request).agent_identities.create(caller, body.model_dump())
     return identity_out(created)
 
@@ -59,6 +63,7 @@ async def create_agent_identity(
 async def get_agent_identity(
     request: Request, caller: CallerDep, identity_id: str
 ) -> AgentIdentityResponse:
+    """Get one agent identity by id."""
     return identity_out(await services(request).agent_identities.get(caller, identity_id))
 
 
@@ -66,6 +71,7 @@ async def get_agent_identity(
 async def update_agent_identity(
     request: Request, caller: CallerDep, identity_id: str, body: UpdateAgentIdentityRequest
 ) -> AgentIdentityResponse:
+    """Change an agent identity's fields; fields not sent stay as they are."""
     updated = await services(request).agent_identities.update(
         caller, identity_id, body.model_dump(exclude_unset=True)
     )
@@ -74,5 +80,6 @@ async def update_agent_identity(
 
 @router.delete("/v1/agent-identities/{identity_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_agent_identity(request: Request, caller: CallerDep, identity_id: str) -> Response:
+    """Delete an agent identity."""
     await services(request).agent_identities.delete(caller, identity_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -31,6 +31,7 @@ def version_out(version: AgentVersion) -> AgentVersionResponse:
 async def list_agent_versions(
     request: Request, caller: CallerDep, agent_id: str
 ) -> list[AgentVersionResponse]:
+    """List an agent's saved versions, each a snapshot of its configuration."""
     found = await services(request).agent_versions.list(caller, agent_id)
     return [version_out(v) for v in found]
 
@@ -39,6 +40,8 @@ async def list_agent_versions(
 async def create_agent_version(
     request: Request, caller: CallerDep, agent_id: str, body: CreateAgentVersionRequest
 ) -> AgentVersionResponse:
+    """Save the agent's current configuration as a new version, with an optional ``change_kind`` and
+    ``summary``."""
     created = await services(request).agent_versions.create(
         caller, agent_id, change_kind=body.change_kind, summary=body.summary
     )
@@ -49,6 +52,7 @@ async def create_agent_version(
 async def set_default_agent_version(
     request: Request, caller: CallerDep, agent_id: str, body: SetDefaultAgentVersionRequest
 ) -> AgentResponse:
+    """Make one of the agent's versions the one new sessions use; returns the agent."""
     agent = await services(request).agent_versions.set_default(caller, agent_id, body.version_id)
     return agent_out(agent)
 
@@ -60,6 +64,7 @@ async def set_default_agent_version(
 async def diff_agent_versions(
     request: Request, caller: CallerDep, agent_id: str, from_version_id: str, to_version_id: str
 ) -> AgentVersionDiffResponse:
+    """What changed, field by field, between two versions of an agent."""
     diff = await services(request).agent_versions.diff(
         caller, agent_id, from_version_id, to_version_id
     )
@@ -74,6 +79,8 @@ async def rollback_agent_version(
     version_id: str,
     body: RollbackAgentVersionRequest,
 ) -> AgentResponse:
+    """Restore the agent's configuration from one of its versions; ``save_version`` also records the
+    result as a new version. Returns the agent."""
     agent = await services(request).agent_versions.rollback(
         caller, agent_id, version_id, save_version=body.save_version, summary=body.summary
     )

@@ -29,6 +29,7 @@ def blueprint_out(blueprint: Blueprint) -> BlueprintResponse:
 
 @router.get("/v1/blueprints", response_model=ListResponse[BlueprintResponse])
 async def list_blueprints(request: Request, caller: CallerDep) -> ListResponse[BlueprintResponse]:
+    """List the built-in blueprints: session templates with a configuration schema."""
     found = services(request).blueprints.list()
     return ListResponse(data=[blueprint_out(b) for b in found], total=len(found))
 
@@ -37,4 +38,5 @@ async def list_blueprints(request: Request, caller: CallerDep) -> ListResponse[B
 async def get_blueprint(
     request: Request, caller: CallerDep, blueprint_id: str
 ) -> BlueprintResponse:
+    """Get one blueprint by id, with its configuration schema."""
     return blueprint_out(services(request).blueprints.get(blueprint_id))

@@ -81,6 +81,8 @@ async def list_budgets(
     subject_type: Annotated[str | None, Query(max_length=32)] = None,
     subject_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[BudgetResponse]:
+    """List the organization's budgets, optionally only those of one subject (``subject_type`` and
+    ``subject_id``)."""
     found = await services(request).budgets.list(
         caller, subject_type=subject_type, subject_id=subject_id
     )
@@ -91,12 +93,15 @@ async def list_budgets(
 async def create_budget(
     request: Request, caller: CallerDep, body: CreateBudgetRequest
 ) -> BudgetResponse:
+    """Create a budget: a spending limit on a subject (an organization, agent, session...) over a
+    period."""
     fields = body.model_dump()
     return budget_out(await services(request).budgets.create(caller, fields))
 
 
 @router.get("/v1/budgets/{budget_id}", response_model=BudgetResponse)
 async def get_budget(request: Request, caller: CallerDep, budget_id: str) -> BudgetResponse:
+    """Get one budget by id, with its balance."""
     return budget_out(await services(request).budgets.get(caller, budget_id))
 
 
@@ -104,6 +109,7 @@ async def get_budget(request: Request, caller: CallerDep, budget_id: str) -> Bud
 async def update_budget(
     request: Request, caller: CallerDep, budget_id: str, body: UpdateBudgetRequest
 ) -> BudgetResponse:
+    """Change a budget's limit, thresholds or state; fields not sent stay as they are."""
     updated = await services(request).budgets.update(
         caller, budget_id, body.model_dump(exclude_unset=True)
     )
@@ -112,6 +118,7 @@ async def update_budget(
 
 @router.delete("/v1/budgets/{budget_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_budget(request: Request, caller: CallerDep, budget_id: str) -> Response:
+    """Delete a budget; it no longer limits its subject."""
     await services(request).budgets.delete(caller, budget_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -142,12 +149,15 @@ async def budget_ledger(
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many entries.")] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[LedgerEntryResponse]:
+    """The budget's ledger: its charges and top-ups, newest first, ``limit`` at a time from
+    ``offset``."""
     entries = await services(request).budgets.ledger(caller, budget_id, limit=limit, offset=offset)
     return [ledger_entry_out(e) for e in entries]
 
 
 @router.get("/v1/budgets/{budget_id}/check", response_model=BudgetCheckResponse)
 async def check_budget(request: Request, caller: CallerDep, budget_id: str) -> BudgetCheckResponse:
+    """Whether the budget still allows spending, and how much is left."""
     return check_out(await services(request).budgets.check(caller, budget_id))
 
 
@@ -155,6 +165,8 @@ async def check_budget(request: Request, caller: CallerDep, budget_id: str) -> B
 async def session_budgets(
     request: Request, caller: CallerDep, session_id: str
 ) -> list[BudgetResponse]:
+    """List the budgets that apply to a session (its own and those of its agent, owner and
+    organization)."""
     found = await services(request).budgets.for_session(caller, session_id)
     return [budget_out(b) for b in found]
 
@@ -163,6 +175,7 @@ async def session_budgets(
 async def session_budget_check(
     request: Request, caller: CallerDep, session_id: str
 ) -> BudgetCheckResponse:
+    """Whether the session may spend: the check of the tightest budget that applies to it."""
     return check_out(await services(request).budgets.check_session(caller, session_id))
 
 

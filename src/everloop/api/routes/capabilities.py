@@ -48,6 +48,8 @@ async def list_capabilities(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> PageResponse[CapabilityInfoResponse]:
+    """List the capabilities agents can be given (tool sets and behaviours), by id; ``search``
+    filters on id, name and description."""
     found = sorted(services(request).capabilities.all(), key=lambda c: c.id)
     if search:
         needle = search.lower()
@@ -68,6 +70,7 @@ async def list_capabilities(
 async def get_capability(
     request: Request, caller: CallerDep, capability_id: str
 ) -> CapabilityInfoResponse:
+    """Get one capability by id, with its tools and configuration schema."""
     try:
         capability = services(request).capabilities.get(capability_id)
     except CapabilityError:

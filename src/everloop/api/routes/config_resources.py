@@ -37,6 +37,8 @@ def agent_out(agent: Agent) -> AgentResponse:
 async def list_harnesses(
     request: Request, caller: CallerDep, search: Search = None, include_archived: bool = False
 ) -> ListResponse[HarnessResponse]:
+    """List the organization's harnesses (base configurations agents build on); archived ones only
+    with ``include_archived``."""
     found = await services(request).harnesses.list(
         caller, search=search, include_archived=include_archived
     )
@@ -52,12 +54,15 @@ async def list_harnesses(
 async def create_harness(
     request: Request, caller: CallerDep, body: CreateHarnessRequest
 ) -> HarnessResponse:
+    """Create a harness: a system prompt, capabilities, default model and settings agents can
+    inherit."""
     created = await services(request).harnesses.create(caller, body.model_dump(exclude_unset=True))
     return harness_out(created)
 
 
 @router.get("/v1/harnesses/{harness_id}", response_model=HarnessResponse, tags=["harnesses"])
 async def get_harness(request: Request, caller: CallerDep, harness_id: str) -> HarnessResponse:
+    """Get one harness by id or name."""
     return harness_out(await services(request).harnesses.get(caller, harness_id))
 
 
@@ -65,6 +70,7 @@ async def get_harness(request: Request, caller: CallerDep, harness_id: str) -> H
 async def update_harness(
     request: Request, caller: CallerDep, harness_id: str, body: UpdateHarnessRequest
 ) -> HarnessResponse:
+    """Change a harness's fields; fields not sent stay as they are."""
     updated = await services(request).harnesses.update(
         caller, harness_id, body.model_dump(exclude_unset=True)
     )
@@ -75,6 +81,7 @@ async def update_harness(
     "/v1/harnesses/{harness_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["harnesses"]
 )
 async def delete_harness(request: Request, caller: CallerDep, harness_id: str) -> Response:
+    """Archive a harness (built-in ones cannot be); it is kept for the sessions that used it."""
     await services(request).harnesses.archive(caller, harness_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -88,6 +95,8 @@ async def list_agents(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> PageResponse[AgentResponse]:
+    """List the organization's agents, a page at a time; ``search`` filters by name, archived ones
+    only with ``include_archived``."""
     found, total = await services(request).agents.list(
         caller, search=search, include_archived=include_archived, offset=offset, limit=limit
     )
@@ -109,6 +118,8 @@ async def list_agents(
 async def create_agent(
     request: Request, response: Response, caller: CallerDep, body: CreateAgentRequest
 ) -> AgentResponse:
+    """Create an agent (201); with the ``id`` of an existing agent of the organization, update that
+    agent instead (200)."""
     agent, created = await services(request).agents.create(
         caller, body.model_dump(exclude_unset=True)
     )
@@ -119,6 +130,7 @@ async def create_agent(
 
 @router.get("/v1/agents/{agent_id}", response_model=AgentResponse, tags=["agents"])
 async def get_agent(request: Request, caller: CallerDep, agent_id: str) -> AgentResponse:
+    """Get one agent by id or name."""
     return agent_out(await services(request).agents.get(caller, agent_id))
 
 
@@ -132,6 +144,7 @@ async def get_agent(request: Request, caller: CallerDep, agent_id: str) -> Agent
 async def put_agent(
     request: Request, response: Response, caller: CallerDep, agent_id: str, body: CreateAgentRequest
 ) -> AgentResponse:
+    """Create or replace the agent with this id: 201 when created, 200 when it existed."""
     fields = body.model_dump(exclude_unset=True)
     fields.pop("id", None)
     agent, created = await services(request).agents.put(caller, agent_id, fields)
@@ -144,6 +157,7 @@ async def put_agent(
 async def update_agent(
     request: Request, caller: CallerDep, agent_id: str, body: UpdateAgentRequest
 ) -> AgentResponse:
+    """Change an agent's fields; fields not sent stay as they are."""
     updated = await services(request).agents.update(
         caller, agent_id, body.model_dump(exclude_unset=True)
     )
@@ -152,5 +166,6 @@ async def update_agent(
 
 @router.delete("/v1/agents/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["agents"])
 async def delete_agent(request: Request, caller: CallerDep, agent_id: str) -> Response:
+    """Archive an agent; it is kept for the sessions that used it."""
     await services(request).agents.archive(caller, agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -22,4 +22,5 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/v1/debug/counters")
 async def counters(request: Request, caller: CallerDep) -> dict[str, dict[str, int]]:
+    """Internal counters of the event fan-out (opt-in with the ``debug_counters`` setting)."""
     return {"sse": services(request).fanout.counters()}

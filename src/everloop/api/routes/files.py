@@ -42,6 +42,7 @@ FS = "/v1/sessions/{session_id}/fs"
 async def list_root(
     request: Request, caller: CallerDep, session_id: str, recursive: bool = False
 ) -> ListResponse[FileInfoResponse]:
+    """List the session workspace's top directory; ``recursive`` lists everything below it too."""
     async with services(request).files.workspace(caller, session_id) as workspace:
         entries = await workspace.listing("/", recursive=recursive)
     return ListResponse(data=[file_info(e) for e in entries], total=len(entries))
@@ -51,6 +52,7 @@ async def list_root(
 async def stat_path(
     request: Request, caller: CallerDep, session_id: str, body: StatRequest
 ) -> FileStatResponse:
+    """Metadata of one file or directory of the session workspace (size, kind, read-only, times)."""
     async with services(request).files.workspace(caller, session_id) as workspace:
         return file_stat(await workspace.stat(body.path))
 
@@ -59,6 +61,8 @@ async def stat_path(
 async def grep_files(
     request: Request, caller: CallerDep, session_id: str, body: GrepRequest
 ) -> ListResponse[GrepResultResponse]:
+    """Search the session workspace's files for a regular expression, optionally only in paths
+    matching ``path_pattern``; matches grouped by file."""
     async with services(request).files.workspace(caller, session_id) as workspace:
         matches, _ = await workspace.grep(body.pattern, path_pattern=body.path_pattern)
     by_path: dict[str, list[GrepMatchResponse]] = {}
@@ -74,6 +78,7 @@ async def grep_files(
 async def move_path(
     request: Request, caller: CallerDep, session_id: str, body: MoveFileRequest
 ) -> SessionFileResponse:
+    """Move or rename a file or directory of the session workspace."""
     async with services(request).files.workspace(caller, session_id, write=True) as workspace:
         return session_file(await workspace.move(body.src_path, body.dst_path))
 
@@ -84,6 +89,7 @@ async def move_path(
 async def copy_path(
     request: Request, caller: CallerDep, session_id: str, body: CopyFileRequest
 ) -> SessionFileResponse:
+    """Copy a file or directory of the session workspace to a new path."""
     async with services(request).files.workspace(caller, session_id, write=True) as workspace:
         return session_file(await workspace.copy(body.src_path, body.dst_path))
 
@@ -94,6 +100,8 @@ async def copy_path(
 async def get_path(
     request: Request, caller: CallerDep, session_id: str, path: str, recursive: bool = False
 ) -> SessionFileResponse | ListResponse[FileInfoResponse]:
+    """Read a file of the session workspace, or list a directory (``recursive`` for everything below
+    it)."""
     async with services(request).files.workspace(caller, session_id) as workspace:
         entry = await workspace.stat(path)
         if entry.is_directory:
@@ -108,6 +116,8 @@ async def get_path(
 async def create_path(
     request: Request, caller: CallerDep, session_id: str, path: str, body: CreateFileRequest
 ) -> SessionFileResponse:
+    """Create a file (with ``content``, text or base64) or a directory at a path of the session
+    workspace; 409 if something is there."""
     normalize_path(path)  # a bad path is a 400 before the session lookup's 404
     async with services(request).files.workspace(caller, session_id, write=True) as workspace:
         if body.is_directory:
@@ -124,6 +134,7 @@ async def create_path(
 async def update_path(
     request: Request, caller: CallerDep, session_id: str, path: str, body: UpdateFileRequest
 ) -> SessionFileResponse:
+    """Replace a file's content, change whether it is read-only, or both."""
     normalize_path(path)
     if body.content is None and body.is_readonly is None:
         raise InvalidInput("give content, is_readonly or both", field="content")
@@ -142,6 +153,7 @@ async def update_path(
 async def delete_path(
     request: Request, caller: CallerDep, session_id: str, path: str, recursive: bool = False
 ) -> DeleteFileResponse:
+    """Delete a file, or a directory (``recursive`` for one that is not empty)."""
     normalize_path(path)
     async with services(request).files.workspace(caller, session_id, write=True) as workspace:
         await workspace.delete(path, recursive=recursive)

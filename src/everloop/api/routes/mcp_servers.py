@@ -36,6 +36,7 @@ def server_out(server: McpServer) -> McpServerResponse:
 async def list_mcp_servers(
     request: Request, caller: CallerDep, search: str | None = None
 ) -> ListResponse[McpServerResponse]:
+    """List the organization's registered MCP servers; ``search`` filters by name."""
     found = await services(request).mcp_servers.list(caller, search=search)
     return ListResponse(data=[server_out(s) for s in found], total=len(found))
 
@@ -46,12 +47,15 @@ async def list_mcp_servers(
 async def create_mcp_server(
     request: Request, caller: CallerDep, body: CreateMcpServerRequest
 ) -> McpServerResponse:
+    """Register an MCP server (its URL, transport and headers); header values are stored sealed and
+    never returned."""
     created = await services(request).mcp_servers.create(caller, body.model_dump())
     return server_out(created)
 
 
 @router.get("/v1/mcp-servers/{server_id}", response_model=McpServerResponse)
 async def get_mcp_server(request: Request, caller: CallerDep, server_id: str) -> McpServerResponse:
+    """Get one registered MCP server by id (header names only, never their values)."""
     return server_out(await services(request).mcp_servers.get(caller, server_id))
 
 
@@ -59,6 +63,7 @@ async def get_mcp_server(request: Request, caller: CallerDep, server_id: str) ->
 async def update_mcp_server(
     request: Request, caller: CallerDep, server_id: str, body: UpdateMcpServerRequest
 ) -> McpServerResponse:
+    """Change a registered MCP server; fields not sent stay as they are."""
     updated = await services(request).mcp_servers.update(
         caller, server_id, body.model_dump(exclude_unset=True)
     )
@@ -67,5 +72,6 @@ async def update_mcp_server(
 
 @router.delete("/v1/mcp-servers/{server_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_mcp_server(request: Request, caller: CallerDep, server_id: str) -> Response:
+    """Remove a registered MCP server."""
     await services(request).mcp_servers.delete(caller, server_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

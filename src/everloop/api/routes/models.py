@@ -69,6 +69,7 @@ def model_out(view: ModelView) -> ModelResponse:
 
 @router.get("/v1/providers", response_model=ListResponse[ProviderResponse], tags=["providers"])
 async def list_providers(request: Request, caller: CallerDep) -> ListResponse[ProviderResponse]:
+    """List the organization's LLM providers (API keys are never returned)."""
     found = await services(request).providers.list(caller)
     return ListResponse(data=[provider_out(p) for p in found], total=len(found))
 
@@ -82,12 +83,15 @@ async def list_providers(request: Request, caller: CallerDep) -> ListResponse[Pr
 async def create_provider(
     request: Request, caller: CallerDep, body: CreateProviderRequest
 ) -> ProviderResponse:
+    """Add an LLM provider (its type, base URL and API key); the key is stored sealed and never
+    returned."""
     created = await services(request).providers.create(caller, body.model_dump(exclude_unset=True))
     return provider_out(created)
 
 
 @router.get("/v1/providers/{provider_id}", response_model=ProviderResponse, tags=["providers"])
 async def get_provider(request: Request, caller: CallerDep, provider_id: str) -> ProviderResponse:
+    """Get one LLM provider by id."""
     return provider_out(await services(request).providers.get(caller, provider_id))
 
 
@@ -95,6 +99,7 @@ async def get_provider(request: Request, caller: CallerDep, provider_id: str) ->
 async def update_provider(
     request: Request, caller: CallerDep, provider_id: str, body: UpdateProviderRequest
 ) -> ProviderResponse:
+    """Change an LLM provider; fields not sent stay as they are."""
     updated = await services(request).providers.update(
         caller, provider_id, body.model_dump(exclude_unset=True)
     )
@@ -105,6 +110,7 @@ async def update_provider(
     "/v1/providers/{provider_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["providers"]
 )
 async def delete_provider(request: Request, caller: CallerDep, provider_id: str) -> Response:
+    """Delete an LLM provider."""
     await services(request).providers.delete(caller, provider_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -117,6 +123,7 @@ async def delete_provider(request: Request, caller: CallerDep, provider_id: str)
 async def list_provider_models(
     request: Request, caller: CallerDep, provider_id: str
 ) -> ListResponse[ModelResponse]:
+    """List the models of one provider."""
     found = await services(request).model_views.list(caller, provider_id=provider_id)
     return ListResponse(data=[model_out(m) for m in found], total=len(found))
 
@@ -130,6 +137,7 @@ async def list_provider_models(
 async def create_model(
     request: Request, caller: CallerDep, provider_id: str, body: CreateModelRequest
 ) -> ModelResponse:
+    """Add a model to a provider."""
     svc = services(request)
     created = await svc.models.create(caller, provider_id, body.model_dump(exclude_unset=True))
     (view,) = await svc.model_views.of(caller, [created])
@@ -138,12 +146,14 @@ async def create_model(
 
 @router.get("/v1/models", response_model=ListResponse[ModelResponse], tags=["models"])
 async def list_models(request: Request, caller: CallerDep) -> ListResponse[ModelResponse]:
+    """List every model of the organization's providers."""
     found = await services(request).model_views.list(caller)
     return ListResponse(data=[model_out(m) for m in found], total=len(found))
 
 
 @router.get("/v1/models/{model_id}", response_model=ModelResponse, tags=["models"])
 async def get_model(request: Request, caller: CallerDep, model_id: str) -> ModelResponse:
+    """Get one model by id."""
     return model_out(await services(request).model_views.get(caller, model_id))
 
 
@@ -151,6 +161,7 @@ async def get_model(request: Request, caller: CallerDep, model_id: str) -> Model
 async def update_model(
     request: Request, caller: CallerDep, model_id: str, body: UpdateModelRequest
 ) -> ModelResponse:
+    """Change a model; fields not sent stay as they are."""
     svc = services(request)
     updated = await svc.models.update(caller, model_id, body.model_dump(exclude_unset=True))
     (view,) = await svc.model_views.of(caller, [updated])
@@ -159,5 +170,6 @@ async def update_model(
 
 @router.delete("/v1/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["models"])
 async def delete_model(request: Request, caller: CallerDep, model_id: str) -> Response:
+    """Delete a model."""
     await services(request).models.delete(caller, model_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -75,6 +75,8 @@ def runtime_view(
 async def get_session_context_report(
     request: Request, caller: CallerDep, session_id: str
 ) -> SessionContextReport:
+    """What the session's model call would carry: the resolved agent (prompt, tools, model) and an
+    estimate of its tokens by section."""
     svc = services(request)
     session, runtime, model = await svc.runtime_agents.for_session(caller, session_id)
     view = runtime_view(runtime, model, svc.settings.default_max_iterations)
@@ -108,6 +110,8 @@ async def get_session_context_report(
 async def preview_agent(
     request: Request, caller: CallerDep, body: PreviewAgentRequest
 ) -> RuntimeAgentView:
+    """Preview the agent an agent definition would run as (harness, capabilities and tools applied),
+    without saving anything."""
     svc = services(request)
     runtime, model = await svc.runtime_agents.preview_agent(caller, body.model_dump())
     return runtime_view(runtime, model, svc.settings.default_max_iterations)
@@ -117,6 +121,8 @@ async def preview_agent(
 async def preview_harness(
     request: Request, caller: CallerDep, body: PreviewHarnessRequest
 ) -> RuntimeAgentView:
+    """Preview the agent a harness definition would run as (capabilities and tools applied), without
+    saving anything."""
     svc = services(request)
     runtime, model = await svc.runtime_agents.preview_harness(caller, body.model_dump())
     return runtime_view(runtime, model, svc.settings.default_max_iterations)

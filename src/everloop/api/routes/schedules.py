@@ -126,6 +126,7 @@ async def create_schedule(
 
 @router.get("/v1/durable/schedules/{schedule_id}", response_model=ScheduleResponse)
 async def get_schedule(request: Request, caller: CallerDep, schedule_id: str) -> ScheduleResponse:
+    """Get one schedule by id, with its next due time."""
     return schedule_out(await services(request).schedules.get(caller, schedule_id))
 
 
@@ -168,6 +169,7 @@ async def update_schedule(
 
 @router.delete("/v1/durable/schedules/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_schedule(request: Request, caller: CallerDep, schedule_id: str) -> Response:
+    """Delete a schedule; it fires no more."""
     await services(request).schedules.delete(caller, schedule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -218,4 +220,5 @@ async def list_schedule_executions(
 async def get_schedule_stats(
     request: Request, caller: CallerDep, schedule_id: str
 ) -> ScheduleStatsResponse:
+    """How a schedule's fires went: counts of executions by outcome and their last times."""
     return stats_out(await services(request).schedules.stats(caller, schedule_id))

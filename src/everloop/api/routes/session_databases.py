@@ -34,6 +34,7 @@ def database_out(info: DatabaseInfo) -> DatabaseInfoResponse:
 async def list_databases(
     request: Request, caller: CallerDep, session_id: str
 ) -> ListResponse[DatabaseInfoResponse]:
+    """List the session's SQL databases."""
     found = await services(request).session_databases.list_for(caller, session_id)
     return ListResponse(data=[database_out(d) for d in found], total=len(found))
 
@@ -46,6 +47,7 @@ async def list_databases(
 async def create_database(
     request: Request, caller: CallerDep, session_id: str, body: CreateDatabaseRequest
 ) -> DatabaseInfoResponse:
+    """Create an empty SQL database in the session."""
     created = await services(request).session_databases.create_for(caller, session_id, body.name)
     return database_out(created)
 
@@ -54,6 +56,7 @@ async def create_database(
 async def get_database(
     request: Request, caller: CallerDep, session_id: str, name: str
 ) -> DatabaseInfoResponse:
+    """Get one of the session's SQL databases by name (size, table count, times)."""
     return database_out(await services(request).session_databases.get_for(caller, session_id, name))
 
 
@@ -61,6 +64,7 @@ async def get_database(
 async def delete_database(
     request: Request, caller: CallerDep, session_id: str, name: str
 ) -> Response:
+    """Delete one of the session's SQL databases."""
     await services(request).session_databases.delete_for(caller, session_id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -69,5 +73,6 @@ async def delete_database(
 async def get_database_schema(
     request: Request, caller: CallerDep, session_id: str, name: str
 ) -> SchemaResponse:
+    """The tables and columns of one of the session's SQL databases."""
     tables = await services(request).session_databases.schema_for(caller, session_id, name)
     return SchemaResponse.model_validate({"database": name, "tables": tables})

@@ -24,6 +24,7 @@ router = APIRouter(tags=["session-storage"])
 async def list_keys(
     request: Request, caller: CallerDep, session_id: str
 ) -> ListResponse[KeyValueInfo]:
+    """List the session's key-value entries, with their values."""
     found = await services(request).storage.list_keys(caller, session_id)
     return ListResponse(
         data=[
@@ -40,6 +41,7 @@ async def list_keys(
 async def list_secrets(
     request: Request, caller: CallerDep, session_id: str
 ) -> ListResponse[SecretInfo]:
+    """List the names of the session's secrets (never their values)."""
     found = await services(request).storage.list_secrets(caller, session_id)
     return ListResponse(
         data=[
@@ -53,6 +55,7 @@ async def list_secrets(
 async def set_secrets(
     request: Request, caller: CallerDep, session_id: str, body: BatchSetSecretsRequest
 ) -> BatchSetSecretsResponse:
+    """Set several of the session's secrets at once; values are stored sealed and never returned."""
     count = await services(request).storage.set_secrets(caller, session_id, body.secrets)
     return BatchSetSecretsResponse(count=count)
 
@@ -65,6 +68,7 @@ async def set_secrets(
 async def list_resources(
     request: Request, caller: CallerDep, session_id: str
 ) -> list[SessionResourceEntry]:
+    """List the resources the session holds (its leases), with their kind and expiry."""
     leases = await services(request).storage.list_leases(caller, session_id)
     return [
         SessionResourceEntry(

@@ -72,6 +72,9 @@ async def create_session(
     body: CreateSessionRequest,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    """Create a session of an agent (or harness), ready for messages. With an ``Idempotency-Key``, a
+    retry returns the first answer instead of creating another."""
+
     async def create() -> SessionResponse:
         fields = body.model_dump(exclude_unset=True)
         return session_out(await services(request).sessions.create(caller, fields))
@@ -145,6 +148,7 @@ async def session_stats(request: Request, caller: CallerDep) -> SessionStatsResp
 
 @router.get("/v1/sessions/{session_id}", response_model=SessionResponse)
 async def get_session(request: Request, caller: CallerDep, session_id: str) -> SessionResponse:
+    """Get one session by id, with its status and usage."""
     return session_out(await services(request).sessions.get(caller, session_id))
 
 
@@ -152,6 +156,7 @@ async def get_session(request: Request, caller: CallerDep, session_id: str) -> S
 async def update_session(
     request: Request, caller: CallerDep, session_id: str, body: UpdateSessionRequest
 ) -> SessionResponse:
+    """Change a session's title, tags or settings; fields not sent stay as they are."""
     updated = await services(request).sessions.update(
         caller, session_id, body.model_dump(exclude_unset=True)
     )
@@ -160,17 +165,20 @@ async def update_session(
 
 @router.delete("/v1/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_session(request: Request, caller: CallerDep, session_id: str) -> Response:
+    """Delete a session with its messages, events and storage."""
     await services(request).sessions.delete(caller, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/v1/sessions/{session_id}/pin", status_code=status.HTTP_204_NO_CONTENT)
 async def pin_session(request: Request, caller: CallerDep, session_id: str) -> Response:
+    """Pin a session (pinned sessions list first)."""
     await services(request).sessions.set_pinned(caller, session_id, True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/v1/sessions/{session_id}/pin", status_code=status.HTTP_204_NO_CONTENT)
 async def unpin_session(request: Request, caller: CallerDep, session_id: str) -> Response:
+    """Unpin a session."""
     await services(request).sessions.set_pinned(caller, session_id, False)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

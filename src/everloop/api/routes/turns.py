@@ -44,6 +44,8 @@ async def create_message(
     body: CreateMessageRequest,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    """Post a user message to the session; it starts a turn, or is queued behind the running one.
+    With an ``Idempotency-Key``, a retry posts once."""
     return await once(
         request,
         caller,
@@ -124,6 +126,8 @@ async def list_events(
     turn_id: Annotated[str | None, Query(max_length=100)] = None,
     order_desc: bool = False,
 ) -> ListResponse[EventResponse]:
+    """List the session's events, in sequence order (``order_desc`` for newest first), filtered by
+    position, type and turn."""
     found = await services(request).turns.list_events(
         caller,
         session_id,
@@ -156,6 +160,8 @@ async def stream_events(
     exclude: TypeList = None,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
 ) -> EventSourceResponse:
+    """Stream the session's events as server-sent events, live; resumes after ``since_id``,
+    ``after_sequence`` or the ``Last-Event-ID`` header without losing or repeating any."""
     svc = services(request)
     settings = svc.settings
     stopping = anyio.Event()
@@ -224,6 +230,7 @@ async def submit_tool_results(
 
 @router.post("/v1/sessions/{session_id}/cancel", response_model=CancelResponse)
 async def cancel_turn(request: Request, caller: CallerDep, session_id: str) -> CancelResponse:
+    """Cancel the session's running turn, if any (``no_op`` when none runs)."""
     turn_id = await services(request).turns.cancel(caller, session_id)
     if turn_id is None:
         return CancelResponse(status="no_op")
