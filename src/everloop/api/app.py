@@ -137,7 +137,6 @@ def create_app(
     routes = APIRouter(prefix="/api")
     routes.include_router(runtime_agents.router)
     routes.include_router(agent_actions.router)
-    routes.include_router(agent_actions.router)
     routes.include_router(agent_versions.router)
     routes.include_router(blueprints.router)
     routes.include_router(config_resources.router)

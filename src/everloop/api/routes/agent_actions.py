@@ -54,13 +54,13 @@ def finding_out(finding: Finding) -> FindingOut:
 @router.post(
     "/v1/agents/analyze",
     response_model=AgentAnalysisResponse,
-    summary="Run advisory checks against a draft agent",
-    description="Assembles the draft as a preview does (harness chain, capabilities applied) "
-    "and returns the built-in rules' findings. Nothing is saved.",
 )
 async def analyze_agent(
     request: Request, caller: CallerDep, body: PreviewAgentRequest
 ) -> AgentAnalysisResponse:
+    """Run advisory checks against a draft agent: it is assembled as a preview does (harness
+    chain, capabilities applied) and the built-in rules' findings are returned. Nothing is
+    saved."""
     findings = await services(request).runtime_agents.analyze_agent(caller, body.model_dump())
     return AgentAnalysisResponse(findings=[finding_out(f) for f in findings])
 
@@ -69,21 +69,19 @@ async def analyze_agent(
     "/v1/agents/{agent_id}/copy",
     response_model=AgentResponse,
     status_code=status.HTTP_201_CREATED,
-    summary="Copy an agent",
-    description="Creates a new agent with the same configuration, named `{name}-copy`.",
 )
 async def copy_agent(request: Request, caller: CallerDep, agent_id: str) -> AgentResponse:
+    """Copy an agent: a new agent with the same configuration, named `{name}-copy`."""
     return agent_out(await services(request).agents.copy(caller, agent_id))
 
 
 @router.get(
     "/v1/agents/{agent_id}/stats",
     response_model=ResourceStatsResponse,
-    summary="An agent's usage statistics",
-    description="Its live sessions by status, their turns (executions), tokens, estimated cost "
-    "and durations.",
 )
 async def agent_stats(request: Request, caller: CallerDep, agent_id: str) -> ResourceStatsResponse:
+    """An agent's usage statistics: its live sessions by status, their turns (executions),
+    tokens, estimated cost and durations."""
     stats = await services(request).agent_stats.stats(caller, agent_id)
     return ResourceStatsResponse(
         **asdict(stats),
@@ -96,11 +94,6 @@ async def agent_stats(request: Request, caller: CallerDep, agent_id: str) -> Res
     "/v1/agents/import",
     response_model=AgentResponse,
     status_code=status.HTTP_201_CREATED,
-    summary="Import an agent from a document",
-    description="The body (any content type) is Markdown with YAML front matter as "
-    "`GET /v1/agents/{agent_id}/export` writes it, or a JSON or YAML object of the create "
-    "request's fields (`harness` names the harness), or plain text: all of it the system "
-    "prompt. Always a new agent: a name the organization uses is a 409.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -113,6 +106,10 @@ async def import_agent(
     caller: CallerDep,
     from_example: Annotated[str | None, Query(alias="from-example", max_length=200)] = None,
 ) -> AgentResponse:
+    """Import an agent from a document. The body (any content type) is Markdown with YAML
+    front matter as `GET /v1/agents/{agent_id}/export` writes it, or a JSON or YAML object
+    of the create request's fields (`harness` names the harness), or plain text: all of it
+    the system prompt. Always a new agent: a name the organization uses is a 409."""
     if from_example is not None:
         raise NotFound.of("example", from_example)
     raw = await request.body()
@@ -135,12 +132,11 @@ async def import_agent(
 @router.get(
     "/v1/agents/{agent_id}/export",
     response_class=PlainTextResponse,
-    summary="Export an agent as a document",
-    description="Markdown with YAML front matter: the configuration (the harness by name; no "
-    "ids, timestamps or MCP header values), then the system prompt. "
-    "`POST /v1/agents/import` reads it back.",
     responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}}}},
 )
 async def export_agent(request: Request, caller: CallerDep, agent_id: str) -> PlainTextResponse:
+    """Export an agent as a document: Markdown with YAML front matter (the configuration,
+    the harness by name; no ids, timestamps or MCP header values), then the system prompt.
+    `POST /v1/agents/import` reads it back."""
     document = await services(request).agent_documents.export(caller, agent_id)
     return PlainTextResponse(document, media_type="text/markdown; charset=utf-8")
