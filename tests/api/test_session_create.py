@@ -100,7 +100,17 @@ async def test_a_refused_create_writes_nothing(api: Api) -> None:
     taken = (await api.client.get("/v1/sessions")).json()["data"][0]["id"]
     refused: list[tuple[dict[str, Any], int, str | None]] = [
         ({"harness_id": b["id"], "initial_files": [{"path": "/x", "content": "x"}]}, 422, None),
-        ({"agent_id": asker["id"], "tools": [client_tool("ask_user")]}, 422, None),
+        # A client tool shadowing a capability's tool (a session repeating its agent's tool
+        # merges instead: later layer wins).
+        (
+            {
+                "agent_id": asker["id"],
+                "capabilities": [{"ref": "current_time"}],
+                "tools": [client_tool("get_current_time")],
+            },
+            422,
+            None,
+        ),
         ({"initial_files": [{"path": "../escape", "content": "x"}]}, 400, "initial_files.0.path"),
         ({"capabilities": [{"ref": "no_such"}]}, 422, "capabilities.0.ref"),
         ({"capabilities": [{"ref": f"mcp:{ids.new_id('mcp')}"}]}, 422, "capabilities.0.ref"),
