@@ -189,6 +189,16 @@ class Capability:
     config_schema: JsonObject | None = None
 
 
+def object_schema(properties: JsonObject, required: list[str]) -> JsonObject:
+    """A tool's parameters: an object of ``properties``, ``required`` ones, nothing else."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list[JsonValue](required),
+        "additionalProperties": False,
+    }
+
+
 def tool_spec(tool: Tool) -> ToolSpec:
     """What the model is told about ``tool``."""
     return ToolSpec(name=tool.name, description=tool.description, parameters=tool.parameters)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError, object_schema
 from everloop.domain.files import StoredFile, normalize_path
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
@@ -26,15 +26,6 @@ _PATH: JsonObject = {
     "description": "Path under /workspace: '/workspace/notes.md', '/notes.md' and 'notes.md' "
     "name the same file.",
 }
-
-
-def _schema(properties: JsonObject, required: list[str]) -> JsonObject:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(required),
-        "additionalProperties": False,
-    }
 
 
 def _info(entry: StoredFile) -> JsonObject:
@@ -77,7 +68,7 @@ class ReadFile(_FileTool):
         "result's content_hash is what edit_file's expected_hash compares against."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {
                 "path": _PATH,
                 "offset": {"type": "integer", "minimum": 1},
@@ -122,7 +113,7 @@ class WriteFile(_FileTool):
         "(default) or 'base64' for binary content."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {
                 "path": _PATH,
                 "content": {"type": "string"},
@@ -152,7 +143,7 @@ class EditFile(_FileTool):
         "`expected_hash` (from read_file). `expected_hash` also guards a string replacement."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {
                 "path": _PATH,
                 "old_string": {"type": "string", "minLength": 1},
@@ -185,7 +176,7 @@ class ListDirectory(_FileTool):
     name: str = "list_directory"
     description: str = "List a directory (default the workspace root), optionally recursively."
     parameters: JsonObject = field(
-        default_factory=lambda: _schema({"path": _PATH, "recursive": {"type": "boolean"}}, [])
+        default_factory=lambda: object_schema({"path": _PATH, "recursive": {"type": "boolean"}}, [])
     )
 
     async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
@@ -207,7 +198,7 @@ class Grep(_FileTool):
         "path or the file name, e.g. '*.md' or '/docs/*'."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {
                 "pattern": {"type": "string", "minLength": 1},
                 "path_pattern": {"type": "string"},
@@ -239,7 +230,9 @@ class DeleteFile(_FileTool):
         "everything in it. Read-only entries cannot be deleted."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema({"path": _PATH, "recursive": {"type": "boolean"}}, ["path"])
+        default_factory=lambda: object_schema(
+            {"path": _PATH, "recursive": {"type": "boolean"}}, ["path"]
+        )
     )
 
     async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
@@ -253,7 +246,7 @@ class DeleteFile(_FileTool):
 class Stat(_FileTool):
     name: str = "stat"
     description: str = "Metadata of a file or directory: size, hash, read-only flag, timestamps."
-    parameters: JsonObject = field(default_factory=lambda: _schema({"path": _PATH}, ["path"]))
+    parameters: JsonObject = field(default_factory=lambda: object_schema({"path": _PATH}, ["path"]))
 
     async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
         entry = await workspace.stat(arguments["path"])

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError, object_schema
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.services import session_storage
@@ -16,15 +16,6 @@ from everloop.store import session_storage as storage
 MAX_LISTED = 1000
 
 _KEY: JsonObject = {"type": "string", "minLength": 1, "maxLength": 256}
-
-
-def _schema(properties: JsonObject, required: list[str]) -> JsonObject:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(required),
-        "additionalProperties": False,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +39,7 @@ class KvSet(_KvTool):
     name: str = "kv_set"
     description: str = "Store a string value under a key (replaces any value already there)."
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {"key": _KEY, "value": {"type": "string"}}, ["key", "value"]
         )
     )
@@ -64,7 +55,7 @@ class KvSet(_KvTool):
 class KvGet(_KvTool):
     name: str = "kv_get"
     description: str = "Read the value stored under a key (`found: false` when there is none)."
-    parameters: JsonObject = field(default_factory=lambda: _schema({"key": _KEY}, ["key"]))
+    parameters: JsonObject = field(default_factory=lambda: object_schema({"key": _KEY}, ["key"]))
 
     async def run(self, conn: AsyncConnection, session_id: str, arguments: Any) -> JsonValue:
         found = await storage.get_value(conn, session_id, arguments["key"])
@@ -77,7 +68,7 @@ class KvGet(_KvTool):
 class KvDelete(_KvTool):
     name: str = "kv_delete"
     description: str = "Delete a key and its value."
-    parameters: JsonObject = field(default_factory=lambda: _schema({"key": _KEY}, ["key"]))
+    parameters: JsonObject = field(default_factory=lambda: object_schema({"key": _KEY}, ["key"]))
 
     async def run(self, conn: AsyncConnection, session_id: str, arguments: Any) -> JsonValue:
         deleted = await storage.delete_value(conn, session_id, arguments["key"])
@@ -89,7 +80,7 @@ class KvList(_KvTool):
     name: str = "kv_list"
     description: str = "List the stored keys, optionally only those starting with `prefix`."
     parameters: JsonObject = field(
-        default_factory=lambda: _schema({"prefix": {"type": "string", "maxLength": 256}}, [])
+        default_factory=lambda: object_schema({"prefix": {"type": "string", "maxLength": 256}}, [])
     )
 
     async def run(self, conn: AsyncConnection, session_id: str, arguments: Any) -> JsonValue:

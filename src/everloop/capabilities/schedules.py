@@ -13,7 +13,7 @@ from typing import ClassVar, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
+from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError, object_schema
 from everloop.domain.messages import JsonObject, JsonValue
 
 CAPABILITY_ID = "session_schedule"
@@ -45,15 +45,6 @@ class SchedulePort(Protocol):
     ) -> JsonValue: ...
 
 
-def _schema(properties: JsonObject, required: list[str]) -> JsonObject:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list[JsonValue](required),
-        "additionalProperties": False,
-    }
-
-
 def _connection(context: ToolContext) -> AsyncConnection:
     if context.connection is None:
         raise ToolError("schedules are only available inside a turn")
@@ -77,7 +68,7 @@ class CreateSchedule:
         "turn, and you act on it then. Give exactly one of `scheduled_at` and `cron_expression`."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {
                 "name": {
                     "type": "string",
@@ -119,7 +110,7 @@ class ListSchedules:
     side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
     name: str = "list_schedules"
     description: str = "This session's schedules: when each fires next, and what it posts."
-    parameters: JsonObject = field(default_factory=lambda: _schema({}, []))
+    parameters: JsonObject = field(default_factory=lambda: object_schema({}, []))
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         return await self.port.list_for_session(_connection(context), context)
@@ -132,7 +123,7 @@ class CancelSchedule:
     name: str = "cancel_schedule"
     description: str = "Cancel one of this session's schedules, by its schedule_id or name."
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {"schedule": {"type": "string", "minLength": 1, "maxLength": 200}}, ["schedule"]
         )
     )

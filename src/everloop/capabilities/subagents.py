@@ -15,7 +15,14 @@ from typing import Any, ClassVar, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from everloop.capabilities.base import Capability, Delegation, SideEffect, ToolContext, ToolError
+from everloop.capabilities.base import (
+    Capability,
+    Delegation,
+    SideEffect,
+    ToolContext,
+    ToolError,
+    object_schema,
+)
 from everloop.domain.messages import JsonObject, JsonValue
 
 CAPABILITY_ID = "subagents"
@@ -65,15 +72,6 @@ class SubagentPort(Protocol):
     async def start_turn(self, session_id: str, turn_id: str) -> None: ...
 
 
-def _schema(properties: JsonObject, required: list[str]) -> JsonObject:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list[JsonValue](required),
-        "additionalProperties": False,
-    }
-
-
 def _connection(context: ToolContext) -> AsyncConnection:
     if context.connection is None:
         raise ToolError("subagents are only available inside a turn")
@@ -106,7 +104,7 @@ class SpawnSubagent(_Delegating):
         "Several spawn calls in one response run in parallel."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {
                 "name": _NAME,
                 "task": {"type": "string", "minLength": 1, "maxLength": 100_000},
@@ -148,7 +146,7 @@ class SendToSubagent(_Delegating):
         "continues with its history. With `wait` (default true) this returns its new result."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {
                 "name": _NAME,
                 "message": {"type": "string", "minLength": 1, "maxLength": 100_000},
@@ -177,7 +175,7 @@ class WaitSubagent(_Delegating):
         "subagent keeps running."
     )
     parameters: JsonObject = field(
-        default_factory=lambda: _schema(
+        default_factory=lambda: object_schema(
             {"name": _NAME, "timeout": {"type": "number", "exclusiveMinimum": 0}}, ["name"]
         )
     )
@@ -198,7 +196,7 @@ class GetSubagent:
     side_effect: ClassVar[SideEffect] = SideEffect.PURE
     name: str = "get_subagent"
     description: str = "A subagent's status, and its result once it has finished."
-    parameters: JsonObject = field(default_factory=lambda: _schema({"name": _NAME}, ["name"]))
+    parameters: JsonObject = field(default_factory=lambda: object_schema({"name": _NAME}, ["name"]))
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         return await self.port.describe(context, str(arguments["name"]))
@@ -210,7 +208,7 @@ class ListSubagents:
     side_effect: ClassVar[SideEffect] = SideEffect.PURE
     name: str = "list_subagents"
     description: str = "This session's subagents with their status."
-    parameters: JsonObject = field(default_factory=lambda: _schema({}, []))
+    parameters: JsonObject = field(default_factory=lambda: object_schema({}, []))
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         return await self.port.list_subagents(context)
@@ -225,7 +223,7 @@ class CancelSubagent:
         "Cancel a subagent that is still working (and the subagents it started). Cancelling "
         "one that has finished changes nothing."
     )
-    parameters: JsonObject = field(default_factory=lambda: _schema({"name": _NAME}, ["name"]))
+    parameters: JsonObject = field(default_factory=lambda: object_schema({"name": _NAME}, ["name"]))
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         return await self.port.cancel(context, str(arguments["name"]))

@@ -266,8 +266,7 @@ async def _applicable(
     ids.parse("session", session_id, field="session_id")
     if await subjects_store.session_status(conn, org_id, session_id) is None:
         raise NotFound.of("session", session_id)
-    session_org, subjects = await store.session_subjects(conn, session_id)
-    return await store.applicable(conn, session_org, subjects, lock=lock)
+    return await store.applicable_to_session(conn, session_id, lock=lock)
 
 
 def _subject_id(subject_type: SubjectType, subject_id: str) -> str:

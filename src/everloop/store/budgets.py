@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
 from everloop.domain.budgets import Budget
 from everloop.store import direct
-from everloop.store.tables import budget_ledger, budgets, sessions
+from everloop.store.tables import budget_ledger, budgets
 
 _B = budgets
 _L = budget_ledger
-Subject = tuple[str, str]  # (subject_type, subject_id)
 
 
 def budget_of(row: Mapping[Any, Any]) -> Budget:
@@ -72,26 +71,6 @@ async def list_budgets(
     return [budget_of(row) for row in rows]
 
 
-async def applicable(
-    conn: AsyncConnection, org_id: str, subjects: Sequence[Subject], *, lock: bool = False
-) -> list[Budget]:
-    """The live budgets of any of ``subjects``, in id order (the order charges lock them in,
-    so two charges never wait for each other crosswise)."""
-    if not subjects:
-        return []
-    matches = [
-        and_(_B.c.subject_type == kind, _B.c.subject_id == subject) for kind, subject in subjects
-    ]
-    query = (
-        select(_B)
-        .where(_B.c.organization_id == org_id, _B.c.status != "disabled", or_(*matches))
-        .order_by(_B.c.id)
-    )
-    if lock:
-        query = query.with_for_update()
-    return [budget_of(row) for row in (await conn.execute(query)).mappings()]
-
-
 # The budgets a session's spending counts against, by one indexed look-up per subject: the
 # hot path (before every model call, and with every generation), so raw SQL (``store.direct``).
 _COLUMNS = ", ".join(f'b."{name}"' for name in Budget.__dataclass_fields__)  # "limit" is a keyword
@@ -123,8 +102,9 @@ _APPLICABLE = (
 async def applicable_to_session(
     conn: AsyncConnection, session_id: str, *, lock: bool = False
 ) -> list[Budget]:
-    """The live budgets a session's spending counts against (see ``session_subjects``), in id
-    order, in one query: read fresh each time (a session's agent may be rebound)."""
+    """The live budgets a session's spending counts against (its own, its tree root's, its
+    agent's, its owner user's, its organization's), in id order, in one query: read fresh each
+    time (a session's agent may be rebound)."""
     raw = direct.connection(conn)
     sql = _APPLICABLE
     if lock and direct.is_postgresql(raw):
@@ -187,37 +167,6 @@ async def charge_entries(
     )
 
 
-async def any_budget(conn: AsyncConnection, org_id: str) -> bool:
-    """Whether the organization has any live budget (most have none: nothing to check)."""
-    query = select(_B.c.id).where(_B.c.organization_id == org_id, _B.c.status != "disabled")
-    return (await conn.execute(query.limit(1))).first() is not None
-
-
-async def session_subjects(conn: AsyncConnection, session_id: str) -> tuple[str, list[Subject]]:
-    """(organization id, the subjects whose budgets a session's spending counts against): the
-    session, its delegation tree's root, its agent, its owner user, its organization."""
-    row = (
-        await conn.execute(
-            select(
-                sessions.c.organization_id,
-                sessions.c.root_session_id,
-                sessions.c.agent_id,
-                sessions.c.resolved_owner_user_id,
-            ).where(sessions.c.id == session_id)
-        )
-    ).one()
-    org_id, root, agent_id, user_id = row
-    found: list[Subject] = [("session", session_id)]
-    if root is not None and root != session_id:
-        found.append(("session", root))
-    if agent_id is not None:
-        found.append(("agent", agent_id))
-    if user_id is not None:
-        found.append(("user", user_id))
-    found.append(("org", org_id))
-    return org_id, found
-
-
 async def add_entry(
     conn: AsyncConnection,
     budget: Budget,
@@ -267,11 +216,3 @@ async def ledger(
         await conn.execute(select(func.count()).select_from(_L).where(_L.c.budget_id == budget_id))
     ).scalar()
     return found, int(total or 0)
-
-
-async def ledger_sum(conn: AsyncConnection, budget_id: str) -> float:
-    """The sum of a budget's ledger since it began (debits minus credits)."""
-    total = (
-        await conn.execute(select(func.sum(_L.c.amount)).where(_L.c.budget_id == budget_id))
-    ).scalar()
-    return float(cast(float | None, total) or 0.0)
