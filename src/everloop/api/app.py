@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
+from everloop.api.change_reason import ChangeReason
 from everloop.api.errors import document_errors, error_response, install_error_handlers
 from everloop.api.json_values import JsonLimits, JsonLimitsMiddleware
 from everloop.api.routes import (
@@ -130,6 +131,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(operations.router)
     app.add_middleware(BodySizeLimit, limit=services.settings.max_body_bytes)
+    app.add_middleware(ChangeReason)
     app.add_middleware(JsonLimitsMiddleware, limits=JsonLimits.of(services.settings))
     if not api:
         return app

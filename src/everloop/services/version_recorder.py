@@ -23,6 +23,7 @@ from everloop.domain.resources import Agent
 from everloop.domain.runtime_agent import runtime_agent_to_json
 from everloop.domain.timestamps import now
 from everloop.engine.assembly import Assembler
+from everloop.services.change_reasons import current_change_reason
 from everloop.store import agent_versions as version_store
 from everloop.store.runtime_layers import agent_layer, load_harness_chain
 
@@ -68,7 +69,7 @@ class VersionRecorder:
             authored_config=authored,
             resolved_config=runtime_agent_to_json(runtime),
             change_kind=change_kind,
-            summary=summary,
+            summary=summary if summary is not None else current_change_reason.get(),
             parent_version_id=previous.id if previous else None,
             source_version_id=source_version_id,
             is_published=change_kind in PUBLISHED_KINDS,
