@@ -16,9 +16,8 @@ from everloop.domain.connections import Connection, secret_name
 
 router = APIRouter(tags=["user-connections"])
 
-_CREATED: dict[int | str, dict[str, Any]] = {
-    201: {"model": None, "description": "The connection was created (200: it was replaced)"},
-    404: {"model": ErrorResponse, "description": "The caller has no connection to the provider"},
+_NO_CONNECTION: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "The caller has no connection to the provider"}
 }
 
 
@@ -68,7 +67,10 @@ async def list_connections(request: Request, caller: CallerDep) -> ConnectionLis
 @router.post(
     "/v1/user/connections/{provider}",
     response_model=ConnectionResponse,
-    responses={201: _CREATED[201]},
+    responses={
+        200: {"description": "The connection was replaced"},
+        201: {"model": ConnectionResponse, "description": "The connection was created"},
+    },
 )
 async def set_connection(
     request: Request,
@@ -91,7 +93,7 @@ async def set_connection(
 @router.delete(
     "/v1/user/connections/{provider}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: _CREATED[404]},
+    responses=_NO_CONNECTION,
 )
 async def delete_connection(request: Request, caller: CallerDep, provider: str) -> Response:
     """Remove the caller's connection to a provider.
