@@ -47,6 +47,7 @@ from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.budget_meter import BudgetMeter
 from everloop.services.budgets import BudgetService
 from everloop.services.config_resources import AgentService, HarnessService
+from everloop.services.connections import ConnectionService
 from everloop.services.event_feed import EventFanout
 from everloop.services.executors import ExecutorService
 from everloop.services.files import FileLimits, FileService
@@ -109,6 +110,7 @@ class Services:
     executors: ExecutorService
     agent_stats: AgentStatsService
     agent_documents: AgentDocumentService
+    connections: ConnectionService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -305,6 +307,7 @@ def build_services(settings: Settings) -> Services:
     models = ModelService(db, model_store, providers, drivers)
     mcp_servers = McpServerService(db, SecretBox.from_settings(settings))
     vault = SecretVault(SecretBox.from_settings(settings))
+    connections = ConnectionService(db, SecretBox.from_settings(settings), vault)
     mcp_tools = McpToolset(
         mcp_servers,
         McpConnector(
@@ -376,6 +379,7 @@ def build_services(settings: Settings) -> Services:
         file_limits=file_limits(settings),
         mcp_headers=mcp_servers.scoped,
         subagents=subagents,
+        connections=connections,
     )
     fanout = EventFanout(db, poll_seconds=settings.sse_poll_seconds)
     subagents.connect(assembler=assembler, blueprints=blueprints, queue=engine)
@@ -416,4 +420,5 @@ def build_services(settings: Settings) -> Services:
         executors=ExecutorService(db),
         agent_stats=AgentStatsService(db, agents),
         agent_documents=AgentDocumentService(db, agents, harnesses),
+        connections=connections,
     )

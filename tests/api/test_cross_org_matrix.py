@@ -8,6 +8,10 @@ path parameter fails ``test_every_route_with_a_path_id_has_a_case`` until it get
 - org B's token on org A's objects gets 404, and nothing is written anywhere (the whole
   database is compared before and after);
 - org A's own token with each ``*_id`` replaced by a well-formed unknown id gets 404.
+
+A route that names something in the caller's own namespace (``/v1/user/connections/{provider}``:
+a provider of the caller's connections) has no object of org A to aim at: the other org's
+``POST`` sets its own connection, and the check is that org A's rows stay as they were.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Case:
 
     body: Body = None
     creates_when_unknown: bool = False
+    callers_own: bool = False
 
 
 def fixed(value: dict[str, Any]) -> Body:
@@ -148,6 +153,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions/{session_id}/resume"): Case(fixed({})),
     ("DELETE", "/api/v1/auth/api-keys/{key_id}"): Case(),
     ("DELETE", "/api/v1/admin/api-keys/{key_id}"): Case(),
+    ("POST", "/api/v1/user/connections/{provider}"): Case(
+        fixed({"api_key": "theirs-key"}), creates_when_unknown=True, callers_own=True
+    ),
+    ("DELETE", "/api/v1/user/connections/{provider}"): Case(),
 }
 
 # Catalogs every org shares (built in, or loaded from the blueprints dir): no org owns their
@@ -246,6 +255,7 @@ async def build_world(api: Api) -> World:
     await created(
         client.put(f"/v1/sessions/{session}/storage/secrets", json={"secrets": {"MINE": "x"}})
     )
+    await created(client.post("/v1/user/connections/daytona", json={"api_key": "mine-key"}))
     blueprint = (await created(client.get("/v1/blueprints")))["data"][0]["id"]
     return {
         "session_id": session,
@@ -266,6 +276,7 @@ async def build_world(api: Api) -> World:
         "capability_id": "current_time",
         "name": "notes",
         "path": "notes.txt",
+        "provider": "daytona",
     }
 
 
@@ -328,6 +339,7 @@ WORLD_PARAMS = {
     "capability_id",
     "name",
     "path",
+    "provider",
 }
 
 
@@ -356,13 +368,24 @@ async def test_another_org_gets_404_on_every_route_and_writes_nothing(
     before = await snapshot(api)
     leaks = []
     for (method, template), case in sorted(CASES.items()):
-        if SHARED & set(params_of(template)):
+        if SHARED & set(params_of(template)) or case.callers_own:
             continue
         response = await call(other_org.client, method, fill(template, world), case, world)
         if not _not_found(response):
             leaks.append(f"{method} {template}: {response.status_code} {response.text[:200]}")
     assert leaks == []
     assert await snapshot(api) == before
+    # The caller's own namespace: org B writes its own rows only.
+    for (method, template), case in sorted(CASES.items()):
+        if case.callers_own:
+            response = await call(other_org.client, method, fill(template, world), case, world)
+            assert response.status_code < 300, f"{template}: {response.text}"
+    after = await snapshot(api)
+    assert {t: r for t, r in after.items() if t != "user_connections"} == {
+        t: r for t, r in before.items() if t != "user_connections"
+    }
+    mine = [r for r in after["user_connections"] if r[0] == api.org_id]
+    assert mine == before["user_connections"] and len(mine) == 1
 
 
 async def test_unknown_ids_are_404_on_every_route(api: Api, world: World) -> None:

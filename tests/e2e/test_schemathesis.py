@@ -68,7 +68,9 @@ def existing_objects(api: Api) -> dict[str, str]:
         ),
         201,
     )
+    api.ok(api.http.post("user/connections/daytona", json={"api_key": "fuzz-key"}), 201)
     return {
+        "provider": "daytona",
         "agent_id": agent["id"],
         "harness_id": harness["id"],
         "identity_id": identity["id"],

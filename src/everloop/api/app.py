@@ -31,6 +31,7 @@ from everloop.api.routes import (
     budgets,
     capabilities,
     config_resources,
+    connections,
     debug,
     files,
     mcp_servers,
@@ -155,6 +156,7 @@ def create_app(
     routes.include_router(agent_identities.router)
     routes.include_router(budgets.router)
     routes.include_router(api_keys.router)
+    routes.include_router(connections.router)
     if services.settings.debug_counters:
         routes.include_router(debug.router)
     app.include_router(routes)

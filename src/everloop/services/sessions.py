@@ -1,7 +1,8 @@
 """Sessions: creating, reading, listing, updating, pinning and deleting them.
 
 A session is created ``started`` and records ``session.started`` as its first event, in the same
-transaction as the row: a session never exists without its log.
+transaction as the row: a session never exists without its log. The creator's user connections
+become the session's secrets in that transaction too (``services.connections``).
 
 Deleting a session deletes its subagents (its descendants) with it, in one transaction: their
 working turns are cancelled first (``SubtreeStopper``, ``services.subagents``).
@@ -58,6 +59,15 @@ from everloop.store.turns import session_config
 FeaturesOf = Callable[[Sequence[str]], tuple[str, ...]]
 
 
+class ConnectionInjector(Protocol):
+    """Gives a new session its creator's user connections as secrets
+    (``services.connections.ConnectionService``)."""
+
+    async def inject(
+        self, conn: AsyncConnection, org_id: str, user_id: str, session_id: str
+    ) -> tuple[str, ...]: ...
+
+
 class SubtreeStopper(Protocol):
     """Stops the work of a session's delegation tree before it is deleted
     (``services.subagents.SubagentService``)."""
@@ -111,8 +121,10 @@ class SessionService:
         blueprints: BlueprintService,
         mcp_headers: ScopedMcpHeaders,
         subagents: SubtreeStopper | None = None,
+        connections: ConnectionInjector | None = None,
     ) -> None:
         self._subagents = subagents
+        self._connections = connections
         self._mcp_headers = mcp_headers
         self._known_capabilities = known_capabilities
         self._assembler = assembler
@@ -245,6 +257,11 @@ class SessionService:
             )
             runtime = self._assembler.for_session(layers)
             await self._store.insert_session(conn, row)
+            if self._connections is not None:
+                # The creator's user connections become its secrets (one indexed read if none).
+                await self._connections.inject(
+                    conn, caller.organization_id, caller.user_id, session_id
+                )
             # Its initial files, merged by path across the layers, are copied in.
             await copy_initial_files(
                 conn, session_id, [list(runtime.initial_files)], self._file_limits

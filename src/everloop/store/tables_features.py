@@ -1,6 +1,6 @@
 """The schema's feature tables: identities, schedules, budgets, session storage and databases,
-workers, files, leases, agent versions, MCP servers. ``store/tables.py`` re-exports every one, so
-code imports all tables from there."""
+workers, files, leases, agent versions, MCP servers, user connections. ``store/tables.py``
+re-exports every one, so code imports all tables from there."""
 
 from __future__ import annotations
 
@@ -301,4 +301,19 @@ mcp_servers = Table(
     Column("created_at", Ts, nullable=False),
     Column("updated_at", Ts, nullable=False),
     UniqueConstraint("organization_id", "name", name="uq_mcp_servers_org_name"),
+)
+
+# User connections: a user's API key for an outside provider, per organization, sealed
+# (crypto.SecretBox). Sessions the user creates there get each one as a session secret
+# (services/connections.py); the primary key serves that read.
+user_connections = Table(
+    "user_connections",
+    metadata,
+    Column("organization_id", Id, ForeignKey("organizations.id"), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("provider", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # api_key
+    Column("credentials_encrypted", Text, nullable=False),  # crypto.SecretBox token
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
 )
