@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+
 from tests.api.conftest import assert_error
 from tests.conftest import Api
 from tests.engine.conftest import events, new_session, wait_turns_ended
