@@ -14,18 +14,41 @@ without an index of its own reads at most that session's rows through
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from psycopg.types.json import Jsonb
-
-if TYPE_CHECKING:
-    from everloop.store.event_log import EventQuery
 
 # Events the search indexes: not the deltas (fragments of text their *.completed event carries
 # whole). The same predicate as the migration's trigger and partial index.
 INDEXED = "type NOT LIKE '%.delta'"
 # At most this many words and phrases in a search.
 MAX_TERMS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which events of a session to read; every filter set narrows (``where`` spells each
+    in SQL per dialect)."""
+
+    after_sequence: int | None = None
+    before_sequence: int | None = None
+    types: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    turn_id: str | None = None
+    limit: int = 1000
+    newest_first: bool = False
+    # Full-text search: words and "quoted phrases" that must all occur (event_filters.terms).
+    search: str | None = None
+    tool_name: str | None = None
+    trace_id: str | None = None
+    exec_id: str | None = None
+    tags: Sequence[str] = ()
+    # ``ts`` bounds, inclusive, in the stored format (``domain.timestamps.format_ts``).
+    from_ts: str | None = None
+    to_ts: str | None = None
+
 
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
 _WORD = re.compile(r"\w")

@@ -21,32 +21,9 @@ from everloop.domain.timestamps import now
 from everloop.errors import NotFound
 from everloop.store import direct, event_filters
 from everloop.store.db import APPENDED
+from everloop.store.event_filters import EventQuery as EventQuery
 from everloop.store.notifications import CHANNEL
 from everloop.store.tables import events, sessions
-
-
-@dataclass(frozen=True, slots=True)
-class EventQuery:
-    """Which events of a session to read; every filter set narrows (``store/event_filters.py``
-    spells each in SQL per dialect)."""
-
-    after_sequence: int | None = None
-    before_sequence: int | None = None
-    types: Sequence[str] = ()
-    exclude: Sequence[str] = ()
-    turn_id: str | None = None
-    limit: int = 1000
-    newest_first: bool = False
-    # Full-text search: words and "quoted phrases" that must all occur (event_filters.terms).
-    search: str | None = None
-    tool_name: str | None = None
-    trace_id: str | None = None
-    exec_id: str | None = None
-    tags: Sequence[str] = ()
-    # ``ts`` bounds, inclusive, in the stored format (``domain.timestamps.format_ts``).
-    from_ts: str | None = None
-    to_ts: str | None = None
-
 
 # Columns of ``sessions`` that appending events may set in the same statement.
 SESSION_COLUMNS = frozenset(
