@@ -165,3 +165,47 @@ async def test_events_cannot_be_changed_or_deleted(services: Services, statement
         async with services.db.write() as conn:
             await conn.execute(text(statement), {"sid": session_id})
     assert await _all(services, session_id) == before
+
+
+async def test_search_indexes_events_written_before_its_migration(services: Services) -> None:
+    """0020_event_search indexes the events already in the log, and the append keeps
+    indexing new ones (deltas excepted)."""
+    from alembic import command
+
+    from everloop.store import migrate
+
+    session_id = await _new_session(services)
+    async with services.db.write() as conn:
+        old = await append_events(
+            conn,
+            session_id,
+            [
+                NewEvent("tool.completed", {"tool_name": "lookup", "result": "Old Zebra"}),
+                NewEvent("output.message.delta", {"delta": "zebra"}),
+            ],
+        )
+    cfg = migrate.alembic_config()
+
+    def migrate_to(revision: str, down: bool) -> None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(migrate.sync_url(services.settings.app_database_url))
+        try:
+            with engine.begin() as connection:
+                cfg.attributes["connection"] = connection
+                (command.downgrade if down else command.upgrade)(cfg, revision)
+        finally:
+            engine.dispose()
+
+    await asyncio.to_thread(migrate_to, "0019_generations_by_model", True)
+    async with services.db.write() as conn:
+        before = await append_events(conn, session_id, [NewEvent("x", {"text": "zebra two"})])
+    await asyncio.to_thread(migrate_to, "heads", False)
+    async with services.db.write() as conn:
+        after = await append_events(conn, session_id, [NewEvent("y", {"t": ["a ZEBRA", 3]})])
+
+    async with services.db.read() as conn:
+        found = await read_events(conn, session_id, EventQuery(search="zebra"))
+        assert [e.id for e in found] == [old[0].id, before[0].id, after[0].id]
+        two = await read_events(conn, session_id, EventQuery(search="zebra two"))
+        assert [e.id for e in two] == [before[0].id]

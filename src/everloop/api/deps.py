@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from everloop.api.json_values import printable
+from everloop.errors import InvalidInput
 from everloop.services.auth import Caller
 
 if TYPE_CHECKING:
@@ -45,3 +49,35 @@ async def caller(
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def known_query(request: Request) -> None:
+    """Refuse a query parameter the route does not take (422 naming it) instead of ignoring
+    it: a misspelt or unsupported filter would otherwise silently return everything."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = _QUERY_NAMES[id(route)] = frozenset(_query_names(route.dependant))
+    for name in request.query_params:
+        if name not in names:
+            raise InvalidInput(
+                f"unknown query parameter {printable(name)!r}; this route takes "
+                f"{', '.join(sorted(names))}",
+                field=printable(name),
+            )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+KnownQuery = Depends(known_query)
+"""A route's ``dependencies=[KnownQuery]``: its query string may name only its parameters."""

@@ -27,13 +27,14 @@ from everloop.engine.signals import Signals
 from everloop.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from everloop.services.auth import Caller
 from everloop.services.event_feed import Delivery, EventFanout, Stopping
+from everloop.services.event_listing import EventListing, cursor_of, list_events
 from everloop.services.sessions import SessionService
 from everloop.services.subagents import SubagentService
 from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
 from everloop.store.client_tools import ClientCall
 from everloop.store.db import Database
-from everloop.store.event_log import EventQuery, append_events, read_events, sequence_of
+from everloop.store.event_log import append_events
 
 log = logging.getLogger("everloop.turns")
 
@@ -321,46 +322,12 @@ class TurnService:
         return messages, total
 
     async def list_events(
-        self,
-        caller: Caller,
-        session_id: str,
-        *,
-        since_id: str | None,
-        after_sequence: int | None,
-        before_sequence: int | None,
-        limit: int | None,
-        types: Sequence[str],
-        exclude: Sequence[str],
-        turn_id: str | None,
-        newest_first: bool,
+        self, caller: Caller, session_id: str, listing: EventListing
     ) -> list[Event]:
+        """The caller's session's events that ``listing`` selects (``services/event_listing``)."""
         await self._sessions.get(caller, session_id)
         async with self._db.read() as conn:
-            cursor = await self._cursor(conn, session_id, since_id, after_sequence)
-            tail = limit is not None and cursor is None and not newest_first
-            query = EventQuery(
-                after_sequence=cursor,
-                before_sequence=before_sequence,
-                types=types,
-                exclude=exclude,
-                turn_id=turn_id,
-                limit=limit or 1000,
-                newest_first=newest_first or tail,
-            )
-            found = await read_events(conn, session_id, query)
-        # ``limit`` without a cursor means "the last N", still oldest first.
-        return list(reversed(found)) if tail else found
-
-    async def _cursor(
-        self, conn: Any, session_id: str, since_id: str | None, after_sequence: int | None
-    ) -> int | None:
-        if since_id is None:
-            return after_sequence
-        ids.parse("event", since_id, field="since_id")
-        sequence = await sequence_of(conn, session_id, since_id)
-        if sequence is None:
-            raise NotFound.of("event", since_id)
-        return sequence
+            return await list_events(conn, session_id, listing)
 
     async def stream(
         self,
@@ -383,7 +350,7 @@ class TurnService:
         """
         await self._sessions.get(caller, session_id)
         async with self._db.read() as conn:
-            cursor = await self._cursor(conn, session_id, since_id, after_sequence)
+            cursor = await cursor_of(conn, session_id, since_id, after_sequence)
         return self._frames(session_id, cursor or 0, types, exclude, cycle_seconds, stopping)
 
     async def _frames(

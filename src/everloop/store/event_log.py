@@ -9,7 +9,7 @@ There is deliberately no method to change or delete an event.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -19,22 +19,11 @@ from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
 from everloop.domain.timestamps import now
 from everloop.errors import NotFound
-from everloop.store import direct
+from everloop.store import direct, event_filters
 from everloop.store.db import APPENDED
+from everloop.store.event_filters import EventQuery as EventQuery
 from everloop.store.notifications import CHANNEL
 from everloop.store.tables import events, sessions
-
-
-@dataclass(frozen=True, slots=True)
-class EventQuery:
-    after_sequence: int | None = None
-    before_sequence: int | None = None
-    types: Sequence[str] = ()
-    exclude: Sequence[str] = ()
-    turn_id: str | None = None
-    limit: int = 1000
-    newest_first: bool = False
-
 
 # Columns of ``sessions`` that appending events may set in the same statement.
 SESSION_COLUMNS = frozenset(
@@ -206,31 +195,18 @@ async def last_sequence(conn: AsyncConnection, session_id: str) -> int:
 
 
 async def read_events(conn: AsyncConnection, session_id: str, query: EventQuery) -> list[Event]:
-    conds = ["session_id = ?"]
-    params: list[Any] = [session_id]
-    if query.after_sequence is not None:
-        conds.append("sequence > ?")
-        params.append(query.after_sequence)
-    if query.before_sequence is not None:
-        conds.append("sequence < ?")
-        params.append(query.before_sequence)
-    if query.types:
-        conds.append(f"type IN ({', '.join('?' for _ in query.types)})")
-        params.extend(query.types)
-    if query.exclude:
-        conds.append(f"type NOT IN ({', '.join('?' for _ in query.exclude)})")
-        params.extend(query.exclude)
-    if query.turn_id:
-        conds.append("turn_id = ?")
-        params.append(query.turn_id)
     raw = direct.connection(conn)
+    where = event_filters.where(query, postgresql=direct.is_postgresql(raw))
+    if where is None:
+        return []
+    conds, params = where
     rows = await direct.all_rows(
         conn,
         raw,
         "SELECT id, type, ts, session_id, sequence, context, data, metadata, tags FROM events "
-        f"WHERE {' AND '.join(conds)} ORDER BY sequence {'DESC' if query.newest_first else 'ASC'} "
-        "LIMIT ?",
-        (*params, query.limit),
+        f"WHERE {' AND '.join(['session_id = ?', *conds])} "
+        f"ORDER BY sequence {'DESC' if query.newest_first else 'ASC'} LIMIT ?",
+        (session_id, *params, query.limit),
     )
     return [
         Event(
@@ -246,3 +222,31 @@ async def read_events(conn: AsyncConnection, session_id: str, query: EventQuery)
         )
         for row in rows
     ]
+
+
+async def read_window(
+    conn: AsyncConnection, session_id: str, query: EventQuery, anchor: int, window: int
+) -> list[Event]:
+    """Up to ``window`` events of ``query`` before sequence ``anchor``, the anchor's event if it
+    is one of them, and up to ``window`` after it; oldest first."""
+    before = await read_events(
+        conn,
+        session_id,
+        replace(
+            query, before_sequence=anchor, after_sequence=None, newest_first=True, limit=window
+        ),
+    )
+    rest = await read_events(
+        conn,
+        session_id,
+        replace(
+            query,
+            after_sequence=anchor - 1,
+            before_sequence=None,
+            newest_first=False,
+            limit=window + 1,
+        ),
+    )
+    if rest and rest[0].sequence != anchor:
+        rest = rest[:window]
+    return [*reversed(before), *rest]

@@ -10,7 +10,7 @@ import anyio
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from everloop.api.deps import CallerDep, services
+from everloop.api.deps import CallerDep, KnownQuery, services
 from everloop.api.idempotency import IdempotencyKey, once
 from everloop.api.json_values import INT64_MAX
 from everloop.api.schemas import (
@@ -23,6 +23,7 @@ from everloop.api.schemas import (
     SubmitToolResultsRequest,
     SubmitToolResultsResponse,
 )
+from everloop.services.event_listing import EventListing
 from everloop.services.turns import StreamFrame
 
 router = APIRouter(tags=["messages and events"])
@@ -112,33 +113,99 @@ async def list_messages(
     )
 
 
-@router.get("/v1/sessions/{session_id}/events", response_model=ListResponse[EventResponse])
+@router.get(
+    "/v1/sessions/{session_id}/events",
+    response_model=ListResponse[EventResponse],
+    dependencies=[KnownQuery],
+)
 async def list_events(
     request: Request,
     caller: CallerDep,
     session_id: str,
-    since_id: Annotated[str | None, Query(max_length=100)] = None,
+    since_id: Annotated[
+        str | None, Query(max_length=100, description="Events after this event id.")
+    ] = None,
     after_sequence: Sequence = None,
     before_sequence: Sequence = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="At most this many; without a cursor, the last N."),
+    ] = None,
     types: TypeList = None,
     exclude: TypeList = None,
     turn_id: Annotated[str | None, Query(max_length=100)] = None,
     order_desc: bool = False,
+    around: Annotated[
+        str | None,
+        Query(max_length=100, description="Anchor event id: a window of events around it."),
+    ] = None,
+    window: Annotated[
+        int | None,
+        Query(ge=0, le=500, description="Events on each side of ``around`` (default 50)."),
+    ] = None,
+    from_ts: Annotated[
+        str | None, Query(max_length=64, description="Events at or after (RFC 3339).")
+    ] = None,
+    to_ts: Annotated[
+        str | None, Query(max_length=64, description="Events at or before (RFC 3339).")
+    ] = None,
+    trace_id: Annotated[str | None, Query(max_length=100)] = None,
+    exec_id: Annotated[str | None, Query(max_length=100)] = None,
+    tags: TypeList = None,
+    tool_name: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=500, description="Full-text search.")
+    ] = None,
 ) -> ListResponse[EventResponse]:
-    """List the session's events, in sequence order (``order_desc`` for newest first), filtered by
-    position, type and turn."""
+    """List the session's events, in sequence order (``order_desc`` for newest first).
+
+    Every filter narrows, all compose, and all run in the database:
+
+    - position: ``since_id`` / ``after_sequence`` (after), ``before_sequence`` (before),
+      ``limit`` (at most N; without a cursor the last N, still oldest first);
+      ``around`` + ``window``: up to ``window`` (default 50, at most 500) matching events
+      before the anchor event, the anchor if it matches, and up to ``window`` after; it replaces
+      the cursors and ``limit`` (combining them is a 422). An unknown ``since_id`` or
+      ``around`` is a 404.
+    - ``types`` / ``exclude``: event types; ``from_ts`` / ``to_ts``: inclusive bounds on the
+      event's ``ts`` (RFC 3339 with an offset, else 422).
+    - ``turn_id``; ``trace_id``: ``context.trace_id``, which in everloop (as in Everruns) is the
+      turn id; ``exec_id``: ``context.exec_id``, an Everruns atom-execution id: everloop's
+      turns run as one durable workflow without atom executions, so its events carry none and
+      an ``exec_id`` filter matches no event.
+    - ``tags``: events with any of these tags (an ``input.message`` event carries its message's
+      ``tags``; no other event has tags).
+    - ``tool_name``: events about a call of that tool: ``tool.started``, ``tool.completed``,
+      ``transcript.repaired``, ``act.started``, ``tool.call_requested``, and ``llm.generation``
+      when the model called it.
+    - ``q``: full-text search over every string in the event's ``data`` (message text, tool
+      names, arguments, results, errors; an ``llm.generation`` holds its prompt too): each word
+      and each "quoted phrase" must occur, case-insensitive whole words, no stemming. Delta
+      events are not searched (their ``*.completed`` event holds the whole text).
+
+    An unknown query parameter is a 422 naming it."""
     found = await services(request).turns.list_events(
         caller,
         session_id,
-        since_id=since_id,
-        after_sequence=after_sequence,
-        before_sequence=before_sequence,
-        limit=limit,
-        types=types or (),
-        exclude=exclude or (),
-        turn_id=turn_id,
-        newest_first=order_desc,
+        EventListing(
+            since_id=since_id,
+            after_sequence=after_sequence,
+            before_sequence=before_sequence,
+            limit=limit,
+            types=types or (),
+            exclude=exclude or (),
+            turn_id=turn_id,
+            newest_first=order_desc,
+            around=around,
+            window=window,
+            from_ts=from_ts,
+            to_ts=to_ts,
+            trace_id=trace_id,
+            exec_id=exec_id,
+            tags=tags or (),
+            tool_name=tool_name,
+            q=q,
+        ),
     )
     return ListResponse(
         data=[EventResponse.model_validate(e.to_json()) for e in found], total=len(found)
@@ -149,6 +216,7 @@ async def list_events(
     "/v1/sessions/{session_id}/sse",
     response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+    dependencies=[KnownQuery],
 )
 async def stream_events(
     request: Request,
@@ -161,7 +229,8 @@ async def stream_events(
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
 ) -> EventSourceResponse:
     """Stream the session's events as server-sent events, live; resumes after ``since_id``,
-    ``after_sequence`` or the ``Last-Event-ID`` header without losing or repeating any."""
+    ``after_sequence`` or the ``Last-Event-ID`` header without losing or repeating any.
+    An unknown query parameter is a 422 naming it."""
     svc = services(request)
     settings = svc.settings
     stopping = anyio.Event()
