@@ -17,6 +17,7 @@ from everloop.api.schemas import (
     NetworkAccessList,
     PublicMcpServers,
     ResourceName,
+    ShortText,
     ToolDefinition,
     WireModel,
 )
@@ -163,6 +164,16 @@ class SetDefaultAgentVersionRequest(WireModel):
 class RollbackAgentVersionRequest(WireModel):
     save_version: bool = False
     summary: Summary | None = None
+
+
+class ForkAgentVersionRequest(WireModel):
+    name: ResourceName = Field(description="The new agent's name (unique in the organization).")
+    display_name: ShortText | None = Field(
+        default=None, description="The new agent's display name; left out: the version's."
+    )
+    description: LongText | None = Field(
+        default=None, description="The new agent's description; left out: the version's."
+    )
 
 
 class AgentVersionDiffResponse(BaseModel):
