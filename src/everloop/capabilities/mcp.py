@@ -4,7 +4,8 @@ The servers of a turn are the registered ones its capability list names (``mcp:{
 by an :class:`McpServerDirectory`) plus its assembled ``mcpServers`` map (``domain.mcp``).
 Discovery lists each server's tools when a turn starts; listings are cached per server
 configuration (``McpServerSpec.config_key``: id, name, URL and headers) for ``cache_seconds``,
-so a changed server is listed again at once. A server that cannot be listed contributes no tools
+so a changed server is listed again at once (the session context report reads the same cache,
+``McpToolset.listings``). A server that cannot be listed contributes no tools
 to a new turn; a call to a server that went away is a tool error naming it, and the next call
 connects again (every operation opens its own connection, so there is no stale session to heal).
 
