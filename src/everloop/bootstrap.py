@@ -413,7 +413,7 @@ def build_services(settings: Settings) -> Services:
         drivers=drivers,
         blueprints=blueprints,
         agent_versions=AgentVersionService(db, store, agents, recorder),
-        runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models),
+        runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models, mcp_tools),
         mcp_servers=mcp_servers,
         agent_identities=AgentIdentityService(db),
         budgets=BudgetService(db, engine, signals),

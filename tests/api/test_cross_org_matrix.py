@@ -63,6 +63,9 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/api/v1/agents/{agent_id}/versions/{from_version_id}/diff/{to_version_id}"): Case(),
     ("POST", "/api/v1/agents/{agent_id}/versions/{version_id}/rollback"): Case(fixed({})),
+    ("POST", "/api/v1/agents/{agent_id}/versions/{version_id}/fork"): Case(
+        fixed({"name": "stolen-fork"})
+    ),
     ("GET", "/api/v1/blueprints/{blueprint_id}"): Case(),
     ("GET", "/api/v1/harnesses/{harness_id}"): Case(),
     ("PATCH", "/api/v1/harnesses/{harness_id}"): Case(fixed({"description": "theirs"})),

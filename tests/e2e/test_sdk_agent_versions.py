@@ -6,6 +6,7 @@ import secrets
 
 import pytest
 from everruns_sdk import Everruns
+from everruns_sdk.errors import ApiError
 
 from tests.e2e.conftest import Server
 
@@ -38,3 +39,24 @@ async def test_versions_through_the_sdk(server: Server) -> None:
 
         default = await client.agents.set_default_version(agent.id, saved.id)
         assert default.default_version_id == saved.id
+
+
+async def test_fork_version_through_the_sdk(server: Server) -> None:
+    async with Everruns(api_key=server.token, base_url=server.api_url) as client:
+        name = f"sdk-fork-{secrets.token_hex(4)}"
+        agent = await client.agents.create(name=name, system_prompt="Forked prompt.")
+        (first,) = await client.agents.list_versions(agent.id)
+        await client.agents.apply(agent.id, name, "Later prompt.")
+
+        fork = await client.agents.fork_version(
+            agent.id, first.id, name=f"{name}-fork", display_name="The fork"
+        )
+        assert fork.id != agent.id
+        assert (fork.name, fork.display_name) == (f"{name}-fork", "The fork")
+        assert fork.system_prompt == "Forked prompt."
+        (origin,) = await client.agents.list_versions(fork.id)
+        assert (origin.change_kind, origin.source_version_id) == ("fork", first.id)
+
+        with pytest.raises(ApiError) as taken:
+            await client.agents.fork_version(agent.id, first.id, name=name)
+        assert taken.value.status_code == 409

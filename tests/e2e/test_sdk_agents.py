@@ -1,5 +1,6 @@
 """Agents with the published ``everruns-sdk`` against a real ``everloop serve``: upsert by name,
-copy, stats, analyze, export and import; every answer parsed by the SDK's own models."""
+copy, stats, analyze, export and import, the agent and harness example galleries; every answer
+parsed by the SDK's own models."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from everruns_sdk.models import (
     Agent,
     AgentAnalysisResponse,
     AgentCapabilityConfig,
+    HarnessExample,
     ResourceStats,
     ToolDefinition,
 )
@@ -107,3 +109,39 @@ async def test_stats_after_real_turns(server: Server, api: Api) -> None:
         assert stats.total_output_tokens == usage.output_tokens > 0
         assert stats.last_execution_at is not None
         assert stats.avg_session_duration_ms == stats.total_session_duration_ms // 2
+
+
+async def test_import_example_and_list_harness_examples(server: Server) -> None:
+    async with Everruns(api_key=server.token, base_url=server.api_url) as client:
+        agent = await client.agents.import_example("research-assistant")
+        assert isinstance(agent, Agent)
+        assert agent.name == "research-assistant"
+        assert [c.ref for c in agent.capabilities] == ["web_fetch", "file_system"]
+        (version,) = await client.agents.list_versions(agent.id)
+        assert version.change_kind == "import"
+        # Through the document path: it exports and imports back under another name.
+        document = await client.agents.export(agent.id)
+        again = await client.agents.import_agent(
+            document.replace("name: research-assistant", "name: research-again", 1)
+        )
+        assert (again.system_prompt, again.capabilities) == (
+            agent.system_prompt,
+            agent.capabilities,
+        )
+
+        with pytest.raises(ApiError) as taken:
+            await client.agents.import_example("research-assistant")
+        assert taken.value.status_code == 409
+        with pytest.raises(ApiError) as unknown:
+            await client.agents.import_example("no-such-example")
+        assert unknown.value.status_code == 404
+        assert "no-such-example" in str(unknown.value)
+
+        examples = await client.harnesses.list_examples()
+        assert all(isinstance(e, HarnessExample) for e in examples)
+        by_name = {e.name: e for e in examples}
+        assert {"base", "generic", "researcher", "data-analyst"} <= set(by_name)
+        assert [c.ref for c in by_name["generic"].capabilities] == ["current_time"]
+        assert by_name["data-analyst"].parent_name == "generic"
+        known = {c.id for c in await client.capabilities.list()}
+        assert {c.ref for e in examples for c in e.capabilities} <= known

@@ -17,6 +17,7 @@ from everloop.api.schemas import (
     NetworkAccessList,
     PublicMcpServers,
     ResourceName,
+    ShortText,
     ToolDefinition,
     WireModel,
 )
@@ -38,8 +39,12 @@ class RuntimeToolOut(BaseModel):
     name: str
     description: str
     parameters: dict[str, Any]
-    source: Literal["capability", "builtin", "client_side"]
-    capability_id: str | None = None
+    source: Literal["capability", "builtin", "client_side", "mcp"]
+    capability_id: str | None = Field(
+        default=None,
+        description="The capability that gives the tool; `mcp:{server_id}` for a registered "
+        "MCP server's tool, null for a scoped (`mcpServers`) one.",
+    )
 
 
 class RuntimeModel(BaseModel):
@@ -73,6 +78,23 @@ class ContextReportContribution(BaseModel):
     tokens: int
 
 
+class McpToolListingOut(BaseModel):
+    """What the report knows of one MCP server's tools."""
+
+    server: str = Field(description="The server's name (tool names are `mcp_{server}__{tool}`).")
+    server_id: str | None = Field(description="A registered server's id; null for a scoped one.")
+    status: Literal["cached", "discovered", "unreachable", "unknown"] = Field(
+        description="`cached`: from the tool cache, no network call; `discovered`: listed for "
+        "this report (and cached for the next turn); `unreachable`: listing failed (`detail` "
+        "says why; the turn offers none of its tools); `unknown`: not cached and not listed "
+        "(`discover=false`): its tools are unknown until the first turn lists them."
+    )
+    tools: list[str] | None = Field(
+        description="The model-facing names of its tools; null when unknown or unreachable."
+    )
+    detail: str | None = None
+
+
 class RuntimeAgentView(BaseModel):
     """The assembled RuntimeAgent a turn runs."""
 
@@ -101,6 +123,10 @@ class SessionContextReport(RuntimeAgentView):
     estimated_input_tokens: int
     sections: list[ContextReportSection]
     contributions: list[ContextReportContribution]
+    mcp_tool_listings: list[McpToolListingOut] = Field(
+        description="Each MCP server the session can reach (registered `mcp:{id}` capabilities "
+        "and the `mcpServers` map) with what is known of its tools; they are in `tools` too."
+    )
 
 
 class PreviewAgentRequest(WireModel):
@@ -163,6 +189,16 @@ class SetDefaultAgentVersionRequest(WireModel):
 class RollbackAgentVersionRequest(WireModel):
     save_version: bool = False
     summary: Summary | None = None
+
+
+class ForkAgentVersionRequest(WireModel):
+    name: ResourceName = Field(description="The new agent's name (unique in the organization).")
+    display_name: ShortText | None = Field(
+        default=None, description="The new agent's display name; left out: the version's."
+    )
+    description: LongText | None = Field(
+        default=None, description="The new agent's description; left out: the version's."
+    )
 
 
 class AgentVersionDiffResponse(BaseModel):

@@ -200,6 +200,24 @@ class UpdateHarnessRequest(WireModel):
     )(not_null)
 
 
+class HarnessExampleResponse(BaseModel):
+    """A read-only harness example defined in code (``GET /v1/harness-examples``)."""
+
+    name: str = Field(description="Unique slug, e.g. `data-analyst`.")
+    display_name: str
+    description: str
+    tags: list[str]
+    capabilities: list[CapabilityConfigOut] = Field(
+        description="The capabilities the example assigns, with their config."
+    )
+    parent_name: str | None = Field(
+        description="The harness it inherits from, by name (resolved per organization)."
+    )
+    dev_only: bool = Field(
+        description="Meant for development and testing (its capabilities are demo tools)."
+    )
+
+
 class HarnessResponse(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     id: str

@@ -4,7 +4,8 @@ The servers of a turn are the registered ones its capability list names (``mcp:{
 by an :class:`McpServerDirectory`) plus its assembled ``mcpServers`` map (``domain.mcp``).
 Discovery lists each server's tools when a turn starts; listings are cached per server
 configuration (``McpServerSpec.config_key``: id, name, URL and headers) for ``cache_seconds``,
-so a changed server is listed again at once. A server that cannot be listed contributes no tools
+so a changed server is listed again at once (the session context report reads the same cache,
+``McpToolset.listings``). A server that cannot be listed contributes no tools
 to a new turn; a call to a server that went away is a tool error naming it, and the next call
 connects again (every operation opens its own connection, so there is no stale session to heal).
 
@@ -28,7 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 import httpx2
 
@@ -247,6 +248,22 @@ class _Listing:
     expires: float
 
 
+ListingStatus = Literal["cached", "discovered", "unreachable", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerListing:
+    """What is known of one server's tools without running a turn (the context report):
+    ``cached`` (a fresh cached listing, no network), ``discovered`` (listed now),
+    ``unreachable`` (listing failed: ``error`` says why) or ``unknown`` (not cached, and not
+    listed now: its tools are unknown until a turn lists them)."""
+
+    spec: McpServerSpec
+    status: ListingStatus
+    tools: tuple[McpTool, ...] = ()
+    error: str | None = None
+
+
 class McpToolset:
     """The MCP tools of a turn, with the discovery cache. One per process (``bootstrap``)."""
 
@@ -295,19 +312,36 @@ class McpToolset:
                     found.setdefault(prefix, _UnreachableTool(prefix, spec.name, str(exc)))
                     continue
             for remote in listing or ():
-                name = tool_name(spec.name, remote.name)
-                if name in found:
-                    log.warning("MCP tool name %r is offered twice; keeping the first", name)
+                tool = self._tool(spec, remote)
+                if tool.name in found:
+                    log.warning("MCP tool name %r is offered twice; keeping the first", tool.name)
                     continue
-                found[name] = McpTool(
-                    name=name,
-                    description=remote.description,
-                    parameters=remote.input_schema,
-                    remote_name=remote.name,
-                    spec=spec,
-                    connector=self._connector,
-                    side_effect=remote.side_effect,
-                )
+                found[tool.name] = tool
+        return found
+
+    async def listings(
+        self, org_id: str, runtime: RuntimeAgent, *, connect: bool
+    ) -> list[ServerListing]:
+        """Each of the turn's servers with the tools known of it. A fresh cached listing is
+        used as it is (no network); without one, ``connect`` lists the server now, through the
+        connector (egress guard, ``timeout_seconds``) and into the cache the next turn reads,
+        and otherwise the server's tools are ``unknown``. Never raises for a server."""
+        found: list[ServerListing] = []
+        for spec in await self.servers(org_id, runtime):
+            listing = self._cached(spec)
+            status: ListingStatus = "cached"
+            if listing is None and not connect:
+                found.append(ServerListing(spec, "unknown"))
+                continue
+            if listing is None:
+                try:
+                    listing = await self._list(spec, runtime.network_access)
+                except McpUnavailable as exc:
+                    found.append(ServerListing(spec, "unreachable", error=str(exc)))
+                    continue
+                status = "discovered"
+            tools = tuple(self._tool(spec, remote) for remote in listing)
+            found.append(ServerListing(spec, status, tools))
         return found
 
     async def listed(self, org_id: str, runtime: RuntimeAgent) -> dict[str, Tool]:
@@ -329,6 +363,17 @@ class McpToolset:
             if isinstance(tool, _UnreachableTool) and name.startswith(prefix):
                 return _UnreachableTool(name, tool.server, tool.reason)
         return None
+
+    def _tool(self, spec: McpServerSpec, remote: RemoteTool) -> McpTool:
+        return McpTool(
+            name=tool_name(spec.name, remote.name),
+            description=remote.description,
+            parameters=remote.input_schema,
+            remote_name=remote.name,
+            spec=spec,
+            connector=self._connector,
+            side_effect=remote.side_effect,
+        )
 
     def _cached(self, spec: McpServerSpec) -> list[RemoteTool] | None:
         entry = self._cache.get(spec.config_key)

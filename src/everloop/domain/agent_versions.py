@@ -1,8 +1,10 @@
 """Agent versions: immutable snapshots of an agent's configuration.
 
-Every agent create and update writes one (``change_kind`` ``auto``); a user can save one
+Every agent create and update writes one (``change_kind`` ``auto``; ``import`` for an agent
+imported from a document or an example); a user can save one
 (``manual``, or ``patch``/``minor``/``major`` to choose the semver bump) and roll back to one
-(a new version, ``rollback``, whose ``source_version_id`` is the one restored). A session
+(a new version, ``rollback``, whose ``source_version_id`` is the one restored) and fork one into a
+new agent (whose first version is a ``fork`` naming the forked one as its source). A session
 captures a version when it is created or rebound and its turns run that snapshot, so editing the
 agent changes no running session until it is rebound.
 """
@@ -39,6 +41,9 @@ AUTHORED_KEYS: tuple[str, ...] = (
 )
 # What a rollback restores: the authored config but the name (another agent may have taken it).
 RESTORED_KEYS: tuple[str, ...] = tuple(k for k in AUTHORED_KEYS if k != "name")
+# What a fork copies into its new agent: the authored config but the name (the fork's own) and
+# the MCP servers (their header values are opened and sealed afresh for the new agent).
+FORKED_KEYS: tuple[str, ...] = tuple(k for k in RESTORED_KEYS if k != "mcp_servers")
 
 
 @dataclass(frozen=True, slots=True)

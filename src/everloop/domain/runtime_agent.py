@@ -30,7 +30,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from everloop.domain.files import normalize_path
 from everloop.domain.mcp import MCP_REF_PREFIX
@@ -303,7 +303,20 @@ def resolve_capabilities(
     return tuple(resolved.values())
 
 
-def estimate_tokens(system_prompt: str | None, tools: Iterable[RuntimeTool]) -> int:
+class ToolDefinitionLike(Protocol):
+    """What a model sees of a tool (a ``RuntimeTool``, an MCP tool...)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
+
+
+def estimate_tokens(system_prompt: str | None, tools: Iterable[ToolDefinitionLike]) -> int:
     """About four characters a token: the prompt plus the tool specs as the model sees them."""
     specs = [
         {"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools

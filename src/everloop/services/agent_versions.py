@@ -1,4 +1,5 @@
-"""Agent versions: recording snapshots, listing, diffing, choosing the default, rolling back."""
+"""Agent versions: recording snapshots, listing, diffing, choosing the default, rolling back,
+forking a version into a new agent."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from everloop import ids
 from everloop.domain.agent_versions import (
     CHANGE_KINDS,
+    FORKED_KEYS,
     RESTORED_KEYS,
     AgentVersion,
     diff_configs,
@@ -132,3 +134,33 @@ class AgentVersionService:
                 source_version_id=source.id,
             )
             return restored
+
+    async def fork(
+        self,
+        caller: Caller,
+        agent_ref: str,
+        version_id: str,
+        *,
+        name: str,
+        display_name: str | None = None,
+        description: str | None = None,
+    ) -> Agent:
+        """A new agent named ``name`` from ``version_id``'s authored config; its first version
+        is a ``fork`` whose ``source_version_id`` is ``version_id``. The version's MCP header
+        values are opened and sealed afresh for the new agent, never shown."""
+        async with self._db.read() as conn:
+            agent = await self._agent(conn, caller, agent_ref)
+            source = await self._version(conn, caller, agent, version_id, "version_id")
+        config = source.authored_config
+        fields = {key: config.get(key) for key in FORKED_KEYS}
+        fields["name"] = name
+        if display_name is not None:
+            fields["display_name"] = display_name
+        if description is not None:
+            fields["description"] = description
+        fields["mcp_servers"] = self._agents.opened_mcp_servers(
+            caller.organization_id, config.get("mcp_servers") or {}
+        )
+        return await self._agents.create_new(
+            caller, fields, change_kind="fork", source_version_id=source.id
+        )

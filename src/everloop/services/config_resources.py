@@ -13,6 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
+from everloop.domain.examples import (
+    BUILT_IN_HARNESSES,
+    DEFAULT_HARNESS_NAME,
+    HARNESS_EXAMPLES,
+    HarnessExample,
+)
 from everloop.domain.mcp import HEADER_NAMES, SEALED_HEADERS, server_id_of_ref
 from everloop.domain.resources import Agent, Harness, ResourceStatus
 from everloop.domain.runtime_agent import Layer, harness_chain
@@ -26,24 +32,6 @@ from everloop.store.db import Database
 from everloop.store.runtime_layers import harness_parents
 from everloop.store.sql import Store
 from everloop.store.tables import agents, harnesses
-
-BUILT_IN_HARNESSES: tuple[dict[str, Any], ...] = (
-    {
-        "name": "base",
-        "display_name": "Base",
-        "description": "A bare assistant: no capabilities.",
-        "system_prompt": "You are a helpful assistant.",
-        "capabilities": [],
-    },
-    {
-        "name": "generic",
-        "display_name": "Generic",
-        "description": "The recommended default harness.",
-        "system_prompt": "You are a helpful assistant.",
-        "capabilities": [{"ref": "current_time", "config": None}],
-    },
-)
-DEFAULT_HARNESS_NAME = "generic"
 
 
 def _is_id(prefix: ids.Prefix, value: str) -> bool:
@@ -72,6 +60,11 @@ class HarnessService:
                     await self._store.insert_harness(
                         conn, _harness_row(org_id, ids.new_id("harness"), spec, built_in=True)
                     )
+
+    @staticmethod
+    def examples() -> tuple[HarnessExample, ...]:
+        """The built-in harness examples (``domain.examples``): the same for every org."""
+        return HARNESS_EXAMPLES
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Harness:
         harness_id = fields.pop("id", None) or ids.new_id("harness")
@@ -281,7 +274,17 @@ class AgentService:
             fields["status"] = ResourceStatus.ACTIVE.value
         return await self.update(caller, existing.id, fields)
 
-    async def _insert(self, caller: Caller, agent_id: str, fields: dict[str, Any]) -> Agent:
+    async def _insert(
+        self,
+        caller: Caller,
+        agent_id: str,
+        fields: dict[str, Any],
+        *,
+        change_kind: str = "auto",
+        source_version_id: str | None = None,
+    ) -> Agent:
+        """Insert a new agent and record its first version (``change_kind``; a fork names the
+        version it came from as ``source_version_id``)."""
         org = caller.organization_id
         if "mcp_servers" in fields:
             fields["mcp_servers"] = self._mcp_headers.seal(org, fields["mcp_servers"])
@@ -327,7 +330,11 @@ class AgentService:
             assert created is not None
             if self._versions is not None:
                 await self._versions.record(
-                    conn, created, change_kind="auto", principal_id=caller.principal_id
+                    conn,
+                    created,
+                    change_kind=change_kind,
+                    principal_id=caller.principal_id,
+                    source_version_id=source_version_id,
                 )
         return created
 
@@ -432,15 +439,20 @@ class AgentService:
             "name": name,
             "display_name": f"{source.display_name or source.name} (copy)"[:200],
             "harness_id": source.harness_id,
-            "mcp_servers": {
-                server: {
-                    **{k: v for k, v in entry.items() if k not in (HEADER_NAMES, SEALED_HEADERS)},
-                    "headers": self._mcp_headers.open(org, server, entry),
-                }
-                for server, entry in source.mcp_servers.items()
-            },
+            "mcp_servers": self.opened_mcp_servers(org, source.mcp_servers),
         }
         return await self._insert(caller, ids.new_id("agent"), fields)
+
+    def opened_mcp_servers(self, org_id: str, servers: dict[str, Any]) -> dict[str, Any]:
+        """A stored ``mcpServers`` map with its header values opened, to be sealed afresh for
+        a new agent (a copy or a fork): never returned to a caller."""
+        return {
+            server: {
+                **{k: v for k, v in entry.items() if k not in (HEADER_NAMES, SEALED_HEADERS)},
+                "headers": self._mcp_headers.open(org_id, server, entry),
+            }
+            for server, entry in servers.items()
+        }
 
     async def free_name(self, caller: Caller, base: str) -> str:
         """``base``, or ``base-2``, ``base-3``... whichever no agent of the org holds (cut to
@@ -455,11 +467,25 @@ class AgentService:
                     return candidate
         raise Conflict(f"too many agents are named '{base}'", field="name")
 
-    async def create_new(self, caller: Caller, fields: dict[str, Any]) -> Agent:
-        """A new agent, never an update: a name the org uses is a 409."""
+    async def create_new(
+        self,
+        caller: Caller,
+        fields: dict[str, Any],
+        *,
+        change_kind: str = "auto",
+        source_version_id: str | None = None,
+    ) -> Agent:
+        """A new agent, never an update: a name the org uses is a 409. Its first version is
+        recorded with ``change_kind`` (``import``, ``fork``...)."""
         check_capability_refs(self._known_capabilities, fields.get("capabilities") or [])
         fields.pop("id", None)
-        return await self._insert(caller, ids.new_id("agent"), fields)
+        return await self._insert(
+            caller,
+            ids.new_id("agent"),
+            fields,
+            change_kind=change_kind,
+            source_version_id=source_version_id,
+        )
 
     async def archive(self, caller: Caller, agent_id: str) -> None:
         async with self._db.write() as conn:

@@ -1,11 +1,19 @@
 """Views of assembled RuntimeAgents: a session's (the context report) and unsaved drafts'
-(agent and harness previews). The assembly itself is ``engine.assembly``'s."""
+(agent and harness previews). The assembly itself is ``engine.assembly``'s.
+
+The context report also lists the tools of the MCP servers the session can reach, as the next
+turn would offer them: a server's cached listing is used without a network call; a server
+without one is listed then (``discover``, the default: through the egress-guarded MCP client,
+bounded by ``EVERLOOP_MCP_TIMEOUT_SECONDS``, into the cache the next turn reads), or, with
+``discover=False``, reported as ``unknown`` until a turn lists it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from everloop.capabilities.mcp import McpTool, McpToolset, ServerListing
 from everloop.domain.agent_checks import Finding, check_agent
 from everloop.domain.resources import Session
 from everloop.domain.runtime_agent import Layer, RuntimeAgent
@@ -29,6 +37,19 @@ class ModelChoice:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ContextReport:
+    """A session's RuntimeAgent, its model, and the MCP tools its next turn would offer."""
+
+    session: Session
+    runtime: RuntimeAgent
+    model: ModelChoice
+    mcp_servers: list[ServerListing] = field(default_factory=list)
+    # The MCP tools the model would see: by name, first server first, none that shadows one of
+    # the RuntimeAgent's own tools (as ``engine.reason`` builds a turn's tool list).
+    mcp_tools: list[McpTool] = field(default_factory=list)
+
+
 class RuntimeAgentService:
     def __init__(
         self,
@@ -37,18 +58,31 @@ class RuntimeAgentService:
         harnesses: HarnessService,
         sessions: SessionService,
         models: ModelService,
+        remote: McpToolset | None = None,
     ) -> None:
         self._db = db
         self._assembler = assembler
         self._harnesses = harnesses
         self._sessions = sessions
         self._models = models
+        self._remote = remote
 
-    async def for_session(
-        self, caller: Caller, session_id: str
-    ) -> tuple[Session, RuntimeAgent, ModelChoice]:
+    async def context_report(
+        self, caller: Caller, session_id: str, *, discover: bool = True
+    ) -> ContextReport:
         session, runtime = await self._sessions.runtime_agent(caller, session_id)
-        return session, runtime, await self.model_of(caller, runtime)
+        model = await self.model_of(caller, runtime)
+        if self._remote is None:
+            return ContextReport(session, runtime, model)
+        listings = await self._remote.listings(caller.organization_id, runtime, connect=discover)
+        taken = {tool.name for tool in runtime.tools}
+        offered: list[McpTool] = []
+        for listing in listings:
+            for tool in listing.tools:
+                if tool.name not in taken:
+                    taken.add(tool.name)
+                    offered.append(tool)
+        return ContextReport(session, runtime, model, listings, offered)
 
     async def preview_agent(
         self, caller: Caller, fields: dict[str, Any]

@@ -28,7 +28,7 @@ from everloop.api.runtime_schemas import PreviewAgentRequest
 from everloop.api.schemas import AgentResponse
 from everloop.domain.agent_checks import Finding
 from everloop.domain.agent_documents import parse
-from everloop.errors import InvalidInput, NotFound
+from everloop.errors import InvalidInput
 
 MAX_DOCUMENT_BYTES = 12 * 1024 * 1024
 
@@ -106,27 +106,34 @@ async def import_agent(
     caller: CallerDep,
     from_example: Annotated[str | None, Query(alias="from-example", max_length=200)] = None,
 ) -> AgentResponse:
-    """Import an agent from a document. The body (any content type) is Markdown with YAML
-    front matter as `GET /v1/agents/{agent_id}/export` writes it, or a JSON or YAML object
-    of the create request's fields (`harness` names the harness), or plain text: all of it
-    the system prompt. Always a new agent: a name the organization uses is a 409."""
+    """Import an agent from a document or a built-in example. The body (any content type) is
+    Markdown with YAML front matter as `GET /v1/agents/{agent_id}/export` writes it, or a JSON
+    or YAML object of the create request's fields (`harness` names the harness), or plain text:
+    all of it the system prompt. With `?from-example={name}` the body is ignored and the
+    built-in example of that name is imported (named as the example; an unknown one is a 404).
+    Always a new agent, its first version of change kind `import`: a name the organization
+    uses is a 409."""
+    documents = services(request).agent_documents
     if from_example is not None:
-        raise NotFound.of("example", from_example)
-    raw = await request.body()
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise InvalidInput("the document is larger than 12 MiB", field="body")
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise InvalidInput("the document is not UTF-8 text", field="body") from None
+        text = documents.example_document(from_example)
+    else:
+        text = await _document_text(request)
     try:
         body = ImportAgentRequest.model_validate(parse(text))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-    agent = await services(request).agent_documents.import_agent(
-        caller, body.model_dump(exclude_unset=True)
-    )
+    agent = await documents.import_agent(caller, body.model_dump(exclude_unset=True))
     return agent_out(agent)
+
+
+async def _document_text(request: Request) -> str:
+    raw = await request.body()
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise InvalidInput("the document is larger than 12 MiB", field="body")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise InvalidInput("the document is not UTF-8 text", field="body") from None
 
 
 @router.get(

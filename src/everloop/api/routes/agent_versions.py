@@ -1,4 +1,4 @@
-"""Routes for agent versions: list, save, choose the default, diff, roll back."""
+"""Routes for agent versions: list, save, choose the default, diff, roll back, fork."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from everloop.api.runtime_schemas import (
     AgentVersionDiffResponse,
     AgentVersionResponse,
     CreateAgentVersionRequest,
+    ForkAgentVersionRequest,
     RollbackAgentVersionRequest,
     SetDefaultAgentVersionRequest,
 )
@@ -83,5 +84,29 @@ async def rollback_agent_version(
     result as a new version. Returns the agent."""
     agent = await services(request).agent_versions.rollback(
         caller, agent_id, version_id, save_version=body.save_version, summary=body.summary
+    )
+    return agent_out(agent)
+
+
+@router.post("/v1/agents/{agent_id}/versions/{version_id}/fork", response_model=AgentResponse)
+async def fork_agent_version(
+    request: Request,
+    caller: CallerDep,
+    agent_id: str,
+    version_id: str,
+    body: ForkAgentVersionRequest,
+) -> AgentResponse:
+    """Create a new agent from one of an agent's saved versions: its authored configuration
+    (prompt, harness, capabilities, tools, files, network access, MCP servers, limits) under a
+    new ``name``, with the version's display name and description unless given. The new
+    agent's first version has change kind ``fork`` and ``source_version_id`` the forked version.
+    A name the organization uses is a 409. Returns the new agent."""
+    agent = await services(request).agent_versions.fork(
+        caller,
+        agent_id,
+        version_id,
+        name=body.name,
+        display_name=body.display_name,
+        description=body.description,
     )
     return agent_out(agent)

@@ -12,6 +12,7 @@ from everloop.api.schemas import (
     AgentResponse,
     CreateAgentRequest,
     CreateHarnessRequest,
+    HarnessExampleResponse,
     HarnessResponse,
     ListResponse,
     PageResponse,
@@ -43,6 +44,18 @@ async def list_harnesses(
         caller, search=search, include_archived=include_archived
     )
     return ListResponse(data=[harness_out(h) for h in found], total=len(found))
+
+
+@router.get("/v1/harness-examples", response_model=list[HarnessExampleResponse], tags=["harnesses"])
+async def list_harness_examples(
+    request: Request, caller: CallerDep
+) -> list[HarnessExampleResponse]:
+    """List the built-in harness examples: read-only harness shapes defined in code (the
+    built-in `base` and `generic` harnesses among them) to start a harness from. A bare array."""
+    return [
+        HarnessExampleResponse.model_validate(asdict(example))
+        for example in services(request).harnesses.examples()
+    ]
 
 
 @router.post(

@@ -3,12 +3,15 @@ previews of unsaved drafts."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 
 from everloop.api.deps import CallerDep, services
 from everloop.api.runtime_schemas import (
     ContextReportContribution,
     ContextReportSection,
+    McpToolListingOut,
     NetworkAccessOut,
     PreviewAgentRequest,
     PreviewHarnessRequest,
@@ -19,6 +22,8 @@ from everloop.api.runtime_schemas import (
     RuntimeToolOut,
     SessionContextReport,
 )
+from everloop.capabilities.mcp import ServerListing
+from everloop.domain.mcp import MCP_REF_PREFIX
 from everloop.domain.runtime_agent import RuntimeAgent, estimate_tokens
 from everloop.services.runtime_agents import ModelChoice
 
@@ -73,36 +78,94 @@ def runtime_view(
     tags=["sessions"],
 )
 async def get_session_context_report(
-    request: Request, caller: CallerDep, session_id: str
+    request: Request,
+    caller: CallerDep,
+    session_id: str,
+    discover: Annotated[
+        bool,
+        Query(
+            description="List an MCP server that has no cached tool listing now (through the "
+            "egress guard, bounded by the MCP timeout). false: no network call; such a "
+            "server's tools are reported `unknown`."
+        ),
+    ] = True,
 ) -> SessionContextReport:
     """What the session's model call would carry: the resolved agent (prompt, tools, model) and an
-    estimate of its tokens by section."""
+    estimate of its tokens by section. The tools include those of the MCP servers the session
+    can reach (`mcp_tool_listings` says, per server, whether they came from the tool cache, were
+    listed for this report, or are unknown or unreachable); a cached listing costs no network
+    call."""
     svc = services(request)
-    session, runtime, model = await svc.runtime_agents.for_session(caller, session_id)
-    view = runtime_view(runtime, model, svc.settings.default_max_iterations)
+    report = await svc.runtime_agents.context_report(caller, session_id, discover=discover)
+    session, runtime = report.session, report.runtime
+    view = runtime_view(runtime, report.model, svc.settings.default_max_iterations)
+    view.tools += [
+        RuntimeToolOut(
+            name=t.name,
+            description=t.description,
+            parameters=dict(t.parameters),
+            source="mcp",
+            capability_id=f"{MCP_REF_PREFIX}{t.spec.server_id}" if t.spec.server_id else None,
+        )
+        for t in report.mcp_tools
+    ]
     prompt_tokens = estimate_tokens(runtime.system_prompt, ())
     tool_tokens = {t.name: estimate_tokens(None, (t,)) for t in runtime.tools}
+    mcp_tokens = {t.name: estimate_tokens(None, (t,)) for t in report.mcp_tools}
+    sections = [
+        ContextReportSection(
+            key="system_prompt", label="System prompt", tokens=prompt_tokens, items=1
+        ),
+        ContextReportSection(
+            key="tools",
+            label="Tool definitions",
+            tokens=sum(tool_tokens.values()),
+            items=len(tool_tokens),
+        ),
+    ]
+    if report.mcp_servers:
+        sections.append(
+            ContextReportSection(
+                key="mcp_tools",
+                label="MCP tool definitions",
+                tokens=sum(mcp_tokens.values()),
+                items=len(mcp_tokens),
+            )
+        )
     return SessionContextReport(
         **view.model_dump(by_alias=True),
         session_id=session.id,
         agent_version_id=session.agent_version_id,
         blueprint_id=session.blueprint_id,
-        estimated_input_tokens=runtime.prompt_tokens_estimate,
-        sections=[
-            ContextReportSection(
-                key="system_prompt", label="System prompt", tokens=prompt_tokens, items=1
-            ),
-            ContextReportSection(
-                key="tools",
-                label="Tool definitions",
-                tokens=sum(tool_tokens.values()),
-                items=len(tool_tokens),
-            ),
-        ],
+        estimated_input_tokens=runtime.prompt_tokens_estimate + sum(mcp_tokens.values()),
+        sections=sections,
         contributions=[
-            ContextReportContribution(section_key="tools", source_id=name, label=name, tokens=n)
-            for name, n in tool_tokens.items()
+            *(
+                ContextReportContribution(section_key="tools", source_id=name, label=name, tokens=n)
+                for name, n in tool_tokens.items()
+            ),
+            *(
+                ContextReportContribution(
+                    section_key="mcp_tools", source_id=name, label=name, tokens=n
+                )
+                for name, n in mcp_tokens.items()
+            ),
         ],
+        mcp_tool_listings=[listing_out(listing) for listing in report.mcp_servers],
+    )
+
+
+def listing_out(listing: ServerListing) -> McpToolListingOut:
+    known = listing.status in ("cached", "discovered")
+    detail = listing.error
+    if listing.status == "unknown":
+        detail = "tools unknown until the first turn lists them (no cached listing; discover=false)"
+    return McpToolListingOut(
+        server=listing.spec.name,
+        server_id=listing.spec.server_id,
+        status=listing.status,
+        tools=[t.name for t in listing.tools] if known else None,
+        detail=detail,
     )
 
 
