@@ -26,6 +26,7 @@ from tests.engine.test_client_tools import locate, requested_calls, submit
 
 pytestmark = pytest.mark.timeout(120)
 
+
 @pytest.fixture
 async def engine(api: Api) -> AsyncIterator[Api]:
     """The app with the engine running turns in this process."""
@@ -177,7 +178,9 @@ async def test_a_cut_inside_a_turn_is_a_422_naming_the_nearest_boundary(engine: 
     error = assert_error(
         await fork(api, parent, {"at_sequence": end_two - 1}), 422, field="at_sequence"
     )
-    assert f"the nearest valid at_sequence is {end_two} (or {end_one} before it)" in error["message"]
+    assert (
+        f"the nearest valid at_sequence is {end_two} (or {end_one} before it)" in error["message"]
+    )
     # Past the log, and not a sequence at all.
     error = assert_error(
         await fork(api, parent, {"at_sequence": end_two + 1}), 422, field="at_sequence"
