@@ -17,7 +17,8 @@ from everloop.domain.event_log import EventContext, NewEvent
 from everloop.services.auth import Caller
 from everloop.services.session_storage import SecretVault, acquire_lease, set_value
 from everloop.store.event_log import append_events
-from tests.api.conftest import OtherOrg, assert_error
+from tests.api.conftest import OtherOrg, assert_error, create_agent
+from tests.api.test_agent_actions import priced_model, stats_of
 from tests.api.test_cross_org_matrix import snapshot
 from tests.conftest import Api
 from tests.engine.conftest import events, new_session, send, wait_turns_ended
@@ -295,6 +296,41 @@ async def test_a_fork_deep_copies_storage_and_leaves_the_running_parts(api: Api)
         assert await vault.get(conn, api.org_id, child, "API_TOKEN") == "new"
     # The parent is deleted: forking it is a 404 now.
     assert_error(await fork(api, parent), 404, "not_found")
+
+
+async def test_a_fork_counts_only_its_own_usage_and_cost(engine: Api) -> None:
+    api = engine
+    model = await priced_model(api, "priced")
+    agent = await create_agent(api, "forked-agent", default_model_id=model)
+    parent = await new_session(api, agent_id=agent["id"])
+    await send(api, parent, "hello")
+    await wait_turns_ended(api, parent)
+    before = await stats_of(api, agent["id"])
+    assert before["total_estimated_cost_usd"] > 0
+
+    forked = await fork(api, parent)
+    assert forked.status_code == 201, forked.text
+    child = forked.json()
+    assert child["agent_id"] == agent["id"]
+    assert (
+        child["agent_version_id"]
+        == (await api.client.get(f"/v1/sessions/{parent}")).json()["agent_version_id"]
+    )
+    copied = await stats_of(api, agent["id"])
+    # One more session; the copied model call is the parent's, counted once.
+    assert copied["session_count"] == 2 and copied["execution_count"] == 1
+    for key in ("total_input_tokens", "total_output_tokens", "total_estimated_cost_usd"):
+        assert copied[key] == before[key], key
+
+    await send(api, child["id"], "again")
+    await wait_turns_ended(api, child["id"], 2)
+    usage = (await api.client.get(f"/v1/sessions/{child['id']}")).json()["usage"]
+    after = await stats_of(api, agent["id"])
+    assert after["total_input_tokens"] == before["total_input_tokens"] + usage["input_tokens"]
+    own_cost = (usage["input_tokens"] * 1.0 + usage["output_tokens"] * 2.0) / 1e6
+    assert after["total_estimated_cost_usd"] == pytest.approx(
+        before["total_estimated_cost_usd"] + own_cost
+    )
 
 
 async def test_another_org_cannot_fork_or_export(api: Api, other_org: OtherOrg) -> None:
