@@ -60,6 +60,7 @@ from everloop.services.runtime_agents import RuntimeAgentService
 from everloop.services.schedule_firing import ScheduleTimer
 from everloop.services.schedules import ScheduleLimits, ScheduleService
 from everloop.services.session_databases import SessionDatabaseService
+from everloop.services.session_fork import SessionForkService
 from everloop.services.session_storage import SecretVault, SessionStorageService
 from everloop.services.session_tasks import SessionTaskService
 from everloop.services.sessions import SessionService
@@ -91,6 +92,7 @@ class Services:
     harnesses: HarnessService
     agents: AgentService
     sessions: SessionService
+    session_fork: SessionForkService
     turns: TurnService
     subagents: SubagentService
     schedules: ScheduleService
@@ -400,6 +402,7 @@ def build_services(settings: Settings) -> Services:
         harnesses=harnesses,
         agents=agents,
         sessions=sessions,
+        session_fork=SessionForkService(db, store, sessions),
         turns=turns,
         subagents=subagents,
         schedules=schedules,

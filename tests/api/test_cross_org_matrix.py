@@ -82,6 +82,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/sessions/{session_id}"): Case(),
     ("PATCH", "/api/v1/sessions/{session_id}"): Case(fixed({"title": "theirs"})),
     ("DELETE", "/api/v1/sessions/{session_id}"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/export"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/fork"): Case(fixed({"title": "theirs"})),
     ("PUT", "/api/v1/sessions/{session_id}/pin"): Case(),
     ("DELETE", "/api/v1/sessions/{session_id}/pin"): Case(),
     ("GET", "/api/v1/providers/{provider_id}"): Case(),

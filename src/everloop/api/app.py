@@ -40,6 +40,7 @@ from everloop.api.routes import (
     runtime_agents,
     schedules,
     session_databases,
+    session_fork,
     session_storage,
     session_tasks,
     sessions,
@@ -144,6 +145,7 @@ def create_app(
     routes.include_router(blueprints.router)
     routes.include_router(config_resources.router)
     routes.include_router(sessions.router)
+    routes.include_router(session_fork.router)
     routes.include_router(models.router)
     routes.include_router(turns.router)
     routes.include_router(capabilities.router)

@@ -359,6 +359,20 @@ class UpdateSessionRequest(WireModel):
     agent_identity_id: IdText | None = None
 
 
+class ForkSessionRequest(WireModel):
+    at_sequence: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="Copy the parent's events up to and including this sequence (default: all "
+        "of them). It must end a whole turn, before any turn still in progress.",
+    )
+    title: Title | None = Field(
+        default=None, description="The fork's title; default: the parent's, with ' (fork)'."
+    )
+    tags: Tags | None = Field(default=None, description="The fork's tags; default: the parent's.")
+
+
 class SessionResponse(BaseModel):
     """Every field of the seed ``Session`` struct, null where not yet known."""
 
@@ -420,6 +434,18 @@ class SessionResponse(BaseModel):
             "`usage` plus that of every subagent below this session (their own `usage` "
             "stays theirs): the delegation tree's total from here down."
         ),
+    )
+    forked_from_session_id: str | None = Field(
+        default=None,
+        description=(
+            "The session this one was forked from (`POST /v1/sessions/{id}/fork`); null for a "
+            "session that is not a fork. Fork lineage, not nesting (see `parent_session_id`)."
+        ),
+    )
+    forked_from_sequence: int | None = Field(
+        default=None,
+        description="The sequence of the parent's event log the fork was taken at (its last "
+        "copied event); null unless this session is a fork.",
     )
 
 

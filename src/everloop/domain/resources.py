@@ -140,6 +140,9 @@ class Session:
     blueprint_config: JsonObject | None
     # ``usage`` plus the usage of every descendant (subagents, theirs, ...): the tree's total.
     tree_usage: TokenTotals = field(default_factory=TokenTotals)
+    # Fork lineage: the session this one was forked from, and the sequence it was taken at.
+    forked_from_session_id: str | None = None
+    forked_from_sequence: int | None = None
     # Read-time, caller-relative facts (not stored on the session row).
     is_pinned: bool | None = None
     owner_kind: PrincipalKind | None = None

@@ -2,6 +2,9 @@
 
 Secrets are sealed with AES-256-GCM (``crypto.SecretBox``) with the organization, the session
 and the name bound in as associated data: a sealed value copied onto another row does not open.
+The one exception is a fork (``services.session_fork``): it copies its parent's sealed values
+unopened, with the parent's id as ``sealed_for_session_id``, and they open there under the
+parent's associated data (same organization, same name) until the fork puts its own value.
 Plaintext leaves this module in one way only: ``SecretVault.values`` hands a turn the session's
 secrets, in memory, to resolve ``{{secret:NAME}}`` placeholders at the point of an outbound tool
 call and to redact the values from what it records (``capabilities.secrets``,
@@ -126,19 +129,20 @@ class SecretVault:
         return len(secrets)
 
     async def get(self, conn: AsyncConnection, org_id: str, session_id: str, name: str) -> str:
-        sealed = await storage.sealed_secret(conn, session_id, name)
-        if sealed is None:
+        found = await storage.sealed_secret(conn, session_id, name)
+        if found is None:
             raise NotFound.of("secret", name)
-        return self._box.open(sealed, self._stored_aad(org_id, session_id, name))
+        sealed, sealed_for = found
+        return self._box.open(sealed, self._stored_aad(org_id, sealed_for, name))
 
     async def values(self, conn: AsyncConnection, org_id: str, session_id: str) -> dict[str, str]:
         """Every secret of the session, opened (``engine.ports.SessionSecrets``). One that no
         longer opens (the secret key changed) is left out: a placeholder naming it is an
         unknown secret, and ``secret_get`` reports why."""
         opened: dict[str, str] = {}
-        for name, sealed in (await storage.sealed_secrets(conn, session_id)).items():
+        for name, (sealed, sealed_for) in (await storage.sealed_secrets(conn, session_id)).items():
             with contextlib.suppress(EverloopError):
-                opened[name] = self._box.open(sealed, self._stored_aad(org_id, session_id, name))
+                opened[name] = self._box.open(sealed, self._stored_aad(org_id, sealed_for, name))
         return opened
 
 

@@ -99,7 +99,7 @@ def _shallow(value: Harness | Agent) -> dict[str, Any]:
     return {f.name: getattr(value, f.name) for f in fields(value)}
 
 
-def _uuid_text(hex32: str | None) -> str | None:
+def uuid_text(hex32: str | None) -> str | None:
     if hex32 is None or len(hex32) != 32:
         return hex32
     return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
@@ -197,7 +197,7 @@ class SessionService:
                 "agent_version_id": version_id,
                 "agent_identity_id": fields.get("agent_identity_id"),
                 "owner_principal_id": caller.principal_id,
-                "resolved_owner_user_id": _uuid_text(caller.user_id),
+                "resolved_owner_user_id": uuid_text(caller.user_id),
                 "title": title,
                 "title_search": title.lower() if title else None,
                 "locale": fields.get("locale"),

@@ -307,19 +307,7 @@ class TurnService:
             found, total = await turn_store.history_page(
                 conn, session_id, offset=offset, limit=limit
             )
-        messages: list[dict[str, Any]] = []
-        for event in found:
-            if event.type == "tool.completed":
-                wire = _tool_result_message(event)
-            else:
-                wire = dict(event.data["message"])
-                wire["created_at"] = wire.get("created_at") or event.ts
-                wire["sequence"] = event.sequence
-                if event.type == "output.message.completed":
-                    wire["metadata"] = event.data.get("metadata")
-            wire["turn_id"] = event.turn_id
-            messages.append(wire)
-        return messages, total
+        return [history_message(event) for event in found], total
 
     async def list_events(
         self, caller: Caller, session_id: str, listing: EventListing
@@ -418,6 +406,21 @@ def _user_message(
     )
 
 
+def history_message(event: turn_store.HistoryEvent) -> dict[str, Any]:
+    """One conversation event as a message of the API (``MessageResponse``'s fields), naming the
+    turn it belongs to."""
+    if event.type == "tool.completed":
+        wire = _tool_result_message(event)
+    else:
+        wire = dict(event.data["message"])
+        wire["created_at"] = wire.get("created_at") or event.ts
+        wire["sequence"] = event.sequence
+        if event.type == "output.message.completed":
+            wire["metadata"] = event.data.get("metadata")
+    wire["turn_id"] = event.turn_id
+    return wire
+
+
 def _tool_result_message(event: turn_store.HistoryEvent) -> dict[str, Any]:
     data = event.data
     part = {
@@ -442,5 +445,6 @@ __all__ = [
     "Stopping",
     "StreamFrame",
     "TurnService",
+    "history_message",
     "message_to_json",
 ]

@@ -57,10 +57,16 @@ async def session_usage(conn: AsyncConnection, org_id: str, agent_id: str) -> li
 
 async def estimated_cost_usd(conn: AsyncConnection, org_id: str, agent_id: str) -> float:
     """The summed estimated cost of the model calls (``llm.generation`` events) of the agent's
-    sessions; calls of a model without prices count nothing."""
-    of_agent = select(sessions.c.id).where(_of_agent(org_id, agent_id))
+    sessions; calls of a model without prices count nothing. A fork's copies of its parent's
+    calls (its events up to ``forked_from_sequence``) are the parent's, counted there once."""
     cost = events.c.data["metadata"]["estimated_cost_usd"].as_float()
-    query = select(func.coalesce(func.sum(cost), 0.0).cast(Float)).where(
-        events.c.session_id.in_(of_agent), events.c.type == "llm.generation"
+    query = (
+        select(func.coalesce(func.sum(cost), 0.0).cast(Float))
+        .select_from(events.join(sessions, sessions.c.id == events.c.session_id))
+        .where(
+            _of_agent(org_id, agent_id),
+            events.c.type == "llm.generation",
+            events.c.sequence > func.coalesce(sessions.c.forked_from_sequence, 0),
+        )
     )
     return float((await conn.execute(query)).scalar_one())

@@ -105,31 +105,41 @@ async def count_values(conn: AsyncConnection, session_id: str) -> int:
 # -- secrets ---------------------------------------------------------------------------------
 
 
-async def sealed_secret(conn: AsyncConnection, session_id: str, name: str) -> str | None:
-    return await conn.scalar(
-        select(session_secrets.c.value_encrypted).where(
-            session_secrets.c.session_id == session_id, session_secrets.c.name == name
+async def sealed_secret(
+    conn: AsyncConnection, session_id: str, name: str
+) -> tuple[str, str] | None:
+    """The secret's sealed value and the session it was sealed for (this one, unless the row
+    was copied by a fork)."""
+    row = (
+        await conn.execute(
+            select(
+                session_secrets.c.value_encrypted, session_secrets.c.sealed_for_session_id
+            ).where(session_secrets.c.session_id == session_id, session_secrets.c.name == name)
         )
-    )
+    ).first()
+    return None if row is None else (row[0], row[1] or session_id)
 
 
-async def sealed_secrets(conn: AsyncConnection, session_id: str) -> dict[str, str]:
-    """Every secret of the session, sealed, by name."""
+async def sealed_secrets(conn: AsyncConnection, session_id: str) -> dict[str, tuple[str, str]]:
+    """Every secret of the session, sealed, with the session it was sealed for, by name."""
     rows = await conn.execute(
-        select(session_secrets.c.name, session_secrets.c.value_encrypted).where(
-            session_secrets.c.session_id == session_id
-        )
+        select(
+            session_secrets.c.name,
+            session_secrets.c.value_encrypted,
+            session_secrets.c.sealed_for_session_id,
+        ).where(session_secrets.c.session_id == session_id)
     )
-    return {name: sealed for name, sealed in rows}
+    return {name: (sealed, sealed_for or session_id) for name, sealed, sealed_for in rows}
 
 
 async def put_secret(
     conn: AsyncConnection, session_id: str, name: str, sealed: str, ts: str
 ) -> None:
+    """Store a value sealed for this session (replacing a copied one sealed for its parent)."""
     changed = await conn.execute(
         update(session_secrets)
         .where(session_secrets.c.session_id == session_id, session_secrets.c.name == name)
-        .values(value_encrypted=sealed, updated_at=ts)
+        .values(value_encrypted=sealed, sealed_for_session_id=None, updated_at=ts)
     )
     if not changed.rowcount:
         await conn.execute(
@@ -137,6 +147,7 @@ async def put_secret(
                 session_id=session_id,
                 name=name,
                 value_encrypted=sealed,
+                sealed_for_session_id=None,
                 created_at=ts,
                 updated_at=ts,
             )

@@ -220,6 +220,10 @@ sessions = Table(
     Column("deleted_at", Ts, nullable=True),
     # Lower-cased title for case-insensitive search on both dialects.
     Column("title_search", String(500), nullable=True),
+    # Fork lineage (services/session_fork.py): the session this one was forked from and the
+    # sequence of its log the fork was taken at (NULL for a session that is not a fork).
+    Column("forked_from_session_id", Id, nullable=True),
+    Column("forked_from_sequence", BigInteger, nullable=True),
 )
 # Listings (newest first, by keyset) and counts of an organization's live sessions; see
 # migrations 0012 and 0016 and store/session_rows.py.

@@ -244,6 +244,9 @@ session_secrets = Table(
     Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
     Column("name", String(128), primary_key=True),
     Column("value_encrypted", Text, nullable=False),  # crypto.SecretBox token
+    # The session the value was sealed for (its id is in the associated data), when not this
+    # one: a fork copies its parent's sealed values as they are (services/session_fork.py).
+    Column("sealed_for_session_id", Id, nullable=True),
     Column("created_at", Ts, nullable=False),
     Column("updated_at", Ts, nullable=False),
 )
