@@ -17,6 +17,10 @@ from everloop.bootstrap_admin import revocation_marker
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
+from everloop.capabilities.human_input import (
+    build_ask_user_capability,
+    build_tool_approval_capability,
+)
 from everloop.capabilities.key_value import build_key_value_capability
 from everloop.capabilities.leased_resources import build_leased_resources_capability
 from everloop.capabilities.mcp import McpConnector, McpToolset
@@ -50,6 +54,7 @@ from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.event_feed import EventFanout
 from everloop.services.executors import ExecutorService
 from everloop.services.files import FileLimits, FileService
+from everloop.services.human_input import HumanInputService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
@@ -91,6 +96,7 @@ class Services:
     agents: AgentService
     sessions: SessionService
     turns: TurnService
+    human_input: HumanInputService
     subagents: SubagentService
     schedules: ScheduleService
     schedule_timer: ScheduleTimer
@@ -198,6 +204,8 @@ def build_capabilities(
     registry.register(build_test_math_capability())
     registry.register(build_file_system_capability(file_limits(settings)))
     registry.register(build_key_value_capability())
+    registry.register(build_ask_user_capability())
+    registry.register(build_tool_approval_capability())
     registry.register(build_secrets_capability(SecretVault(SecretBox.from_settings(settings))))
     registry.register(build_leased_resources_capability())
     registry.register(build_test_weather_capability())
@@ -324,6 +332,7 @@ def build_services(settings: Settings) -> Services:
             retry_attempts=settings.model_retry_attempts,
             retry_base_seconds=settings.model_retry_base_seconds,
             client_tool_timeout_seconds=settings.client_tool_timeout_seconds,
+            approval_timeout_seconds=settings.approval_timeout_seconds,
             max_concurrent_model_calls=settings.max_concurrent_model_calls,
         ),
         assembler=assembler,
@@ -397,6 +406,7 @@ def build_services(settings: Settings) -> Services:
         agents=agents,
         sessions=sessions,
         turns=turns,
+        human_input=HumanInputService(db, signals),
         subagents=subagents,
         schedules=schedules,
         schedule_timer=timer,

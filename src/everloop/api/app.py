@@ -33,6 +33,7 @@ from everloop.api.routes import (
     config_resources,
     debug,
     files,
+    human_input,
     mcp_servers,
     models,
     operations,
@@ -145,6 +146,7 @@ def create_app(
     routes.include_router(sessions.router)
     routes.include_router(models.router)
     routes.include_router(turns.router)
+    routes.include_router(human_input.router)
     routes.include_router(capabilities.router)
     routes.include_router(session_databases.router)
     routes.include_router(files.router)
