@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
 from everloop.api.schemas import WireModel
 
@@ -47,7 +47,7 @@ class QuestionAnswersResponse(BaseModel):
 
 class DecisionIn(WireModel):
     tool_call_id: CallId
-    approved: bool
+    approved: StrictBool
     reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
@@ -57,7 +57,7 @@ class ToolApprovalsRequest(WireModel):
 
 class DecisionOut(BaseModel):
     tool_call_id: str
-    approved: bool
+    approved: StrictBool
 
 
 class ToolApprovalsResponse(BaseModel):
