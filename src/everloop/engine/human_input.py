@@ -90,7 +90,7 @@ async def park_calls(
     client = [c for c in calls if c.name in client_side and c.name != ASK_USER]
     server = [c for c in calls if c.name not in client_side]
     policy = approval_policy(context.runtime)
-    gated = [c for c in server if policy and policy.requires(c.name, await _risk(env, context, c))]
+    gated = [c for c in server if policy and policy.requires(c.name, _risk(env, context, c))]
     new = [NewEvent("act.started", ev.act_started(tool_calls=calls), ctx)]
     new.extend(
         NewEvent("tool.started", ev.tool_started(tool_call=c), ctx)
@@ -150,9 +150,10 @@ async def waits_for_approval(env: TurnEnv, context: TurnContext, iteration: int)
     return {c.call_id for c in calls if c.kind == client_store.APPROVAL}
 
 
-async def _risk(env: TurnEnv, context: TurnContext, call: ToolCallPart) -> str | None:
+def _risk(env: TurnEnv, context: TurnContext, call: ToolCallPart) -> str | None:
     """The risk level of the tool ``call`` names: its capability's; an MCP tool that is not
-    safe to repeat is ``high``, any other ``low``."""
+    safe to repeat is ``high``, any other ``low`` (from the listing the turn offered the model;
+    no I/O here: this runs inside the reason phase's transaction)."""
     runtime = context.runtime
     if runtime is None:
         return None
@@ -161,10 +162,9 @@ async def _risk(env: TurnEnv, context: TurnContext, call: ToolCallPart) -> str |
             if tool.capability_id not in env.capabilities:
                 return None
             return env.capabilities.get(tool.capability_id).risk_level
-    remote = await env.remote.listed(context.org_id, runtime)
-    found = remote.get(call.name)
+    found = (context.remote_tools or {}).get(call.name)
     if found is None:
-        return None
+        return "high"  # not a capability's tool, and not known safe
     return "high" if side_effect_of(found) is SideEffect.AT_MOST_ONCE else "low"
 
 

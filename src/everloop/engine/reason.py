@@ -216,6 +216,7 @@ class ReasonPhase:
         ]
         # MCP tools listed before the transaction (from the cache: no network here).
         remote = await self._env.remote.listed(context.org_id, runtime)
+        context.remote_tools = remote  # for approvals by risk level (engine.human_input)
         specs += [tool_spec(t) for name, t in remote.items() if name not in server_tools]
         specs, client_side = offered(
             runtime, specs, frozenset(t.name for t in runtime.client_side_tools)
