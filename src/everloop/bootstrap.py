@@ -17,6 +17,10 @@ from everloop.bootstrap_admin import revocation_marker
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
+from everloop.capabilities.human_input import (
+    build_ask_user_capability,
+    build_tool_approval_capability,
+)
 from everloop.capabilities.key_value import build_key_value_capability
 from everloop.capabilities.leased_resources import build_leased_resources_capability
 from everloop.capabilities.mcp import McpConnector, McpToolset
@@ -51,6 +55,7 @@ from everloop.services.connections import ConnectionService
 from everloop.services.event_feed import EventFanout
 from everloop.services.executors import ExecutorService
 from everloop.services.files import FileLimits, FileService
+from everloop.services.human_input import HumanInputService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
@@ -94,6 +99,7 @@ class Services:
     sessions: SessionService
     session_fork: SessionForkService
     turns: TurnService
+    human_input: HumanInputService
     subagents: SubagentService
     schedules: ScheduleService
     schedule_timer: ScheduleTimer
@@ -202,6 +208,8 @@ def build_capabilities(
     registry.register(build_test_math_capability())
     registry.register(build_file_system_capability(file_limits(settings)))
     registry.register(build_key_value_capability())
+    registry.register(build_ask_user_capability())
+    registry.register(build_tool_approval_capability())
     registry.register(build_secrets_capability(SecretVault(SecretBox.from_settings(settings))))
     registry.register(build_leased_resources_capability())
     registry.register(build_test_weather_capability())
@@ -329,6 +337,7 @@ def build_services(settings: Settings) -> Services:
             retry_attempts=settings.model_retry_attempts,
             retry_base_seconds=settings.model_retry_base_seconds,
             client_tool_timeout_seconds=settings.client_tool_timeout_seconds,
+            approval_timeout_seconds=settings.approval_timeout_seconds,
             max_concurrent_model_calls=settings.max_concurrent_model_calls,
         ),
         assembler=assembler,
@@ -404,6 +413,7 @@ def build_services(settings: Settings) -> Services:
         sessions=sessions,
         session_fork=SessionForkService(db, store, sessions),
         turns=turns,
+        human_input=HumanInputService(db, signals),
         subagents=subagents,
         schedules=schedules,
         schedule_timer=timer,

@@ -210,6 +210,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a turn waits for a client-side tool result (a tool may set its own).",
     )
+    approval_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "How long a tool call held back by `tool_approval` waits for a decision before it "
+            "is denied (the capability's config may set its own)."
+        ),
+    )
     subagent_wait_timeout_seconds: float = Field(
         default=1800.0,
         gt=0,

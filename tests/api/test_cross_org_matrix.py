@@ -102,6 +102,13 @@ CASES: dict[tuple[str, str], Case] = {
         fixed({"tool_results": [{"tool_call_id": "call_1", "result": "x"}]})
     ),
     ("POST", "/api/v1/sessions/{session_id}/cancel"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/pending-input"): Case(),
+    ("POST", "/api/v1/sessions/{session_id}/question-answers"): Case(
+        fixed({"tool_call_id": "call_1", "answers": [{"question_id": "q1", "answer": "x"}]})
+    ),
+    ("POST", "/api/v1/sessions/{session_id}/tool-approvals"): Case(
+        fixed({"decisions": [{"tool_call_id": "call_1", "approved": True}]})
+    ),
     ("GET", "/api/v1/sessions/{session_id}/tasks"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/tasks/{task_id}"): Case(),
     ("POST", "/api/v1/sessions/{session_id}/tasks/{task_id}/cancel"): Case(),

@@ -34,6 +34,7 @@ from everloop.api.routes import (
     connections,
     debug,
     files,
+    human_input,
     mcp_servers,
     models,
     operations,
@@ -148,6 +149,7 @@ def create_app(
     routes.include_router(session_fork.router)
     routes.include_router(models.router)
     routes.include_router(turns.router)
+    routes.include_router(human_input.router)
     routes.include_router(capabilities.router)
     routes.include_router(session_databases.router)
     routes.include_router(files.router)

@@ -35,6 +35,12 @@ from everloop.store.event_log import append_events
 
 ToolStatus = Literal["success", "error", "timeout", "cancelled"]
 
+TIMEOUT_ERRORS = {
+    client_store.CLIENT: "the client did not answer in time",
+    client_store.QUESTION: "the user did not answer in time",
+    client_store.APPROVAL: "denied: nobody approved this call in time, so it did not run",
+}
+
 
 async def request_client_calls(
     conn: AsyncConnection,
@@ -77,14 +83,24 @@ async def collect(
             overdue = [c for c in calls if c.status == "pending" and c.deadline <= moment]
             if overdue:
                 ctx = event_context(turn_id, context.input_message_id)
-                error = "the client did not answer in time"
-                new = [
-                    NewEvent("tool.completed", client_completed(c, None, error, "timeout"), ctx)
-                    for c in overdue
-                    if await client_store.settle(
+                new = []
+                for c in overdue:
+                    error = TIMEOUT_ERRORS.get(c.kind, TIMEOUT_ERRORS["client"])
+                    if not await client_store.settle(
                         conn, turn_id, c.call_id, status="expired", error=error
+                    ):
+                        continue
+                    if c.kind == client_store.APPROVAL:
+                        decided = ev.approval_decided(
+                            tool_call=_call_part(c),
+                            approved=False,
+                            reason="no decision in time",
+                            decided_by="timeout",
+                        )
+                        new.append(NewEvent(ev.TOOL_APPROVAL_DECIDED, decided, ctx))
+                    new.append(
+                        NewEvent("tool.completed", client_completed(c, None, error, "timeout"), ctx)
                     )
-                ]
                 await append_events(conn, session_id, new)
                 appended = bool(new)
                 calls = await client_store.calls_of(conn, turn_id, iteration)
@@ -95,8 +111,18 @@ async def collect(
             await turn_store.update_session(
                 conn, session_id, {"status": "active", "updated_at": now()}
             )
+            approved = tuple(
+                c.call_id
+                for c in calls
+                if c.kind == client_store.APPROVAL and c.status == "approved"
+            )
             return ClientAnswered(
-                tuple(ToolResultPart(c.call_id, c.name, c.result, c.error) for c in calls)
+                tuple(
+                    ToolResultPart(c.call_id, c.name, c.result, c.error)
+                    for c in calls
+                    if c.call_id not in approved
+                ),
+                approved,
             )
     except TurnHalted as halted:
         return Halted(str(halted))
@@ -110,8 +136,18 @@ def client_completed(
 ) -> dict[str, Any]:
     """``tool.completed`` data for a client-side call's outcome."""
     part = ToolResultPart(call.call_id, call.name, result, error)
-    tool_call = ToolCallPart(call.call_id, call.name, call.arguments)
-    return ev.tool_completed(tool_call=tool_call, result=part, duration_ms=None, status=status)
+    denied = call.kind == client_store.APPROVAL and status in ("error", "timeout")
+    return ev.tool_completed(
+        tool_call=_call_part(call),
+        result=part,
+        duration_ms=None,
+        status=status,
+        error_kind="denied" if denied else None,
+    )
+
+
+def _call_part(call: client_store.ClientCall) -> ToolCallPart:
+    return ToolCallPart(call.call_id, call.name, call.arguments)
 
 
 def _ts_after(seconds: float) -> str:

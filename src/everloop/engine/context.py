@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ class TurnContext:
     controls: Controls
     runtime: RuntimeAgent | None  # None: the configuration does not assemble (turn fails)
     server_tools: dict[str, Tool] = field(default_factory=dict)
+    # The MCP tools offered to the model (from cached listings), by name; None: not listed yet.
+    remote_tools: Mapping[str, Tool] | None = None
     model: ResolvedModel | None = None
     history: tuple[Message, ...] | None = None
     # The session's secrets, read when the turn first needs them (``TurnEnv.redactor``).

@@ -39,6 +39,7 @@ class RunnerSettings:
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 20.0
     client_tool_timeout_seconds: float = 600.0
+    approval_timeout_seconds: float = 300.0
     max_concurrent_model_calls: int = 64
 
 

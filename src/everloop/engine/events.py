@@ -39,6 +39,9 @@ EventType = Literal[
     "tool.started",
     "tool.completed",
     "tool.call_requested",
+    "tool.questions_answered",
+    "tool.approval_requested",
+    "tool.approval_decided",
     "llm.generation",
     "session.started",
     "session.activated",
@@ -74,6 +77,9 @@ ACT_COMPLETED: Final = "act.completed"
 TOOL_STARTED: Final = "tool.started"
 TOOL_COMPLETED: Final = "tool.completed"
 TOOL_CALL_REQUESTED: Final = "tool.call_requested"
+TOOL_QUESTIONS_ANSWERED: Final = "tool.questions_answered"
+TOOL_APPROVAL_REQUESTED: Final = "tool.approval_requested"
+TOOL_APPROVAL_DECIDED: Final = "tool.approval_decided"
 LLM_GENERATION: Final = "llm.generation"
 SESSION_STARTED: Final = "session.started"
 SESSION_ACTIVATED: Final = "session.activated"
@@ -97,7 +103,7 @@ Phase = Literal["commentary", "final_answer"]
 # Why a tool call failed, when the message alone is not enough for a client to act on:
 # ``in_doubt``: it was interrupted by a crash, is not safe to repeat, and was not repeated, so
 # whether it took effect is unknown.
-ToolErrorKind = Literal["in_doubt"]
+ToolErrorKind = Literal["in_doubt", "denied"]
 
 
 def message_phase(message: Message) -> Phase:
@@ -314,6 +320,43 @@ def transcript_repaired(*, tool_call: ToolCallPart) -> JsonObject:
 
 def tool_call_requested(*, tool_calls: tuple[ToolCallPart, ...]) -> JsonObject:
     return {"tool_calls": [part_to_json(call) for call in tool_calls]}
+
+
+def questions_requested(
+    *, tool_call: ToolCallPart, questions: list[JsonObject], expires_at: str
+) -> JsonObject:
+    """``tool.call_requested`` for an ``ask_user`` call: the call, plus ``kind: "ask_user"``
+    and its ``questions`` normalized (each with an ``id`` the answers name)."""
+    data = tool_call_requested(tool_calls=(tool_call,))
+    data["kind"] = "ask_user"
+    data["questions"] = [{"tool_call_id": tool_call.id, **q} for q in questions]
+    data["expires_at"] = expires_at
+    return data
+
+
+def questions_answered(*, tool_call_id: str, answers: list[JsonObject]) -> JsonObject:
+    return {"tool_call_id": tool_call_id, "answers": list[JsonValue](answers)}
+
+
+def approval_requested(*, tool_calls: tuple[ToolCallPart, ...], expires_at: str) -> JsonObject:
+    return {
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in tool_calls],
+        "expires_at": expires_at,
+    }
+
+
+def approval_decided(
+    *, tool_call: ToolCallPart, approved: bool, reason: str | None, decided_by: str
+) -> JsonObject:
+    """``decided_by``: ``person`` (a decision posted), ``timeout`` (none in time: a denial) or
+    ``user_message`` (the user moved on: the call is cancelled)."""
+    return {
+        "tool_call_id": tool_call.id,
+        "tool_name": tool_call.name,
+        "approved": approved,
+        "reason": reason,
+        "decided_by": decided_by,
+    }
 
 
 def llm_generation(

@@ -24,10 +24,10 @@ from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
-from everloop.engine.client_wait import request_client_calls
 from everloop.engine.context import TurnContext
 from everloop.engine.ending import end_turn, fail_setup, seal_turn
 from everloop.engine.env import TurnEnv
+from everloop.engine.human_input import offered, park_calls
 from everloop.engine.ports import ResolvedModel
 from everloop.engine.steps import (
     Advanced,
@@ -216,13 +216,17 @@ class ReasonPhase:
         ]
         # MCP tools listed before the transaction (from the cache: no network here).
         remote = await self._env.remote.listed(context.org_id, runtime)
+        context.remote_tools = remote  # for approvals by risk level (engine.human_input)
         specs += [tool_spec(t) for name, t in remote.items() if name not in server_tools]
+        specs, client_side = offered(
+            runtime, specs, frozenset(t.name for t in runtime.client_side_tools)
+        )
         model = await self._env.model(context)
         return loop.TurnSettings(
             model=model.model_name,
             system_prompt=runtime.system_prompt,
             tools=tuple(specs),
-            client_side_tools=frozenset(t.name for t in runtime.client_side_tools),
+            client_side_tools=client_side,
             max_iterations=runtime.max_iterations or self._env.settings.default_max_iterations,
             parallel_tool_calls=runtime.parallel_tool_calls is not False,
         )
@@ -432,24 +436,11 @@ class ReasonPhase:
             match effect:
                 case loop.RunTools(calls=run_calls):
                     client = state.settings.client_side_tools
-                    server_calls = [c for c in run_calls if c.name not in client]
-                    client_calls = [c for c in run_calls if c.name in client]
-                    new.append(NewEvent("act.started", ev.act_started(tool_calls=run_calls), ctx))
                     new.extend(
-                        NewEvent("tool.started", ev.tool_started(tool_call=c), ctx)
-                        for c in server_calls
+                        await park_calls(
+                            conn, self._env, context, state.iteration, run_calls, client, ctx
+                        )
                     )
-                    if client_calls:
-                        await request_client_calls(
-                            conn, self._env, context, state.iteration, client_calls
-                        )
-                        new.append(
-                            NewEvent(
-                                "tool.call_requested",
-                                ev.tool_call_requested(tool_calls=tuple(client_calls)),
-                                ctx,
-                            )
-                        )
                     await append_events(conn, session_id, new)
                     return Advanced(new_state)
                 case loop.CompleteTurn(final_message=final):

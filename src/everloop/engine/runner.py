@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.domain.event_log import NewEvent
-from everloop.domain.messages import ToolResultPart
+from everloop.domain.messages import ToolCallPart, ToolResultPart
 from everloop.domain.timestamps import now
 from everloop.engine import events as ev
 from everloop.engine import loop
@@ -39,6 +39,7 @@ from everloop.engine.client_wait import ToolStatus, client_completed, collect
 from everloop.engine.context import TurnContext
 from everloop.engine.ending import end_turn, fail_setup
 from everloop.engine.env import RunnerSettings, TurnEnv
+from everloop.engine.human_input import waits_for_approval
 from everloop.engine.ports import (
     BudgetGate,
     ModelResolver,
@@ -52,6 +53,7 @@ from everloop.engine.reason import ReasonPhase
 from everloop.engine.signals import Signals
 from everloop.engine.steps import (
     Advanced,
+    ClientAnswered,
     ClientPending,
     Halted,
     Opened,
@@ -170,10 +172,30 @@ class TurnRunner:
     async def _run_tools(
         self, context: TurnContext, state: loop.TurnState
     ) -> tuple[ToolResultPart, ...] | None:
-        """The results of the act phase's calls (server-side, then client-side); None if the
-        turn stopped meanwhile."""
+        """The results of the act phase's calls: the server-side ones that need nobody, then
+        (after waiting for the client's results, the user's answers and the approvals:
+        ``engine.human_input``) the approved ones; None if the turn stopped meanwhile."""
         client = state.settings.client_side_tools
         calls = [c for c in state.pending_tool_calls if c.name not in client]
+        gated = await waits_for_approval(self._env, context, state.iteration) if calls else set()
+        results = await self._run_server(context, state, [c for c in calls if c.id not in gated])
+        if results is None:
+            return None
+        if gated or any(c.name in client for c in state.pending_tool_calls):
+            answered = await self._await_client_results(context, state.iteration)
+            if answered is None:
+                return None
+            results.extend(answered.results)
+            approved = [c for c in calls if c.id in answered.approved]
+            ran = await self._run_server(context, state, approved)
+            if ran is None:
+                return None
+            results.extend(ran)
+        return tuple(results)
+
+    async def _run_server(
+        self, context: TurnContext, state: loop.TurnState, calls: list[ToolCallPart]
+    ) -> list[ToolResultPart] | None:
         if state.settings.parallel_tool_calls and len(calls) > 1:
             done = await asyncio.gather(*(self._act.run(context, c) for c in calls))
         else:
@@ -183,18 +205,14 @@ class TurnRunner:
             if isinstance(item, Halted):
                 return None
             results.append(item.result)
-        if any(c.name in client for c in state.pending_tool_calls):
-            answered = await self._await_client_results(context, state.iteration)
-            if answered is None:
-                return None
-            results.extend(answered)
-        return tuple(results)
+        return results
 
     async def _await_client_results(
         self, context: TurnContext, iteration: int
-    ) -> tuple[ToolResultPart, ...] | None:
-        """Wait until every client-side call of this act phase has an outcome: a posted result,
-        a timeout, or a cancellation by a new user message. None if the turn stopped."""
+    ) -> ClientAnswered | None:
+        """Wait until every call of this act phase that waits outside the turn has an outcome:
+        a posted result, answer or decision, a timeout, or a cancellation by a new user
+        message. None if the turn stopped."""
         with self._signals.listening(context.session_id) as woken:
             while True:
                 woken.clear()  # before the check: a result posted during it wakes the wait
@@ -202,7 +220,7 @@ class TurnRunner:
                 if isinstance(out, Halted):
                     return None
                 if not isinstance(out, ClientPending):
-                    return out.results
+                    return out
                 await woken.wait(min(out.seconds, WAIT_RECHECK_SECONDS))
 
     async def _finish(

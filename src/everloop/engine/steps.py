@@ -79,9 +79,12 @@ class ToolDone:
 
 @dataclass(frozen=True, slots=True)
 class ClientAnswered:
-    """Every client-side call of the act phase has an outcome."""
+    """Every call of the act phase that waited outside the turn has an outcome: ``results``
+    (client-side calls, questions, denied approvals) and the ids of the ``approved`` calls,
+    which run now."""
 
     results: tuple[ToolResultPart, ...]
+    approved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,13 @@ from typing import Any, Protocol
 
 from everloop import ids
 from everloop.domain.event_log import Event, EventContext, NewEvent
-from everloop.domain.messages import JsonValue, Message, message_from_json, message_to_json
+from everloop.domain.messages import (
+    JsonValue,
+    Message,
+    ToolCallPart,
+    message_from_json,
+    message_to_json,
+)
 from everloop.domain.timestamps import now
 from everloop.engine import events as ev
 from everloop.engine.ending import cancel_turn
@@ -177,8 +183,13 @@ class TurnService:
                 )
         async with self._db.write() as conn:
             session = await self._sessions.get(caller, session_id, conn)
+            # Client-side calls and ask_user questions (answered raw); approvals are decided
+            # through POST .../tool-approvals.
             waiting = {
-                c.call_id: c for c in await client_store.pending_for_session(conn, session_id)
+                c.call_id: c
+                for c in await client_store.pending_for_session(
+                    conn, session_id, (client_store.CLIENT, client_store.QUESTION)
+                )
             }
             if not waiting:
                 raise Conflict(
@@ -217,7 +228,7 @@ class TurnService:
                 )
             await append_events(conn, session_id, new)
             status_after = session.status.value
-            if not waiting:
+            if not await client_store.pending_for_session(conn, session_id):
                 status_after = "active"
                 await turn_store.update_session(
                     conn, session_id, {"status": status_after, "updated_at": now()}
@@ -233,15 +244,20 @@ class TurnService:
             by_turn.setdefault(call.turn_id, []).append(call)
         for turn_id, group in by_turn.items():
             context = await self._turn_context(conn, turn_id)
-            new = [
-                NewEvent(
-                    "tool.completed", client_completed(call, None, error, "cancelled"), context
-                )
-                for call in group
-                if await client_store.settle(
+            new = []
+            for call in group:
+                if not await client_store.settle(
                     conn, turn_id, call.call_id, status="cancelled", error=error
-                )
-            ]
+                ):
+                    continue
+                if call.kind == client_store.APPROVAL:
+                    part = ToolCallPart(call.call_id, call.name, call.arguments)
+                    decided = ev.approval_decided(
+                        tool_call=part, approved=False, reason=error, decided_by="user_message"
+                    )
+                    new.append(NewEvent(ev.TOOL_APPROVAL_DECIDED, decided, context))
+                done = client_completed(call, None, error, "cancelled")
+                new.append(NewEvent("tool.completed", done, context))
             await append_events(conn, session_id, new)
 
     async def _turn_context(self, conn: Any, turn_id: str) -> EventContext:

@@ -1,8 +1,11 @@
-"""Client-side tool calls a turn waits for, and the results the API caller posts for them.
+"""The calls a turn waits for outside itself, and their outcomes.
 
-A call moves ``pending -> answered | expired | cancelled`` by a guarded update, so each call
-gets exactly one outcome (and one ``tool.completed`` event), whoever gets there first: the
-caller posting a result, the turn's timeout, or a new user message.
+A row's ``kind`` says who settles it: ``client`` (a client-side tool: the API caller posts its
+result), ``question`` (``ask_user``: a person answers) or ``approval`` (a server-side call that
+needs a person's approval before it runs). A call moves from ``pending`` to its outcome
+(``answered | expired | cancelled``; an approval ``approved | denied | expired | cancelled``) by
+a guarded update, so each call gets exactly one outcome, whoever gets there first: the caller,
+the turn's timeout, or a new user message.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from everloop.domain.timestamps import now
 from everloop.store.tables import client_tool_calls
 
 PENDING = "pending"
+CLIENT = "client"
+QUESTION = "question"
+APPROVAL = "approval"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,8 @@ class ClientCall:
     result: Any
     error: str | None
     deadline: str
+    kind: str = CLIENT
+    created_at: str = ""
 
 
 def _call(row: Any) -> ClientCall:
@@ -46,6 +54,8 @@ def _call(row: Any) -> ClientCall:
         row.result,
         row.error,
         row.deadline,
+        row.kind,
+        row.created_at,
     )
 
 
@@ -56,6 +66,7 @@ async def insert_pending(
     session_id: str,
     iteration: int,
     calls: Sequence[tuple[str, str, dict[str, Any], str]],
+    kind: str = CLIENT,
 ) -> None:
     """Record ``(call_id, name, arguments, deadline)`` calls as pending."""
     ts = now()
@@ -70,6 +81,7 @@ async def insert_pending(
                 "name": name,
                 "arguments": arguments,
                 "status": PENDING,
+                "kind": kind,
                 "result": None,
                 "error": None,
                 "deadline": deadline,
@@ -81,13 +93,31 @@ async def insert_pending(
     )
 
 
-async def pending_for_session(conn: AsyncConnection, session_id: str) -> list[ClientCall]:
+async def pending_for_session(
+    conn: AsyncConnection, session_id: str, kinds: Sequence[str] | None = None
+) -> list[ClientCall]:
+    """The session's pending calls (of ``kinds``; None: every kind), oldest first."""
+    query = select(client_tool_calls).where(
+        client_tool_calls.c.session_id == session_id, client_tool_calls.c.status == PENDING
+    )
+    if kinds is not None:
+        query = query.where(client_tool_calls.c.kind.in_(list(kinds)))
+    rows = await conn.execute(query.order_by(client_tool_calls.c.created_at))
+    return [_call(r) for r in rows]
+
+
+async def calls_in_session(
+    conn: AsyncConnection, session_id: str, call_ids: Sequence[str], kind: str
+) -> dict[str, ClientCall]:
+    """The session's calls of ``kind`` with these ids, whatever their status, by id."""
     rows = await conn.execute(
         select(client_tool_calls).where(
-            client_tool_calls.c.session_id == session_id, client_tool_calls.c.status == PENDING
+            client_tool_calls.c.session_id == session_id,
+            client_tool_calls.c.kind == kind,
+            client_tool_calls.c.call_id.in_(list(call_ids)),
         )
     )
-    return [_call(r) for r in rows]
+    return {r.call_id: _call(r) for r in rows}
 
 
 async def calls_of(conn: AsyncConnection, turn_id: str, iteration: int) -> list[ClientCall]:

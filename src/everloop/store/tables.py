@@ -303,7 +303,10 @@ client_tool_calls = Table(
     Column("iteration", Integer, nullable=False),
     Column("name", String(64), nullable=False),
     Column("arguments", Json, nullable=False),
-    Column("status", String(16), nullable=False),  # pending|answered|expired|cancelled
+    # pending -> answered|expired|cancelled (an approval: approved|denied|expired|cancelled)
+    Column("status", String(16), nullable=False),
+    # client (a client-side tool) | question (ask_user) | approval (a call awaiting approval)
+    Column("kind", String(16), nullable=False, server_default="client"),
     Column("result", Json, nullable=True),
     Column("error", Text, nullable=True),
     Column("deadline", Ts, nullable=False),
