@@ -151,7 +151,9 @@ async def test_every_agent_client_method_against_a_real_server(server: Server, a
 
 async def test_cancel_stops_a_running_turn(server: Server, api: Api) -> None:
     _agent, channel_id, key = await asyncio.to_thread(
-        _agent_with_channel, api, {"response": {"type": "fixed", "text": "slow"}, "latency_ms": 30_000}
+        _agent_with_channel,
+        api,
+        {"response": {"type": "fixed", "text": "slow"}, "latency_ms": 30_000},
     )
     url = f"{server.api_url}/v1/channels/{channel_id}"
     async with AgentClient(agent_url=url, credential=key) as agent:
