@@ -41,6 +41,7 @@ from everloop.engine.runner import RunnerSettings, TurnRunner
 from everloop.engine.signals import Signals
 from everloop.engine.workers import WorkerLifecycle
 from everloop.llm.clients import SdkDrivers
+from everloop.services.agent_channels import AgentChannelService
 from everloop.services.agent_documents import AgentDocumentService
 from everloop.services.agent_identities import AgentIdentityService
 from everloop.services.agent_stats import AgentStatsService
@@ -50,6 +51,8 @@ from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
 from everloop.services.budget_meter import BudgetMeter
 from everloop.services.budgets import BudgetService
+from everloop.services.channel_auth import ChannelAuthService
+from everloop.services.channels import ChannelService
 from everloop.services.config_resources import AgentService, HarnessService
 from everloop.services.connections import ConnectionService
 from everloop.services.event_feed import EventFanout
@@ -119,6 +122,9 @@ class Services:
     agent_stats: AgentStatsService
     agent_documents: AgentDocumentService
     connections: ConnectionService
+    agent_channels: AgentChannelService
+    channel_auth: ChannelAuthService
+    channels: ChannelService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -434,4 +440,11 @@ def build_services(settings: Settings) -> Services:
         agent_stats=AgentStatsService(db, agents),
         agent_documents=AgentDocumentService(db, agents, harnesses),
         connections=connections,
+        agent_channels=AgentChannelService(
+            db, store, tokens=auth.tokens, revocations=auth.revocations
+        ),
+        channel_auth=ChannelAuthService(
+            db, auth, runtime_ttl_seconds=settings.runtime_token_ttl_seconds
+        ),
+        channels=ChannelService(sessions, agents),
     )

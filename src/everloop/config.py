@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     sse_cycle_seconds: float = Field(
         default=300.0, description="An SSE stream is closed with `disconnecting` after this long."
     )
+    runtime_token_ttl_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=86_400,
+        description=(
+            "Lifetime of a runtime token minted by `POST /api/v1/channels/{id}/runtime-auth` "
+            "(one end user of one agent channel); refused with 401 once past it."
+        ),
+    )
     sse_poll_seconds: float = Field(
         default=0.5, description="Fallback poll interval of an SSE stream for new events."
     )

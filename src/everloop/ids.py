@@ -37,6 +37,9 @@ Prefix = Literal[
     "schedexec",
     "budget",
     "ledger",
+    "apichan",
+    "agentkey",
+    "rtok",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

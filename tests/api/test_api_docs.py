@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from everloop.api.app import create_app
 from everloop.api.deps import caller
+from everloop.api.routes.channels import channel_call
 from everloop.bootstrap import build_services
 from everloop.config import Settings
 from tests.conftest import Api
@@ -50,11 +51,11 @@ def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
     return found
 
 
-def needs_caller(route: APIRoute) -> bool:
+def needs_caller(route: APIRoute, dependency: object = caller) -> bool:
     pending = [route.dependant]
     while pending:
         dependant = pending.pop()
-        if dependant.call is caller:
+        if dependant.call is dependency:
             return True
         pending.extend(dependant.dependencies)
     return False
@@ -103,6 +104,8 @@ def test_the_bearer_scheme_is_declared_and_applied(app: FastAPI) -> None:
         for method in route.methods:
             operation = schema["paths"][path][method.lower()]
             expected = [{"bearerAuth": []}] if needs_caller(route) else None
+            if needs_caller(route, channel_call):  # the Agent Execution API's credentials
+                expected = [{"agentAuth": []}]
             assert operation.get("security") == expected, (method, path)
     # The header is the scheme's: not a parameter Swagger UI would ask for a second time.
     for _method, _path, operation in operations(schema):

@@ -164,6 +164,30 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/sessions/{session_id}/budget-check"): Case(),
     ("POST", "/api/v1/sessions/{session_id}/resume"): Case(fixed({})),
     ("DELETE", "/api/v1/auth/api-keys/{key_id}"): Case(),
+    ("POST", "/api/v1/agents/{agent_id}/channels"): Case(fixed({})),
+    ("GET", "/api/v1/agents/{agent_id}/channels"): Case(),
+    ("GET", "/api/v1/agents/{agent_id}/channels/{channel_id}"): Case(),
+    ("DELETE", "/api/v1/agents/{agent_id}/channels/{channel_id}"): Case(),
+    ("POST", "/api/v1/agents/{agent_id}/keys"): Case(fixed({"name": "theirs"})),
+    ("GET", "/api/v1/agents/{agent_id}/keys"): Case(),
+    ("DELETE", "/api/v1/agents/{agent_id}/keys/{agent_key_id}"): Case(),
+    # The Agent Execution API, with a member's token (the world's channel allows members); its
+    # {session_id} is the world's session made through the channel (``world_for``).
+    ("GET", "/api/v1/channels/{channel_id}"): Case(),
+    ("POST", "/api/v1/channels/{channel_id}/sessions"): Case(fixed({})),
+    ("GET", "/api/v1/channels/{channel_id}/sessions"): Case(),
+    ("GET", "/api/v1/channels/{channel_id}/sessions/{session_id}"): Case(),
+    ("POST", "/api/v1/channels/{channel_id}/sessions/{session_id}/messages"): Case(fixed(MESSAGE)),
+    ("POST", "/api/v1/channels/{channel_id}/sessions/{session_id}/cancel"): Case(),
+    ("GET", "/api/v1/channels/{channel_id}/sessions/{session_id}/events"): Case(),
+    ("GET", "/api/v1/channels/{channel_id}/sessions/{session_id}/sse"): Case(),
+    ("POST", "/api/v1/channels/{channel_id}/sessions/{session_id}/question-answers"): Case(
+        fixed({"tool_call_id": "call_1", "answers": [{"question_id": "q1", "answer": "x"}]})
+    ),
+    ("POST", "/api/v1/channels/{channel_id}/sessions/{session_id}/tool-approvals"): Case(
+        fixed({"decisions": [{"tool_call_id": "call_1", "approved": True}]})
+    ),
+    ("POST", "/api/v1/channels/{channel_id}/runtime-auth"): Case(),
     ("DELETE", "/api/v1/admin/api-keys/{key_id}"): Case(),
     ("POST", "/api/v1/user/connections/{provider}"): Case(
         fixed({"api_key": "theirs-key"}), creates_when_unknown=True, callers_own=True
@@ -194,6 +218,13 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
 
 def params_of(path: str) -> list[str]:
     return _PARAM.findall(path)
+
+
+def world_for(template: str, world: World) -> World:
+    """The world as a route sees it: a channel's sessions are the channel's own."""
+    if template.startswith("/api/v1/channels/"):
+        return {**world, "session_id": world["channel_session_id"]}
+    return world
 
 
 def fill(path: str, world: World) -> str:
@@ -269,6 +300,11 @@ async def build_world(api: Api) -> World:
     )
     await created(client.post("/v1/user/connections/daytona", json={"api_key": "mine-key"}))
     blueprint = (await created(client.get("/v1/blueprints")))["data"][0]["id"]
+    channel = await created(
+        client.post(f"/v1/agents/{agent['id']}/channels", json={"allow_member_tokens": True})
+    )
+    agent_key = await created(client.post(f"/v1/agents/{agent['id']}/keys", json={"name": "m"}))
+    channel_session = await created(client.post(f"/v1/channels/{channel['id']}/sessions", json={}))
     return {
         "session_id": session,
         "task_id": task["id"],
@@ -289,6 +325,9 @@ async def build_world(api: Api) -> World:
         "name": "notes",
         "path": "notes.txt",
         "provider": "daytona",
+        "channel_id": channel["id"],
+        "agent_key_id": agent_key["id"],
+        "channel_session_id": channel_session["id"],
     }
 
 
@@ -352,6 +391,8 @@ WORLD_PARAMS = {
     "name",
     "path",
     "provider",
+    "channel_id",
+    "agent_key_id",
 }
 
 
@@ -375,14 +416,16 @@ async def test_another_org_gets_404_on_every_route_and_writes_nothing(
     # Control: org A itself reads every object the matrix names (streams aside).
     for (method, template), case in sorted(CASES.items()):
         if method == "GET" and not template.endswith("/sse"):
-            mine = await call(api.client, method, fill(template, world), case, world)
+            path = fill(template, world_for(template, world))
+            mine = await call(api.client, method, path, case, world)
             assert mine.status_code == 200, f"{template}: {mine.status_code} {mine.text}"
     before = await snapshot(api)
     leaks = []
     for (method, template), case in sorted(CASES.items()):
         if SHARED & set(params_of(template)) or case.callers_own:
             continue
-        response = await call(other_org.client, method, fill(template, world), case, world)
+        path = fill(template, world_for(template, world))
+        response = await call(other_org.client, method, path, case, world)
         if not _not_found(response):
             leaks.append(f"{method} {template}: {response.status_code} {response.text[:200]}")
     assert leaks == []
@@ -409,7 +452,8 @@ async def test_unknown_ids_are_404_on_every_route(api: Api, world: World) -> Non
             if case.creates_when_unknown and param == params_of(template)[-1]:
                 continue
             before = await snapshot(api)
-            path = fill(template, {**world, param: unknown(world[param])})
+            seen = world_for(template, world)
+            path = fill(template, {**seen, param: unknown(seen[param])})
             response = await call(api.client, method, path, case, world)
             if not _not_found(response):
                 wrong.append(

@@ -24,12 +24,14 @@ from everloop.api.errors import document_errors, error_response, install_error_h
 from everloop.api.json_values import JsonLimits, JsonLimitsMiddleware
 from everloop.api.routes import (
     agent_actions,
+    agent_channels,
     agent_identities,
     agent_versions,
     api_keys,
     blueprints,
     budgets,
     capabilities,
+    channels,
     config_resources,
     connections,
     debug,
@@ -161,6 +163,8 @@ def create_app(
     routes.include_router(budgets.router)
     routes.include_router(api_keys.router)
     routes.include_router(connections.router)
+    routes.include_router(agent_channels.router)
+    routes.include_router(channels.router)
     if services.settings.debug_counters:
         routes.include_router(debug.router)
     app.include_router(routes)

@@ -148,7 +148,7 @@ class TokenUsage(BaseModel):
 
 class PrincipalSummary(BaseModel):
     id: str
-    kind: Literal["user", "agent_identity", "system"]
+    kind: Literal["user", "agent_identity", "system", "agent_key", "end_user"]
     subject_id: str | None
 
 

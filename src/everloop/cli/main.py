@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from everloop.cli.agent_keys import agent_keys_app
 from everloop.cli.tokens import token_app
 from everloop.config import Settings
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(token_app, name="token")
+app.add_typer(agent_keys_app, name="agent-keys")
 
 DataDir = Annotated[
     Path | None,

@@ -33,6 +33,8 @@ class PrincipalKind(StrEnum):
     USER = "user"
     AGENT_IDENTITY = "agent_identity"
     SYSTEM = "system"
+    AGENT_KEY = "agent_key"  # an agent key calling its agent's channel without End-User
+    END_USER = "end_user"  # an application's end user, per (agent, external id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,6 +40,7 @@ from everloop.errors import (
     Unauthenticated,
 )
 from everloop.services.token_cache import TokenCache
+from everloop.store import channels as channel_store
 from everloop.store import tokens as token_store
 from everloop.store.db import Database
 from everloop.store.sql import Store
@@ -48,7 +49,14 @@ from everloop.store.tokens import RevocationMarker
 if TYPE_CHECKING:
     from everloop.services.auth_failures import FailedAuthLimiter
 
+T = TypeVar("T")
+
 TOKEN_PREFIX = "evr_pat_"
+AGENT_KEY_PREFIX = "evr_ak_"
+RUNTIME_TOKEN_PREFIX = "evr_rt_"
+CHANNEL_TOKEN_PREFIXES = (AGENT_KEY_PREFIX, RUNTIME_TOKEN_PREFIX)
+"""Credentials of the Agent Execution API (``services/channel_auth.py``): they reach their
+agent's channel routes only; on any other route a live one is a 403."""
 ADMIN_ROLE = "admin"
 
 
@@ -62,6 +70,15 @@ class Caller:
     principal_id: str
     user_id: str
     role: str = "member"
+    kind: PrincipalKind = PrincipalKind.USER
+    """``agent_key`` or ``end_user`` for a caller of the Agent Execution API
+    (``services/channel_auth.py``): then ``user_id`` is empty and ``subject_id`` names it."""
+    subject_id: str | None = None
+
+    @property
+    def owner_subject_id(self) -> str | None:
+        """The subject of the caller's principal (the user id of a user)."""
+        return self.subject_id if self.kind is not PrincipalKind.USER else self.user_id
 
     @property
     def is_operator(self) -> bool:
@@ -69,7 +86,7 @@ class Caller:
         the first start creates for the bootstrap admin (whose token is in
         ``<data-dir>/admin-token``). Tenants get organizations of their own; instance-wide views
         (the durable workers: host names, pids) are for operators only."""
-        return self.organization_id == ids.DEFAULT_ORG_ID
+        return self.kind is PrincipalKind.USER and self.organization_id == ids.DEFAULT_ORG_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +105,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _bearer_token(authorization: str | None) -> str:
+def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization`` header (with or without ``Bearer``)."""
     if not authorization:
         raise Unauthenticated(
@@ -98,7 +115,7 @@ def _bearer_token(authorization: str | None) -> str:
     token = authorization.strip()
     if token[:7].lower() == "bearer ":
         token = token[7:].strip()
-    if not token.startswith(TOKEN_PREFIX):
+    if not token.startswith(TOKEN_PREFIX) and not token.startswith(CHANNEL_TOKEN_PREFIXES):
         raise Unauthenticated("invalid token: expected a personal access token evr_pat_...")
     return token
 
@@ -196,16 +213,40 @@ class AuthService:
         """The caller of a request from the address ``client`` (None: not limited). Refused
         with 401 (and counted against ``client``), or 429 while ``client`` is over its limit
         of failures."""
+        user_id, memberships = await self.limited(
+            authorization, client, lambda: self._identify(authorization)
+        )
+        return self._caller(user_id, memberships, org_header)
+
+    async def identify(
+        self, authorization: str | None, client: str | None
+    ) -> tuple[str, tuple[Principal, ...]]:
+        """The user of a personal access token and its memberships (``limited``)."""
+        return await self.limited(authorization, client, lambda: self._identify(authorization))
+
+    async def limited(
+        self, authorization: str | None, client: str | None, identify: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``identify()`` under the failed-authentication limit of ``client`` (None: not
+        limited): refused with 429 while ``client`` is over it; a 401 counts against it."""
         failures = self._failures if client is not None else None
         if failures is not None and client is not None:
             await self._check_failures(failures, client, authorization)
         try:
-            user_id, memberships = await self._identify(authorization)
+            return await identify()
         except Unauthenticated:
             if failures is not None and client is not None:
                 await failures.failed(client)
             raise
-        return self._caller(user_id, memberships, org_header)
+
+    @property
+    def tokens(self) -> TokenCache:
+        """The process's cache of token identities (shared with ``services/channel_auth.py``)."""
+        return self._known
+
+    @property
+    def revocations(self) -> RevocationMarker | None:
+        return self._revocations
 
     async def _check_failures(
         self, failures: FailedAuthLimiter, client: str, authorization: str | None
@@ -215,7 +256,7 @@ class AuthService:
         if retry_after is None:
             return
         try:
-            vouched = self._known.vouched(hash_token(_bearer_token(authorization)))
+            vouched = self._known.vouched(hash_token(bearer_token(authorization)))
         except Unauthenticated:
             vouched = False
         if not vouched:
@@ -225,7 +266,10 @@ class AuthService:
             )
 
     async def _identify(self, authorization: str | None) -> tuple[str, tuple[Principal, ...]]:
-        token_hash = hash_token(_bearer_token(authorization))
+        token = bearer_token(authorization)
+        token_hash = hash_token(token)
+        if token.startswith(CHANNEL_TOKEN_PREFIXES):
+            await self._refuse_channel_credential(token, token_hash)
         if self._revocations is not None and self._revocations.changed():
             self._known.forget_all()  # another process revoked a token
         wall_clock = self._clock()
@@ -244,6 +288,22 @@ class AuthService:
                 token_hash, owner.user_id, expires_at, owner.memberships, generation
             )
         return known.user_id, known.memberships
+
+    async def _refuse_channel_credential(self, token: str, token_hash: str) -> None:
+        """An agent key or runtime token outside its channel: 403 when it is live (it is
+        known, but reaches nothing here), else 401 as any unknown token."""
+        at = format_ts(self._clock())
+        async with self._db.read() as conn:
+            if token.startswith(AGENT_KEY_PREFIX):
+                live = await channel_store.agent_key_by_hash(conn, token_hash, at) is not None
+            else:
+                live = await channel_store.runtime_token_by_hash(conn, token_hash, at) is not None
+        if not live:
+            raise Unauthenticated("invalid, expired or revoked token")
+        raise Forbidden(
+            "an agent key or runtime token reaches only its agent's channel routes "
+            "(/api/v1/channels/{channel_id}/...), not the management API"
+        )
 
     @staticmethod
     def _caller(user_id: str, memberships: tuple[Principal, ...], org_header: str | None) -> Caller:

@@ -21,7 +21,6 @@ from everloop.domain.event_log import NewEvent
 from everloop.domain.resources import (
     Agent,
     Harness,
-    PrincipalKind,
     ResourceStatus,
     Session,
     SessionFilter,
@@ -44,6 +43,7 @@ from everloop.services.config_resources import (
 from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
 from everloop.services.models import ModelService
+from everloop.store.channels import owned_sessions
 from everloop.store.db import Database
 from everloop.store.event_log import start_log
 from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
@@ -277,12 +277,12 @@ class SessionService:
                 ],
             )
         # The session as a read would give it, from the row just written: the caller's own
-        # (user) principal owns it and has not pinned it yet.
+        # principal owns it and has not pinned it yet.
         return session_from_row(
             row,
             is_pinned=False,
-            owner_kind=PrincipalKind.USER,
-            owner_subject_id=caller.user_id,
+            owner_kind=caller.kind,
+            owner_subject_id=caller.owner_subject_id,
             features=self._features_of(
                 self._assembler.capability_refs(
                     self._feature_layers(row["capabilities"], row["blueprint_id"], layers)
@@ -379,6 +379,22 @@ class SessionService:
         if blueprint_id and blueprint_id in self._assembler.blueprints:
             return [self._assembler.blueprint(blueprint_id).layer(None), own]
         return [*layers.harness_chain, *filter(None, [layers.agent_layer]), own]
+
+    async def list_owned(
+        self, caller: Caller, agent_id: str, *, limit: int, after: tuple[str, str] | None
+    ) -> list[Session]:
+        """The caller's own top-level sessions of one agent, most recently active first, after
+        the keyset position ``after`` = (updated_at, id) (the Agent Execution API's listing)."""
+        async with self._db.read() as conn:
+            found = await owned_sessions(
+                conn,
+                caller.organization_id,
+                agent_id,
+                caller.principal_id,
+                limit=limit,
+                after=after,
+            )
+            return await self._with_features_many(conn, caller, found)
 
     async def list(
         self, caller: Caller, flt: SessionFilter, *, offset: int, limit: int

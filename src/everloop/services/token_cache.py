@@ -1,4 +1,5 @@
-"""Who a token is, kept in the process for a moment: every request authenticates, and asking
+"""Who a token is (a personal access token, an agent key, a runtime token), kept in the process
+for a moment: every request authenticates, and asking
 the database each time would cost a query per request.
 
 An entry lives ``seconds`` (one by default) and never past its token's expiry: a hit checks
@@ -31,6 +32,9 @@ class Known:
     user_id: str
     token_expires_at: datetime | None
     memberships: tuple[Principal, ...]
+    grant: object | None = None
+    """What an agent key or runtime token grants (``services/channel_auth.py``); None for a
+    personal access token."""
 
 
 class TokenCache:
@@ -78,9 +82,10 @@ class TokenCache:
         token_expires_at: datetime | None,
         memberships: tuple[Principal, ...],
         generation: int,
+        grant: object | None = None,
     ) -> Known:
         now_ = self._clock()
-        known = Known(now_ + self._seconds, user_id, token_expires_at, memberships)
+        known = Known(now_ + self._seconds, user_id, token_expires_at, memberships, grant)
         self._vouch(token_hash, now_)
         if generation != self.generation or self._seconds <= 0:
             return known  # a revocation came in while this was read: use it once, keep nothing

@@ -44,7 +44,8 @@ principals = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
-    Column("kind", String(20), nullable=False),  # user | agent_identity | system
+    # user | agent_identity | system | agent_key | end_user
+    Column("kind", String(20), nullable=False),
     Column("subject_id", String(32), nullable=True),  # the user id for kind=user
     Column("parent_principal_id", Id, nullable=True),
     Column("name", String(200), nullable=True),
@@ -239,6 +240,14 @@ Index(
 )
 
 Index("ix_sessions_parent", sessions.c.parent_session_id)
+# A caller's sessions of one agent, most recently active first (the Agent Execution API's
+# listing, store/channels.py; migration 0025).
+Index(
+    "ix_sessions_owner_activity",
+    sessions.c.owner_principal_id,
+    sessions.c.agent_id,
+    sessions.c.updated_at,
+)
 
 session_pins = Table(
     "session_pins",

@@ -1,6 +1,6 @@
 """The schema's feature tables: identities, schedules, budgets, session storage and databases,
-workers, files, leases, agent versions, MCP servers, user connections. ``store/tables.py``
-re-exports every one, so code imports all tables from there."""
+workers, files, leases, agent versions, MCP servers, user connections, agent channels and their
+credentials. ``store/tables.py`` re-exports every one, so code imports all tables from there."""
 
 from __future__ import annotations
 
@@ -319,4 +319,53 @@ user_connections = Table(
     Column("credentials_encrypted", Text, nullable=False),  # crypto.SecretBox token
     Column("created_at", Ts, nullable=False),
     Column("updated_at", Ts, nullable=False),
+)
+
+# The Agent Execution API (services/channels.py): an agent's channels (its API endpoints), the
+# agent keys that reach them, and the short-lived runtime tokens minted for one end user. Only a
+# credential's SHA-256 is stored, as for personal access tokens.
+agent_channels = Table(
+    "agent_channels",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("agent_id", Id, ForeignKey("agents.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("allow_member_tokens", Boolean, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("deleted_at", Ts, nullable=True),
+    Index("ix_agent_channels_agent", "agent_id"),
+)
+
+agent_keys = Table(
+    "agent_keys",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("agent_id", Id, ForeignKey("agents.id"), nullable=False),
+    # The key's own principal (kind agent_key): it owns the sessions made without End-User.
+    Column("principal_id", Id, ForeignKey("principals.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_hint", String(24), nullable=False),
+    Column("permissions", Json, nullable=False),  # e.g. ["end_user"]
+    Column("created_by_principal_id", Id, nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("expires_at", Ts, nullable=True),  # never expires when NULL
+    Column("revoked_at", Ts, nullable=True),
+    Index("ix_agent_keys_agent", "agent_id"),
+)
+
+runtime_tokens = Table(
+    "runtime_tokens",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("channel_id", Id, ForeignKey("agent_channels.id"), nullable=False),
+    Column("agent_key_id", Id, ForeignKey("agent_keys.id"), nullable=False),
+    Column("principal_id", Id, ForeignKey("principals.id"), nullable=False),  # the end user
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Ts, nullable=False),
+    Column("expires_at", Ts, nullable=False),
+    Index("ix_runtime_tokens_expires", "expires_at"),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from collections.abc import Sequence as Seq
 from typing import Annotated
 
 import anyio
@@ -23,6 +24,7 @@ from everloop.api.schemas import (
     SubmitToolResultsRequest,
     SubmitToolResultsResponse,
 )
+from everloop.services.auth import Caller
 from everloop.services.event_listing import EventListing
 from everloop.services.turns import StreamFrame
 
@@ -52,13 +54,14 @@ async def create_message(
         caller,
         idempotency_key,
         201,
-        lambda: _post_message(request, caller, session_id, body),
+        lambda: post_message_response(request, caller, session_id, body),
     )
 
 
-async def _post_message(
-    request: Request, caller: CallerDep, session_id: str, body: CreateMessageRequest
+async def post_message_response(
+    request: Request, caller: Caller, session_id: str, body: CreateMessageRequest
 ) -> MessageResponse:
+    """Post a user message as ``caller`` (here and on a channel, ``routes/channels.py``)."""
     posted = await services(request).turns.post_message(
         caller,
         session_id,
@@ -231,16 +234,38 @@ async def stream_events(
     """Stream the session's events as server-sent events, live; resumes after ``since_id``,
     ``after_sequence`` or the ``Last-Event-ID`` header without losing or repeating any.
     An unknown query parameter is a 422 naming it."""
-    svc = services(request)
-    settings = svc.settings
-    stopping = anyio.Event()
-    frames = await svc.turns.stream(
+    return await sse_response(
+        request,
         caller,
         session_id,
         since_id=since_id or last_event_id,
         after_sequence=after_sequence,
         types=types or (),
         exclude=exclude or (),
+    )
+
+
+async def sse_response(
+    request: Request,
+    caller: Caller,
+    session_id: str,
+    *,
+    since_id: str | None,
+    after_sequence: int | None,
+    types: Seq[str],
+    exclude: Seq[str],
+) -> EventSourceResponse:
+    """A session's event stream as SSE, for ``caller`` (here and on a channel)."""
+    svc = services(request)
+    settings = svc.settings
+    stopping = anyio.Event()
+    frames = await svc.turns.stream(
+        caller,
+        session_id,
+        since_id=since_id,
+        after_sequence=after_sequence,
+        types=types,
+        exclude=exclude,
         cycle_seconds=settings.sse_cycle_seconds,
         stopping=stopping,
     )
