@@ -1,5 +1,5 @@
 """``everruns-sdk``'s ``AgentClient``, unchanged, against a real ``everloop serve``: every method
-of the Agent Execution API (``/api/v1/channels/{channel_id}``) but the human-in-the-loop ones,
+of the Agent Execution API (``/api/v1/channels/{channel_id}``), questions and approvals included,
 its answers parsed as the SDK parses them (issue 18)."""
 
 from __future__ import annotations
@@ -166,3 +166,96 @@ async def test_cancel_stops_a_running_turn(server: Server, api: Api) -> None:
             lambda e: e.type in ("turn.completed", "turn.failed", "turn.cancelled"),
         )
         assert seen[-1].type == "turn.cancelled"
+
+
+def _hitl_agent(api: Api) -> tuple[str, str]:
+    """An agent that asks questions (``ask_user``) and whose ``kv_set`` waits for approval,
+    with a channel and an agent key: (channel id, key)."""
+    model_id = api.llmsim_model(
+        {
+            "response": {"type": "echo"},
+            "tool_calls": [
+                {
+                    "when": "plan",
+                    "name": "ask_user",
+                    "arguments": {"questions": [{"id": "colour", "question": "Which colour?"}]},
+                },
+                {"when": "save", "name": "kv_set", "arguments": {"key": "k", "value": "v"}},
+            ],
+        }
+    )
+    agent = api.ok(
+        api.http.post(
+            "agents",
+            json={
+                "name": "careful",
+                "system_prompt": "You ask before you act.",
+                "default_model_id": model_id,
+                "capabilities": [
+                    {"ref": "ask_user"},
+                    {"ref": "key_value"},
+                    {"ref": "tool_approval", "config": {"tools": ["kv_set"]}},
+                ],
+            },
+        ),
+        201,
+    )
+    channel = api.ok(api.http.post(f"agents/{agent['id']}/channels", json={}), 201)
+    key = api.ok(api.http.post(f"agents/{agent['id']}/keys", json={"name": "app"}), 201)
+    return channel["id"], key["key"]
+
+
+async def test_questions_and_approvals_through_the_agent_client(server: Server, api: Api) -> None:
+    """``answer_questions`` and ``submit_tool_approvals``: the agent asks, the application
+    answers; a held-back call is approved once and runs; another is denied and the model sees
+    the reason."""
+    channel_id, key = await asyncio.to_thread(_hitl_agent, api)
+    url = f"{server.api_url}/v1/channels/{channel_id}"
+    async with AgentClient(agent_url=url, credential=key) as agent:
+        session_id = (await agent.create_session("careful"))["id"]
+        await agent.send_message(session_id, "plan the colour")
+        await follow(
+            agent.stream_events(session_id, after_sequence=0),
+            lambda e: e.type == "tool.call_requested",
+        )
+        waiting = await agent.get_session(session_id)
+        (asked,) = waiting["pending_questions"]
+        assert asked["questions"][0]["question"] == "Which colour?"
+        answered = await agent.answer_questions(
+            session_id,
+            {
+                "tool_call_id": asked["tool_call_id"],
+                "answers": [{"question_id": "colour", "answer": "teal"}],
+            },
+        )
+        assert answered["accepted"] == 1
+        seen = await follow(
+            agent.stream_events(session_id, after_sequence=0),
+            lambda e: e.type == "turn.completed",
+        )
+        final = [e for e in seen if e.type == "output.message.completed"][-1]
+        assert "teal" in str(final.data)
+
+        for approve, expected in ((True, '"created":true'), (False, "not now")):
+            last = (await agent.list_events(session_id))[-1].sequence
+            await agent.send_message(session_id, "save it")
+            await follow(
+                agent.stream_events(session_id, after_sequence=last),
+                lambda e: e.type == "tool.approval_requested",
+            )
+            (held,) = (await agent.get_session(session_id))["pending_approvals"]
+            assert held["tool_name"] == "kv_set"
+            decision = {"tool_call_id": held["tool_call_id"], "approved": approve}
+            if not approve:
+                decision["reason"] = "not now"
+            decided = await agent.submit_tool_approvals(session_id, {"decisions": [decision]})
+            assert decided["accepted"] == 1
+            with pytest.raises(ApiError) as twice:
+                await agent.submit_tool_approvals(session_id, {"decisions": [decision]})
+            assert twice.value.status_code == 409
+            seen = await follow(
+                agent.stream_events(session_id, after_sequence=last),
+                lambda e: e.type == "turn.completed",
+            )
+            done = [e.data for e in seen if e.type == "tool.completed"]
+            assert len(done) == 1 and expected in str(done[0])

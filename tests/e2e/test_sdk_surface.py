@@ -263,14 +263,9 @@ async def agents_and_versions(client: Any, model_id: str) -> None:
         "Be brief.", tools=[{"name": "undocumented", "parameters": {"type": "object"}}]
     )
     assert "tools.missing_description" in {f.rule_id for f in analysis.findings}
-    example = (await client.harnesses.list_examples())[0]
-    try:
-        from_example = await client.agents.import_example(example.name)
-    except ApiError as exc:  # an agent of that name exists from an earlier import
-        assert exc.status_code == 409
-    else:
-        assert from_example.name
-    for made in (copy, imported, forked, agent):
+    from_example = await client.agents.import_example("dad-jokes-agent")
+    assert from_example.name == "dad-jokes-agent" and from_example.system_prompt
+    for made in (copy, imported, forked, from_example, agent):
         await client.agents.delete(made.id)
 
 

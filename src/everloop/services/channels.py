@@ -78,8 +78,10 @@ class ChannelService:
         }
 
     async def create_session(self, call: ChannelCaller, title: str | None) -> Session:
-        """A session of the channel's agent, owned by the caller."""
-        fields: dict[str, Any] = {"agent_id": call.channel.agent_id}
+        """A session of the channel's agent, owned by the caller. Its client can answer the
+        agent's questions (the API has ``pending_questions`` and ``question-answers``), so the
+        session carries the ``ask_user`` client hint: an agent with ``ask_user`` may ask."""
+        fields: dict[str, Any] = {"agent_id": call.channel.agent_id, "hints": {"ask_user": True}}
         if title is not None:
             fields["title"] = title
         return await self._sessions.create(call.caller, fields)
