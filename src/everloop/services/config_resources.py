@@ -6,7 +6,7 @@ deleted. Built-in harnesses (``base``, ``generic``) are seeded into every org an
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Container
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -19,12 +19,13 @@ from everloop.domain.examples import (
     HARNESS_EXAMPLES,
     HarnessExample,
 )
-from everloop.domain.mcp import HEADER_NAMES, SEALED_HEADERS, server_id_of_ref
+from everloop.domain.mcp import HEADER_NAMES, SEALED_HEADERS
 from everloop.domain.resources import Agent, Harness, ResourceStatus
 from everloop.domain.runtime_agent import Layer, harness_chain
 from everloop.domain.timestamps import now
 from everloop.errors import Conflict, InvalidInput, NotFound
 from everloop.services.auth import Caller
+from everloop.services.capability_refs import check_capability_refs
 from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
 from everloop.services.models import ModelService
 from everloop.services.version_recorder import VersionRecorder
@@ -554,18 +555,6 @@ def _status_values(fields: dict[str, Any]) -> dict[str, Any]:
     elif status == ResourceStatus.ACTIVE.value:
         values["archived_at"] = None
     return values
-
-
-def check_capability_refs(known: Container[str], capabilities: Iterable[dict[str, Any]]) -> None:
-    """Every ``{"ref": ...}`` names a registered capability; otherwise a 422 naming it.
-    ``mcp:{id}`` refs are checked against the org's servers by ``check_mcp_refs``."""
-    for index, capability in enumerate(capabilities):
-        if capability["ref"] not in known and server_id_of_ref(capability["ref"]) is None:
-            raise InvalidInput(
-                f"unknown capability '{capability['ref']}' (GET /v1/capabilities lists them)",
-                code="unknown_capability",
-                field=f"capabilities.{index}.ref",
-            )
 
 
 def _check_tool_names(tools: list[dict[str, Any]]) -> None:

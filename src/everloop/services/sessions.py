@@ -34,11 +34,11 @@ from everloop.services.agent_identities import check_identity
 from everloop.services.agent_versions import captured_version_id
 from everloop.services.auth import Caller
 from everloop.services.blueprints import BlueprintService
+from everloop.services.capability_refs import check_capability_refs
 from everloop.services.config_resources import (
     AgentService,
     HarnessService,
     _check_tool_names,
-    check_capability_refs,
 )
 from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
