@@ -369,3 +369,43 @@ runtime_tokens = Table(
     Column("expires_at", Ts, nullable=False),
     Index("ix_runtime_tokens_expires", "expires_at"),
 )
+
+# Memories: named, org-scoped file stores agents read across sessions (``capabilities.memory``,
+# services/memories.py). ``source`` is the public part of a git source (URL without userinfo);
+# the userinfo, if any, is ``source_credentials_encrypted`` (crypto.SecretBox). A memory with a
+# git source is read-only: its files come only from a sync.
+memories = Table(
+    "memories",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("source_type", String(16), nullable=False),  # manual | git | github
+    Column("source", Json, nullable=True),
+    Column("source_credentials_encrypted", Text, nullable=True),
+    Column("status", String(16), nullable=False),  # active | archived
+    Column("sync_status", String(16), nullable=False),  # idle | syncing | succeeded | failed
+    Column("last_synced_at", Ts, nullable=True),
+    Column("last_sync_error", Text, nullable=True),
+    Column("synced_commit", String(64), nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    Column("archived_at", Ts, nullable=True),
+    UniqueConstraint("organization_id", "name", name="uq_memories_org_name"),
+)
+
+memory_files = Table(
+    "memory_files",
+    metadata,
+    Column("memory_id", Id, ForeignKey("memories.id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),  # normalized: "/a/b.md", never "/"
+    Column("parent_path", String(1024), nullable=False),
+    Column("is_directory", Boolean, nullable=False),
+    Column("content", LargeBinary, nullable=True),  # NULL for directories
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("content_hash", String(80), nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+Index("ix_memory_files_parent", memory_files.c.memory_id, memory_files.c.parent_path)
