@@ -24,6 +24,7 @@ from everloop.capabilities.human_input import (
 from everloop.capabilities.key_value import build_key_value_capability
 from everloop.capabilities.leased_resources import build_leased_resources_capability
 from everloop.capabilities.mcp import McpConnector, McpToolset
+from everloop.capabilities.memory import build_memory_capability
 from everloop.capabilities.schedules import SchedulePort, build_schedules_capability
 from everloop.capabilities.secrets import build_secrets_capability
 from everloop.capabilities.sql_database import build_sql_database_capability
@@ -61,6 +62,8 @@ from everloop.services.files import FileLimits, FileService
 from everloop.services.human_input import HumanInputService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
+from everloop.services.memories import MemoryService, MemorySyncTimer
+from everloop.services.memory_git import GitFetcher
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.model_views import ModelViews
 from everloop.services.models import ModelService, ProviderService
@@ -79,6 +82,7 @@ from everloop.sql_pool import SqlWorkerPool
 from everloop.sql_sandbox import Limits as SqlLimits
 from everloop.store import notifications
 from everloop.store.db import Database
+from everloop.store.memory_files import MemoryLimits
 from everloop.store.models_store import ModelStore
 from everloop.store.notifications import EventListener
 from everloop.store.sql import Store
@@ -116,6 +120,8 @@ class Services:
     agent_versions: AgentVersionService
     runtime_agents: RuntimeAgentService
     mcp_servers: McpServerService
+    memories: MemoryService
+    memory_sync: MemorySyncTimer
     agent_identities: AgentIdentityService
     budgets: BudgetService
     executors: ExecutorService
@@ -159,6 +165,7 @@ class Services:
             )
             await self.workers.start()
             self.schedule_timer.start_timer()
+            self.memory_sync.start()
         self.storage.start_lease_sweeper(self.settings.lease_sweep_seconds)
         if self.settings.is_postgres:
             # Events written by other processes wake this process's streams at once.
@@ -195,6 +202,7 @@ class Services:
             self.workers = None
         await self.storage.stop_lease_sweeper()
         await self.schedule_timer.stop_timer()
+        await self.memory_sync.stop()
         await self.engine.close()
         await self.session_databases.close()
         if self.drivers is not None:
@@ -229,11 +237,17 @@ def build_capabilities(
     registry.register(build_sql_database_capability(session_databases))
     registry.register(build_subagents_capability(subagents))
     registry.register(build_schedules_capability(schedules))
+    registry.register(build_memory_capability(memory_limits(settings)))
     return registry
 
 
 def file_limits(settings: Settings) -> FileLimits:
     return FileLimits(settings.file_max_bytes, settings.session_files_max_bytes)
+
+
+def memory_limits(settings: Settings) -> MemoryLimits:
+    """Memories take the session files' limits: per file, and per memory as per session."""
+    return MemoryLimits(settings.file_max_bytes, settings.session_files_max_bytes)
 
 
 def build_egress(settings: Settings) -> EgressGuard:
@@ -322,6 +336,12 @@ def build_services(settings: Settings) -> Services:
     drivers = SdkDrivers(egress)
     models = ModelService(db, model_store, providers, drivers)
     mcp_servers = McpServerService(db, SecretBox.from_settings(settings))
+    memories = MemoryService(
+        db,
+        SecretBox.from_settings(settings),
+        memory_limits(settings),
+        GitFetcher(egress, max_bytes=max(2 * settings.session_files_max_bytes, 1024 * 1024)),
+    )
     vault = SecretVault(SecretBox.from_settings(settings))
     connections = ConnectionService(db, SecretBox.from_settings(settings), vault)
     mcp_tools = McpToolset(
@@ -434,6 +454,8 @@ def build_services(settings: Settings) -> Services:
         agent_versions=AgentVersionService(db, store, agents, recorder),
         runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models, mcp_tools),
         mcp_servers=mcp_servers,
+        memories=memories,
+        memory_sync=MemorySyncTimer(memories, poll_seconds=settings.memory_sync_poll_seconds),
         agent_identities=AgentIdentityService(db),
         budgets=BudgetService(db, engine, signals),
         executors=ExecutorService(db),

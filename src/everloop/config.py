@@ -295,6 +295,15 @@ class Settings(BaseSettings):
     session_files_max_bytes: int = Field(
         default=500 * 1024 * 1024, ge=0, description="Total size of one session's files."
     )
+    memory_sync_poll_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description=(
+            "How often a serving process looks for memories whose git source is due for a "
+            "sync (sync_interval_secs); 0 turns interval syncs off."
+        ),
+    )
     blueprints_dir: Path | None = Field(
         default=None,
         description="Directory of blueprint YAML files loaded at start, beside the built-in ones.",

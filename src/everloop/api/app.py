@@ -38,6 +38,7 @@ from everloop.api.routes import (
     files,
     human_input,
     mcp_servers,
+    memories,
     models,
     operations,
     runtime_agents,
@@ -159,6 +160,7 @@ def create_app(
     routes.include_router(session_tasks.router)
     routes.include_router(schedules.router)
     routes.include_router(mcp_servers.router)
+    routes.include_router(memories.router)
     routes.include_router(agent_identities.router)
     routes.include_router(budgets.router)
     routes.include_router(api_keys.router)

@@ -14,7 +14,7 @@ a crash").
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -98,6 +98,9 @@ class ToolContext:
     session's secrets (``ToolError`` for an unknown name). Only a tool making an outbound call
     uses it, on what it sends and at the moment it sends it: the arguments it was called with,
     which are stored, keep the placeholders (``domain.secret_refs``).
+
+    ``agent_id`` is the session's agent (None without one); ``capability_configs`` the active
+    capabilities' configs by ref (an entry only for a capability that has one).
     """
 
     session_id: str
@@ -107,6 +110,8 @@ class ToolContext:
     connection: AsyncConnection | None = None
     network_access: NetworkAccess = OPEN_NETWORK
     resolve_secrets: SecretResolver = no_secrets
+    agent_id: str | None = None
+    capability_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class Tool(Protocol):

@@ -91,9 +91,7 @@ def parse_source(raw: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | N
     else:
         repository = raw.get("repository")
         if not isinstance(repository, str) or not _GITHUB_REPOSITORY.match(repository):
-            raise InvalidInput(
-                "source.repository must be 'owner/repo'", field="source.repository"
-            )
+            raise InvalidInput("source.repository must be 'owner/repo'", field="source.repository")
         public["repository"] = repository
     branch = raw.get("branch")
     if branch is not None:

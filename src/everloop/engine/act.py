@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -158,6 +159,8 @@ class ActPhase:
                 call.id,
                 connection=conn,
                 network_access=access,
+                agent_id=context.config.agent_id,
+                capability_configs=_capability_configs(context),
             )
             try:
                 begun = await begin_tool_call(tool, call, tool_context)
@@ -274,6 +277,8 @@ class ActPhase:
             call.id,
             network_access=access,
             resolve_secrets=_resolver(redactor),
+            agent_id=context.config.agent_id,
+            capability_configs=_capability_configs(context),
         )
         outcome, commit = await self._run_tool(tool, call, tool_context, context.turn_id)
         return _redacted(outcome, redactor), commit, False
@@ -314,6 +319,8 @@ class ActPhase:
                 call.id,
                 connection=conn,
                 network_access=access,
+                agent_id=context.config.agent_id,
+                capability_configs=_capability_configs(context),
                 resolve_secrets=_resolver(redactor),
             )
             outcome, _ = await self._run_tool(tool, call, tool_context, context.turn_id)
@@ -406,3 +413,10 @@ def _tool_done(result: StepResult) -> ToolDone | Halted:
 
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+def _capability_configs(context: TurnContext) -> dict[str, Mapping[str, Any]]:
+    """The active capabilities' configs by ref, for the tools that read theirs."""
+    if context.runtime is None:
+        return {}
+    return {c.ref: c.config for c in context.runtime.capabilities if c.config is not None}

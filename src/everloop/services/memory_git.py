@@ -78,7 +78,7 @@ class _GuardedGitClient(AbstractHttpGitClient):
         super().__init__(base_url)
         self._request = request
 
-    def _http_request(  # type: ignore[override]
+    def _http_request(
         self,
         url: str,
         headers: dict[str, str] | None = None,

@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from everloop import ids
 from everloop.domain.memories import Memory
+from everloop.domain.timestamps import now
 from everloop.store.tables import memories
 
 _COLUMNS = [c for c in memories.c if c.name != "source_credentials_encrypted"]
@@ -28,7 +30,9 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
 async def get(conn: AsyncConnection, org_id: str, memory_id: str) -> Memory | None:
     row = (
         await conn.execute(
-            select(*_COLUMNS).where(memories.c.organization_id == org_id, memories.c.id == memory_id)
+            select(*_COLUMNS).where(
+                memories.c.organization_id == org_id, memories.c.id == memory_id
+            )
         )
     ).first()
     return _memory(row) if row else None
@@ -81,3 +85,46 @@ async def sealed_credentials(conn: AsyncConnection, memory_id: str) -> str | Non
 
 async def update_memory(conn: AsyncConnection, memory_id: str, values: dict[str, Any]) -> None:
     await conn.execute(update(memories).where(memories.c.id == memory_id).values(**values))
+
+
+def new_memory_values(
+    org_id: str,
+    name: str,
+    *,
+    description: str | None = None,
+    source_type: str = "manual",
+    source: dict[str, Any] | None = None,
+    sealed_credentials: str | None = None,
+    memory_id: str | None = None,
+) -> dict[str, Any]:
+    """The row of a new active memory."""
+    ts = now()
+    return {
+        "id": memory_id or ids.new_id("mem"),
+        "organization_id": org_id,
+        "name": name,
+        "description": description,
+        "source_type": source_type,
+        "source": source,
+        "source_credentials_encrypted": sealed_credentials,
+        "status": "active",
+        "sync_status": "idle",
+        "last_synced_at": None,
+        "last_sync_error": None,
+        "synced_commit": None,
+        "created_at": ts,
+        "updated_at": ts,
+        "archived_at": None,
+    }
+
+
+async def ensure_manual(conn: AsyncConnection, org_id: str, name: str, description: str) -> Memory:
+    """The memory ``name`` of ``org_id``, created (manual, empty) if there is none yet."""
+    found = await get_by_name(conn, org_id, name)
+    if found is not None:
+        return found
+    values = new_memory_values(org_id, name, description=description)
+    await insert(conn, values)
+    created = await get(conn, org_id, values["id"])
+    assert created is not None
+    return created

@@ -179,7 +179,9 @@ class MemoryFiles:
             await self._conn.execute(
                 update(memory_files)
                 .where(memory_files.c.memory_id == self._memory_id, memory_files.c.path == path)
-                .values(content=content, size_bytes=len(content), content_hash=digest, updated_at=ts)
+                .values(
+                    content=content, size_bytes=len(content), content_hash=digest, updated_at=ts
+                )
             )
             entry = MemoryFile(path, False, len(content), digest, existing.created_at, ts, content)
             return entry, False
@@ -221,8 +223,7 @@ class MemoryFiles:
             total += len(content)
             if len(content) > self._limits.file_max_bytes:
                 raise PayloadTooLarge(
-                    f"'{path}' is {len(content)} bytes; the limit is "
-                    f"{self._limits.file_max_bytes}",
+                    f"'{path}' is {len(content)} bytes; the limit is {self._limits.file_max_bytes}",
                     code="file_too_large",
                 )
             if total > self._limits.memory_max_bytes:
