@@ -134,6 +134,18 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
     ("PUT", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
     ("DELETE", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(),
+    ("GET", "/api/v1/memories/{memory_id}"): Case(),
+    ("PATCH", "/api/v1/memories/{memory_id}"): Case(fixed({"description": "theirs"})),
+    ("DELETE", "/api/v1/memories/{memory_id}"): Case(),
+    ("POST", "/api/v1/memories/{memory_id}/sync"): Case(fixed({})),
+    ("GET", "/api/v1/memories/{memory_id}/fs"): Case(),
+    ("GET", "/api/v1/memories/{memory_id}/fs/_/download/{path:path}"): Case(),
+    ("POST", "/api/v1/memories/{memory_id}/fs/_/grep"): Case(fixed({"pattern": "hi"})),
+    ("POST", "/api/v1/memories/{memory_id}/fs/_/stat"): Case(fixed({"path": "/notes.txt"})),
+    ("GET", "/api/v1/memories/{memory_id}/fs/{path:path}"): Case(),
+    ("POST", "/api/v1/memories/{memory_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
+    ("PUT", "/api/v1/memories/{memory_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
+    ("DELETE", "/api/v1/memories/{memory_id}/fs/{path:path}"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/storage/keys"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/storage/secrets"): Case(),
     ("PUT", "/api/v1/sessions/{session_id}/storage/secrets"): Case(
@@ -305,6 +317,8 @@ async def build_world(api: Api) -> World:
     )
     agent_key = await created(client.post(f"/v1/agents/{agent['id']}/keys", json={"name": "m"}))
     channel_session = await created(client.post(f"/v1/channels/{channel['id']}/sessions", json={}))
+    memory = await created(client.post("/v1/memories", json={"name": "matrix-memory"}))
+    await created(client.post(f"/v1/memories/{memory['id']}/fs/notes.txt", json={"content": "hi"}))
     return {
         "session_id": session,
         "task_id": task["id"],
@@ -328,6 +342,7 @@ async def build_world(api: Api) -> World:
         "channel_id": channel["id"],
         "agent_key_id": agent_key["id"],
         "channel_session_id": channel_session["id"],
+        "memory_id": memory["id"],
     }
 
 
@@ -393,6 +408,7 @@ WORLD_PARAMS = {
     "provider",
     "channel_id",
     "agent_key_id",
+    "memory_id",
 }
 
 
