@@ -15,11 +15,11 @@ from dulwich.repo import Repo
 from dulwich.server import DictBackend
 from dulwich.web import make_wsgi_chain
 from sqlalchemy import func, select
-from tests.api.conftest import assert_error
-from tests.conftest import Api
 
 from everloop.config import Settings
 from everloop.store.tables import memories, memory_files
+from tests.api.conftest import assert_error
+from tests.conftest import Api
 
 SECRET = "tok-3f9a1c-never-returned"
 
