@@ -61,26 +61,6 @@ OWNED_ELSEWHERE: dict[str, str] = {
             "stat",
         )
     },
-    **{
-        f"memories.{m}": "issue 19: memories"
-        for m in (
-            "list",
-            "create",
-            "get",
-            "update",
-            "delete",
-            "sync",
-            "list_files",
-            "read_file",
-            "download_file",
-            "create_file",
-            "create_dir",
-            "update_file",
-            "delete_file",
-            "grep_files",
-            "stat_file",
-        )
-    },
     "capabilities.list_guardrail_examples": "issue 21: guardrails",
     "capabilities.dry_run_guardrails": "issue 21: guardrails",
     "agents.list_health_checks": "issue 21: agent health checks",
@@ -354,6 +334,49 @@ async def connections(client: Any) -> None:
     assert await client.connections.list() == []
 
 
+async def memories(client: Any) -> None:
+    """All 15 ``memories.*`` methods: a manual memory's CRUD and files, and a git memory whose
+    sync the default egress policy refuses (recorded as ``last_sync_error``)."""
+    name = unique("notes")
+    made = await client.memories.create(name, description="Team notes")
+    assert made.id.startswith("mem_") and made.source_type == "manual" and not made.is_readonly
+    assert made.id in [m.id for m in await client.memories.list(search=name)]
+    assert (await client.memories.get(made.id)).name == name
+    renamed = await client.memories.update(made.id, description="What the team knows")
+    assert renamed.description == "What the team knows"
+
+    info = await client.memories.create_file(made.id, "/people/ada.md", "Ada likes tea\n")
+    assert info.path == "/people/ada.md" and info.size_bytes == 14
+    folder = await client.memories.create_dir(made.id, "/archive")
+    assert folder.is_directory
+    assert {f.path for f in await client.memories.list_files(made.id)} == {"/archive", "/people"}
+    read = await client.memories.read_file(made.id, "/people/ada.md")
+    assert read.content == "Ada likes tea\n" and read.encoding == "text"
+    assert await client.memories.download_file(made.id, "people/ada.md") == "Ada likes tea\n"
+    updated = await client.memories.update_file(made.id, "/people/ada.md", "Ada likes coffee")
+    assert updated.content == "Ada likes coffee"
+    [hit] = await client.memories.grep_files(made.id, "coffee", path_pattern="*.md")
+    assert hit.path == "/people/ada.md"
+    stat = await client.memories.stat_file(made.id, "/people")
+    assert stat.is_directory
+    await client.memories.delete_file(made.id, "/archive")
+    assert [f.path for f in await client.memories.list_files(made.id)] == ["/people"]
+
+    git = await client.memories.create(
+        unique("handbook"),
+        source={"type": "git", "url": "http://bot:tok-secret@127.0.0.1:9/handbook.git"},
+    )
+    assert git.is_readonly and git.source_type == "git"
+    assert "tok-secret" not in json.dumps(git.model_dump())
+    synced = await client.memories.sync(git.id)
+    assert synced.sync_status == "failed" and "egress" in (synced.last_sync_error or "")
+
+    await client.memories.delete(made.id)
+    archived = await client.memories.list(include_archived=True)
+    assert {m.id: m.status for m in archived}[made.id] == "archived"
+    assert made.id not in [m.id for m in await client.memories.list()]
+
+
 WEATHER_SCRIPT = {
     "response": {"type": "echo"},
     "tool_calls": [{"when": "weather", "name": "get_weather", "arguments": {"city": "Paris"}}],
@@ -374,6 +397,7 @@ async def test_every_management_method_of_the_sdk_is_exercised(server: Server, a
         await asyncio.wait_for(agents_and_versions(client, model_id), 120)
         await asyncio.wait_for(sessions_messages_events(client, model_id, api), 180)
         await asyncio.wait_for(connections(client), 60)
+        await asyncio.wait_for(memories(client), 60)
     finally:
         await client.close()
 

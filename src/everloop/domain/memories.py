@@ -78,6 +78,8 @@ def parse_source(raw: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | N
     if raw is None:
         return "manual", None, None
     kind = raw.get("type")
+    if kind is None:  # everruns-sdk's request models drop the discriminator
+        kind = "github" if "repository" in raw and "url" not in raw else "git"
     if kind not in _SOURCE_KEYS:
         raise InvalidInput("source.type must be 'git' or 'github'", field="source.type")
     extra = sorted(set(raw) - _SOURCE_KEYS[kind])
