@@ -254,17 +254,20 @@ async def test_git_source_sync_resync_and_failure_keeps_content(
     assert (await api.client.get(f"{fs}/guide.md")).json()["content"] == "second guide\n"
 
 
-async def test_sync_is_refused_by_the_default_egress_policy(
-    api: Api, git_server: tuple[Repo, str, WSGIServer], settings: Settings
+async def test_interval_sync_runs_when_due(
+    api: Api, git_server: tuple[Repo, str, WSGIServer]
 ) -> None:
     _, url, _ = git_server
-    # The test's settings allow loopback; a guard without that allowance refuses.
-    api.services.memories._fetcher._guard._private_networks = ()  # type: ignore[attr-defined]
-    mem = await _memory(api, "blocked", source={"type": "git", "url": url})
-    failed = (await api.client.post(f"/v1/memories/{mem['id']}/sync", json={})).json()
-    assert failed["sync_status"] == "failed"
-    assert "egress" in failed["last_sync_error"] and "loopback" in failed["last_sync_error"]
-    assert (await api.client.get(f"/v1/memories/{mem['id']}/fs")).json()["data"] == []
+    source = {"type": "git", "url": url, "sync_interval_secs": 300}
+    mem = await _memory(api, "interval", source=source)
+    await _memory(api, "manual-only", source={"type": "git", "url": url})
+    # Never synced: due now; the memory without an interval is left alone.
+    assert await api.services.memories.sync_due() == 1
+    got = (await api.client.get(f"/v1/memories/{mem['id']}")).json()
+    assert got["sync_status"] == "succeeded"
+    assert (await api.client.get(f"/v1/memories/{mem['id']}/fs/README.md")).status_code == 200
+    # Synced just now: not due again for 300 seconds.
+    assert await api.services.memories.sync_due() == 0
 
 
 async def test_sync_of_a_manual_memory_is_a_422(api: Api) -> None:
