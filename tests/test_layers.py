@@ -28,7 +28,6 @@ LAYERS = {
 # Known debt, to shrink, never to grow: the storage tools still call the services that own
 # their storage logic (it moves below them with workspaces, issue 19).
 KNOWN_UPWARD = {
-    ("everloop.capabilities.file_system", "everloop.services.files"),
     ("everloop.capabilities.key_value", "everloop.services"),
     ("everloop.capabilities.key_value", "everloop.services.session_storage"),
     ("everloop.capabilities.leased_resources", "everloop.services"),

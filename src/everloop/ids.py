@@ -40,6 +40,7 @@ Prefix = Literal[
     "apichan",
     "agentkey",
     "rtok",
+    "wsp",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]
