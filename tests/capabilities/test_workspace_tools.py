@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-
-from everloop.store.tables import workspace_files
 from tests.conftest import Api
 from tests.engine.conftest import new_session, send, wait_turns_ended
+
+from everloop.store.tables import workspace_files
 
 STALE = "sha256:" + "0" * 64
 

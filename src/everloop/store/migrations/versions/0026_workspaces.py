@@ -67,9 +67,7 @@ def upgrade() -> None:
         sa.Column("updated_at", Ts, nullable=False),
         sa.Column("updated_by_session_id", Id, nullable=True),
     )
-    op.create_index(
-        "ix_workspace_files_parent", "workspace_files", ["workspace_id", "parent_path"]
-    )
+    op.create_index("ix_workspace_files_parent", "workspace_files", ["workspace_id", "parent_path"])
     op.add_column("sessions", sa.Column("workspace_id", Id, nullable=True))
 
     # Every live session's automatic workspace, then its files moved in.
