@@ -297,8 +297,9 @@ def build_file_system_capability(limits: FileLimits) -> Capability:
         category="storage",
         features=("file_system",),
         system_prompt_addition=(
-            "You have a private file system mounted at /workspace (paths may also be given "
-            "relative to it). Use read_file before edit_file, and keep edits small."
+            "You have a file system mounted at /workspace (paths may also be given "
+            "relative to it); other sessions may share it. Use read_file before edit_file, and "
+            "keep edits small."
         ),
         tools=(
             ReadFile(limits),
