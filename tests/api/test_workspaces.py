@@ -148,6 +148,9 @@ async def test_sessions_share_a_workspace_and_deleting_one_keeps_it(api: Api) ->
     two = await create_session(api, workspace_id=wsp)
     alone = await create_session(api)
     assert one["workspace_id"] == two["workspace_id"] == wsp
+    assert (await _ok(client.get(f"/v1/sessions/{one['id']}")))["workspace_id"] == wsp
+    listed = {s["id"]: s["workspace_id"] for s in (await _ok(client.get("/v1/sessions")))["data"]}
+    assert listed[two["id"]] == wsp and listed[alone["id"]] == alone["workspace_id"]
     assert alone["workspace_id"].startswith("wsp_") and alone["workspace_id"] != wsp
     own = await _ok(client.get(f"/v1/workspaces/{alone['workspace_id']}"))
     assert own["session_id"] == alone["id"]
