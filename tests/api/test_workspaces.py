@@ -3,6 +3,7 @@ workspace (one file area under both session routes), compare-and-set, quotas and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -239,3 +240,22 @@ async def test_paths_quota_and_size_limits_on_workspace_routes(api: Api) -> None
     assert_error(copy, 413, "workspace_quota_exceeded")
     names = [e["name"] for e in (await _ok(client.get(fs)))["data"]]
     assert names == ["a.txt", "b.txt"]
+
+
+async def test_concurrent_compare_and_set_writers_one_wins(api: Api) -> None:
+    fs = f"/v1/workspaces/{(await _workspace(api))['id']}/fs"
+    base = await _ok(api.client.post(f"{fs}/race.md", json={"content": "v0"}), 201)
+    answers = await asyncio.gather(
+        *(
+            api.client.put(
+                f"{fs}/race.md", json={"content": f"w{n}", "content_hash": base["content_hash"]}
+            )
+            for n in range(4)
+        )
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 409, 409, 409], [a.text for a in answers]
+    [winner] = [a.json() for a in answers if a.status_code == 200]
+    for lost in (a for a in answers if a.status_code == 409):
+        assert winner["content_hash"] in lost.json()["error"]["message"]
+    assert (await _ok(api.client.get(f"{fs}/race.md")))["content"] == winner["content"]
