@@ -50,6 +50,8 @@ async def test_workspace_crud(api: Api) -> None:
     assert got == made
     listed = await _ok(client.get("/v1/workspaces", params={"search": "SHARED"}))
     assert [w["id"] for w in listed["data"]] == [made["id"]]
+    wildcard = await _ok(client.get("/v1/workspaces", params={"search": "%"}))
+    assert wildcard["data"] == []  # LIKE's wildcards match themselves only
 
     renamed = await _ok(client.patch(f"/v1/workspaces/{made['id']}", json={"name": "research-2"}))
     assert renamed["name"] == "research-2" and renamed["description"] == "Shared notes"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.store import files as file_store
@@ -119,11 +119,13 @@ async def listing(
     if not include_archived:
         query = query.where(workspaces.c.status == "active")
     if search:
-        pattern = f"%{search.lower()}%"
+        needle = search.lower()
         query = query.where(
             or_(
-                func.lower(workspaces.c.name).like(pattern, escape="\\"),
-                func.lower(func.coalesce(workspaces.c.description, "")).like(pattern, escape="\\"),
+                func.lower(workspaces.c.name).contains(needle, autoescape=True),
+                func.lower(func.coalesce(workspaces.c.description, "")).contains(
+                    needle, autoescape=True
+                ),
             )
         )
     rows = await conn.execute(query.order_by(workspaces.c.name))
@@ -138,15 +140,6 @@ async def of_session(conn: AsyncConnection, session_id: str) -> str | None:
     """The workspace holding a session's files (one read of the session's row by key)."""
     value = await conn.scalar(select(sessions.c.workspace_id).where(sessions.c.id == session_id))
     return str(value) if value is not None else None
-
-
-async def sessions_using(conn: AsyncConnection, workspace_id: str) -> int:
-    count = await conn.scalar(
-        select(func.count())
-        .select_from(sessions)
-        .where(and_(sessions.c.workspace_id == workspace_id, sessions.c.deleted_at.is_(None)))
-    )
-    return int(count or 0)
 
 
 async def delete_automatic(conn: AsyncConnection, session_id: str, ts: str) -> None:
