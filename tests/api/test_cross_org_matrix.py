@@ -130,6 +130,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions/{session_id}/fs/_/copy"): Case(
         fixed({"src_path": "/notes.txt", "dst_path": "/copied.txt"})
     ),
+    ("GET", "/api/v1/sessions/{session_id}/fs/_/download/{path:path}"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(),
     ("POST", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
     ("PUT", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
@@ -146,6 +147,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/workspaces/{workspace_id}/fs/_/copy"): Case(
         fixed({"src_path": "/notes.txt", "dst_path": "/copied.txt"})
     ),
+    ("GET", "/api/v1/workspaces/{workspace_id}/fs/_/download/{path:path}"): Case(),
     ("GET", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(),
     ("POST", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(
         fixed({"content": "theirs"})

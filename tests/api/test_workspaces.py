@@ -116,6 +116,12 @@ async def test_every_file_route_of_a_workspace(api: Api) -> None:
     assert moved["path"] == "/old/c.md"
     assert_error(await client.get(f"{fs}/c.md"), 404)
     assert_error(await client.delete(f"{fs}/docs"), 409, "directory_not_empty")
+    raw_file = await client.get(f"{fs}/_/download/b.bin")
+    assert raw_file.status_code == 200 and raw_file.content == b"\x00\x01"
+    assert raw_file.headers["content-type"] == "application/octet-stream"
+    assert 'filename="b.bin"' in raw_file.headers["content-disposition"]
+    assert_error(await client.get(f"{fs}/_/download/docs"), 409, "is_a_directory")
+    assert_error(await client.get(f"{fs}/_/download/nope.txt"), 404)
     gone = await _ok(client.delete(f"{fs}/docs", params={"recursive": "true"}))
     assert gone == {"deleted": True}
     assert_error(await client.get(f"{fs}/docs/notes.md"), 404)

@@ -5,8 +5,8 @@ routes open the session's workspace and the workspace routes the named one
 (``store.workspace_files.Workspace`` under both). ``GET /fs/{path}`` reads a file or lists a
 directory; ``POST`` creates, ``PUT`` updates (``content_hash``: compare-and-set), ``DELETE``
 deletes (``?recursive=true`` for a directory with content). Actions live under the reserved
-``/fs/_/``: ``grep``, ``stat``, ``move``, ``copy``. Paths may carry the ``/workspace`` prefix;
-``..``, NUL and backslashes are a 400.
+``/fs/_/``: ``grep``, ``stat``, ``move``, ``copy``, ``download/{path}`` (raw bytes). Paths may
+carry the ``/workspace`` prefix; ``..``, NUL and backslashes are a 400.
 """
 
 # No ``from __future__ import annotations``: the routes are made by a function, and FastAPI
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, Request, Response, status
 
 from everloop.api.deps import CallerDep, services
 from everloop.api.schemas import ListResponse
@@ -121,6 +121,32 @@ def file_routes(router: APIRouter, base: str, id_name: str, open_files: Opener) 
         """
         async with open_files(request, caller, owner_id, True) as workspace:
             return session_file(await workspace.copy(body.src_path, body.dst_path), owner_id)
+
+    @router.get(
+        fs + "/_/download/{path:path}",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def download_path(
+        request: Request, caller: CallerDep, owner_id: OwnerId, path: str
+    ) -> Response:
+        """Download a file's raw bytes.
+
+        ``application/octet-stream`` with ``Content-Disposition: attachment`` naming the file;
+        a directory is a 409 ``is_a_directory``.
+        """
+        async with open_files(request, caller, owner_id, False) as workspace:
+            entry = await workspace.read(path)
+        assert entry.content is not None
+        quoted = entry.name.replace("\\", "_").replace('"', "_")
+        return Response(
+            content=entry.content,
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f'attachment; filename="{quoted}"',
+                "ETag": f'"{entry.content_hash}"',
+            },
+        )
 
     @router.get(
         fs + "/{path:path}", response_model=SessionFileResponse | ListResponse[FileInfoResponse]
