@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from everloop.errors import InvalidInput
 from everloop.patterns import compile_line_filter, compile_untrusted
-from everloop.services.files import _LinePattern
+from everloop.store.workspace_files import _LinePattern
 
 PATTERNS = [
     "^a",

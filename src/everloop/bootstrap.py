@@ -78,6 +78,7 @@ from everloop.services.sessions import SessionService
 from everloop.services.subagents import SubagentLimits, SubagentService
 from everloop.services.turns import TurnService
 from everloop.services.version_recorder import VersionRecorder
+from everloop.services.workspaces import WorkspaceService
 from everloop.sql_pool import SqlWorkerPool
 from everloop.sql_sandbox import Limits as SqlLimits
 from everloop.store import notifications
@@ -115,6 +116,7 @@ class Services:
     egress: EgressGuard
     session_databases: SessionDatabaseService
     files: FileService
+    workspaces: WorkspaceService
     storage: SessionStorageService
     blueprints: BlueprintService
     agent_versions: AgentVersionService
@@ -448,6 +450,7 @@ def build_services(settings: Settings) -> Services:
         egress=egress,
         session_databases=session_databases,
         files=FileService(db, sessions, file_limits(settings)),
+        workspaces=WorkspaceService(db, file_limits(settings)),
         storage=SessionStorageService(db, sessions, vault),
         drivers=drivers,
         blueprints=blueprints,

@@ -290,10 +290,12 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level of the server.")
     file_max_bytes: int = Field(
-        default=10 * 1024 * 1024, ge=0, description="Largest file in a session's file system."
+        default=10 * 1024 * 1024, ge=0, description="Largest file in a workspace."
     )
     session_files_max_bytes: int = Field(
-        default=500 * 1024 * 1024, ge=0, description="Total size of one session's files."
+        default=500 * 1024 * 1024,
+        ge=0,
+        description="Quota of one workspace (a session's own or a shared one): its files' total.",
     )
     memory_sync_poll_seconds: float = Field(
         default=60.0,

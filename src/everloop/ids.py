@@ -41,6 +41,7 @@ Prefix = Literal[
     "agentkey",
     "rtok",
     "mem",
+    "wsp",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

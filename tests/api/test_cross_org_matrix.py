@@ -130,6 +130,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/sessions/{session_id}/fs/_/copy"): Case(
         fixed({"src_path": "/notes.txt", "dst_path": "/copied.txt"})
     ),
+    ("GET", "/api/v1/sessions/{session_id}/fs/_/download/{path:path}"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(),
     ("POST", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
     ("PUT", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
@@ -146,6 +147,25 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/memories/{memory_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
     ("PUT", "/api/v1/memories/{memory_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
     ("DELETE", "/api/v1/memories/{memory_id}/fs/{path:path}"): Case(),
+    ("GET", "/api/v1/workspaces/{workspace_id}"): Case(),
+    ("PATCH", "/api/v1/workspaces/{workspace_id}"): Case(fixed({"description": "theirs"})),
+    ("DELETE", "/api/v1/workspaces/{workspace_id}"): Case(),
+    ("GET", "/api/v1/workspaces/{workspace_id}/fs"): Case(),
+    ("POST", "/api/v1/workspaces/{workspace_id}/fs/_/stat"): Case(fixed({"path": "/notes.txt"})),
+    ("POST", "/api/v1/workspaces/{workspace_id}/fs/_/grep"): Case(fixed({"pattern": "hi"})),
+    ("POST", "/api/v1/workspaces/{workspace_id}/fs/_/move"): Case(
+        fixed({"src_path": "/notes.txt", "dst_path": "/moved.txt"})
+    ),
+    ("POST", "/api/v1/workspaces/{workspace_id}/fs/_/copy"): Case(
+        fixed({"src_path": "/notes.txt", "dst_path": "/copied.txt"})
+    ),
+    ("GET", "/api/v1/workspaces/{workspace_id}/fs/_/download/{path:path}"): Case(),
+    ("GET", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(),
+    ("POST", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(
+        fixed({"content": "theirs"})
+    ),
+    ("PUT", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
+    ("DELETE", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/storage/keys"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/storage/secrets"): Case(),
     ("PUT", "/api/v1/sessions/{session_id}/storage/secrets"): Case(
@@ -307,6 +327,10 @@ async def build_world(api: Api) -> World:
     )
     await created(client.post(f"/v1/sessions/{session}/databases", json={"name": "notes"}))
     await created(client.post(f"/v1/sessions/{session}/fs/notes.txt", json={"content": "hi"}))
+    workspace = await created(client.post("/v1/workspaces", json={"name": "matrix"}))
+    await created(
+        client.post(f"/v1/workspaces/{workspace['id']}/fs/notes.txt", json={"content": "hi"})
+    )
     await created(
         client.put(f"/v1/sessions/{session}/storage/secrets", json={"secrets": {"MINE": "x"}})
     )
@@ -343,6 +367,7 @@ async def build_world(api: Api) -> World:
         "agent_key_id": agent_key["id"],
         "channel_session_id": channel_session["id"],
         "memory_id": memory["id"],
+        "workspace_id": workspace["id"],
     }
 
 
@@ -387,6 +412,7 @@ def test_every_route_with_a_path_id_has_a_case(api: Api) -> None:
 
 
 WORLD_PARAMS = {
+    "workspace_id",
     "session_id",
     "task_id",
     "agent_id",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from everloop import ids
-from everloop.store.tables import events, harnesses, session_files, sessions
+from everloop.store.tables import events, harnesses, sessions, workspace_files
 from tests.api.conftest import assert_error, create_agent, create_session
 from tests.conftest import Api
 
@@ -22,7 +22,7 @@ def client_tool(name: str) -> dict[str, Any]:
 async def _rows(api: Api) -> tuple[int, int, int]:
     async with api.services.db.read() as conn:
         counted = []
-        for table in (sessions, events, session_files):
+        for table in (sessions, events, workspace_files):
             counted.append(await conn.scalar(select(func.count()).select_from(table)) or 0)
     return counted[0], counted[1], counted[2]
 

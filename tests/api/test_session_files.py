@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from everloop.config import Settings
-from everloop.services import files as files_service
+from everloop.store import workspace_files as files_service
 from tests.api.conftest import OtherOrg, assert_error, create_agent, create_session
 from tests.conftest import Api
 
@@ -166,12 +166,12 @@ async def test_quotas_per_file_and_per_session(api: Api) -> None:
         ok = await api.client.post(f"{fs}/{name}.txt", json={"content": "x" * 100})
         assert ok.status_code == 201, ok.text
     over = await api.client.post(f"{fs}/c.txt", json={"content": "x" * 60})
-    assert_error(over, 413, "session_files_quota_exceeded")
+    assert_error(over, 413, "workspace_quota_exceeded")
     # Replacing a file counts its new size, not both.
     replaced = await api.client.put(f"{fs}/a.txt", json={"content": "y" * 100})
     assert replaced.status_code == 200, replaced.text
     copy = await api.client.post(f"{fs}/_/copy", json={"src_path": "/a.txt", "dst_path": "/d"})
-    assert_error(copy, 413, "session_files_quota_exceeded")
+    assert_error(copy, 413, "workspace_quota_exceeded")
 
 
 async def test_read_only_files_refuse_writes_and_deletes(api: Api) -> None:

@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from everloop.store.event_log import EventQuery, read_events
-from everloop.store.tables import session_databases, session_files, session_secrets, sessions
+from everloop.store.tables import (
+    session_databases,
+    session_secrets,
+    sessions,
+    workspace_files,
+)
+from everloop.store.workspaces import automatic_id
 from tests.api.conftest import OtherOrg, assert_error, create_agent
 from tests.conftest import Api
 from tests.engine.conftest import (
@@ -352,9 +358,11 @@ async def test_deleting_a_parent_deletes_its_subagents_and_stops_their_turns(
     assert {parent, child}.isdisjoint(s["id"] for s in listed["data"])
     assert await ok(client.get("/v1/tasks")) == []
     async with engine.services.db.read() as conn:
-        for table in (session_files, session_secrets, session_databases):
+        for table in (session_secrets, session_databases):
             count = select(func.count()).where(table.c.session_id == child)
             assert await conn.scalar(count) == 0, table.name
+        files = select(func.count()).where(workspace_files.c.workspace_id == automatic_id(child))
+        assert await conn.scalar(files) == 0
 
     # The child's model call was cancelled (its task settled in the parent's log); the
     # parent's wait stopped (its session is gone) without recording an answer: no turn of the

@@ -17,7 +17,8 @@ from tests.engine.conftest import new_session, send, wait_turns_ended
 from everloop.domain.timestamps import now
 from everloop.store import session_storage as storage
 from everloop.store.session_storage import Lease
-from everloop.store.tables import session_files, session_kv, session_leases, session_secrets
+from everloop.store.tables import session_kv, session_leases, session_secrets, workspace_files
+from everloop.store.workspaces import automatic_id
 
 PLAINTEXT = "sk-live-7c1f0e2b9d4a-never-leak-me"
 
@@ -292,7 +293,16 @@ async def test_deleting_a_session_deletes_its_storage(api: Api) -> None:
     await api.client.post(f"/v1/sessions/{other}/fs/keep.txt", json={"content": "x"})
     assert (await api.client.delete(f"/v1/sessions/{sid}")).status_code in (200, 204)
     async with api.services.db.read() as conn:
-        for table in (session_files, session_kv, session_secrets, session_leases):
+        files = {
+            session_id: await conn.scalar(
+                select(func.count())
+                .select_from(workspace_files)
+                .where(workspace_files.c.workspace_id == automatic_id(session_id))
+            )
+            for session_id in (sid, other)
+        }
+        assert files[sid] == 0 and files[other] >= 1
+        for table in (session_kv, session_secrets, session_leases):
             counts = {
                 session_id: await conn.scalar(
                     select(func.count()).select_from(table).where(table.c.session_id == session_id)

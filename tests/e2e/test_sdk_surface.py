@@ -42,25 +42,6 @@ pytestmark = pytest.mark.slow
 # Methods other open issues own, each with its reason. Keep this list short and honest: when
 # an issue lands, its methods leave this list and a scenario below calls them.
 OWNED_ELSEWHERE: dict[str, str] = {
-    **{
-        f"workspaces.{m}": "issue 19: workspaces"
-        for m in ("list", "create", "get", "update", "delete")
-    },
-    **{
-        f"workspace_files.{m}": "issue 19: workspace files"
-        for m in (
-            "list",
-            "read",
-            "create",
-            "create_dir",
-            "update",
-            "delete",
-            "move_file",
-            "copy_file",
-            "grep",
-            "stat",
-        )
-    },
     "capabilities.list_guardrail_examples": "issue 21: guardrails",
     "capabilities.dry_run_guardrails": "issue 21: guardrails",
     "agents.list_health_checks": "issue 21: agent health checks",
@@ -377,6 +358,44 @@ async def memories(client: Any) -> None:
     assert made.id not in [m.id for m in await client.memories.list()]
 
 
+async def workspaces_and_files(client: Any) -> None:
+    """Every ``workspaces.*`` and ``workspace_files.*`` method, each answer parsed by the SDK's
+    models (the recording proxy checks the return annotations)."""
+    name = unique("team")
+    made = await client.workspaces.create(name, description="shared notes")
+    assert made.id.startswith("wsp_") and made.status == "active"
+    assert made.id in {w.id for w in await client.workspaces.list(search=name)}
+    assert (await client.workspaces.get(made.id)).description == "shared notes"
+    renamed = await client.workspaces.update(made.id, name=name + "-2")
+    assert renamed.name == name + "-2"
+
+    files = client.workspace_files
+    created = await files.create(made.id, "/docs/notes.md", "hello\n")
+    assert created.path == "/docs/notes.md" and created.content == "hello\n"
+    assert (await files.create_dir(made.id, "/empty")).is_directory
+    assert {f.path for f in await files.list(made.id)} == {"/docs", "/empty"}
+    assert "/docs/notes.md" in {f.path for f in await files.list(made.id, recursive=True)}
+    assert [f.name for f in await files.list(made.id, "/docs")] == ["notes.md"]
+    assert (await files.read(made.id, "/docs/notes.md")).content == "hello\n"
+    updated = await files.update(made.id, "/docs/notes.md", "hello there\n")
+    assert updated.content == "hello there\n"
+    [found] = await files.grep(made.id, "th.re", path_pattern="*.md")
+    assert found.path == "/docs/notes.md" and found.matches[0].line_number == 1
+    assert (await files.stat(made.id, "/docs/notes.md")).size_bytes == 12
+    copied = await files.copy_file(made.id, "/docs/notes.md", "/copy.md")
+    assert copied.content == "hello there\n"
+    assert (await files.move_file(made.id, "/copy.md", "/old/copy.md")).path == "/old/copy.md"
+    assert (await files.delete(made.id, "/docs", recursive=True)).deleted
+    with pytest.raises(ApiError) as gone:
+        await files.read(made.id, "/docs/notes.md")
+    assert gone.value.status_code == 404
+
+    await client.workspaces.delete(made.id)
+    assert (await client.workspaces.get(made.id)).status == "archived"
+    assert made.id not in {w.id for w in await client.workspaces.list()}
+    assert made.id in {w.id for w in await client.workspaces.list(include_archived=True)}
+
+
 WEATHER_SCRIPT = {
     "response": {"type": "echo"},
     "tool_calls": [{"when": "weather", "name": "get_weather", "arguments": {"city": "Paris"}}],
@@ -398,6 +417,7 @@ async def test_every_management_method_of_the_sdk_is_exercised(server: Server, a
         await asyncio.wait_for(sessions_messages_events(client, model_id, api), 180)
         await asyncio.wait_for(connections(client), 60)
         await asyncio.wait_for(memories(client), 60)
+        await asyncio.wait_for(workspaces_and_files(client), 60)
     finally:
         await client.close()
 

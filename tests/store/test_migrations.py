@@ -8,12 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, Table, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from everloop.config import Settings
@@ -123,3 +124,96 @@ def test_only_a_database_behind_head_loads_alembic(settings: Settings, blank_url
     assert not _loads_alembic(settings.app_database_url)
     assert _loads_alembic(blank_url)
     assert frozenset(_state(blank_url)[0]) == migrate.HEADS
+
+
+def _filler(column: Any) -> Any:
+    """A value for a NOT NULL column of a reflected table (the row only has to exist)."""
+    kind = column.type.__class__.__name__.upper()
+    if "INT" in kind:
+        return 0
+    if "BOOL" in kind:
+        return False
+    if "JSON" in kind:
+        return []
+    if "BINARY" in kind or "BLOB" in kind or "BYTEA" in kind:
+        return b""
+    return "x"
+
+
+def _insert(conn: Any, name: str, values: dict[str, Any]) -> None:
+    table = Table(name, MetaData(), autoload_with=conn)
+    row = {
+        c.name: _filler(c)
+        for c in table.columns
+        if not c.nullable and c.server_default is None and c.name not in values
+    }
+    conn.execute(table.insert(), {**row, **values})
+
+
+def test_0026_moves_session_files_into_automatic_workspaces(blank_url: str) -> None:
+    hexes = ["0" * 31 + "1", "0" * 31 + "2"]
+    org = "org_" + "9" * 32
+    engine = create_engine(migrate.sync_url(blank_url))
+    try:
+        with engine.begin() as connection:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0025_channels")
+            _insert(connection, "organizations", {"id": org, "name": "Org"})
+            for number, hex_part in enumerate(hexes):
+                _insert(
+                    connection,
+                    "sessions",
+                    {
+                        "id": f"session_{hex_part}",
+                        "organization_id": org,
+                        "owner_principal_id": "principal_" + "1" * 32,
+                        "created_at": "2026-01-01T00:00:00.000Z",
+                        "deleted_at": "2026-01-02T00:00:00.000Z" if number else None,
+                    },
+                )
+            for path, parent, directory, content in (
+                ("/docs", "/", True, None),
+                ("/docs/a.md", "/docs", False, b"hello"),
+            ):
+                _insert(
+                    connection,
+                    "session_files",
+                    {
+                        "session_id": f"session_{hexes[0]}",
+                        "path": path,
+                        "parent_path": parent,
+                        "id": path,
+                        "is_directory": directory,
+                        "is_readonly": False,
+                        "content": content,
+                        "size_bytes": len(content or b""),
+                        "content_hash": None,
+                        "created_at": "t",
+                        "updated_at": "t",
+                    },
+                )
+    finally:
+        engine.dispose()
+    migrate.upgrade(blank_url)
+    engine = create_engine(migrate.sync_url(blank_url))
+    try:
+        with engine.connect() as conn:
+            live, deleted = (f"session_{h}" for h in hexes)
+            wsp = f"wsp_{hexes[0]}"
+            sessions = dict(conn.execute(text("SELECT id, workspace_id FROM sessions")).all())
+            assert sessions == {live: wsp, deleted: None}
+            found = conn.execute(
+                text("SELECT id, name, session_id, organization_id, status FROM workspaces")
+            ).all()
+            assert [tuple(r) for r in found] == [(wsp, f"session-{hexes[0]}", live, org, "active")]
+            files = conn.execute(
+                text("SELECT workspace_id, path, content FROM workspace_files ORDER BY path")
+            ).all()
+            assert [(r[0], r[1], bytes(r[2]) if r[2] is not None else None) for r in files] == [
+                (wsp, "/docs", None),
+                (wsp, "/docs/a.md", b"hello"),
+            ]
+            assert "session_files" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()

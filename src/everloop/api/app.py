@@ -49,6 +49,7 @@ from everloop.api.routes import (
     session_tasks,
     sessions,
     turns,
+    workspaces,
 )
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ def create_app(
     routes.include_router(capabilities.router)
     routes.include_router(session_databases.router)
     routes.include_router(files.router)
+    routes.include_router(workspaces.router)
     routes.include_router(session_storage.router)
     routes.include_router(session_tasks.router)
     routes.include_router(schedules.router)

@@ -345,6 +345,11 @@ class CreateSessionRequest(WireModel):
     parallel_tool_calls: bool | None = None
     blueprint_id: Annotated[str, StringConstraints(max_length=200)] | None = None
     blueprint_config: JsonObject | None = None
+    workspace_id: IdText | None = Field(
+        default=None,
+        description="Run in this existing workspace (same organization) so several sessions "
+        "share one file area; left out: the session gets its own automatic workspace.",
+    )
 
 
 class UpdateSessionRequest(WireModel):
@@ -446,6 +451,11 @@ class SessionResponse(BaseModel):
         default=None,
         description="The sequence of the parent's event log the fork was taken at (its last "
         "copied event); null unless this session is a fork.",
+    )
+    workspace_id: str | None = Field(
+        default=None,
+        description="The workspace holding the session's files (`/v1/workspaces/{id}/fs`): "
+        "its own automatic one, or the shared one it was created in.",
     )
 
 

@@ -22,7 +22,11 @@ class FileInfoResponse(BaseModel):
     """File metadata without content."""
 
     id: str
-    session_id: str
+    session_id: str = Field(
+        description="The session (or, under `/v1/workspaces`, the workspace) the file was read "
+        "through."
+    )
+    workspace_id: str | None = Field(default=None, description="The workspace holding the file.")
     path: str
     name: str
     is_directory: bool
@@ -62,6 +66,13 @@ class UpdateFileRequest(WireModel):
     content: FileContent | None = None
     encoding: Encoding | None = None
     is_readonly: bool | None = None
+    content_hash: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = (
+        Field(
+            default=None,
+            description="Compare-and-set: replace the content only while the file's hash is "
+            "still this one (409 `hash_mismatch` naming the current hash otherwise).",
+        )
+    )
 
 
 class DeleteFileResponse(BaseModel):
@@ -135,10 +146,12 @@ class SessionResourceEntry(BaseModel):
     updated_at: str
 
 
-def file_info(entry: StoredFile) -> FileInfoResponse:
+def file_info(entry: StoredFile, through: str | None = None) -> FileInfoResponse:
+    """``through``: the session or workspace id of the route (default: the workspace)."""
     return FileInfoResponse(
         id=entry.id,
-        session_id=entry.session_id,
+        session_id=through or entry.workspace_id,
+        workspace_id=entry.workspace_id,
         path=entry.path,
         name=entry.name,
         is_directory=entry.is_directory,
@@ -150,14 +163,16 @@ def file_info(entry: StoredFile) -> FileInfoResponse:
     )
 
 
-def session_file(entry: StoredFile) -> SessionFileResponse:
+def session_file(entry: StoredFile, through: str | None = None) -> SessionFileResponse:
     content: str | None = None
     encoding: Encoding | None = None
     if entry.content is not None and not entry.is_directory:
         content, encoding = encode_content(entry.content)
-    return SessionFileResponse(**file_info(entry).model_dump(), content=content, encoding=encoding)
+    return SessionFileResponse(
+        **file_info(entry, through).model_dump(), content=content, encoding=encoding
+    )
 
 
 def file_stat(entry: StoredFile) -> FileStatResponse:
-    info = file_info(entry).model_dump(exclude={"id", "session_id"})
+    info = file_info(entry).model_dump(exclude={"id", "session_id", "workspace_id"})
     return FileStatResponse(**info)

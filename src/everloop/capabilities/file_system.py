@@ -1,7 +1,12 @@
-"""Capability ``file_system``: the session's files under ``/workspace``, stored in the database.
+"""Capability ``file_system``: the session's workspace under ``/workspace``, in the database.
 
-Every tool is transactional (database only): it runs inside the runner's step transaction, so
-a file write commits together with its ``tool.completed`` event, exactly once.
+A session's files are its workspace's (``store.workspaces``): its own automatic one, or a
+shared one several sessions use. Every tool is transactional (database only): it runs inside
+the runner's step transaction, so a file write commits together with its ``tool.completed``
+event, exactly once. A write records the writing session on the entry
+(``updated_by_session_id``) and in its result (``session_id``), so in a shared workspace the
+event log tells which session wrote what. ``edit_file`` is a compare-and-set on the file's
+``content_hash``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,14 @@ from everloop.capabilities.base import Capability, SideEffect, ToolContext, Tool
 from everloop.domain.files import StoredFile, normalize_path
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
-from everloop.services.files import FileLimits, Workspace, decode_content, encode_content
+from everloop.store import workspaces as workspace_store
+from everloop.store.workspace_files import (
+    FileLimits,
+    HashMismatch,
+    Workspace,
+    decode_content,
+    encode_content,
+)
 
 DEFAULT_READ_LINES = 2000
 MAX_READ_CHARS = 256 * 1024
@@ -45,15 +57,26 @@ class _FileTool:
 
     limits: FileLimits = field(repr=False)
     side_effect: ClassVar[SideEffect] = SideEffect.TRANSACTIONAL
+    writes: ClassVar[bool] = False  # a write's result names the session that wrote
 
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:
             raise ToolError("the file system is only available inside a turn")
-        workspace = Workspace(context.connection, context.session_id, self.limits)
+        workspace_id = await workspace_store.of_session(context.connection, context.session_id)
+        if workspace_id is None:
+            raise ToolError("this session has no workspace")
+        workspace = Workspace(
+            context.connection, workspace_id, self.limits, writer_session_id=context.session_id
+        )
         try:
-            return await self.run(workspace, arguments)
+            result = await self.run(workspace, arguments)
+        except HashMismatch as exc:
+            raise ToolError(f"{exc.message} (current content_hash: {exc.current_hash})") from None
         except EverloopError as exc:
             raise ToolError(exc.message) from None
+        if self.writes and isinstance(result, dict):
+            result["session_id"] = context.session_id
+        return result
 
     async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
         raise NotImplementedError
@@ -108,9 +131,11 @@ class ReadFile(_FileTool):
 @dataclass(frozen=True, slots=True)
 class WriteFile(_FileTool):
     name: str = "write_file"
+    writes: ClassVar[bool] = True
     description: str = (
         "Create or overwrite a file (parent directories are created). `encoding` is 'text' "
-        "(default) or 'base64' for binary content."
+        "(default) or 'base64' for binary content. With `expected_hash` (from read_file) it "
+        "overwrites only while the file is unchanged (the workspace may be shared)."
     )
     parameters: JsonObject = field(
         default_factory=lambda: object_schema(
@@ -118,6 +143,7 @@ class WriteFile(_FileTool):
                 "path": _PATH,
                 "content": {"type": "string"},
                 "encoding": {"type": "string", "enum": ["text", "base64"]},
+                "expected_hash": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
             },
             ["path", "content"],
         )
@@ -125,7 +151,9 @@ class WriteFile(_FileTool):
 
     async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
         content = decode_content(arguments["content"], arguments.get("encoding", "text"))
-        entry, created = await workspace.write(arguments["path"], content)
+        entry, created = await workspace.write(
+            arguments["path"], content, expected_hash=arguments.get("expected_hash")
+        )
         return {
             "path": entry.path,
             "size_bytes": entry.size_bytes,
@@ -137,6 +165,7 @@ class WriteFile(_FileTool):
 @dataclass(frozen=True, slots=True)
 class EditFile(_FileTool):
     name: str = "edit_file"
+    writes: ClassVar[bool] = True
     description: str = (
         "Edit a text file: replace `old_string` (which must occur exactly once) with "
         "`new_string`; or replace the whole file with `content`, only if its hash is still "
@@ -225,6 +254,7 @@ class Grep(_FileTool):
 @dataclass(frozen=True, slots=True)
 class DeleteFile(_FileTool):
     name: str = "delete_file"
+    writes: ClassVar[bool] = True
     description: str = (
         "Delete a file or an empty directory; `recursive: true` deletes a directory with "
         "everything in it. Read-only entries cannot be deleted."
@@ -262,13 +292,14 @@ def build_file_system_capability(limits: FileLimits) -> Capability:
     return Capability(
         id="file_system",
         name="File system",
-        description="A per-session file system under /workspace: read, write, edit, list, "
-        "search and delete files.",
+        description="The session's workspace under /workspace (its own, or one shared with "
+        "other sessions): read, write, edit, list, search and delete files.",
         category="storage",
         features=("file_system",),
         system_prompt_addition=(
-            "You have a private file system mounted at /workspace (paths may also be given "
-            "relative to it). Use read_file before edit_file, and keep edits small."
+            "You have a file system mounted at /workspace (paths may also be given "
+            "relative to it); other sessions may share it. Use read_file before edit_file, and "
+            "keep edits small."
         ),
         tools=(
             ReadFile(limits),

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError, object_schema
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
-from everloop.services import session_storage
 from everloop.store import session_storage as storage
+from everloop.store import session_storage_rules as session_storage
 
 MAX_LISTED = 1000
 

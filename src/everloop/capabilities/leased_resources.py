@@ -12,8 +12,8 @@ from typing import ClassVar
 from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
-from everloop.services import session_storage
 from everloop.store import session_storage as storage
+from everloop.store import session_storage_rules as session_storage
 
 _NAME: JsonObject = {"type": "string", "minLength": 1, "maxLength": 200}
 

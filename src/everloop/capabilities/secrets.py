@@ -17,7 +17,7 @@ from everloop.capabilities.base import Capability, SideEffect, ToolContext, Tool
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.domain.secret_refs import placeholder
 from everloop.errors import EverloopError
-from everloop.services.session_storage import SecretVault
+from everloop.store.session_storage_rules import SecretVault
 
 USAGE = (
     "Write the placeholder, exactly, where the value belongs in the arguments of a tool that "

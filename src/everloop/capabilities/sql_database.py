@@ -30,8 +30,8 @@ from everloop.capabilities.base import (
 )
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
-from everloop.services.session_databases import SessionDatabaseService
 from everloop.sql_sandbox import SqlValue
+from everloop.store.session_database_engine import SessionDatabases
 
 _NAME: JsonObject = {
     "type": "string",
@@ -119,7 +119,7 @@ def _object(properties: JsonObject, required: list[str]) -> JsonObject:
     }
 
 
-def build_sql_database_capability(service: SessionDatabaseService) -> Capability:
+def build_sql_database_capability(service: SessionDatabases) -> Capability:
     async def create_database(
         conn: AsyncConnection, session_id: str, args: JsonObject
     ) -> JsonValue:

@@ -19,11 +19,11 @@ MAX_NAME_CHARS = 255
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """One file or directory of a session; ``content`` is ``None`` for directories and for
+    """One file or directory of a workspace; ``content`` is ``None`` for directories and for
     listings that did not load it."""
 
     id: str
-    session_id: str
+    workspace_id: str
     path: str
     is_directory: bool
     is_readonly: bool
@@ -32,6 +32,8 @@ class StoredFile:
     created_at: str
     updated_at: str
     content: bytes | None = None
+    # The session whose tool last wrote it (None: written through the API).
+    updated_by_session_id: str | None = None
 
     @property
     def name(self) -> str:

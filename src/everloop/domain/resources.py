@@ -145,6 +145,8 @@ class Session:
     # Fork lineage: the session this one was forked from, and the sequence it was taken at.
     forked_from_session_id: str | None = None
     forked_from_sequence: int | None = None
+    # The workspace holding its files: its automatic one, or a shared one it was created in.
+    workspace_id: str | None = None
     # Read-time, caller-relative facts (not stored on the session row).
     is_pinned: bool | None = None
     owner_kind: PrincipalKind | None = None

@@ -34,6 +34,7 @@ from everloop.store import turns as turn_store
 from everloop.store.event_log import start_log
 from everloop.store.runtime_layers import load_agent_layer, load_harness_chain, session_layer
 from everloop.store.sql import Store
+from everloop.store.workspaces import create_automatic
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,14 @@ class ChildSessions:
         child_id = row["id"]
         message = Message(ids.new_id("message"), "user", (TextPart(request.task),), now())
         turn_id = ids.new_id("turn")
+        # A subagent gets its own automatic workspace, like any session.
+        row["workspace_id"] = await create_automatic(
+            conn, row["organization_id"], child_id, row["owner_principal_id"], row["created_at"]
+        )
         await self._store.insert_session(conn, row)
-        await copy_initial_files(conn, child_id, [list(runtime.initial_files)], self._file_limits)
+        await copy_initial_files(
+            conn, row["workspace_id"], [list(runtime.initial_files)], self._file_limits
+        )
         context = EventContext(turn_id=turn_id, input_message_id=message.id, trace_id=turn_id)
         await start_log(
             conn,

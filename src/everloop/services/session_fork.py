@@ -51,6 +51,7 @@ from everloop.store.db import Database
 from everloop.store.event_log import last_sequence
 from everloop.store.sql import Store
 from everloop.store.turns import lock_session
+from everloop.store.workspaces import copy_files, create_automatic
 
 TITLE_CHARS = 500
 
@@ -176,8 +177,17 @@ class SessionForkService:
                 forked_from_session_id=session_id,
                 forked_from_sequence=at,
             )
+            # The fork gets its own automatic workspace with a copy of the parent's files,
+            # also when the parent uses a shared workspace (isolation: the fork's writes
+            # never reach the parent's area).
+            parent_workspace = row.get("workspace_id")
+            row["workspace_id"] = await create_automatic(
+                conn, row["organization_id"], fork_id, caller.principal_id, ts
+            )
             await self._store.insert_session(conn, row)
             copied = await self._copy_log(conn, session_id, fork_id, at)
+            if parent_workspace:
+                await copy_files(conn, parent_workspace, row["workspace_id"])
             await forks.copy_storage(conn, session_id, fork_id)
             values: dict[str, Any] = {"last_sequence": copied.events}
             if copied.turns:

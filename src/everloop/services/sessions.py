@@ -43,6 +43,7 @@ from everloop.services.config_resources import (
 from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
 from everloop.services.models import ModelService
+from everloop.services.workspaces import resolve_shared
 from everloop.store.channels import owned_sessions
 from everloop.store.db import Database
 from everloop.store.event_log import start_log
@@ -55,6 +56,7 @@ from everloop.store.session_tasks import descendant_ids, lock_tree, tree_root
 from everloop.store.sql import Store
 from everloop.store.tables import sessions
 from everloop.store.turns import session_config
+from everloop.store.workspaces import create_automatic
 
 FeaturesOf = Callable[[Sequence[str]], tuple[str, ...]]
 
@@ -145,6 +147,7 @@ class SessionService:
         agent_name = fields.pop("agent_name", None)
         harness_id = fields.pop("harness_id", None)
         harness_name = fields.pop("harness_name", None)
+        shared_workspace_id = fields.pop("workspace_id", None)
         if agent_id and agent_name:
             raise InvalidInput("give agent_id or agent_name, not both", field="agent_id")
         for key, prefix in (("model_id", "model"), ("agent_identity_id", "identity")):
@@ -169,6 +172,8 @@ class SessionService:
                 conn, caller.organization_id, fields.get("model_id"), "model_id"
             )
             await check_identity(conn, caller.organization_id, fields.get("agent_identity_id"))
+            if shared_workspace_id is not None:
+                await resolve_shared(conn, caller.organization_id, shared_workspace_id)
             agent = None
             if agent_id:
                 agent = await self._agents.get(caller, agent_id, conn)
@@ -233,6 +238,7 @@ class SessionService:
                 "blueprint_config": fields.get("blueprint_config"),
                 "last_sequence": 1,  # session.started, written below
                 "deleted_at": None,
+                "workspace_id": shared_workspace_id,
             }
             # The session's RuntimeAgent must assemble (a harness cycle, two tools of one name
             # are a 422), from the rows just read rather than read again.
@@ -256,6 +262,11 @@ class SessionService:
                 blueprint_config=row["blueprint_config"],
             )
             runtime = self._assembler.for_session(layers)
+            if shared_workspace_id is None:
+                # Its own workspace: one more insert in this transaction.
+                row["workspace_id"] = await create_automatic(
+                    conn, caller.organization_id, session_id, caller.principal_id, ts
+                )
             await self._store.insert_session(conn, row)
             if self._connections is not None:
                 # The creator's user connections become its secrets (one indexed read if none).
@@ -264,7 +275,11 @@ class SessionService:
                 )
             # Its initial files, merged by path across the layers, are copied in.
             await copy_initial_files(
-                conn, session_id, [list(runtime.initial_files)], self._file_limits
+                conn,
+                row["workspace_id"],
+                [list(runtime.initial_files)],
+                self._file_limits,
+                only_missing=shared_workspace_id is not None,
             )
             await start_log(
                 conn,

@@ -8,7 +8,6 @@ database (they never pass through Python).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,6 @@ from everloop import ids
 from everloop.store import direct
 from everloop.store.tables import (
     session_databases,
-    session_files,
     session_kv,
     session_secrets,
     sessions,
@@ -180,28 +178,11 @@ async def insert_copies(
 
 
 async def copy_storage(conn: AsyncConnection, source: str, target: str) -> None:
-    """Deep-copy ``source``'s files (each with a new file id), key-values, SQL databases and
-    secrets into ``target``. Secrets are copied sealed, never opened: each keeps the session it
-    was sealed for (``session_secrets.sealed_for_session_id``; ``services.session_storage``)."""
-    target_id = literal(target, session_files.c.session_id.type)
-    paths = (
-        await conn.execute(
-            select(session_files.c.path)
-            .where(session_files.c.session_id == source)
-            .order_by(session_files.c.path)
-        )
-    ).scalars()
-    for path in list(paths):
-        file_id = str(uuid.UUID(hex=ids.uuid7_hex()))
-        columns = [c for c in session_files.c if c.name not in ("session_id", "id")]
-        await conn.execute(
-            session_files.insert().from_select(
-                ["session_id", "id", *(c.name for c in columns)],
-                select(target_id, literal(file_id, session_files.c.id.type), *columns).where(
-                    session_files.c.session_id == source, session_files.c.path == path
-                ),
-            )
-        )
+    """Deep-copy ``source``'s key-values, SQL databases and secrets into ``target`` (its files
+    are its workspace's: ``store.workspaces.copy_files``). Secrets are copied sealed, never
+    opened: each keeps the session it was sealed for (``session_secrets.sealed_for_session_id``;
+    ``services.session_storage``)."""
+    target_id = literal(target, session_kv.c.session_id.type)
     for table in (session_kv, session_databases):
         columns = [c for c in table.c if c.name != "session_id"]
         await conn.execute(

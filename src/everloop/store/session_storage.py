@@ -12,7 +12,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.domain.messages import JsonValue
-from everloop.store import files as file_store
+from everloop.domain.timestamps import now
+from everloop.store import workspaces as workspace_store
 from everloop.store.tables import session_kv, session_leases, session_secrets
 
 
@@ -238,7 +239,8 @@ async def delete_expired_leases(
 
 
 async def purge_session(conn: AsyncConnection, session_id: str) -> None:
-    """Delete the session's files, key-values, secrets and leases (caller's transaction)."""
-    await file_store.delete_session(conn, session_id)
+    """Delete the session's automatic workspace (its files), key-values, secrets and leases
+    (caller's transaction). A shared workspace the session used keeps its files."""
+    await workspace_store.delete_automatic(conn, session_id, now())
     for table in (session_kv, session_secrets, session_leases):
         await conn.execute(delete(table).where(table.c.session_id == session_id))

@@ -225,6 +225,9 @@ sessions = Table(
     # sequence of its log the fork was taken at (NULL for a session that is not a fork).
     Column("forked_from_session_id", Id, nullable=True),
     Column("forked_from_sequence", BigInteger, nullable=True),
+    # The workspace holding the session's files (store/workspaces.py): its automatic one, or a
+    # shared one named at creation.
+    Column("workspace_id", Id, nullable=True),
 )
 # Listings (newest first, by keyset) and counts of an organization's live sessions; see
 # migrations 0012 and 0016 and store/session_rows.py.

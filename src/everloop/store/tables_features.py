@@ -211,10 +211,38 @@ workers = Table(
 
 # Session storage (capabilities file_system, key_value, secrets, leased_resources). Rows go
 # with their session: SessionService.delete purges them in the delete's transaction.
-session_files = Table(
-    "session_files",
+# Workspaces (services/workspaces.py): an organization's named file areas. Every session has
+# one: its automatic workspace (``session_id`` set: made with the session, deleted with it), or
+# a shared one named at creation (``session_id`` NULL: outlives the sessions that use it).
+workspaces = Table(
+    "workspaces",
     metadata,
-    Column("session_id", Id, ForeignKey("sessions.id"), primary_key=True),
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", String(1000), nullable=True),
+    Column("status", String(16), nullable=False),  # active | archived
+    Column("owner_principal_id", Id, nullable=False),
+    Column("session_id", Id, nullable=True),  # the session it is the automatic workspace of
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    Column("archived_at", Ts, nullable=True),
+    Column("deleted_at", Ts, nullable=True),
+)
+Index(
+    "ux_workspaces_org_name",
+    workspaces.c.organization_id,
+    workspaces.c.name,
+    unique=True,
+    sqlite_where=workspaces.c.deleted_at.is_(None),
+    postgresql_where=workspaces.c.deleted_at.is_(None),
+)
+
+# A workspace's file tree (store/files.py, store/workspace_files.py).
+workspace_files = Table(
+    "workspace_files",
+    metadata,
+    Column("workspace_id", Id, ForeignKey("workspaces.id"), primary_key=True),
     Column("path", String(1024), primary_key=True),  # normalized: "/a/b.txt", never "/"
     Column("parent_path", String(1024), nullable=False),  # "/" for top-level entries
     Column("id", String(36), nullable=False),  # UUID text, the wire "id"
@@ -225,8 +253,10 @@ session_files = Table(
     Column("content_hash", String(80), nullable=True),  # "sha256:<hex>"
     Column("created_at", Ts, nullable=False),
     Column("updated_at", Ts, nullable=False),
+    # The session whose tool last wrote the entry (NULL: written through the API).
+    Column("updated_by_session_id", Id, nullable=True),
 )
-Index("ix_session_files_parent", session_files.c.session_id, session_files.c.parent_path)
+Index("ix_workspace_files_parent", workspace_files.c.workspace_id, workspace_files.c.parent_path)
 
 session_kv = Table(
     "session_kv",
