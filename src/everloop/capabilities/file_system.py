@@ -12,13 +12,16 @@ event log tells which session wrote what. ``edit_file`` is a compare-and-set on 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from everloop.capabilities.base import Capability, SideEffect, ToolContext, ToolError, object_schema
+from everloop.capabilities.memory import resolve_memory_path
+from everloop.capabilities.memory_mount import MountedMemory, mounted_name
 from everloop.domain.files import StoredFile, normalize_path
 from everloop.domain.messages import JsonObject, JsonValue
 from everloop.errors import EverloopError
 from everloop.store import workspaces as workspace_store
+from everloop.store.memory_files import MemoryLimits
 from everloop.store.workspace_files import (
     FileLimits,
     HashMismatch,
@@ -62,13 +65,8 @@ class _FileTool:
     async def call(self, arguments: JsonObject, context: ToolContext) -> JsonValue:
         if context.connection is None:
             raise ToolError("the file system is only available inside a turn")
-        workspace_id = await workspace_store.of_session(context.connection, context.session_id)
-        if workspace_id is None:
-            raise ToolError("this session has no workspace")
-        workspace = Workspace(
-            context.connection, workspace_id, self.limits, writer_session_id=context.session_id
-        )
         try:
+            workspace = await self._area(arguments, context)
             result = await self.run(workspace, arguments)
         except HashMismatch as exc:
             raise ToolError(f"{exc.message} (current content_hash: {exc.current_hash})") from None
@@ -77,6 +75,26 @@ class _FileTool:
         if self.writes and isinstance(result, dict):
             result["session_id"] = context.session_id
         return result
+
+    async def _area(self, arguments: JsonObject, context: ToolContext) -> Workspace:
+        """The session's workspace, or the memory a ``/memory/<name>/`` path names (the
+        memories its ``memory`` capability uses, read-only where mounted so)."""
+        assert context.connection is not None
+        path = arguments.get("path")
+        if isinstance(path, str) and mounted_name(path) is not None:
+            limits = MemoryLimits(self.limits.file_max_bytes, self.limits.workspace_max_bytes)
+            found = await resolve_memory_path(context.connection, context, path, limits)
+            assert found is not None
+            files, _inner = found
+            name = mounted_name(path) or ""
+            # The tools use only the part of Workspace MountedMemory answers (see its module).
+            return cast(Workspace, MountedMemory(files, name, readonly=files.readonly))
+        workspace_id = await workspace_store.of_session(context.connection, context.session_id)
+        if workspace_id is None:
+            raise ToolError("this session has no workspace")
+        return Workspace(
+            context.connection, workspace_id, self.limits, writer_session_id=context.session_id
+        )
 
     async def run(self, workspace: Workspace, arguments: Any) -> JsonValue:
         raise NotImplementedError

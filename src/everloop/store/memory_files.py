@@ -84,6 +84,11 @@ class MemoryFiles:
 
     # -- reading ---------------------------------------------------------------------------
 
+    @property
+    def readonly(self) -> bool:
+        """Whether writes are refused (a git source, or a read-only mount)."""
+        return self._readonly is not None
+
     async def stat(self, raw_path: str) -> MemoryFile:
         path = normalize_path(raw_path)
         if path == "/":
