@@ -108,3 +108,20 @@ async def test_a_fork_of_a_shared_workspace_session_copies_the_files(engine: Api
     assert (await api.client.put(fs, json={"content": "forked"})).status_code == 200
     shared = await api.client.get(f"/v1/workspaces/{wsp}/fs/shared/plan.md")
     assert shared.json()["content"] == "step one\n"
+
+
+async def test_an_archived_workspace_refuses_tool_writes_until_restored(engine: Api) -> None:
+    api = engine
+    wsp = (await api.client.post("/v1/workspaces", json={"name": "frozen"})).json()["id"]
+    sid = await new_session(api, SCRIPT, capabilities=[{"ref": "file_system"}], workspace_id=wsp)
+    _result(await _turn(api, sid, "write the plan", 1))
+    assert (await api.client.delete(f"/v1/workspaces/{wsp}")).status_code in (200, 204)
+
+    refused = await _turn(api, sid, "append", 2)
+    assert not refused["success"] and "archived" in refused["error"]
+    read = _result(await _turn(api, sid, "read it", 3))
+    assert read["content"] == "step one\n"
+
+    restored = await api.client.patch(f"/v1/workspaces/{wsp}", json={"status": "active"})
+    assert restored.status_code == 200, restored.text
+    assert _result(await _turn(api, sid, "append", 4))["content_hash"] != read["content_hash"]

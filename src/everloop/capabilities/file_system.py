@@ -92,6 +92,11 @@ class _FileTool:
         workspace_id = await workspace_store.of_session(context.connection, context.session_id)
         if workspace_id is None:
             raise ToolError("this session has no workspace")
+        if self.writes and await workspace_store.is_archived(context.connection, workspace_id):
+            raise ToolError(
+                f"workspace {workspace_id} is archived: its files can be read, not changed "
+                "(restoring it with PATCH /v1/workspaces/{id} status active allows writes)"
+            )
         return Workspace(
             context.connection, workspace_id, self.limits, writer_session_id=context.session_id
         )

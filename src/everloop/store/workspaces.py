@@ -142,6 +142,12 @@ async def of_session(conn: AsyncConnection, session_id: str) -> str | None:
     return str(value) if value is not None else None
 
 
+async def is_archived(conn: AsyncConnection, workspace_id: str) -> bool:
+    """Whether the workspace is archived (its files read-only until it is restored)."""
+    status = await conn.scalar(select(workspaces.c.status).where(workspaces.c.id == workspace_id))
+    return status == "archived"
+
+
 async def delete_automatic(conn: AsyncConnection, session_id: str, ts: str) -> None:
     """A deleted session's automatic workspace goes with it: its files, and the row (marked
     deleted, which frees its name). A shared workspace the session used is untouched."""
