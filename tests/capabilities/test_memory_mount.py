@@ -32,6 +32,8 @@ SCRIPT = {
         _rule("^scrawl", "write_file", path="/memory/handbook/guide.md", content="mine now"),
         _rule("^local", "write_file", path="/notes.md", content="workspace file"),
         _rule("^stranger", "read_file", path="/memory/elsewhere/x.md"),
+        _rule("^prune", "delete_file", path="/memory/team/people"),
+        _rule("^clear", "delete_file", path="/memory/team/people", recursive=True),
     ],
 }
 
@@ -109,3 +111,10 @@ async def test_file_tools_reach_mounted_memories(engine: Api) -> None:
 
     stranger = await _tool(api, sid, "stranger memory", 6)
     assert stranger["success"] is False and "elsewhere" in (stranger["error"] or "")
+
+    pruned = await _tool(api, sid, "prune people", 7)
+    assert pruned["success"] is False and "not empty" in (pruned["error"] or "")
+    cleared = await _tool(api, sid, "clear people", 8)
+    assert cleared["success"], cleared
+    gone = await api.client.get(f"/v1/memories/{team}/fs/people/ada.md")
+    assert gone.status_code == 404

@@ -86,7 +86,11 @@ class MountedMemory:
         return self._out(entry), created
 
     async def delete(self, raw_path: str, *, recursive: bool = False) -> int:
-        return await self._files.delete(self._inner(raw_path))
+        inner = self._inner(raw_path)
+        directory = (await self._files.stat(inner)).is_directory
+        if not recursive and directory and await self._files.listing(inner):
+            raise ToolError(f"{normalize_path(raw_path)} is not empty: pass recursive")
+        return await self._files.delete(inner)
 
     async def edit(self, *_args: object, **_kwargs: object) -> MountedEntry:
         raise ToolError("edit_file does not reach /memory/: read the file and write_file it")
