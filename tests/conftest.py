@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from everloop.api.app import create_app
@@ -68,12 +69,29 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     await svc.close()
 
 
+# Building the app (a few hundred routes, their models) takes about 0.6 s, most of an API
+# test's setup. The app holds no state of its own but ``state.services`` and the limits its
+# middleware took from the settings, so one app per set of those limits serves every test,
+# each with its own services.
+_APPS: dict[tuple[object, ...], FastAPI] = {}
+
+
+def _app_for(services: Services) -> FastAPI:
+    s = services.settings
+    key = (s.max_body_bytes, s.max_json_depth, s.max_json_bytes, s.debug_counters)
+    app = _APPS.get(key)
+    if app is None:
+        app = _APPS[key] = create_app(services)
+    app.state.services = services
+    return app
+
+
 @pytest.fixture
 async def api(services: Services) -> AsyncIterator[Api]:
     boot = await services.auth.bootstrap()
     await services.seed_org(boot.organization_id)
     assert boot.token is not None
-    app = create_app(services)
+    app = _app_for(services)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(
         transport=transport,
