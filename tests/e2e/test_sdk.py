@@ -150,7 +150,9 @@ async def test_a_session_with_an_agent_identity(server: Server) -> None:
     """An identity made through the HTTP API; a session naming it, through the SDK, reads back
     with it. ``sessions.create`` takes no ``agent_identity_id``, but its request model has the
     field: the session is posted as ``create`` posts it, with the SDK's own model."""
-    async with httpx.AsyncClient(base_url=f"{server.api_url}/v1/", headers=server.headers) as raw:
+    async with httpx.AsyncClient(
+        base_url=f"{server.api_url}/v1/", headers=server.headers, timeout=30.0
+    ) as raw:
         response = await raw.post(
             "agent-identities", json={"name": unique("e2e-identity"), "timezone": "Europe/Vilnius"}
         )
