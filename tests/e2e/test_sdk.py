@@ -117,7 +117,7 @@ async def test_sessions_crud_pin_and_seed_fields(server: Server) -> None:
         assert session.id in [s.id for s in await client.sessions.list(search="e2e sess")]
 
         async with httpx.AsyncClient(
-            base_url=f"{server.api_url}/v1/", headers=server.headers
+            base_url=f"{server.api_url}/v1/", headers=server.headers, timeout=30.0
         ) as raw:
             body = (await raw.get(f"sessions/{session.id}")).json()
             missing = SEED_FIELDS - set(body)

@@ -58,7 +58,7 @@ async def test_export_and_fork_through_the_sdk(server: Server, api: Api) -> None
 
         # The SDK has no fork call: POST it, then read the fork with the SDK.
         async with httpx.AsyncClient(
-            base_url=f"{server.api_url}/v1/", headers=server.headers
+            base_url=f"{server.api_url}/v1/", headers=server.headers, timeout=30.0
         ) as raw:
             forked = await raw.post(f"sessions/{session_id}/fork")
             assert forked.status_code == 201, forked.text
