@@ -132,6 +132,12 @@ class PayloadTooLarge(EverloopError):
     code = "payload_too_large"
 
 
+class UnsupportedMedia(EverloopError):
+    """The thing asked for is not of a media type the operation serves."""
+
+    code = "unsupported_media_type"
+
+
 class EngineUnavailable(EverloopError):
     """The durable engine could not accept the work right now."""
 

@@ -131,6 +131,7 @@ CASES: dict[tuple[str, str], Case] = {
         fixed({"src_path": "/notes.txt", "dst_path": "/copied.txt"})
     ),
     ("GET", "/api/v1/sessions/{session_id}/fs/_/download/{path:path}"): Case(),
+    ("GET", "/api/v1/sessions/{session_id}/fs/_/preview/{path:path}"): Case(),
     ("GET", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(),
     ("POST", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
     ("PUT", "/api/v1/sessions/{session_id}/fs/{path:path}"): Case(fixed({"content": "theirs"})),
@@ -160,6 +161,7 @@ CASES: dict[tuple[str, str], Case] = {
         fixed({"src_path": "/notes.txt", "dst_path": "/copied.txt"})
     ),
     ("GET", "/api/v1/workspaces/{workspace_id}/fs/_/download/{path:path}"): Case(),
+    ("GET", "/api/v1/workspaces/{workspace_id}/fs/_/preview/{path:path}"): Case(),
     ("GET", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(),
     ("POST", "/api/v1/workspaces/{workspace_id}/fs/{path:path}"): Case(
         fixed({"content": "theirs"})
@@ -256,6 +258,8 @@ def world_for(template: str, world: World) -> World:
     """The world as a route sees it: a channel's sessions are the channel's own."""
     if template.startswith("/api/v1/channels/"):
         return {**world, "session_id": world["channel_session_id"]}
+    if "/fs/_/preview/" in template:  # previews serve HTML files only
+        return {**world, "path": "page.html"}
     return world
 
 
@@ -327,10 +331,12 @@ async def build_world(api: Api) -> World:
     )
     await created(client.post(f"/v1/sessions/{session}/databases", json={"name": "notes"}))
     await created(client.post(f"/v1/sessions/{session}/fs/notes.txt", json={"content": "hi"}))
+    await created(client.post(f"/v1/sessions/{session}/fs/page.html", json={"content": "<p>"}))
     workspace = await created(client.post("/v1/workspaces", json={"name": "matrix"}))
-    await created(
-        client.post(f"/v1/workspaces/{workspace['id']}/fs/notes.txt", json={"content": "hi"})
-    )
+    for name, content in (("notes.txt", "hi"), ("page.html", "<p>")):
+        await created(
+            client.post(f"/v1/workspaces/{workspace['id']}/fs/{name}", json={"content": content})
+        )
     await created(
         client.put(f"/v1/sessions/{session}/storage/secrets", json={"secrets": {"MINE": "x"}})
     )

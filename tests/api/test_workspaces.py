@@ -267,3 +267,25 @@ async def test_concurrent_compare_and_set_writers_one_wins(api: Api) -> None:
     for lost in (a for a in answers if a.status_code == 409):
         assert winner["content_hash"] in lost.json()["error"]["message"]
     assert (await _ok(api.client.get(f"{fs}/race.md")))["content"] == winner["content"]
+
+
+async def test_preview_serves_html_sandboxed(api: Api) -> None:
+    wsp = (await api.client.post("/v1/workspaces", json={"name": "site"})).json()["id"]
+    page = "<html><script>document.title='hi'</script><p>Report</p></html>"
+    for path, content in (("/site/index.html", page), ("/site/data.csv", "a,b\n")):
+        made = await api.client.post(f"/v1/workspaces/{wsp}/fs{path}", json={"content": content})
+        assert made.status_code == 201, made.text
+
+    shown = await api.client.get(f"/v1/workspaces/{wsp}/fs/_/preview/site/index.html")
+    assert shown.status_code == 200, shown.text
+    assert shown.text == page and shown.headers["content-type"].startswith("text/html")
+    policy = shown.headers["content-security-policy"]
+    assert policy.startswith("sandbox allow-scripts;") and "allow-same-origin" not in policy
+    assert shown.headers["x-content-type-options"] == "nosniff"
+
+    other = await api.client.get(f"/v1/workspaces/{wsp}/fs/_/preview/site/data.csv")
+    assert other.status_code == 415 and "download" in other.json()["error"]["message"]
+    folder = await api.client.get(f"/v1/workspaces/{wsp}/fs/_/preview/site")
+    assert folder.status_code == 400
+    missing = await api.client.get(f"/v1/workspaces/{wsp}/fs/_/preview/site/none.html")
+    assert missing.status_code == 404

@@ -31,6 +31,7 @@ from everloop.errors import (
     PayloadTooLarge,
     TooManyRequests,
     Unauthenticated,
+    UnsupportedMedia,
 )
 
 log = logging.getLogger("everloop.api")
@@ -43,6 +44,7 @@ STATUS_BY_ERROR: dict[type[EverloopError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    UnsupportedMedia: 415,
     TooManyRequests: 429,
     EngineUnavailable: 503,
 }

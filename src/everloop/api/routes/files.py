@@ -5,7 +5,8 @@ routes open the session's workspace and the workspace routes the named one
 (``store.workspace_files.Workspace`` under both). ``GET /fs/{path}`` reads a file or lists a
 directory; ``POST`` creates, ``PUT`` updates (``content_hash``: compare-and-set), ``DELETE``
 deletes (``?recursive=true`` for a directory with content). Actions live under the reserved
-``/fs/_/``: ``grep``, ``stat``, ``move``, ``copy``, ``download/{path}`` (raw bytes). Paths may
+``/fs/_/``: ``grep``, ``stat``, ``move``, ``copy``, ``download/{path}`` (raw bytes),
+``preview/{path}`` (an HTML file, sandboxed). Paths may
 carry the ``/workspace`` prefix; ``..``, NUL and backslashes are a 400.
 """
 
@@ -38,7 +39,7 @@ from everloop.api.storage_schemas import (
     session_file,
 )
 from everloop.domain.files import normalize_path
-from everloop.errors import InvalidInput
+from everloop.errors import InvalidInput, MalformedInput, UnsupportedMedia
 from everloop.services.auth import Caller
 from everloop.services.files import Workspace, decode_content
 
@@ -49,6 +50,14 @@ def _session_files(
     request: Request, caller: Caller, session_id: str, write: bool
 ) -> AbstractAsyncContextManager[Workspace]:
     return services(request).files.workspace(caller, session_id, write=write)
+
+
+# An HTML file previewed runs sandboxed: an opaque origin (no cookies, storage or parent DOM),
+# scripts allowed, no forms, popups or top-level navigation; it loads nothing from elsewhere.
+_PREVIEW_POLICY = (
+    "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; img-src data:; font-src data:; frame-ancestors 'self'"
+)
 
 
 def file_routes(router: APIRouter, base: str, id_name: str, open_files: Opener) -> None:
@@ -145,6 +154,46 @@ def file_routes(router: APIRouter, base: str, id_name: str, open_files: Opener) 
             headers={
                 "Content-Disposition": f'attachment; filename="{quoted}"',
                 "ETag": f'"{entry.content_hash}"',
+            },
+        )
+
+    @router.get(
+        fs + "/_/preview/{path:path}",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/html": {}}},
+            400: {"description": "The path is a directory"},
+            415: {"description": "The file is not an HTML document"},
+        },
+    )
+    async def preview_path(
+        request: Request, caller: CallerDep, owner_id: OwnerId, path: str
+    ) -> Response:
+        """Render an HTML file, sandboxed.
+
+        An ``.html``/``.htm`` file as a ``text/html`` document under a ``sandbox`` content
+        security policy: a viewer can show it (scripts included) in an iframe without it reaching
+        everloop's origin, storage, the parent page or top-level navigation. A directory is a
+        400; any other file a 415 (download it instead).
+        """
+        async with open_files(request, caller, owner_id, False) as workspace:
+            found = await workspace.stat(path)
+            if found.is_directory:
+                raise MalformedInput(f"'{found.path}' is a directory", field="path")
+            if not found.name.lower().endswith((".html", ".htm")):
+                raise UnsupportedMedia(
+                    f"'{found.path}' is not an HTML file: download it with fs/_/download"
+                )
+            entry = await workspace.read(path)
+        assert entry.content is not None
+        return Response(
+            content=entry.content,
+            media_type="text/html; charset=utf-8",
+            headers={
+                "Content-Security-Policy": _PREVIEW_POLICY,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
             },
         )
 
