@@ -15,6 +15,7 @@ from sqlalchemy import text
 from everloop.bootstrap_admin import prepare_storage as prepare_storage  # re-exported
 from everloop.bootstrap_admin import revocation_marker
 from everloop.capabilities.base import CapabilityRegistry
+from everloop.capabilities.compaction import build_compaction_capability
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
 from everloop.capabilities.human_input import (
@@ -240,6 +241,7 @@ def build_capabilities(
     registry.register(build_subagents_capability(subagents))
     registry.register(build_schedules_capability(schedules))
     registry.register(build_memory_capability(memory_limits(settings)))
+    registry.register(build_compaction_capability())
     return registry
 
 

@@ -33,7 +33,10 @@ async def test_list_shows_the_built_ins(api: Api) -> None:
         assert harness["status"] == "active"
         assert harness["organization_id"] == api.org_id
         assert ids.is_valid("harness", harness["id"])
-    assert by_name["generic"]["capabilities"] == [{"ref": "current_time", "config": None}]
+    assert by_name["generic"]["capabilities"] == [
+        {"ref": "current_time", "config": None},
+        {"ref": "compaction", "config": None},
+    ]
 
 
 @pytest.mark.parametrize("name", ["base", "generic"])

@@ -29,7 +29,10 @@ BUILT_IN_HARNESSES: tuple[dict[str, Any], ...] = (
         "display_name": "Generic",
         "description": "The recommended default harness.",
         "system_prompt": "You are a helpful assistant.",
-        "capabilities": [{"ref": "current_time", "config": None}],
+        "capabilities": [
+            {"ref": "current_time", "config": None},
+            {"ref": "compaction", "config": None},
+        ],
     },
 )
 DEFAULT_HARNESS_NAME = "generic"

@@ -65,6 +65,7 @@ from everloop.engine.steps import (
     StepResult,
     ToolDone,
     TurnHalted,
+    basis_of,
     decode,
     event_context,
     require_running,
@@ -249,7 +250,8 @@ class ActPhase:
             )
             redactor = await self._env.redactor(context, conn)
         if done:
-            return _tool_done(decode(recorded, await self._env.history(context))), redactor
+            history = await self._env.history(context, basis_of(recorded))
+            return _tool_done(decode(recorded, history)), redactor
         if status != "running":
             raise TurnHalted(status or "missing")
         return None, redactor

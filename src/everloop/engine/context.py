@@ -12,6 +12,9 @@ conversation read grew with the session. Now:
   events after the last one it folded: the log is append-only and ordered by a gapless
   sequence, so a folded prefix never changes. It keeps a bounded number of sessions (least
   recently used first out); a session it dropped is read again from the start.
+- A ``context.compacted`` event is a checkpoint (``engine.compaction``): from a checkpoint's
+  basis the turns it covers are one summary message. Which basis a turn reads from is part of
+  its recorded state, so the same history comes back after a crash.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import Tool
 from everloop.domain.budgets import BudgetBlock
-from everloop.domain.messages import Message, ToolResultPart, message_from_json
+from everloop.domain.messages import Message, TextPart, ToolResultPart, message_from_json
 from everloop.domain.runtime_agent import Controls, RuntimeAgent
 from everloop.domain.secret_refs import Redactor
 from everloop.engine.ports import ResolvedModel
@@ -50,7 +53,9 @@ class TurnContext:
     # The MCP tools offered to the model (from cached listings), by name; None: not listed yet.
     remote_tools: Mapping[str, Tool] | None = None
     model: ResolvedModel | None = None
+    # The history before the turn, from the basis ``history_basis`` (``TurnState.basis``).
     history: tuple[Message, ...] | None = None
+    history_basis: str | None = None
     # The session's secrets, read when the turn first needs them (``TurnEnv.redactor``).
     redactor: Redactor | None = None
     # A subagent's ancestors, nearest first (read once, when its first model call is recorded).
@@ -62,24 +67,67 @@ class TurnContext:
     # This process ran the turn's first step itself (it was not recorded before): no later
     # step can have a record yet (see ``StepRecorder.once``).
     fresh: bool = False
+    # The current model call's prompt as counted before it (``engine.compaction``), to be
+    # compared with what the provider reports; None when not counted.
+    counted_prompt: int | None = None
+
+
+SUMMARY_HEADER = (
+    "[The earlier part of this conversation was compacted to save context. A summary of it "
+    "follows; the messages after this one are verbatim.]\n\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A compaction checkpoint (a ``context.compacted`` event): the turns up to and including
+    ``through_turn`` are seen by the model as ``summary`` from then on."""
+
+    id: str
+    made_in: str  # the turn that compacted
+    through_turn: str
+    summary: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """What the model sees before a turn's own messages, from one basis (``TurnState.basis``):
+    ``summary`` (the checkpoint's, if any) then ``turns`` verbatim, each as (turn id, messages);
+    ``user_message`` is the turn's input."""
+
+    basis: str | None
+    summary: Message | None
+    turns: tuple[tuple[str, tuple[Message, ...]], ...]
+    user_message: Message
+
+    @property
+    def history(self) -> tuple[Message, ...]:
+        head = (self.summary,) if self.summary is not None else ()
+        return (*head, *(m for _, messages in self.turns for m in messages))
 
 
 @dataclass(slots=True)
 class _Transcript:
     through: int = 0  # the last sequence folded
     order: list[str] = field(default_factory=list)  # turn ids, in input order
+    position: dict[str, int] = field(default_factory=dict)  # turn id -> index in ``order``
     inputs: dict[str, Message] = field(default_factory=dict)
     replies: dict[str, list[Message]] = field(default_factory=dict)
     results: dict[str, dict[str, ToolResultPart]] = field(default_factory=dict)
     built: dict[str, tuple[Message, ...]] = field(default_factory=dict)
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)  # in log order
 
     def fold(self, rows: list[tuple[int, str, str | None, Any]]) -> None:
         for sequence, kind, turn_id, data in rows:
             self.through = sequence
             if turn_id is None:
                 continue
+            if kind == "context.compacted":
+                self._checkpoint(turn_id, data)
+                continue
             self.built.pop(turn_id, None)
             if kind == "input.message":
+                self.position[turn_id] = len(self.order)
                 self.order.append(turn_id)
                 self.inputs[turn_id] = message_from_json(data["message"])
             elif kind == "output.message.completed":
@@ -87,19 +135,38 @@ class _Transcript:
             else:
                 self.results.setdefault(turn_id, {})[data["tool_call_id"]] = _result_part(data)
 
-    def before(self, turn_id: str) -> tuple[tuple[Message, ...], Message]:
-        """The messages of the turns before ``turn_id``, in turn order, and its input."""
+    def _checkpoint(self, turn_id: str, data: dict[str, Any]) -> None:
+        checkpoint_id = str(data["checkpoint_id"])
+        summary = summary_message(checkpoint_id, str(data["summary"]))
+        self.checkpoints[checkpoint_id] = Checkpoint(
+            checkpoint_id, turn_id, str(data["through_turn_id"]), summary
+        )
+
+    def latest_basis(self, turn_id: str) -> str | None:
+        """The newest checkpoint made before or in ``turn_id`` (a new turn reads from it)."""
+        here = self.position[turn_id]
+        for checkpoint in reversed(self.checkpoints.values()):
+            if self.position.get(checkpoint.made_in, here + 1) <= here:
+                return checkpoint.id
+        return None
+
+    def conversation(self, turn_id: str, basis: str | None) -> Conversation:
+        """The turns before ``turn_id`` as seen from ``basis``, and its input."""
         if turn_id not in self.inputs:
             raise LookupError(f"turn {turn_id} has no input message")
-        history: list[Message] = []
-        for earlier in self.order:
-            if earlier == turn_id:
-                break
+        start, summary = 0, None
+        if basis is not None:
+            checkpoint = self.checkpoints.get(basis)
+            if checkpoint is None:
+                raise LookupError(f"turn {turn_id}: unknown compaction checkpoint {basis}")
+            start, summary = self.position[checkpoint.through_turn] + 1, checkpoint.summary
+        turns = []
+        for earlier in self.order[start : self.position[turn_id]]:
             built = self.built.get(earlier)
             if built is None:
                 built = self.built[earlier] = self._turn_messages(earlier)
-            history.extend(built)
-        return tuple(history), self.inputs[turn_id]
+            turns.append((earlier, built))
+        return Conversation(basis, summary, tuple(turns), self.inputs[turn_id])
 
     def _turn_messages(self, turn_id: str) -> tuple[Message, ...]:
         # Tool results of one act phase become one ``tool_result`` message; calls a cancelled
@@ -130,16 +197,31 @@ class Transcripts:
         self._sessions: OrderedDict[str, _Transcript] = OrderedDict()
 
     async def conversation(
-        self, conn: AsyncConnection, session_id: str, *, before_turn: str
-    ) -> tuple[tuple[Message, ...], Message]:
-        """The history before ``before_turn`` and that turn's input message."""
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        *,
+        before_turn: str,
+        basis: str | None = None,
+        latest: bool = False,
+    ) -> Conversation:
+        """The history before ``before_turn`` from ``basis`` (or, ``latest``, from the newest
+        checkpoint made before or in that turn) and the turn's input message."""
         transcript = self._sessions.pop(session_id, None) or _Transcript()
         rows = await turn_store.history_rows(conn, session_id, after_sequence=transcript.through)
         transcript.fold(rows)
         self._sessions[session_id] = transcript
         while len(self._sessions) > self._max:
             self._sessions.popitem(last=False)
-        return transcript.before(before_turn)
+        if latest and before_turn in transcript.position:
+            basis = transcript.latest_basis(before_turn)
+        return transcript.conversation(before_turn, basis)
+
+
+def summary_message(checkpoint_id: str, summary: str) -> Message:
+    """How the model sees a checkpoint's summary: a user message before the turns after it."""
+    message_id = "message_" + hashlib.sha256(f"{checkpoint_id}:summary".encode()).hexdigest()[:32]
+    return Message(message_id, "user", (TextPart(SUMMARY_HEADER + summary),))
 
 
 def _results_id(reply_id: str) -> str:

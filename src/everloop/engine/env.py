@@ -14,7 +14,7 @@ from everloop.capabilities.base import CapabilityRegistry, Tool, tools_by_name
 from everloop.domain.messages import Message
 from everloop.domain.secret_refs import Redactor
 from everloop.engine.assembly import Assembler
-from everloop.engine.context import Transcripts, TurnContext
+from everloop.engine.context import Conversation, Transcripts, TurnContext
 from everloop.engine.ports import (
     BudgetGate,
     ModelResolver,
@@ -25,6 +25,7 @@ from everloop.engine.ports import (
 from everloop.engine.signals import Signals
 from everloop.engine.steps import TurnHalted
 from everloop.errors import EverloopError
+from everloop.llm.tokens import TokenCounter
 from everloop.store import runtime_layers
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
@@ -68,6 +69,7 @@ class TurnEnv:
         self.secrets = secrets
         self.budgets = budgets
         self.transcripts = Transcripts()
+        self.tokens = TokenCounter()
         self.model_calls = asyncio.Semaphore(settings.max_concurrent_model_calls)
         self._contexts: dict[str, TurnContext] = {}
 
@@ -108,24 +110,24 @@ class TurnEnv:
         """The turn ended (or stopped) in this process: drop its context."""
         self._contexts.pop(turn_id, None)
 
-    async def history(self, context: TurnContext) -> tuple[Message, ...]:
-        """The session history before the turn (the turn has claimed its session, so the
-        history is final)."""
-        if context.history is None:
+    async def history(self, context: TurnContext, basis: str | None = None) -> tuple[Message, ...]:
+        """The session history before the turn as seen from the compaction checkpoint
+        ``basis`` (``TurnState.basis``; the turn has claimed its session, so it is final)."""
+        if context.history is None or context.history_basis != basis:
             async with self.db.read() as conn:
-                context.history, _ = await self.transcripts.conversation(
-                    conn, context.session_id, before_turn=context.turn_id
+                found = await self.transcripts.conversation(
+                    conn, context.session_id, before_turn=context.turn_id, basis=basis
                 )
+            context.history, context.history_basis = found.history, basis
         return context.history
 
-    async def conversation(
-        self, conn: AsyncConnection, context: TurnContext
-    ) -> tuple[tuple[Message, ...], Message]:
-        history, user_message = await self.transcripts.conversation(
-            conn, context.session_id, before_turn=context.turn_id
+    async def conversation(self, conn: AsyncConnection, context: TurnContext) -> Conversation:
+        """A starting turn's history, from the newest compaction checkpoint."""
+        found = await self.transcripts.conversation(
+            conn, context.session_id, before_turn=context.turn_id, latest=True
         )
-        context.history = history
-        return history, user_message
+        context.history, context.history_basis = found.history, found.basis
+        return found
 
     async def model(self, context: TurnContext) -> ResolvedModel:
         """The turn's model, resolved once per turn (``EverloopError`` if it is gone)."""

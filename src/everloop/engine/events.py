@@ -57,6 +57,8 @@ EventType = Literal[
     "budget.paused",
     "budget.exhausted",
     "budget.resumed",
+    "context.compacting",
+    "context.compacted",
 ]
 
 EVENT_TYPES: Final[tuple[EventType, ...]] = get_args(EventType)

@@ -111,7 +111,11 @@ class TurnSettings:
 class TurnState:
     """Everything needed to continue a turn. ``messages`` is what the model sees: the session
     history, the user's message, then the turn's agent and tool-result messages;
-    ``messages[history_length:]`` are the ones this turn added (user message first)."""
+    ``messages[history_length:]`` are the ones this turn added (user message first).
+
+    ``basis`` is the compaction checkpoint the history is read from (None: the whole history;
+    ``engine.compaction``): a state stored without its history is read back with the history
+    of the same basis, so a turn compacted halfway resumes with the view it had."""
 
     turn_id: str
     input_message_id: str
@@ -127,6 +131,7 @@ class TurnState:
     final_message_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    basis: str | None = None
 
     @property
     def turn_messages(self) -> tuple[Message, ...]:
@@ -154,6 +159,7 @@ class TurnState:
             "final_message_id": self.final_message_id,
             "error_code": self.error_code,
             "error_message": self.error_message,
+            "basis": self.basis,
         }
 
     @classmethod
@@ -192,6 +198,7 @@ class TurnState:
             final_message_id=_opt_str(obj, "final_message_id"),
             error_code=_opt_str(obj, "error_code"),
             error_message=_opt_str(obj, "error_message"),
+            basis=_opt_str(obj, "basis"),
         )
 
 
@@ -234,6 +241,7 @@ def start_turn(
     history: tuple[Message, ...],
     user_message: Message,
     settings: TurnSettings,
+    basis: str | None = None,
 ) -> Transition:
     state = TurnState(
         turn_id=turn_id,
@@ -243,8 +251,21 @@ def start_turn(
         history_length=len(history),
         status="calling_model",
         iteration=1,
+        basis=basis,
     )
     return state, (CallModel(1),)
+
+
+def history_replaced(state: TurnState, history: tuple[Message, ...], basis: str) -> TurnState:
+    """``state`` with its session history replaced by the view of checkpoint ``basis`` (a
+    compaction: ``engine.compaction``); the turn's own messages are kept as they are."""
+    _expect(state, "calling_model")
+    return replace(
+        state,
+        messages=(*history, *state.turn_messages),
+        history_length=len(history),
+        basis=basis,
+    )
 
 
 def model_request(state: TurnState, *, attempt: int = 1) -> ModelRequest:

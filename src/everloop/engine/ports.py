@@ -53,6 +53,7 @@ class ResolvedModel:
     provider_name: str | None = None
     driver_kind: str = "llmsim"
     prices: ModelPrices = field(default_factory=ModelPrices)
+    context_window: int | None = None  # tokens; None: the model's profile does not say
 
 
 class ModelResolver(Protocol):

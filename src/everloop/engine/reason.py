@@ -24,6 +24,7 @@ from everloop.domain.timestamps import now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
+from everloop.engine.compaction import Compactor
 from everloop.engine.context import TurnContext
 from everloop.engine.ending import end_turn, fail_setup, seal_turn
 from everloop.engine.env import TurnEnv
@@ -73,6 +74,7 @@ class ReasonPhase:
     def __init__(self, env: TurnEnv, steps: StepRecorder) -> None:
         self._env = env
         self._steps = steps
+        self._compactor = Compactor(env, steps)
 
     # -- open ----------------------------------------------------------------------------------
 
@@ -100,11 +102,16 @@ class ReasonPhase:
             if context.config.parent_session_id is not None:
                 values["subagent_status"] = "running"
                 values["finished_at"] = None
-            history, user_message = await self._env.conversation(conn, context)
+            conversation = await self._env.conversation(conn, context)
+            user_message = conversation.user_message
             if isinstance(settings, EverloopError):
                 raise settings
             state, _ = loop.start_turn(
-                turn_id=turn_id, history=history, user_message=user_message, settings=settings
+                turn_id=turn_id,
+                history=conversation.history,
+                user_message=user_message,
+                settings=settings,
+                basis=conversation.basis,
             )
             ctx = event_context(turn_id, context.input_message_id)
             new = [
@@ -274,8 +281,13 @@ class ReasonPhase:
                     ),
                 )
                 return _advanced(sealed)
+            state = await self._compactor.before_call(
+                context, state, model, replayed=opened.replayed
+            )
             redactor = await self._env.redactor(context)
             outcome = await self._call_model(context, state, model, message_id, redactor)
+            if outcome.ok:
+                self._compactor.observe(context, model, outcome.usage)
             return await self._record(context, state, model, message_id, outcome, key)
         except TurnHalted as halted:
             return Halted(str(halted))

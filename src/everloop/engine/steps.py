@@ -141,6 +141,13 @@ def encode(result: StepResult) -> JsonObject:
             raise AssertionError(f"{type(result).__name__} is never recorded")
 
 
+def basis_of(value: JsonValue) -> str | None:
+    """The compaction checkpoint a recorded state's history is read from (``TurnState.basis``)."""
+    state = value.get("state") if isinstance(value, dict) else None
+    basis = state.get("basis") if isinstance(state, dict) else None
+    return basis if isinstance(basis, str) else None
+
+
 def decode(value: JsonValue, history: tuple[Message, ...]) -> StepResult:
     """A recorded step result; ``history`` is the session history before the turn."""
     assert isinstance(value, dict), value
@@ -184,7 +191,7 @@ class StepRecorder:
         db: Database,
         signals: Signals,
         on_error: Callable[[AsyncConnection, str, str, str], Awaitable[StepResult]],
-        history: Callable[[TurnContext], Awaitable[tuple[Message, ...]]],
+        history: Callable[[TurnContext, str | None], Awaitable[tuple[Message, ...]]],
     ) -> None:
         self._db = db
         self._signals = signals
@@ -202,7 +209,7 @@ class StepRecorder:
             context.session_id,
             context.turn_id,
             key,
-            lambda: self._history(context),
+            lambda basis: self._history(context, basis),
             write,
             fresh=context.fresh,
         )
@@ -210,7 +217,9 @@ class StepRecorder:
     async def replay(self, context: TurnContext, key: str) -> StepResult | None:
         """The recorded result of the turn's step ``key``, if a run recorded one."""
         value = await self.recorded(context.turn_id, key)
-        return None if value is None else decode(value, await self._history(context))
+        if value is None:
+            return None
+        return decode(value, await self._history(context, basis_of(value)))
 
     async def recorded(self, turn_id: str, key: str) -> JsonValue | None:
         async with self._db.read() as conn:
@@ -222,7 +231,7 @@ class StepRecorder:
         session_id: str,
         turn_id: str,
         key: str,
-        history: Callable[[], Awaitable[tuple[Message, ...]]],
+        history: Callable[[str | None], Awaitable[tuple[Message, ...]]],
         write: Callable[[AsyncConnection], Awaitable[StepResult]],
         *,
         fresh: bool = False,
@@ -255,7 +264,7 @@ class StepRecorder:
                 raise
             done = True
         if done:
-            return decode(value, await history()), True
+            return decode(value, await history(basis_of(value))), True
         self._signals.events_appended(session_id)
         return result, False
 

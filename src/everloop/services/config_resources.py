@@ -55,11 +55,23 @@ class HarnessService:
         self._mcp_headers = mcp_headers
 
     async def seed_built_ins(self, org_id: str) -> None:
+        """Insert the built-in harnesses an org lacks, and bring the ones it has up to this
+        version's definition (they are read-only: a new version may add a capability)."""
         async with self._db.write() as conn:
             for spec in BUILT_IN_HARNESSES:
-                if await self._store.get_harness(conn, org_id, name=spec["name"]) is None:
+                found = await self._store.get_harness(conn, org_id, name=spec["name"])
+                if found is None:
                     await self._store.insert_harness(
                         conn, _harness_row(org_id, ids.new_id("harness"), spec, built_in=True)
+                    )
+                elif found.is_built_in and (
+                    found.capabilities != spec["capabilities"]
+                    or found.system_prompt != spec["system_prompt"]
+                    or found.description != spec["description"]
+                ):
+                    values = {k: spec[k] for k in ("capabilities", "system_prompt", "description")}
+                    await self._store.update_row(
+                        conn, harnesses, org_id, found.id, {**values, "updated_at": now()}
                     )
 
     @staticmethod

@@ -392,7 +392,12 @@ def _resolved(model: LlmModel, provider: Provider, driver: ModelDriver) -> Resol
         provider_name=provider.name,
         driver_kind=provider.driver,
         prices=ModelPrices(**{k: float(prices.get(k) or 0.0) for k in _PRICE_KEYS}),
+        context_window=_positive(model.profile.get("context_window")),
     )
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 # -- validation and rows ----------------------------------------------------------------------

@@ -27,6 +27,8 @@ TERMINAL = ("completed", "failed", "cancelled")
 OPEN = ("queued", "running")
 
 HISTORY_EVENT_TYPES = ("input.message", "output.message.completed", "tool.completed")
+# What a running turn's transcript is folded from: the messages and compaction checkpoints.
+TRANSCRIPT_EVENT_TYPES = (*HISTORY_EVENT_TYPES, "context.compacted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,18 +334,38 @@ async def update_session(conn: AsyncConnection, session_id: str, values: dict[st
 async def history_rows(
     conn: AsyncConnection, session_id: str, *, after_sequence: int = 0
 ) -> list[tuple[int, str, str | None, Any]]:
-    """(sequence, type, turn id, data) of the session's conversation events after
-    ``after_sequence``, in order (see ``engine.context.Transcripts``)."""
+    """(sequence, type, turn id, data) of the session's conversation events and compaction
+    checkpoints after ``after_sequence``, in order (see ``engine.context.Transcripts``)."""
     raw = direct.connection(conn)
-    marks = ", ".join("?" for _ in HISTORY_EVENT_TYPES)
+    marks = ", ".join("?" for _ in TRANSCRIPT_EVENT_TYPES)
     found = await direct.all_rows(
         conn,
         raw,
         "SELECT sequence, type, turn_id, data FROM events WHERE session_id = ? "
         f"AND sequence > ? AND type IN ({marks}) ORDER BY sequence",
-        (session_id, after_sequence, *HISTORY_EVENT_TYPES),
+        (session_id, after_sequence, *TRANSCRIPT_EVENT_TYPES),
     )
     return [(int(r[0]), str(r[1]), r[2], direct.json_result(raw, r[3])) for r in found]
+
+
+async def turn_sequences(
+    conn: AsyncConnection, session_id: str, turns: tuple[str, str]
+) -> tuple[int | None, int | None]:
+    """The first conversation event's sequence of ``turns[0]`` and the last of ``turns[1]``:
+    the range of the log a compaction checkpoint covers."""
+    raw = direct.connection(conn)
+    marks = ", ".join("?" for _ in HISTORY_EVENT_TYPES)
+    where = f"FROM events WHERE session_id = ? AND turn_id = ? AND type IN ({marks})"
+    first = await direct.scalar(
+        conn, raw, f"SELECT min(sequence) {where}", (session_id, turns[0], *HISTORY_EVENT_TYPES)
+    )
+    last = await direct.scalar(
+        conn, raw, f"SELECT max(sequence) {where}", (session_id, turns[1], *HISTORY_EVENT_TYPES)
+    )
+    return (
+        None if first is None else int(first),
+        None if last is None else int(last),
+    )
 
 
 async def turn_started_at(conn: AsyncConnection, session_id: str, turn_id: str) -> str | None:
