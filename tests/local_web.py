@@ -2,9 +2,10 @@
 in a thread).
 
 Routes: ``/`` an HTML page, ``/text`` plain text, ``/binary`` a PNG-typed body, ``/big`` 1 MiB of
-text, ``/redirect?to=URL`` a 302 to URL, ``/loop`` a redirect to itself, ``/held`` plain text, but
-the first request to it is answered only once ``release`` is set (``entered`` says it arrived).
-Every request's path is recorded in ``requests``.
+text, ``/sized?bytes=N`` ``sized_text(N)`` as plain text, ``/redirect?to=URL`` a 302 to URL,
+``/loop`` a redirect to itself, ``/held`` plain text, but the first request to it is answered
+only once ``release`` is set (``entered`` says it arrived). Every request's path is recorded in
+``requests``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ PAGE = (
     "<p>Some <b>bold</b> text and a <a href='/text'>link</a>.</p>"
     "<ul><li>one</li><li>two</li></ul></body></html>"
 )
+
+
+def sized_text(size: int) -> bytes:
+    """``size`` bytes of numbered lines of text, none alike (so a cut or a shift shows)."""
+    lines = (f"line {n:07d} {n * 7919 % 1000003:07d} the quick brown fox\n" for n in range(size))
+    out = bytearray()
+    for line in lines:
+        if len(out) >= size:
+            break
+        out += line.encode()
+    return bytes(out[:size])
 
 
 def ipv6_loopback_available() -> bool:
@@ -59,6 +71,9 @@ class LocalWeb:
                     self._send(200, "image/png", b"\x89PNG\r\n\x1a\n" + bytes(100))
                 elif parts.path == "/big":
                     self._send(200, "text/plain", b"x" * (1024 * 1024))
+                elif parts.path == "/sized":
+                    size = int(parse_qs(parts.query)["bytes"][0])
+                    self._send(200, "text/plain; charset=utf-8", sized_text(size))
                 elif parts.path == "/redirect":
                     target = parse_qs(parts.query)["to"][0]
                     self._redirect(target)

@@ -32,6 +32,7 @@ from everloop.capabilities.sql_database import build_sql_database_capability
 from everloop.capabilities.subagents import SubagentPort, build_subagents_capability
 from everloop.capabilities.test_math import build_test_math_capability
 from everloop.capabilities.test_weather import build_test_weather_capability
+from everloop.capabilities.tool_output_persistence import build_tool_output_persistence_capability
 from everloop.capabilities.web_fetch import build_web_fetch_capability
 from everloop.config import Settings
 from everloop.crypto import SecretBox
@@ -242,6 +243,7 @@ def build_capabilities(
     registry.register(build_schedules_capability(schedules))
     registry.register(build_memory_capability(memory_limits(settings)))
     registry.register(build_compaction_capability())
+    registry.register(build_tool_output_persistence_capability(file_limits(settings)))
     return registry
 
 

@@ -175,6 +175,19 @@ class Delegation:
     result: JsonValue = None
 
 
+class ResultFilter(Protocol):
+    """A capability's rewrite of a successful server-side tool result, run inside the step
+    transaction that records the call (``context.connection`` is that transaction): what it
+    writes commits together with the call's ``tool.completed``, exactly once, and a re-run of
+    the step after a crash runs it again from scratch (so its writes must be upserts).
+    ``config`` is the capability's config on the session (``{}`` without one). It returns the
+    result the model is to see (``result`` itself when it leaves it alone)."""
+
+    async def __call__(
+        self, result: ToolResultPart, config: Mapping[str, Any], context: ToolContext
+    ) -> ToolResultPart: ...
+
+
 RiskLevel = Literal["low", "medium", "high"]
 CapabilityStatus = Literal["available", "coming_soon", "deprecated", "retired"]
 
@@ -192,6 +205,8 @@ class Capability:
     risk_level: RiskLevel = "low"
     status: CapabilityStatus = "available"
     config_schema: JsonObject | None = None
+    # Rewrites the results of the session's server-side calls while it is active (see above).
+    result_filter: ResultFilter | None = None
 
 
 def object_schema(properties: JsonObject, required: list[str]) -> JsonObject:

@@ -58,6 +58,7 @@ from everloop.domain.timestamps import now
 from everloop.engine import events as ev
 from everloop.engine.context import TurnContext
 from everloop.engine.env import TurnEnv
+from everloop.engine.result_filters import filter_result
 from everloop.engine.steps import (
     Delegated,
     Halted,
@@ -213,8 +214,10 @@ class ActPhase:
         """The record of a delegation; one that answers at once records its call too."""
         done = None
         if begun.deadline is None:
-            done = ToolResultPart(call.id, call.name, begun.result)
-            await self._record(context, call, done, False, started)(conn)
+            answer = ToolResultPart(call.id, call.name, begun.result)
+            recorded = await self._record(context, call, answer, False, started)(conn)
+            assert isinstance(recorded, ToolDone)
+            done = recorded.result  # as the result filters left it
         return Delegated(
             begun.task_id,
             begun.name,
@@ -345,16 +348,20 @@ class ActPhase:
         commit: Commit | None = None,
     ) -> Write:
         """The step's write of a finished call: a prepared call's ``commit`` (``StaleWrite``
-        propagates: the transaction rolls back), then its ``tool.completed`` (an in-doubt
-        call's after the ``transcript.repaired`` that names it)."""
+        propagates: the transaction rolls back), the active capabilities' result filters
+        (``engine.result_filters``), then its ``tool.completed`` (an in-doubt call's after the
+        ``transcript.repaired`` that names it)."""
 
         async def write(conn: AsyncConnection) -> StepResult:
             if commit is not None:
                 await commit(conn)
+            # A capability may rewrite the result (a big output saved to a file) in this
+            # transaction: what it writes commits with the record, exactly once.
+            done = await filter_result(conn, self._env.capabilities, context, outcome)
             ctx = event_context(context.turn_id, context.input_message_id)
             data = ev.tool_completed(
                 tool_call=call,
-                result=outcome,
+                result=done,
                 duration_ms=_ms_since(started),
                 error_kind="in_doubt" if in_doubt else None,
             )
@@ -364,7 +371,7 @@ class ActPhase:
                 found.insert(0, NewEvent(ev.TRANSCRIPT_REPAIRED, repaired, ctx))
             # A call run before this transaction: the running check rides on the append.
             await append_events(conn, context.session_id, found, guard=running(context.turn_id))
-            return ToolDone(outcome)
+            return ToolDone(done)
 
         return write
 
