@@ -24,6 +24,7 @@ from everloop.capabilities.human_input import (
 )
 from everloop.capabilities.key_value import build_key_value_capability
 from everloop.capabilities.leased_resources import build_leased_resources_capability
+from everloop.capabilities.loop_detection import build_loop_detection_capability
 from everloop.capabilities.mcp import McpConnector, McpToolset
 from everloop.capabilities.memory import build_memory_capability
 from everloop.capabilities.schedules import SchedulePort, build_schedules_capability
@@ -33,6 +34,7 @@ from everloop.capabilities.subagents import SubagentPort, build_subagents_capabi
 from everloop.capabilities.test_math import build_test_math_capability
 from everloop.capabilities.test_weather import build_test_weather_capability
 from everloop.capabilities.tool_output_persistence import build_tool_output_persistence_capability
+from everloop.capabilities.tool_call_repair import build_tool_call_repair_capability
 from everloop.capabilities.web_fetch import build_web_fetch_capability
 from everloop.config import Settings
 from everloop.crypto import SecretBox
@@ -244,6 +246,8 @@ def build_capabilities(
     registry.register(build_memory_capability(memory_limits(settings)))
     registry.register(build_compaction_capability())
     registry.register(build_tool_output_persistence_capability(file_limits(settings)))
+    registry.register(build_loop_detection_capability())
+    registry.register(build_tool_call_repair_capability())
     return registry
 
 

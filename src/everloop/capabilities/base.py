@@ -252,12 +252,21 @@ _ArgumentsValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-c
 )
 
 
+def argument_error(parameters: JsonObject, arguments: JsonObject) -> ValidationError | None:
+    """The most relevant way ``arguments`` break the schema ``parameters`` (None if they fit);
+    ``InvalidInput`` if the schema has a regex RE2 cannot run."""
+    validator = _ArgumentsValidator(parameters)
+    error: ValidationError | None = jsonschema.exceptions.best_match(
+        validator.iter_errors(arguments)
+    )
+    return error
+
+
 def validate_arguments(tool: Tool, arguments: JsonObject) -> None:
     """Raise ``ToolError`` naming the problem if ``arguments`` do not match the tool's schema
     (or the schema has a regex RE2 cannot run: the call is refused rather than left unchecked)."""
-    validator = _ArgumentsValidator(tool.parameters)
     try:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        error = argument_error(tool.parameters, arguments)
     except InvalidInput as exc:
         problem = f"a {exc.field} that cannot be checked: {exc.message}"
         raise ToolError(f"the schema of {tool.name} has {problem}") from None

@@ -59,6 +59,7 @@ from everloop.engine import events as ev
 from everloop.engine.context import TurnContext
 from everloop.engine.env import TurnEnv
 from everloop.engine.result_filters import filter_result
+from everloop.engine.loop_guard import Refusal
 from everloop.engine.steps import (
     Delegated,
     Halted,
@@ -134,6 +135,18 @@ class ActPhase:
             return _tool_done(result)
         except TurnHalted as halted:
             return Halted(str(halted))
+
+    async def refuse(self, context: TurnContext, refusal: Refusal) -> ToolDone | Halted:
+        """Record ``refusal``'s error as its call's result without running the call (after a
+        ``tool.loop_detected`` for a repeat); a re-run of the step replays the record."""
+        call = refusal.call
+        result = ToolResultPart(call.id, call.name, None, refusal.error)
+        write = self._record(context, call, result, False, time.monotonic(), refusal=refusal)
+        try:
+            done, _ = await self._steps.run(context, f"tool:{call.id}", write)
+        except TurnHalted as halted:
+            return Halted(str(halted))
+        return _tool_done(done)
 
     async def _delegate(
         self,
@@ -346,11 +359,16 @@ class ActPhase:
         in_doubt: bool,
         started: float,
         commit: Commit | None = None,
+        refusal: Refusal | None = None,
     ) -> Write:
         """The step's write of a finished call: a prepared call's ``commit`` (``StaleWrite``
         propagates: the transaction rolls back), the active capabilities' result filters
         (``engine.result_filters``), then its ``tool.completed`` (an in-doubt call's after the
-        ``transcript.repaired`` that names it)."""
+        ``transcript.repaired`` that names it, a refused repeat's after the
+        ``tool.loop_detected``)."""
+        kind: ev.ToolErrorKind | None = "in_doubt" if in_doubt else None
+        if refusal is not None:
+            kind = refusal.kind
 
         async def write(conn: AsyncConnection) -> StepResult:
             if commit is not None:
@@ -363,12 +381,20 @@ class ActPhase:
                 tool_call=call,
                 result=done,
                 duration_ms=_ms_since(started),
-                error_kind="in_doubt" if in_doubt else None,
+                error_kind=kind,
             )
             found = [NewEvent(ev.TOOL_COMPLETED, data, ctx)]
             if in_doubt:
                 repaired = ev.transcript_repaired(tool_call=call)
                 found.insert(0, NewEvent(ev.TRANSCRIPT_REPAIRED, repaired, ctx))
+            if refusal is not None and refusal.max_repeats is not None:
+                detected = ev.tool_loop_detected(
+                    tool_call=call,
+                    repeats=refusal.repeats,
+                    max_repeats=refusal.max_repeats,
+                    action="refused",
+                )
+                found.insert(0, NewEvent(ev.TOOL_LOOP_DETECTED, detected, ctx))
             # A call run before this transaction: the running check rides on the append.
             await append_events(conn, context.session_id, found, guard=running(context.turn_id))
             return ToolDone(done)

@@ -42,6 +42,7 @@ EventType = Literal[
     "tool.questions_answered",
     "tool.approval_requested",
     "tool.approval_decided",
+    "tool.loop_detected",
     "llm.generation",
     "session.started",
     "session.activated",
@@ -82,6 +83,7 @@ TOOL_CALL_REQUESTED: Final = "tool.call_requested"
 TOOL_QUESTIONS_ANSWERED: Final = "tool.questions_answered"
 TOOL_APPROVAL_REQUESTED: Final = "tool.approval_requested"
 TOOL_APPROVAL_DECIDED: Final = "tool.approval_decided"
+TOOL_LOOP_DETECTED: Final = "tool.loop_detected"
 LLM_GENERATION: Final = "llm.generation"
 SESSION_STARTED: Final = "session.started"
 SESSION_ACTIVATED: Final = "session.activated"
@@ -104,8 +106,10 @@ Phase = Literal["commentary", "final_answer"]
 
 # Why a tool call failed, when the message alone is not enough for a client to act on:
 # ``in_doubt``: it was interrupted by a crash, is not safe to repeat, and was not repeated, so
-# whether it took effect is unknown.
-ToolErrorKind = Literal["in_doubt", "denied"]
+# whether it took effect is unknown. ``loop_detected``: not run, the same call was asked for too
+# many times in a row (``loop_detection``). ``invalid_arguments`` / ``unknown_tool``: not run,
+# answered by ``tool_call_repair``.
+ToolErrorKind = Literal["in_doubt", "denied", "loop_detected", "invalid_arguments", "unknown_tool"]
 
 
 def message_phase(message: Message) -> Phase:
@@ -318,6 +322,20 @@ def transcript_repaired(*, tool_call: ToolCallPart) -> JsonObject:
     """A synthetic result was settled for ``tool_call`` (Everruns ``TranscriptRepairedData``,
     action ``synthesize``): the call was interrupted and could not be run again."""
     return {"tool_call_id": tool_call.id, "tool_name": tool_call.name, "action": "synthesize"}
+
+
+def tool_loop_detected(
+    *, tool_call: ToolCallPart, repeats: int, max_repeats: int, action: Literal["refused", "failed"]
+) -> JsonObject:
+    """``loop_detection`` caught ``tool_call`` asked for ``repeats`` times in a row: it was
+    refused (its result is an error the model sees) or it failed the turn."""
+    return {
+        "tool_call_id": tool_call.id,
+        "tool_name": tool_call.name,
+        "repeats": repeats,
+        "max_repeats": max_repeats,
+        "action": action,
+    }
 
 
 def tool_call_requested(*, tool_calls: tuple[ToolCallPart, ...]) -> JsonObject:

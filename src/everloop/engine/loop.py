@@ -7,6 +7,7 @@ happened, and returns the next state plus the effects the runner must perform::
     start_turn(...)        -> CallModel(1)
     model_responded(...)   -> RunTools(calls)            if the model asked for tools
                            -> CompleteTurn(message)      otherwise
+    calls_refused(...)     -> FailTurn                   a check refused the calls (loop detected)
     tools_finished(...)    -> CallModel(n + 1)           or FailTurn when n == max_iterations
     model_failed(...)      -> FailTurn (the runner has already exhausted its retries)
 
@@ -318,6 +319,16 @@ def model_failed(
     text = f"Sorry, I could not finish this request: {reason}{status}. Please try again later."
     state = replace(state, llm_call_count=state.llm_call_count + 1)
     return _fail(state, code, error.message, text, created_at)
+
+
+def calls_refused(
+    state: TurnState, code: str, error: str, text: str, *, created_at: str | None = None
+) -> Transition:
+    """End the turn as failed instead of running the calls the model just asked for (a check
+    decided against them, e.g. ``loop_detection``): ``error`` for the log, ``text`` for the
+    person."""
+    _expect(state, "running_tools")
+    return _fail(replace(state, pending_tool_calls=()), code, error, text, created_at)
 
 
 def tools_finished(

@@ -29,6 +29,7 @@ from everloop.engine.context import TurnContext
 from everloop.engine.ending import end_turn, fail_setup, seal_turn
 from everloop.engine.env import TurnEnv
 from everloop.engine.human_input import offered, park_calls
+from everloop.engine.loop_guard import CallChecks, failure_events, stop_looping
 from everloop.engine.ports import ResolvedModel
 from everloop.engine.steps import (
     Advanced,
@@ -420,11 +421,18 @@ class ReasonPhase:
                 outcome.error or "", status=outcome.status, retryable=outcome.retryable
             )
             new_state, effects = loop.model_failed(state, error, created_at=created)
+        answered = new_state  # its last message is the model's answer
+        checks = CallChecks.of(context.runtime)
+        stopped, looped = stop_looping((new_state, effects), checks, created_at=created)
+        new_state, effects = stopped
         effect = effects[0]
         usage = outcome.usage
 
         async def write(conn: AsyncConnection) -> StepResult:
-            new = self._answer_events(state, new_state, model, message_id, outcome, ctx)
+            new = self._answer_events(state, answered, model, message_id, outcome, ctx)
+            if looped is not None:
+                calls = outcome.tool_calls
+                new.extend(NewEvent(t, data, ctx) for t, data in failure_events(looped, calls))
             # The running check rides on the usage update (the transaction's first statement).
             total = await turn_store.add_session_usage(
                 conn, session_id, usage, guard=running(turn_id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,6 +41,7 @@ from everloop.engine.context import TurnContext
 from everloop.engine.ending import end_turn, fail_setup
 from everloop.engine.env import RunnerSettings, TurnEnv
 from everloop.engine.human_input import waits_for_approval
+from everloop.engine.loop_guard import CallChecks, refusals
 from everloop.engine.ports import (
     BudgetGate,
     ModelResolver,
@@ -59,6 +61,7 @@ from everloop.engine.steps import (
     Opened,
     StepRecorder,
     StepResult,
+    ToolDone,
     TurnHalted,
     Waiting,
     event_context,
@@ -196,10 +199,18 @@ class TurnRunner:
     async def _run_server(
         self, context: TurnContext, state: loop.TurnState, calls: list[ToolCallPart]
     ) -> list[ToolResultPart] | None:
+        # Calls the turn's checks answer with an error instead of running (engine.loop_guard).
+        refused = refusals(state, CallChecks.of(context.runtime), calls)
+
+        def act(call: ToolCallPart) -> Awaitable[ToolDone | Halted]:
+            if call.id in refused:
+                return self._act.refuse(context, refused[call.id])
+            return self._act.run(context, call)
+
         if state.settings.parallel_tool_calls and len(calls) > 1:
-            done = await asyncio.gather(*(self._act.run(context, c) for c in calls))
+            done = await asyncio.gather(*(act(c) for c in calls))
         else:
-            done = [await self._act.run(context, c) for c in calls]
+            done = [await act(c) for c in calls]
         results: list[ToolResultPart] = []
         for item in done:
             if isinstance(item, Halted):

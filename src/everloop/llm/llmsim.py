@@ -28,7 +28,15 @@ regex (case-insensitive) matches the user's text and whose tool is offered in ``
 becomes a tool call, all in one response. ``when`` is RE2 syntax (a tenant writes the script:
 linear time, no backreferences or lookarounds; see ``everloop.patterns``). Call ids are
 ``call_<24 hex>`` hashed from the user message id, the history length and the rule index, so a
-retried step produces the same ids.
+retried step produces the same ids. A rule's optional fields:
+
+- ``"arguments": {...}`` -- the call's arguments (default ``{}``).
+- ``"raw_arguments": "..."`` -- instead of ``arguments``: the arguments as text the model wrote,
+  parsed as a driver parses streamed text (``llm.wire.parse_tool_arguments``), so text that is
+  not a JSON object gives a call marked unparsed; the HTTP simulator sends the text as is.
+- ``"repeat": K`` (default 1) -- the rule fires on the first ``K`` model calls after the user's
+  message (each after the previous call's results), not only on the first: a model that keeps
+  asking for the same call.
 
 ``latency_ms`` is slept before the first token of every call; ``chunk_chars`` is the size of each
 ``TextDelta``. Usage is deterministic: ``input_tokens = ceil(chars / 4)`` over the system prompt
@@ -65,12 +73,15 @@ from everloop.llm.base import (
     ModelStreamEvent,
     TextDelta,
 )
+from everloop.llm.wire import parse_tool_arguments
 from everloop.patterns import Regex, compile_untrusted
 
 DEFAULT_SCRIPT: JsonObject = {
     "response": {"type": "echo"},
     "tool_calls": [{"when": "\\btime\\b", "name": "get_current_time", "arguments": {}}],
 }
+
+MAX_REPEAT = 1000
 
 _LOREM = (
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt "
@@ -131,6 +142,7 @@ class ToolRule:
     when: Regex
     name: str
     arguments: JsonObject
+    repeat: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +247,21 @@ def _echo(messages: tuple[Message, ...]) -> str:
 
 
 def _tool_calls(rules: tuple[ToolRule, ...], request: ModelRequest) -> tuple[ToolCallPart, ...]:
-    if not request.messages or request.messages[-1].role != "user":
+    last_user = next(
+        (i for i in range(len(request.messages) - 1, -1, -1) if request.messages[i].role == "user"),
+        -1,
+    )
+    if last_user < 0:
         return ()
-    user = request.messages[-1]
+    user = request.messages[last_user]
+    # Model calls already answered since the user's message: each left one agent message.
+    answered = sum(1 for m in request.messages[last_user + 1 :] if m.role == "agent")
+    if answered and request.messages[-1].role != "tool_result":
+        return ()
     offered = {tool.name for tool in request.tools}
     calls: list[ToolCallPart] = []
     for index, rule in enumerate(rules):
-        if rule.name in offered and rule.when.search(user.text):
+        if answered < rule.repeat and rule.name in offered and rule.when.search(user.text):
             seed = f"{user.id}:{len(request.messages)}:{index}"
             call_id = "call_" + hashlib.sha256(seed.encode()).hexdigest()[:24]
             calls.append(ToolCallPart(id=call_id, name=rule.name, arguments=dict(rule.arguments)))
@@ -342,7 +362,7 @@ def _parse_error(raw: Mapping[str, JsonValue], path: str) -> ErrorResponse:
 def _parse_rule(raw: JsonValue, path: str) -> ToolRule:
     if not isinstance(raw, Mapping):
         raise LlmSimScriptError(path, "expected an object")
-    unknown = sorted(set(raw) - {"when", "name", "arguments"})
+    unknown = sorted(set(raw) - {"when", "name", "arguments", "raw_arguments", "repeat"})
     if unknown:
         raise LlmSimScriptError(f"{path}.{unknown[0]}", "unknown field")
     when = _string(raw, "when", path)
@@ -353,7 +373,14 @@ def _parse_rule(raw: JsonValue, path: str) -> ToolRule:
     arguments = raw.get("arguments", {})
     if not isinstance(arguments, dict):
         raise LlmSimScriptError(f"{path}.arguments", "expected an object")
-    return ToolRule(pattern, _string(raw, "name", path), arguments)
+    if "raw_arguments" in raw:
+        if "arguments" in raw:
+            raise LlmSimScriptError(f"{path}.raw_arguments", "give arguments or raw_arguments")
+        arguments = parse_tool_arguments(_string(raw, "raw_arguments", path))
+    repeat = raw.get("repeat", 1)
+    if not _is_int(repeat) or not 1 <= repeat <= MAX_REPEAT:
+        raise LlmSimScriptError(f"{path}.repeat", f"expected an integer from 1 to {MAX_REPEAT}")
+    return ToolRule(pattern, _string(raw, "name", path), arguments, repeat)
 
 
 def _string(raw: Mapping[str, JsonValue], key: str, path: str) -> str:

@@ -8,7 +8,9 @@
 
 Answers come from the default llmsim script (echo, and ``get_current_time`` when the text says
 "time") plus one rule per offered tool: writing ``name({...})`` in the user's text calls that
-tool with those JSON arguments (several such calls make parallel tool calls). Asking for
+tool with those JSON arguments (several such calls make parallel tool calls); text between the
+braces that is not valid JSON (``add({"a": 1,})``) is sent as written, as a model's malformed
+arguments are. Asking for
 reasoning (``reasoning_effort``, ``reasoning``, ``thinking``) adds a thinking text.
 
 The request's model name selects failures and delays:
@@ -157,12 +159,9 @@ def _script_for(request: ModelRequest) -> JsonObject:
     if last is not None and last.role == "user":
         for tool in request.tools:
             for match in re.finditer(re.escape(tool.name) + r"\((\{.*?\})\)", last.text):
-                try:
-                    arguments = json.loads(match.group(1))
-                except json.JSONDecodeError:
-                    continue
                 literal = re.escape(match.group(0))
-                rules.append({"when": literal, "name": tool.name, "arguments": arguments})
+                # Text that is not JSON is sent as written: a model's malformed arguments.
+                rules.append({"when": literal, "name": tool.name, "raw_arguments": match.group(1)})
     return {"response": DEFAULT_SCRIPT["response"], "tool_calls": rules}
 
 

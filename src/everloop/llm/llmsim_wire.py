@@ -26,6 +26,7 @@ from everloop.domain.messages import (
     ToolCallPart,
     ToolResultPart,
 )
+from everloop.domain.tool_arguments import arguments_text
 from everloop.domain.usage import TokenUsage
 from everloop.llm.base import FinishReason, ModelRequest, ToolSpec
 
@@ -358,7 +359,7 @@ def _chat_call(call: ToolCallPart) -> dict[str, Any]:
     return {
         "id": call.id,
         "type": "function",
-        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+        "function": {"name": call.name, "arguments": arguments_text(call.arguments)},
     }
 
 
@@ -381,7 +382,7 @@ def _chat_stream(
     for piece in answer.chunks:
         yield None, chunk({"content": piece})
     for index, call in enumerate(answer.tool_calls):
-        arguments = json.dumps(call.arguments)
+        arguments = arguments_text(call.arguments)
         half = len(arguments) // 2
         first = {"index": index, "id": call.id, "type": "function"}
         yield None, chunk({"tool_calls": [first | {"function": {"name": call.name}}]})
@@ -435,7 +436,7 @@ def _response_items(answer: SimAnswer) -> list[dict[str, Any]]:
                 "type": "function_call",
                 "call_id": call.id,
                 "name": call.name,
-                "arguments": json.dumps(call.arguments),
+                "arguments": arguments_text(call.arguments),
                 "status": "completed",
             }
         )
@@ -540,7 +541,7 @@ def _anthropic_stream(
             deltas = [{"type": "text_delta", "text": piece} for piece in answer.chunks]
         else:
             first = block | {"input": {}}
-            arguments = json.dumps(block["input"])
+            arguments = arguments_text(block["input"])
             half = len(arguments) // 2
             deltas = [
                 {"type": "input_json_delta", "partial_json": part}

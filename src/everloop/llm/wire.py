@@ -5,10 +5,10 @@ The drivers and the HTTP simulator use these so the two sides of the wire agree.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from everloop.domain.messages import JsonObject, ToolResultPart, json_text
+from everloop.domain.tool_arguments import parse_arguments_text
 from everloop.domain.usage import TokenUsage
 
 
@@ -20,17 +20,10 @@ def tool_result_text(part: ToolResultPart) -> str:
 
 
 def parse_tool_arguments(raw: str | None) -> JsonObject:
-    """Tool-call arguments streamed as JSON text. A model that writes broken JSON gets it back
-    under ``_invalid_json`` so the tool's validation tells it what went wrong."""
-    if not raw or not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return {"_invalid_json": raw}
-    if not isinstance(value, dict):
-        return {"_invalid_json": raw}
-    return value
+    """Tool-call arguments streamed as JSON text. Text that is not a JSON object is kept,
+    bounded and marked as unparsed with the parser's error (``domain.tool_arguments``): the
+    turn goes on, and the call's result tells the model what was wrong."""
+    return parse_arguments_text(raw)
 
 
 @dataclass(frozen=True, slots=True)
