@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from everloop.bootstrap_admin import prepare_storage as prepare_storage  # re-exported
 from everloop.bootstrap_admin import revocation_marker
+from everloop.capabilities.agent_instructions import build_agent_instructions_capability
 from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.compaction import build_compaction_capability
 from everloop.capabilities.current_time import build_current_time_capability
@@ -29,12 +30,14 @@ from everloop.capabilities.mcp import McpConnector, McpToolset
 from everloop.capabilities.memory import build_memory_capability
 from everloop.capabilities.schedules import SchedulePort, build_schedules_capability
 from everloop.capabilities.secrets import build_secrets_capability
+from everloop.capabilities.session import build_session_capability
 from everloop.capabilities.sql_database import build_sql_database_capability
 from everloop.capabilities.subagents import SubagentPort, build_subagents_capability
 from everloop.capabilities.test_math import build_test_math_capability
 from everloop.capabilities.test_weather import build_test_weather_capability
-from everloop.capabilities.tool_output_persistence import build_tool_output_persistence_capability
+from everloop.capabilities.todo_list import build_todo_list_capability
 from everloop.capabilities.tool_call_repair import build_tool_call_repair_capability
+from everloop.capabilities.tool_output_persistence import build_tool_output_persistence_capability
 from everloop.capabilities.web_fetch import build_web_fetch_capability
 from everloop.config import Settings
 from everloop.crypto import SecretBox
@@ -248,6 +251,9 @@ def build_capabilities(
     registry.register(build_tool_output_persistence_capability(file_limits(settings)))
     registry.register(build_loop_detection_capability())
     registry.register(build_tool_call_repair_capability())
+    registry.register(build_session_capability())
+    registry.register(build_todo_list_capability())
+    registry.register(build_agent_instructions_capability())
     return registry
 
 

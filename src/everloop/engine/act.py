@@ -58,8 +58,8 @@ from everloop.domain.timestamps import now
 from everloop.engine import events as ev
 from everloop.engine.context import TurnContext
 from everloop.engine.env import TurnEnv
-from everloop.engine.result_filters import filter_result
 from everloop.engine.loop_guard import Refusal
+from everloop.engine.result_filters import filter_result
 from everloop.engine.steps import (
     Delegated,
     Halted,

@@ -49,6 +49,8 @@ class TurnContext:
     config: turn_store.SessionConfig
     controls: Controls
     runtime: RuntimeAgent | None  # None: the configuration does not assemble (turn fails)
+    # The session's AGENTS.md as a system prompt part (capability ``agent_instructions``).
+    instructions: str | None = None
     server_tools: dict[str, Tool] = field(default_factory=dict)
     # The MCP tools offered to the model (from cached listings), by name; None: not listed yet.
     remote_tools: Mapping[str, Tool] | None = None

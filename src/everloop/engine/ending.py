@@ -8,10 +8,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from everloop.capabilities.session import SESSION_CAPABILITY_ID
 from everloop.domain.budgets import BudgetBlock
 from everloop.domain.event_log import EventContext, NewEvent
 from everloop.domain.messages import Message, part_from_json
+from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.domain.session_tasks import outcome_of_turn
+from everloop.domain.session_titles import auto_title, title_updated
 from everloop.domain.timestamps import ms_between, now
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
@@ -21,6 +24,7 @@ from everloop.engine.subagent_wait import settle_child
 from everloop.store import client_tools as client_store
 from everloop.store import turns as turn_store
 from everloop.store.event_log import append_events
+from everloop.store.session_titles import current_title
 
 
 async def end_turn(
@@ -36,11 +40,14 @@ async def end_turn(
     prior: list[NewEvent] | None = None,
     total: TokenUsage | None = None,
     child: bool = False,
+    auto_title: str | None = None,
 ) -> None:
     """Write the turn's terminal events (after ``prior``, the step's own events, in one
     append) and return the session to idle. ``total``: the session's usage totals, when the
     caller has them. ``child``: the session is a subagent, whose parent's task this end
-    settles (``engine.subagent_wait.settle_child``)."""
+    settles (``engine.subagent_wait.settle_child``). ``auto_title``: the title to give the
+    session if it has none (the ``session`` capability's automatic title), with its
+    ``session.title.updated`` event in the same append."""
     if not await turn_store.move_turn(
         conn,
         turn_id,
@@ -106,6 +113,13 @@ async def end_turn(
     values: dict[str, Any] = {"status": "idle", "updated_at": stamp, "finished_at": stamp}
     if last_text:
         values["output_preview"] = ev.preview(last_text)
+    if auto_title is not None and await current_title(conn, session_id) is None:
+        # Before ``session.idled``: a client that waits for the idle sees the title.
+        data = title_updated(
+            session_id=session_id, title=auto_title, previous_title=None, source="auto"
+        )
+        new.insert(len(new) - 1, NewEvent(ev.SESSION_TITLE_UPDATED, data, context))
+        values.update(title=auto_title, title_search=auto_title.lower())
     await append_events(conn, session_id, new, session_values=values)
     if child:
         await settle_child(
@@ -119,6 +133,17 @@ async def end_turn(
                 error=failure.message if failure else None,
             ),
         )
+
+
+def first_turn_title(runtime: RuntimeAgent | None, state: loop.TurnState) -> str | None:
+    """The automatic title a completing turn gives its session: derived from the user's
+    message of the session's first turn (no history before it) when the ``session``
+    capability is active; None otherwise (``end_turn`` also leaves a title that is there)."""
+    if runtime is None or state.history_length != 0 or not state.messages:
+        return None
+    if not any(c.ref == SESSION_CAPABILITY_ID for c in runtime.capabilities):
+        return None
+    return auto_title(state.messages[0].text)
 
 
 async def seal_turn(

@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from everloop.capabilities import agent_instructions
 from everloop.capabilities.base import CapabilityRegistry, Tool, tools_by_name
 from everloop.domain.messages import Message
+from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.domain.secret_refs import Redactor
 from everloop.engine.assembly import Assembler
 from everloop.engine.context import Conversation, Transcripts, TurnContext
@@ -81,16 +83,22 @@ class TurnEnv:
         found = self._contexts.get(turn_id)
         if found is not None:
             return found
+        runtime: RuntimeAgent | None = None
+        instructions: str | None = None
         async with self.db.read() as conn:
             turn = await turn_store.get_turn(conn, turn_id)
             config = await turn_store.session_config(conn, session_id)
             controls = await runtime_layers.turn_controls(conn, turn_id)
-        if turn is None or config is None:
-            raise TurnHalted("missing" if turn is None else "session deleted")
-        try:
-            runtime = self.assembler.for_session(config, controls)
-        except EverloopError:
-            runtime = None  # the first step reports the broken configuration
+            if turn is None or config is None:
+                raise TurnHalted("missing" if turn is None else "session deleted")
+            # None when it does not assemble: the first step reports the broken configuration.
+            with contextlib.suppress(EverloopError):
+                runtime = self.assembler.for_session(config, controls)
+            if runtime is not None and agent_instructions.is_active(
+                c.ref for c in runtime.capabilities
+            ):
+                # In the same read: the turn's one look at its AGENTS.md.
+                instructions = await agent_instructions.load_instructions(conn, session_id)
         context = TurnContext(
             session_id=session_id,
             turn_id=turn_id,
@@ -99,6 +107,7 @@ class TurnEnv:
             config=config,
             controls=controls,
             runtime=runtime,
+            instructions=instructions,
         )
         if runtime is not None:
             every = tools_by_name(t for c in self.capabilities.all() for t in c.tools)

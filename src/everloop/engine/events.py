@@ -47,6 +47,7 @@ EventType = Literal[
     "session.started",
     "session.activated",
     "session.idled",
+    "session.title.updated",
     "transcript.repaired",
     "subagent.spawned",
     "subagent.completed",
@@ -88,6 +89,7 @@ LLM_GENERATION: Final = "llm.generation"
 SESSION_STARTED: Final = "session.started"
 SESSION_ACTIVATED: Final = "session.activated"
 SESSION_IDLED: Final = "session.idled"
+SESSION_TITLE_UPDATED: Final = "session.title.updated"  # domain.session_titles builds its data
 TRANSCRIPT_REPAIRED: Final = "transcript.repaired"
 SUBAGENT_SPAWNED: Final = "subagent.spawned"
 SUBAGENT_COMPLETED: Final = "subagent.completed"

@@ -26,7 +26,7 @@ from everloop.engine import events as ev
 from everloop.engine import loop
 from everloop.engine.compaction import Compactor
 from everloop.engine.context import TurnContext
-from everloop.engine.ending import end_turn, fail_setup, seal_turn
+from everloop.engine.ending import end_turn, fail_setup, first_turn_title, seal_turn
 from everloop.engine.env import TurnEnv
 from everloop.engine.human_input import offered, park_calls
 from everloop.engine.loop_guard import CallChecks, failure_events, stop_looping
@@ -230,9 +230,10 @@ class ReasonPhase:
             runtime, specs, frozenset(t.name for t in runtime.client_side_tools)
         )
         model = await self._env.model(context)
+        prompt = "\n\n".join(p for p in (runtime.system_prompt, context.instructions) if p)
         return loop.TurnSettings(
             model=model.model_name,
-            system_prompt=runtime.system_prompt,
+            system_prompt=prompt or None,
             tools=tuple(specs),
             client_side_tools=client_side,
             max_iterations=runtime.max_iterations or self._env.settings.default_max_iterations,
@@ -476,6 +477,7 @@ class ReasonPhase:
                         prior=new,
                         total=total,
                         child=context.config.parent_session_id is not None,
+                        auto_title=first_turn_title(context.runtime, new_state),
                     )
                 case loop.FailTurn():
                     await end_turn(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from everloop.capabilities import agent_instructions
 from everloop.capabilities.mcp import McpTool, McpToolset, ServerListing
 from everloop.domain.agent_checks import Finding, check_agent
 from everloop.domain.resources import Session
@@ -48,6 +49,9 @@ class ContextReport:
     # The MCP tools the model would see: by name, first server first, none that shadows one of
     # the RuntimeAgent's own tools (as ``engine.reason`` builds a turn's tool list).
     mcp_tools: list[McpTool] = field(default_factory=list)
+    # The session's AGENTS.md part of the system prompt (capability ``agent_instructions``),
+    # appended to ``runtime.system_prompt`` by the turn.
+    instructions: str | None = None
 
 
 class RuntimeAgentService:
@@ -72,8 +76,12 @@ class RuntimeAgentService:
     ) -> ContextReport:
         session, runtime = await self._sessions.runtime_agent(caller, session_id)
         model = await self.model_of(caller, runtime)
+        instructions = None
+        if agent_instructions.is_active(c.ref for c in runtime.capabilities):
+            async with self._db.read() as conn:
+                instructions = await agent_instructions.load_instructions(conn, session.id)
         if self._remote is None:
-            return ContextReport(session, runtime, model)
+            return ContextReport(session, runtime, model, instructions=instructions)
         listings = await self._remote.listings(caller.organization_id, runtime, connect=discover)
         taken = {tool.name for tool in runtime.tools}
         offered: list[McpTool] = []
@@ -82,7 +90,7 @@ class RuntimeAgentService:
                 if tool.name not in taken:
                     taken.add(tool.name)
                     offered.append(tool)
-        return ContextReport(session, runtime, model, listings, offered)
+        return ContextReport(session, runtime, model, listings, offered, instructions)
 
     async def preview_agent(
         self, caller: Caller, fields: dict[str, Any]

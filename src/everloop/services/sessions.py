@@ -44,6 +44,7 @@ from everloop.services.files import FileLimits, copy_initial_files
 from everloop.services.mcp_servers import ScopedMcpHeaders, check_mcp_refs
 from everloop.services.models import ModelService
 from everloop.services.workspaces import resolve_shared
+from everloop.store import session_titles
 from everloop.store.channels import owned_sessions
 from everloop.store.db import Database
 from everloop.store.event_log import start_log
@@ -451,12 +452,16 @@ class SessionService:
                 values["agent_version_id"] = (
                     await captured_version_id(conn, agent) if agent else None
                 )
-            if "title" in values:
-                values["title_search"] = values["title"].lower() if values["title"] else None
+            retitle = "title" in values
+            title = values.pop("title", None)
             if "tags" in values and values["tags"] is None:
                 values["tags"] = []
             values["updated_at"] = now()
             await self._store.update_session(conn, caller.organization_id, session_id, values)
+            if retitle:
+                # With its ``session.title.updated`` event, as the tool's and the automatic
+                # title's (no event when the title stays the same).
+                await session_titles.set_title(conn, session_id, title, source="api")
             await self._runtime(conn, session_id)
             return await self._read(conn, caller, session_id)
 

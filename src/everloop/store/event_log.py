@@ -35,6 +35,8 @@ SESSION_COLUMNS = frozenset(
         "preview",
         "output_preview",
         "subagent_status",
+        "title",
+        "title_search",
     }
 )
 _INSERT_EVENTS = (

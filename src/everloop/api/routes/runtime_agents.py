@@ -109,7 +109,11 @@ async def get_session_context_report(
         )
         for t in report.mcp_tools
     ]
-    prompt_tokens = estimate_tokens(runtime.system_prompt, ())
+    instructions = report.instructions
+    if instructions:
+        view.system_prompt = "\n\n".join(p for p in (view.system_prompt, instructions) if p)
+    instruction_tokens = estimate_tokens(instructions, ())
+    prompt_tokens = estimate_tokens(runtime.system_prompt, ()) + instruction_tokens
     tool_tokens = {t.name: estimate_tokens(None, (t,)) for t in runtime.tools}
     mcp_tokens = {t.name: estimate_tokens(None, (t,)) for t in report.mcp_tools}
     sections = [
@@ -137,9 +141,23 @@ async def get_session_context_report(
         session_id=session.id,
         agent_version_id=session.agent_version_id,
         blueprint_id=session.blueprint_id,
-        estimated_input_tokens=runtime.prompt_tokens_estimate + sum(mcp_tokens.values()),
+        estimated_input_tokens=runtime.prompt_tokens_estimate
+        + instruction_tokens
+        + sum(mcp_tokens.values()),
         sections=sections,
         contributions=[
+            *(
+                [
+                    ContextReportContribution(
+                        section_key="system_prompt",
+                        source_id="agent_instructions",
+                        label="AGENTS.md",
+                        tokens=instruction_tokens,
+                    )
+                ]
+                if instructions
+                else []
+            ),
             *(
                 ContextReportContribution(section_key="tools", source_id=name, label=name, tokens=n)
                 for name, n in tool_tokens.items()
