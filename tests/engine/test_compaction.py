@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from tests.conftest import Api
-from tests.engine.conftest import events, new_session, send, wait_turns_ended
+from tests.engine.conftest import events, new_session, send
 
 from everloop.engine.compaction import SUMMARY_PROMPT
 from everloop.engine.context import SUMMARY_HEADER, Transcripts
