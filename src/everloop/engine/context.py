@@ -118,6 +118,7 @@ class _Transcript:
     results: dict[str, dict[str, ToolResultPart]] = field(default_factory=dict)
     built: dict[str, tuple[Message, ...]] = field(default_factory=dict)
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)  # in log order
+    dropped: int = 0  # the turns ``order[:dropped]`` have no messages here any more
 
     def fold(self, rows: list[tuple[int, str, str | None, Any]]) -> None:
         for sequence, kind, turn_id, data in rows:
@@ -140,9 +141,18 @@ class _Transcript:
     def _checkpoint(self, turn_id: str, data: dict[str, Any]) -> None:
         checkpoint_id = str(data["checkpoint_id"])
         summary = summary_message(checkpoint_id, str(data["summary"]))
+        previous = next(reversed(self.checkpoints.values()), None)
         self.checkpoints[checkpoint_id] = Checkpoint(
             checkpoint_id, turn_id, str(data["through_turn_id"]), summary
         )
+        if previous is not None:
+            # No turn reads from before the previous checkpoint any more (the running turn
+            # reads from it at the oldest): the messages it covers are dropped, so a session
+            # of any length keeps only its recent turns here.
+            for covered in self.order[self.dropped : self.position[previous.through_turn] + 1]:
+                for messages in (self.inputs, self.replies, self.results, self.built):
+                    messages.pop(covered, None)
+            self.dropped = max(self.dropped, self.position[previous.through_turn] + 1)
 
     def latest_basis(self, turn_id: str) -> str | None:
         """The newest checkpoint made before or in ``turn_id`` (a new turn reads from it)."""
