@@ -202,3 +202,29 @@ async def test_no_compaction_without_the_capability(engine: Api) -> None:
     generations = of_type(log, "llm.generation")
     assert len(generations) == 5
     assert generations[-1]["data"]["metadata"]["usage"]["input_tokens"] > 0.8 * 4_000
+
+
+async def test_a_fork_continues_from_the_parents_checkpoint(engine: Api) -> None:
+    """A fork copies the log, checkpoints included: its next turn reads from the newest one."""
+    api = engine
+    model_id = await windowed_model(api, window=4_000)
+    session_id = await new_session(api, model_id=model_id)
+    last = 0
+    for turn in range(1, 9):
+        found = await run_turn(api, session_id, user_text(turn), last)
+        last = found[-1]["sequence"]
+    parent = await events_all(api, session_id)
+    checkpoints = of_type(parent, "context.compacted")
+    assert checkpoints
+    forked = await api.client.post(f"/v1/sessions/{session_id}/fork", json={})
+    assert forked.status_code == 201, forked.text
+    fork_id = forked.json()["id"]
+    found = await run_turn(api, fork_id, user_text(9), len(parent))
+    assert of_type(found, "turn.completed")
+    generation = of_type(found, "llm.generation")[-1]["data"]["metadata"]
+    assert generation["usage"]["input_tokens"] <= 0.8 * 4_000
+    async with api.services.db.read() as conn:
+        turn_id = of_type(found, "turn.completed")[0]["context"]["turn_id"]
+        view = await Transcripts().conversation(conn, fork_id, before_turn=turn_id, latest=True)
+    newest = of_type(found, "context.compacted") or checkpoints
+    assert view.basis == newest[-1]["data"]["checkpoint_id"]
