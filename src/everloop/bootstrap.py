@@ -469,7 +469,9 @@ def build_services(settings: Settings) -> Services:
         drivers=drivers,
         blueprints=blueprints,
         agent_versions=AgentVersionService(db, store, agents, recorder),
-        runtime_agents=RuntimeAgentService(db, assembler, harnesses, sessions, models, mcp_tools),
+        runtime_agents=RuntimeAgentService(
+            db, assembler, harnesses, sessions, models, mcp_tools, tokens=runner.tokens
+        ),
         mcp_servers=mcp_servers,
         memories=memories,
         memory_sync=MemorySyncTimer(memories, poll_seconds=settings.memory_sync_poll_seconds),

@@ -102,7 +102,16 @@ async def test_the_context_report_reflects_every_layer(api: Api) -> None:
     assert got["estimated_prompt_tokens"] > len(got["system_prompt"]) // 4
     assert got["estimated_input_tokens"] == got["estimated_prompt_tokens"]
     assert got["agent_version_id"] == session["agent_version_id"]
-    assert {s["key"] for s in got["sections"]} == {"system_prompt", "tools"}
+    assert [s["key"] for s in got["sections"]] == [
+        "system_prompt",
+        "tools",
+        "compacted_summary",
+        "history",
+    ]
+    assert [(s["tokens"], s["items"]) for s in got["sections"][2:]] == [(0, 0), (0, 0)]
+    # The file_system capability's prompt addition is a contribution of the system prompt.
+    prompt_parts = [c for c in got["contributions"] if c["section_key"] == "system_prompt"]
+    assert [c["source_id"] for c in prompt_parts] == ["file_system"]
     # The session's features are the same resolved set.
     fetched = (await api.client.get(f"/v1/sessions/{session['id']}")).json()
     assert fetched["features"] == ["file_system"]

@@ -18,6 +18,7 @@ from everloop.api.schemas import (
     PublicMcpServers,
     ResourceName,
     ShortText,
+    TokenUsage,
     ToolDefinition,
     WireModel,
 )
@@ -65,17 +66,44 @@ class NetworkAccessOut(BaseModel):
 
 
 class ContextReportSection(BaseModel):
-    key: str
+    """One part of the next model call's prompt with its tokens (before calibration)."""
+
+    key: str = Field(
+        description="Stable: `system_prompt`, `tools`, `mcp_tools` (when the session reaches "
+        "MCP servers), `compacted_summary`, `history`. Joins contributions."
+    )
     label: str
     tokens: int
-    items: int
+    items: int = Field(
+        description="Tool definitions, messages (`history`), or 0/1 (`system_prompt`, "
+        "`compacted_summary`)."
+    )
 
 
 class ContextReportContribution(BaseModel):
+    """What one source adds to a section: a tool (its name), a capability's system prompt
+    addition (its id), AGENTS.md (`agent_instructions`), the compaction summary (the
+    checkpoint id), a turn (its id; the newest 50 each, older ones as one `older_turns`)."""
+
     section_key: str
     source_id: str
     label: str
     tokens: int
+
+
+class CompactionOut(BaseModel):
+    """How close the session is to compacting its history (capability `compaction`)."""
+
+    active: bool = Field(description="The session has the `compaction` capability.")
+    threshold_tokens: int | None = Field(
+        description="Compaction runs before a model call whose calibrated prompt is over this "
+        "(the capability's `threshold` of `context_window_tokens`); null when not active or "
+        "the model's window is unknown. Compare with `estimated_input_tokens`."
+    )
+    last_checkpoint_id: str | None = Field(
+        description="The newest `context.compacted` checkpoint the next turn reads from."
+    )
+    last_checkpoint_at: str | None = None
 
 
 class McpToolListingOut(BaseModel):
@@ -110,17 +138,40 @@ class RuntimeAgentView(BaseModel):
     mcp_servers: PublicMcpServers = Field(alias="mcpServers")
     initial_files: list[str] = Field(description="Normalized paths of the merged initial files.")
     features: list[str]
-    estimated_prompt_tokens: int
+    estimated_prompt_tokens: int = Field(
+        description="The system prompt and tool definitions, about four characters a token; in "
+        "the context report, its `system_prompt` and `tools` sections as counted there."
+    )
     findings: list[dict[str, Any]] = []
 
 
 class SessionContextReport(RuntimeAgentView):
-    """``GET /v1/sessions/{id}/context-report``: what the next turn would run with."""
+    """``GET /v1/sessions/{id}/context-report``: what the session's next model call would carry,
+    in tokens counted for its resolved model, by section and source. The history is the one a
+    new turn would start with (the newest compaction summary, then the turns after it
+    verbatim); the user message that starts that turn is not counted."""
 
     session_id: str
     agent_version_id: str | None
     blueprint_id: str | None
-    estimated_input_tokens: int
+    estimated_input_tokens: int = Field(
+        description="The sections' sum, calibrated by `calibration_ratio` (what compaction "
+        "compares with `compaction.threshold_tokens`)."
+    )
+    token_count_method: str = Field(
+        description="How tokens were counted: the model's byte-pair encoding (`o200k_base`, "
+        "`cl100k_base`) for OpenAI models, else `estimate` (four characters a token)."
+    )
+    calibration_ratio: float = Field(
+        description="Provider-reported over counted input tokens for this model, as observed "
+        "by this process's compaction step (1.0: no report yet); scales "
+        "`estimated_input_tokens`, not the sections."
+    )
+    context_window_tokens: int | None = Field(
+        description="The model's context window from its profile; null if unknown."
+    )
+    cumulative_usage: TokenUsage = Field(description="The session's usage so far.")
+    compaction: CompactionOut
     sections: list[ContextReportSection]
     contributions: list[ContextReportContribution]
     mcp_tool_listings: list[McpToolListingOut] = Field(

@@ -108,6 +108,21 @@ class Conversation:
         return (*head, *(m for _, messages in self.turns for m in messages))
 
 
+@dataclass(frozen=True, slots=True)
+class NextHistory:
+    """The history a new turn would start with (``_Transcript.next_conversation``): the newest
+    checkpoint (if any), whose summary stands for the turns up to its ``through_turn``, then
+    every later turn verbatim, each as (turn id, its number in the session from 1, messages)."""
+
+    checkpoint: Checkpoint | None
+    turns: tuple[tuple[str, int, tuple[Message, ...]], ...]
+
+    @property
+    def history(self) -> tuple[Message, ...]:
+        head = (self.checkpoint.summary,) if self.checkpoint is not None else ()
+        return (*head, *(m for _, _, messages in self.turns for m in messages))
+
+
 @dataclass(slots=True)
 class _Transcript:
     through: int = 0  # the last sequence folded
@@ -180,6 +195,20 @@ class _Transcript:
             turns.append((earlier, built))
         return Conversation(basis, summary, tuple(turns), self.inputs[turn_id])
 
+    def next_conversation(self) -> NextHistory:
+        """The history a turn started now would get: from the newest checkpoint (a new turn
+        reads from it, ``latest_basis``), every turn after the turns it covers."""
+        checkpoint = next(reversed(self.checkpoints.values()), None)
+        start = self.position[checkpoint.through_turn] + 1 if checkpoint is not None else 0
+        turns = []
+        for index in range(start, len(self.order)):
+            turn_id = self.order[index]
+            built = self.built.get(turn_id)
+            if built is None:
+                built = self.built[turn_id] = self._turn_messages(turn_id)
+            turns.append((turn_id, index + 1, built))
+        return NextHistory(checkpoint, tuple(turns))
+
     def _turn_messages(self, turn_id: str) -> tuple[Message, ...]:
         # Tool results of one act phase become one ``tool_result`` message; calls a cancelled
         # turn left without a result get a synthetic error result so the transcript stays
@@ -228,6 +257,14 @@ class Transcripts:
         if latest and before_turn in transcript.position:
             basis = transcript.latest_basis(before_turn)
         return transcript.conversation(before_turn, basis)
+
+
+async def next_history(conn: AsyncConnection, session_id: str) -> NextHistory:
+    """The history the session's next turn would start with, folded afresh from the log (for
+    views such as the context report; running turns use ``Transcripts``)."""
+    transcript = _Transcript()
+    transcript.fold(await turn_store.history_rows(conn, session_id))
+    return transcript.next_conversation()
 
 
 def summary_message(checkpoint_id: str, summary: str) -> Message:

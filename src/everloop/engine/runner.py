@@ -67,6 +67,7 @@ from everloop.engine.steps import (
     event_context,
     require_running,
 )
+from everloop.llm.tokens import TokenCounter
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
 
@@ -108,6 +109,11 @@ class TurnRunner:
         self._reason = ReasonPhase(self._env, self._steps)
         self._act = ActPhase(self._env, self._steps)
         self.active_turns = 0
+
+    @property
+    def tokens(self) -> TokenCounter:
+        """The process's token counter (calibrated by provider reports; shared with views)."""
+        return self._env.tokens
 
     async def run_turn(self, session_id: str, turn_id: str) -> str:
         """Run one turn to its end; returns how it ended."""

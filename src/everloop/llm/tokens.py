@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,9 +56,13 @@ def encoding_name(model: str) -> str | None:
 
 @cache
 def _encoding(name: str) -> _Encoding:
-    import bpe_openai  # type: ignore[import-untyped]  # loaded on first use: ~70 ms, and only OpenAI models need it
+    # bpe-openai reads its compiled-in data with ``importlib.resources.open_binary``, which
+    # warns (DeprecationWarning) on Python 3.11+: its concern, not a caller's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai  # type: ignore[import-untyped]  # loaded on first use: ~70 ms, and only OpenAI models need it
 
-    encoding: _Encoding = bpe_openai.get_encoding(name)
+        encoding: _Encoding = bpe_openai.get_encoding(name)
     return encoding
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from everloop.api.deps import CallerDep, services
 from everloop.api.runtime_schemas import (
+    CompactionOut,
     ContextReportContribution,
     ContextReportSection,
     McpToolListingOut,
@@ -22,9 +23,10 @@ from everloop.api.runtime_schemas import (
     RuntimeToolOut,
     SessionContextReport,
 )
+from everloop.api.schemas import TokenUsage
 from everloop.capabilities.mcp import ServerListing
 from everloop.domain.mcp import MCP_REF_PREFIX
-from everloop.domain.runtime_agent import RuntimeAgent, estimate_tokens
+from everloop.domain.runtime_agent import RuntimeAgent
 from everloop.services.runtime_agents import ModelChoice
 
 router = APIRouter()
@@ -90,14 +92,16 @@ async def get_session_context_report(
         ),
     ] = True,
 ) -> SessionContextReport:
-    """What the session's model call would carry: the resolved agent (prompt, tools, model) and an
-    estimate of its tokens by section. The tools include those of the MCP servers the session
+    """What the session's next model call would carry: the resolved agent (prompt, tools, model)
+    and its tokens by section (system prompt, tools, compacted summary, history) and source,
+    counted for the session's model, with its context window, the session's usage and how
+    close it is to compacting. The tools include those of the MCP servers the session
     can reach (`mcp_tool_listings` says, per server, whether they came from the tool cache, were
     listed for this report, or are unknown or unreachable); a cached listing costs no network
     call."""
     svc = services(request)
     report = await svc.runtime_agents.context_report(caller, session_id, discover=discover)
-    session, runtime = report.session, report.runtime
+    session, runtime, tokens = report.session, report.runtime, report.tokens
     view = runtime_view(runtime, report.model, svc.settings.default_max_iterations)
     view.tools += [
         RuntimeToolOut(
@@ -109,65 +113,43 @@ async def get_session_context_report(
         )
         for t in report.mcp_tools
     ]
-    instructions = report.instructions
-    if instructions:
-        view.system_prompt = "\n\n".join(p for p in (view.system_prompt, instructions) if p)
-    instruction_tokens = estimate_tokens(instructions, ())
-    prompt_tokens = estimate_tokens(runtime.system_prompt, ()) + instruction_tokens
-    tool_tokens = {t.name: estimate_tokens(None, (t,)) for t in runtime.tools}
-    mcp_tokens = {t.name: estimate_tokens(None, (t,)) for t in report.mcp_tools}
-    sections = [
-        ContextReportSection(
-            key="system_prompt", label="System prompt", tokens=prompt_tokens, items=1
-        ),
-        ContextReportSection(
-            key="tools",
-            label="Tool definitions",
-            tokens=sum(tool_tokens.values()),
-            items=len(tool_tokens),
-        ),
-    ]
-    if report.mcp_servers:
-        sections.append(
-            ContextReportSection(
-                key="mcp_tools",
-                label="MCP tool definitions",
-                tokens=sum(mcp_tokens.values()),
-                items=len(mcp_tokens),
-            )
-        )
+    if report.instructions:
+        view.system_prompt = "\n\n".join(p for p in (view.system_prompt, report.instructions) if p)
+    view.estimated_prompt_tokens = sum(
+        s.tokens for s in tokens.sections if s.key in ("system_prompt", "tools")
+    )
+    compaction = tokens.compaction
+    usage = session.usage
     return SessionContextReport(
         **view.model_dump(by_alias=True),
         session_id=session.id,
         agent_version_id=session.agent_version_id,
         blueprint_id=session.blueprint_id,
-        estimated_input_tokens=runtime.prompt_tokens_estimate
-        + instruction_tokens
-        + sum(mcp_tokens.values()),
-        sections=sections,
+        estimated_input_tokens=tokens.estimated,
+        token_count_method=tokens.method,
+        calibration_ratio=tokens.ratio,
+        context_window_tokens=tokens.context_window,
+        cumulative_usage=TokenUsage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_creation_tokens=usage.cache_creation_tokens,
+        ),
+        compaction=CompactionOut(
+            active=compaction.active,
+            threshold_tokens=compaction.threshold_tokens,
+            last_checkpoint_id=compaction.last_checkpoint_id,
+            last_checkpoint_at=compaction.last_checkpoint_at,
+        ),
+        sections=[
+            ContextReportSection(key=s.key, label=s.label, tokens=s.tokens, items=s.items)
+            for s in tokens.sections
+        ],
         contributions=[
-            *(
-                [
-                    ContextReportContribution(
-                        section_key="system_prompt",
-                        source_id="agent_instructions",
-                        label="AGENTS.md",
-                        tokens=instruction_tokens,
-                    )
-                ]
-                if instructions
-                else []
-            ),
-            *(
-                ContextReportContribution(section_key="tools", source_id=name, label=name, tokens=n)
-                for name, n in tool_tokens.items()
-            ),
-            *(
-                ContextReportContribution(
-                    section_key="mcp_tools", source_id=name, label=name, tokens=n
-                )
-                for name, n in mcp_tokens.items()
-            ),
+            ContextReportContribution(
+                section_key=c.section_key, source_id=c.source_id, label=c.label, tokens=c.tokens
+            )
+            for c in tokens.contributions
         ],
         mcp_tool_listings=[listing_out(listing) for listing in report.mcp_servers],
     )
