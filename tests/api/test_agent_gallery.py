@@ -26,8 +26,9 @@ async def import_example(client: Any, name: str, body: str = "") -> Any:
 
 
 async def registered_capabilities(api: Api) -> set[str]:
-    response = await api.client.get("/v1/capabilities")
+    response = await api.client.get("/v1/capabilities", params={"limit": 100})
     assert response.status_code == 200, response.text
+    assert response.json()["total"] <= 100
     return {c["id"] for c in response.json()["data"]}
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
 from everloop.crypto import SecretBox
+from everloop.domain.model_catalogue import profile_for
 from everloop.domain.providers import DRIVERS, LlmModel, Provider
 from everloop.domain.timestamps import now
 from everloop.engine.ports import ModelPrices, ResolvedModel
@@ -392,7 +393,9 @@ def _resolved(model: LlmModel, provider: Provider, driver: ModelDriver) -> Resol
         provider_name=provider.name,
         driver_kind=provider.driver,
         prices=ModelPrices(**{k: float(prices.get(k) or 0.0) for k in _PRICE_KEYS}),
-        context_window=_positive(model.profile.get("context_window")),
+        # The org's own limit if it set one, else what the vendor published (the catalogue).
+        context_window=_positive(model.profile.get("context_window"))
+        or profile_for(model.model_id, model.model_id).context_window,
     )
 
 
