@@ -131,3 +131,15 @@ def test_no_capability_imports_a_service() -> None:
         if target.startswith("everloop.services")
     )
     assert found == []
+
+
+def test_no_route_imports_the_store() -> None:
+    # Routes go through services: what a request may read or write is decided there.
+    found = sorted(
+        (source, target)
+        for source, targets in graph().items()
+        if source.startswith("everloop.api")
+        for target in targets
+        if target.startswith("everloop.store")
+    )
+    assert found == []

@@ -11,7 +11,7 @@ from everloop.api.schemas import WireModel
 from everloop.api.storage_schemas import FileContent, FilePath
 from everloop.domain.memories import Memory, source_response
 from everloop.services.files import encode_content
-from everloop.store.memory_files import MemoryFile
+from everloop.services.memories import MemoryFile
 
 Encoding = Literal["text", "base64"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -26,7 +26,8 @@ from everloop.errors import Forbidden, InvalidInput, NotFound
 from everloop.services.auth import ADMIN_ROLE, AGENT_KEY_PREFIX, Caller, hash_token
 from everloop.services.token_cache import TokenCache
 from everloop.store import channels as store
-from everloop.store.channels import AgentKeyRow, ChannelRow
+from everloop.store.channels import AgentKeyRow as AgentKeyRow  # what the routes show
+from everloop.store.channels import ChannelRow as ChannelRow
 from everloop.store.db import Database
 from everloop.store.sql import Store
 from everloop.store.tokens import RevocationMarker

@@ -29,6 +29,7 @@ from everloop.services.auth import Caller
 from everloop.services.memory_git import GitFetcher, SyncFailed
 from everloop.store import memories as store
 from everloop.store.db import Database
+from everloop.store.memory_files import MemoryFile as MemoryFile  # what the API shows
 from everloop.store.memory_files import MemoryFiles, MemoryLimits
 
 log = logging.getLogger("everloop.memories")

@@ -22,7 +22,7 @@ from everloop.api.channel_schemas import (
 )
 from everloop.api.deps import CallerDep, services
 from everloop.api.schemas import ErrorResponse
-from everloop.store.channels import AgentKeyRow, ChannelRow
+from everloop.services.agent_channels import AgentKeyRow, ChannelRow
 
 router = APIRouter(tags=["agent channels"])
 
