@@ -19,6 +19,7 @@ from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.compaction import build_compaction_capability
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
+from everloop.capabilities.health_check import build_health_check_capability
 from everloop.capabilities.human_input import (
     build_ask_user_capability,
     build_tool_approval_capability,
@@ -66,6 +67,8 @@ from everloop.services.connections import ConnectionService
 from everloop.services.event_feed import EventFanout
 from everloop.services.executors import ExecutorService
 from everloop.services.files import FileLimits, FileService
+from everloop.services.health_check_runs import HealthCheckRunner, RunLimits
+from everloop.services.health_checks import HealthCheckService
 from everloop.services.human_input import HumanInputService
 from everloop.services.idempotency import IdempotencyService
 from everloop.services.mcp_servers import McpServerService
@@ -140,6 +143,8 @@ class Services:
     agent_channels: AgentChannelService
     channel_auth: ChannelAuthService
     channels: ChannelService
+    health_checks: HealthCheckService
+    health_check_runner: HealthCheckRunner
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -181,7 +186,11 @@ class Services:
             self.listener = EventListener(self.settings.app_database_url, self._notified)
             self.listener.start()
         await self.engine.connect()
-        return await self.turns.enqueue_recorded()
+        recorded = await self.turns.enqueue_recorded()
+        if execute:
+            # Like due schedules: the health-check runs a killed process left go on here.
+            await self.health_check_runner.resume()
+        return recorded
 
     def _notified(self, payload: str) -> None:
         """Events committed by some process (this one included): wake what waits for them."""
@@ -212,6 +221,7 @@ class Services:
         await self.storage.stop_lease_sweeper()
         await self.schedule_timer.stop_timer()
         await self.memory_sync.stop()
+        await self.health_check_runner.stop()
         await self.engine.close()
         await self.session_databases.close()
         if self.drivers is not None:
@@ -254,6 +264,7 @@ def build_capabilities(
     registry.register(build_session_capability())
     registry.register(build_todo_list_capability())
     registry.register(build_agent_instructions_capability())
+    registry.register(build_health_check_capability())
     return registry
 
 
@@ -438,6 +449,18 @@ def build_services(settings: Settings) -> Services:
     subagents.connect(assembler=assembler, blueprints=blueprints, queue=engine)
     timer.connect(engine)
     turns = TurnService(db, sessions, engine, signals, fanout, subagents)
+    health_check_runner = HealthCheckRunner(
+        db,
+        sessions,
+        models,
+        signals,
+        RunLimits(
+            max_parallel=settings.health_check_max_parallel,
+            case_timeout_seconds=settings.health_check_case_timeout_seconds,
+            poll_seconds=settings.health_check_poll_seconds,
+        ),
+    )
+    health_check_runner.connect(engine, turns)
     return Services(
         settings=settings,
         db=db,
@@ -488,4 +511,6 @@ def build_services(settings: Settings) -> Services:
             db, auth, runtime_ttl_seconds=settings.runtime_token_ttl_seconds
         ),
         channels=ChannelService(sessions, agents),
+        health_checks=HealthCheckService(db, agents, models, assembler, health_check_runner),
+        health_check_runner=health_check_runner,
     )

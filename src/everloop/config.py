@@ -266,6 +266,29 @@ class Settings(BaseSettings):
             "looks it sleeps until the next due time it knows of."
         ),
     )
+    health_check_max_parallel: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Cases of one health-check run that run (as sessions) at the same time.",
+    )
+    health_check_case_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "A health-check case whose turn has not ended this long after it started errors "
+            "(timed out) and its turn is cancelled."
+        ),
+    )
+    health_check_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description=(
+            "How often a health-check run re-reads the turns it waits for (a turn of this "
+            "process wakes it at once)."
+        ),
+    )
     schedule_missed_after_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -42,6 +42,7 @@ Prefix = Literal[
     "rtok",
     "mem",
     "wsp",
+    "healthcheck",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

@@ -66,6 +66,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/agents/{agent_id}/versions/{version_id}/fork"): Case(
         fixed({"name": "stolen-fork"})
     ),
+    ("POST", "/api/v1/agents/{agent_id}/health-checks"): Case(fixed({})),
+    ("GET", "/api/v1/agents/{agent_id}/health-checks"): Case(),
+    ("GET", "/api/v1/agents/{agent_id}/health-checks/latest"): Case(),
+    ("GET", "/api/v1/agents/{agent_id}/health-checks/{run_id}"): Case(),
     ("GET", "/api/v1/blueprints/{blueprint_id}"): Case(),
     ("GET", "/api/v1/harnesses/{harness_id}"): Case(),
     ("PATCH", "/api/v1/harnesses/{harness_id}"): Case(fixed({"description": "theirs"})),
@@ -296,7 +300,14 @@ async def build_world(api: Api) -> World:
         assert answer.status_code in (200, 201), answer.text
         return answer.json()
 
-    agent = await create_agent(api, "matrix-agent")
+    health_check = {
+        "ref": "health_check",
+        "config": {"cases": [{"name": "hi", "user_message": "hello", "rubric": "Greets."}]},
+    }
+    agent = await create_agent(api, "matrix-agent", capabilities=[health_check])
+    # A finished health-check run: nothing of it is still writing when the matrix compares.
+    run = await created(client.post(f"/v1/agents/{agent['id']}/health-checks", json={}))
+    await asyncio.wait_for(api.services.health_check_runner.settled(run["id"]), 60)
     await created(client.patch(f"/v1/agents/{agent['id']}", json={"description": "v2"}))
     versions = await created(client.get(f"/v1/agents/{agent['id']}/versions"))
     assert len(versions) >= 2, versions
@@ -374,6 +385,7 @@ async def build_world(api: Api) -> World:
         "channel_session_id": channel_session["id"],
         "memory_id": memory["id"],
         "workspace_id": workspace["id"],
+        "run_id": run["id"],
     }
 
 
@@ -441,6 +453,7 @@ WORLD_PARAMS = {
     "channel_id",
     "agent_key_id",
     "memory_id",
+    "run_id",
 }
 
 

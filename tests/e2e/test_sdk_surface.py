@@ -44,9 +44,6 @@ pytestmark = pytest.mark.slow
 OWNED_ELSEWHERE: dict[str, str] = {
     "capabilities.list_guardrail_examples": "issue 21: guardrails",
     "capabilities.dry_run_guardrails": "issue 21: guardrails",
-    "agents.list_health_checks": "issue 21: agent health checks",
-    "agents.trigger_health_check": "issue 21: agent health checks",
-    "agents.get_health_check": "issue 21: agent health checks",
 }
 
 
@@ -228,6 +225,28 @@ async def agents_and_versions(client: Any, model_id: str) -> None:
     assert from_example.name == "dad-jokes-agent" and from_example.system_prompt
     for made in (copy, imported, forked, from_example, agent):
         await client.agents.delete(made.id)
+
+
+async def health_checks(client: Any, model_id: str) -> None:
+    """A run of one case (the org default model judges: its echo is no verdict, so the case
+    fails with that reason), read back while and after it runs."""
+    case = {"name": "greets", "user_message": "Say hello.", "rubric": "Greets the user."}
+    agent = await client.agents.create(
+        unique("checked"),
+        "You greet.",
+        default_model_id=model_id,
+        capabilities=[AgentCapabilityConfig(ref="health_check", config={"cases": [case]})],
+    )
+    run = await client.agents.trigger_health_check(agent.id)
+    assert run.status == "pending" and run.id.startswith("healthcheck_")
+    for _ in range(1200):  # bounded: the wait_for of the caller ends it first
+        run = await client.agents.get_health_check(agent.id, run.id)
+        if run.status in ("completed", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert run.status == "completed", run
+    assert run.summary is not None and run.summary.total == 1
+    assert [r.id for r in await client.agents.list_health_checks(agent.id)] == [run.id]
 
 
 async def sessions_messages_events(client: Any, model_id: str, api: Api) -> None:
@@ -414,6 +433,7 @@ async def test_every_management_method_of_the_sdk_is_exercised(server: Server, a
     try:
         await asyncio.wait_for(models_capabilities_harnesses(client, model_id), 120)
         await asyncio.wait_for(agents_and_versions(client, model_id), 120)
+        await asyncio.wait_for(health_checks(client, model_id), 60)
         await asyncio.wait_for(sessions_messages_events(client, model_id, api), 180)
         await asyncio.wait_for(connections(client), 60)
         await asyncio.wait_for(memories(client), 60)

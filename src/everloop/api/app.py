@@ -36,6 +36,7 @@ from everloop.api.routes import (
     connections,
     debug,
     files,
+    health_checks,
     human_input,
     mcp_servers,
     memories,
@@ -147,6 +148,7 @@ def create_app(
     routes.include_router(runtime_agents.router)
     routes.include_router(agent_actions.router)
     routes.include_router(agent_versions.router)
+    routes.include_router(health_checks.router)
     routes.include_router(blueprints.router)
     routes.include_router(config_resources.router)
     routes.include_router(sessions.router)

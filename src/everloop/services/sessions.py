@@ -141,6 +141,14 @@ class SessionService:
         self._file_limits = file_limits or FileLimits()
 
     async def create(self, caller: Caller, fields: dict[str, Any]) -> Session:
+        async with self._db.write() as conn:
+            return await self.create_in(conn, caller, fields)
+
+    async def create_in(
+        self, conn: AsyncConnection, caller: Caller, fields: dict[str, Any]
+    ) -> Session:
+        """``create`` inside the caller's transaction, so that what the session is created for
+        (a health-check case: ``services.health_checks``) commits with it or not at all."""
         supplied_id = fields.pop("id", None)
         session_id = supplied_id or ids.new_id("session")
         ids.parse("session", session_id, field="id")
@@ -163,135 +171,132 @@ class SessionService:
         elif fields.get("blueprint_config") is not None:
             raise InvalidInput("blueprint_config needs a blueprint_id", field="blueprint_config")
         ts = now()
-        async with self._db.write() as conn:
-            # A generated id is a fresh UUIDv7 (monotonic in this process, 74 random bits
-            # across processes): only one the client chose can be taken already.
-            if supplied_id and await self._store.id_exists(conn, sessions, session_id):
-                raise Conflict(f"session id '{session_id}' is already in use", field="id")
-            await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
-            await self._models.ensure_exists(
-                conn, caller.organization_id, fields.get("model_id"), "model_id"
+        # A generated id is a fresh UUIDv7 (monotonic in this process, 74 random bits
+        # across processes): only one the client chose can be taken already.
+        if supplied_id and await self._store.id_exists(conn, sessions, session_id):
+            raise Conflict(f"session id '{session_id}' is already in use", field="id")
+        await check_mcp_refs(conn, caller.organization_id, fields.get("capabilities"))
+        await self._models.ensure_exists(
+            conn, caller.organization_id, fields.get("model_id"), "model_id"
+        )
+        await check_identity(conn, caller.organization_id, fields.get("agent_identity_id"))
+        if shared_workspace_id is not None:
+            await resolve_shared(conn, caller.organization_id, shared_workspace_id)
+        agent = None
+        if agent_id:
+            agent = await self._agents.get(caller, agent_id, conn)
+        elif agent_name:
+            agent = await self._agents.get_by_name(conn, caller, agent_name)
+        if agent is not None and agent.status is not ResourceStatus.ACTIVE:
+            raise InvalidInput(
+                f"agent '{agent.name}' is archived and cannot be used", field="agent_id"
             )
-            await check_identity(conn, caller.organization_id, fields.get("agent_identity_id"))
-            if shared_workspace_id is not None:
-                await resolve_shared(conn, caller.organization_id, shared_workspace_id)
-            agent = None
-            if agent_id:
-                agent = await self._agents.get(caller, agent_id, conn)
-            elif agent_name:
-                agent = await self._agents.get_by_name(conn, caller, agent_name)
-            if agent is not None and agent.status is not ResourceStatus.ACTIVE:
-                raise InvalidInput(
-                    f"agent '{agent.name}' is archived and cannot be used", field="agent_id"
-                )
-            harness_row: dict[str, Any] | None = None
-            if harness_id or harness_name or agent is None:
-                harness = await self._harnesses.resolve_for_use(
-                    conn, caller, harness_id=harness_id, harness_name=harness_name
-                )
-                resolved_harness_id = harness.id
-                harness_row = _shallow(harness)
-            else:
-                resolved_harness_id = agent.harness_id
-            version_id = await captured_version_id(conn, agent) if agent else None
-            title = fields.get("title")
-            row: dict[str, Any] = {
-                "id": session_id,
-                "organization_id": caller.organization_id,
-                "harness_id": resolved_harness_id,
-                "agent_id": agent.id if agent else None,
-                "agent_version_id": version_id,
-                "agent_identity_id": fields.get("agent_identity_id"),
-                "owner_principal_id": caller.principal_id,
-                "resolved_owner_user_id": uuid_text(caller.user_id),
-                "title": title,
-                "title_search": title.lower() if title else None,
-                "locale": fields.get("locale"),
-                "preview": None,
-                "output_preview": None,
-                "tags": fields.get("tags") or [],
-                "model_id": fields.get("model_id"),
-                "capabilities": fields.get("capabilities") or [],
-                "tools": fields.get("tools") or [],
-                "mcp_servers": self._mcp_headers.seal(
-                    caller.organization_id, fields.get("mcp_servers")
-                ),
-                "system_prompt": fields.get("system_prompt"),
-                "initial_files": fields.get("initial_files") or [],
-                "hints": fields.get("hints"),
-                "network_access": fields.get("network_access"),
-                "max_iterations": fields.get("max_iterations"),
-                "parallel_tool_calls": fields.get("parallel_tool_calls"),
-                "status": SessionStatus.STARTED.value,
-                "created_at": ts,
-                "updated_at": ts,
-                "started_at": None,
-                "finished_at": None,
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "cache_read_tokens": 0,
-                "cache_creation_tokens": 0,
-                "parent_session_id": None,
-                "subagent_name": None,
-                "subagent_task": None,
-                "subagent_status": None,
-                "blueprint_id": fields.get("blueprint_id"),
-                "blueprint_config": fields.get("blueprint_config"),
-                "last_sequence": 1,  # session.started, written below
-                "deleted_at": None,
-                "workspace_id": shared_workspace_id,
-            }
-            # The session's RuntimeAgent must assemble (a harness cycle, two tools of one name
-            # are a 422), from the rows just read rather than read again.
-            layers = _NewSessionLayers(
-                harness_chain=await load_harness_chain(
-                    conn, caller.organization_id, resolved_harness_id, first=harness_row
-                ),
-                agent_layer=(
-                    await load_agent_layer(
-                        conn,
-                        caller.organization_id,
-                        agent.id,
-                        version_id,
-                        agent_row=_shallow(agent),
-                    )
-                    if agent
-                    else None
-                ),
-                session_layer=session_layer(row),
-                blueprint_id=row["blueprint_id"],
-                blueprint_config=row["blueprint_config"],
+        harness_row: dict[str, Any] | None = None
+        if harness_id or harness_name or agent is None:
+            harness = await self._harnesses.resolve_for_use(
+                conn, caller, harness_id=harness_id, harness_name=harness_name
             )
-            runtime = self._assembler.for_session(layers)
-            if shared_workspace_id is None:
-                # Its own workspace: one more insert in this transaction.
-                row["workspace_id"] = await create_automatic(
-                    conn, caller.organization_id, session_id, caller.principal_id, ts
+            resolved_harness_id = harness.id
+            harness_row = _shallow(harness)
+        else:
+            resolved_harness_id = agent.harness_id
+        version_id = await captured_version_id(conn, agent) if agent else None
+        title = fields.get("title")
+        row: dict[str, Any] = {
+            "id": session_id,
+            "organization_id": caller.organization_id,
+            "harness_id": resolved_harness_id,
+            "agent_id": agent.id if agent else None,
+            "agent_version_id": version_id,
+            "agent_identity_id": fields.get("agent_identity_id"),
+            "owner_principal_id": caller.principal_id,
+            "resolved_owner_user_id": uuid_text(caller.user_id),
+            "title": title,
+            "title_search": title.lower() if title else None,
+            "locale": fields.get("locale"),
+            "preview": None,
+            "output_preview": None,
+            "tags": fields.get("tags") or [],
+            "model_id": fields.get("model_id"),
+            "capabilities": fields.get("capabilities") or [],
+            "tools": fields.get("tools") or [],
+            "mcp_servers": self._mcp_headers.seal(
+                caller.organization_id, fields.get("mcp_servers")
+            ),
+            "system_prompt": fields.get("system_prompt"),
+            "initial_files": fields.get("initial_files") or [],
+            "hints": fields.get("hints"),
+            "network_access": fields.get("network_access"),
+            "max_iterations": fields.get("max_iterations"),
+            "parallel_tool_calls": fields.get("parallel_tool_calls"),
+            "status": SessionStatus.STARTED.value,
+            "created_at": ts,
+            "updated_at": ts,
+            "started_at": None,
+            "finished_at": None,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_creation_tokens": 0,
+            "parent_session_id": None,
+            "subagent_name": None,
+            "subagent_task": None,
+            "subagent_status": None,
+            "blueprint_id": fields.get("blueprint_id"),
+            "blueprint_config": fields.get("blueprint_config"),
+            "last_sequence": 1,  # session.started, written below
+            "deleted_at": None,
+            "workspace_id": shared_workspace_id,
+        }
+        # The session's RuntimeAgent must assemble (a harness cycle, two tools of one name
+        # are a 422), from the rows just read rather than read again.
+        layers = _NewSessionLayers(
+            harness_chain=await load_harness_chain(
+                conn, caller.organization_id, resolved_harness_id, first=harness_row
+            ),
+            agent_layer=(
+                await load_agent_layer(
+                    conn,
+                    caller.organization_id,
+                    agent.id,
+                    version_id,
+                    agent_row=_shallow(agent),
                 )
-            await self._store.insert_session(conn, row)
-            if self._connections is not None:
-                # The creator's user connections become its secrets (one indexed read if none).
-                await self._connections.inject(
-                    conn, caller.organization_id, caller.user_id, session_id
+                if agent
+                else None
+            ),
+            session_layer=session_layer(row),
+            blueprint_id=row["blueprint_id"],
+            blueprint_config=row["blueprint_config"],
+        )
+        runtime = self._assembler.for_session(layers)
+        if shared_workspace_id is None:
+            # Its own workspace: one more insert in this transaction.
+            row["workspace_id"] = await create_automatic(
+                conn, caller.organization_id, session_id, caller.principal_id, ts
+            )
+        await self._store.insert_session(conn, row)
+        if self._connections is not None:
+            # The creator's user connections become its secrets (one indexed read if none).
+            await self._connections.inject(conn, caller.organization_id, caller.user_id, session_id)
+        # Its initial files, merged by path across the layers, are copied in.
+        await copy_initial_files(
+            conn,
+            row["workspace_id"],
+            [list(runtime.initial_files)],
+            self._file_limits,
+            only_missing=shared_workspace_id is not None,
+        )
+        await start_log(
+            conn,
+            session_id,
+            [
+                NewEvent(
+                    "session.started",
+                    {"agent_id": row["agent_id"], "model_id": row["model_id"]},
                 )
-            # Its initial files, merged by path across the layers, are copied in.
-            await copy_initial_files(
-                conn,
-                row["workspace_id"],
-                [list(runtime.initial_files)],
-                self._file_limits,
-                only_missing=shared_workspace_id is not None,
-            )
-            await start_log(
-                conn,
-                session_id,
-                [
-                    NewEvent(
-                        "session.started",
-                        {"agent_id": row["agent_id"], "model_id": row["model_id"]},
-                    )
-                ],
-            )
+            ],
+        )
         # The session as a read would give it, from the row just written: the caller's own
         # principal owns it and has not pinned it yet.
         return session_from_row(

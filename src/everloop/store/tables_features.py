@@ -439,3 +439,42 @@ memory_files = Table(
     Column("updated_at", Ts, nullable=False),
 )
 Index("ix_memory_files_parent", memory_files.c.memory_id, memory_files.c.parent_path)
+
+# Agent health checks (services/health_checks.py): a run of an agent's test cases, each case a
+# session of the agent. The case row is the run's claim on that session: it is moved from
+# pending to running in the transaction that creates the session and its turn, so a case runs
+# once whatever crashes. ``cases`` is the config the run was started with; the caller's columns
+# let a restarted process create the remaining sessions as that caller.
+health_check_runs = Table(
+    "health_check_runs",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("agent_id", Id, nullable=False),
+    Column("config_hash", String(80), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | running | completed | failed
+    Column("judge_model_id", Id, nullable=True),
+    Column("cases", Json, nullable=False),
+    Column("summary", Json, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("principal_id", Id, nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("principal_role", String(32), nullable=False),
+    Column("principal_kind", String(32), nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("completed_at", Ts, nullable=True),
+    Index("ix_health_check_runs_agent", "agent_id", "created_at"),
+    Index("ix_health_check_runs_status", "status"),
+)
+
+health_check_cases = Table(
+    "health_check_cases",
+    metadata,
+    Column("run_id", Id, ForeignKey("health_check_runs.id"), primary_key=True),
+    Column("case_index", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),  # pending | running | done
+    Column("session_id", Id, nullable=True),
+    Column("turn_id", Id, nullable=True),
+    Column("started_at", Ts, nullable=True),
+    Column("result", Json, nullable=True),
+)
