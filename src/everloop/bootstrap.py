@@ -19,6 +19,7 @@ from everloop.capabilities.base import CapabilityRegistry
 from everloop.capabilities.compaction import build_compaction_capability
 from everloop.capabilities.current_time import build_current_time_capability
 from everloop.capabilities.file_system import build_file_system_capability
+from everloop.capabilities.guardrails import build_guardrails_capability
 from everloop.capabilities.health_check import build_health_check_capability
 from everloop.capabilities.human_input import (
     build_ask_user_capability,
@@ -265,6 +266,7 @@ def build_capabilities(
     registry.register(build_todo_list_capability())
     registry.register(build_agent_instructions_capability())
     registry.register(build_health_check_capability())
+    registry.register(build_guardrails_capability())
     return registry
 
 

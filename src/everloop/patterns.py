@@ -28,13 +28,24 @@ _MAX_MEMORY_BYTES = 8 * 1024 * 1024
 _WHOLE_TEXT_ANCHORS = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
 
 
+class Match(Protocol):
+    """What callers use of a match: where it is (character offsets) and what it matched."""
+
+    def start(self) -> int: ...
+
+    def end(self) -> int: ...
+
+    def group(self) -> str: ...
+
+
 class Regex(Protocol):
-    """What callers use of a compiled RE2 pattern."""
+    """What callers use of a compiled RE2 pattern. ``search(text, pos)`` looks from ``pos`` on
+    but sees the text before it as context (``\\b`` at ``pos`` depends on the character before)."""
 
     @property
     def pattern(self) -> str: ...
 
-    def search(self, text: str) -> object | None: ...
+    def search(self, text: str, pos: int = 0) -> Match | None: ...
 
 
 def compile_untrusted(pattern: str, *, field: str, ignore_case: bool = False) -> Regex:

@@ -66,3 +66,47 @@ class TableInfo(BaseModel):
 class SchemaResponse(BaseModel):
     database: str
     tables: list[TableInfo]
+
+
+class GuardrailExampleResponse(BaseModel):
+    """A read-only, adoptable guardrails preset (the Everruns ``GuardrailExample`` shape)."""
+
+    name: str
+    display_name: str
+    description: str
+    tags: list[str]
+    check_types: list[str]
+    stages: list[str]
+    data_egress: Literal["none"] = "none"
+    config: dict[str, Any]
+
+
+class GuardrailExamplesResponse(BaseModel):
+    examples: list[GuardrailExampleResponse]
+
+
+class GuardrailsDryRunRequest(WireModel):
+    """A guardrails config and a sample to evaluate it on, for one stage."""
+
+    config: dict[str, Any]
+    stage: Literal["output", "tool_use", "tool_output"]
+    text: Annotated[str, StringConstraints(max_length=200_000)]
+    tool_name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class GuardrailsDryRunHitResponse(BaseModel):
+    """One triggered check (the Everruns ``GuardrailsDryRunHit`` shape)."""
+
+    check_index: int
+    check_id: str
+    stage: Literal["output", "tool_use", "tool_output"]
+    rule_type: Literal["regex", "blocklist", "tool_pattern"]
+    action: Literal["block", "log"]
+    reason_code: str
+    matched: str | None = None
+    replacement: str | None = None
+
+
+class GuardrailsDryRunResponse(BaseModel):
+    hits: list[GuardrailsDryRunHitResponse]
+    blocked: bool

@@ -188,6 +188,11 @@ class ResultFilter(Protocol):
     ) -> ToolResultPart: ...
 
 
+ConfigCheck = Callable[[Mapping[str, Any]], None]
+"""A capability's check of a config its ``config_schema`` accepted, for what a schema cannot
+say (a regex RE2 cannot run, a field another field requires): raises ``InvalidInput`` with
+``field`` relative to the config (``checks.2.pattern``); the caller prefixes where the config is."""
+
 RiskLevel = Literal["low", "medium", "high"]
 CapabilityStatus = Literal["available", "coming_soon", "deprecated", "retired"]
 
@@ -207,6 +212,8 @@ class Capability:
     config_schema: JsonObject | None = None
     # Rewrites the results of the session's server-side calls while it is active (see above).
     result_filter: ResultFilter | None = None
+    # Checks a config the schema accepted, on write (see ``ConfigCheck``).
+    config_check: ConfigCheck | None = None
 
 
 def object_schema(properties: JsonObject, required: list[str]) -> JsonObject:

@@ -58,6 +58,7 @@ from everloop.domain.timestamps import now
 from everloop.engine import events as ev
 from everloop.engine.context import TurnContext
 from everloop.engine.env import TurnEnv
+from everloop.engine.guardrails import call_hit_events, policy_for
 from everloop.engine.loop_guard import Refusal
 from everloop.engine.result_filters import filter_result
 from everloop.engine.steps import (
@@ -365,7 +366,7 @@ class ActPhase:
         propagates: the transaction rolls back), the active capabilities' result filters
         (``engine.result_filters``), then its ``tool.completed`` (an in-doubt call's after the
         ``transcript.repaired`` that names it, a refused repeat's after the
-        ``tool.loop_detected``)."""
+        ``tool.loop_detected``, after the ``guardrail.triggered`` of its guardrail hits)."""
         kind: ev.ToolErrorKind | None = "in_doubt" if in_doubt else None
         if refusal is not None:
             kind = refusal.kind
@@ -373,10 +374,13 @@ class ActPhase:
         async def write(conn: AsyncConnection) -> StepResult:
             if commit is not None:
                 await commit(conn)
-            # A capability may rewrite the result (a big output saved to a file) in this
-            # transaction: what it writes commits with the record, exactly once.
+            # A capability may rewrite the result (a big output saved to a file, one a
+            # guardrail withholds) in this transaction: its writes commit with the record.
             done = await filter_result(conn, self._env.capabilities, context, outcome)
             ctx = event_context(context.turn_id, context.input_message_id)
+            # The guardrails' hits on the call and on its result as the tool returned it.
+            ran = outcome if refusal is None else None
+            hits = call_hit_events(policy_for(context.runtime), call, ran)
             data = ev.tool_completed(
                 tool_call=call,
                 result=done,
@@ -395,6 +399,7 @@ class ActPhase:
                     action="refused",
                 )
                 found.insert(0, NewEvent(ev.TOOL_LOOP_DETECTED, detected, ctx))
+            found[:0] = [NewEvent(t, data, ctx) for t, data in hits]
             # A call run before this transaction: the running check rides on the append.
             await append_events(conn, context.session_id, found, guard=running(context.turn_id))
             return ToolDone(done)

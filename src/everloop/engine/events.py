@@ -34,6 +34,8 @@ EventType = Literal[
     "output.message.started",
     "output.message.delta",
     "output.message.completed",
+    "output.message.replaced",
+    "guardrail.triggered",
     "act.started",
     "act.completed",
     "tool.started",
@@ -76,6 +78,8 @@ REASON_COMPLETED: Final = "reason.completed"
 OUTPUT_MESSAGE_STARTED: Final = "output.message.started"
 OUTPUT_MESSAGE_DELTA: Final = "output.message.delta"
 OUTPUT_MESSAGE_COMPLETED: Final = "output.message.completed"
+OUTPUT_MESSAGE_REPLACED: Final = "output.message.replaced"
+GUARDRAIL_TRIGGERED: Final = "guardrail.triggered"
 ACT_STARTED: Final = "act.started"
 ACT_COMPLETED: Final = "act.completed"
 TOOL_STARTED: Final = "tool.started"
@@ -110,8 +114,11 @@ Phase = Literal["commentary", "final_answer"]
 # ``in_doubt``: it was interrupted by a crash, is not safe to repeat, and was not repeated, so
 # whether it took effect is unknown. ``loop_detected``: not run, the same call was asked for too
 # many times in a row (``loop_detection``). ``invalid_arguments`` / ``unknown_tool``: not run,
-# answered by ``tool_call_repair``.
-ToolErrorKind = Literal["in_doubt", "denied", "loop_detected", "invalid_arguments", "unknown_tool"]
+# answered by ``tool_call_repair``. ``guardrail_blocked``: not run, a ``guardrails`` check
+# refused it.
+ToolErrorKind = Literal[
+    "in_doubt", "denied", "loop_detected", "invalid_arguments", "unknown_tool", "guardrail_blocked"
+]
 
 
 def message_phase(message: Message) -> Phase:

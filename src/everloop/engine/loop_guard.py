@@ -7,7 +7,8 @@ decides exactly as the first run did:
 - :func:`loop_failure`, in the reason phase: a call repeated past the refusals
   ``loop_detection`` allows fails the turn (``loop_detected``) instead of an act phase.
 - :func:`refusals`, in the act phase: the calls that get an error result instead of running,
-  a repeat past ``max_repeats`` or a malformed call ``tool_call_repair`` answers.
+  a call a ``guardrails`` ``tool_use`` check blocks, a repeat past ``max_repeats`` or a
+  malformed call ``tool_call_repair`` answers.
 
 "In a row" is over the turn's own tool calls in the order the model asked for them (the calls
 of one answer count in their order): a different call in between starts the count again.
@@ -20,6 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from everloop.capabilities.guardrails import (
+    GUARDRAILS,
+    GuardrailPolicy,
+    arguments_text,
+    evaluate,
+    first_block,
+    policy_of,
+    refusal_message,
+)
 from everloop.capabilities.loop_detection import LOOP_DETECTION, LoopLimits
 from everloop.capabilities.tool_call_repair import TOOL_CALL_REPAIR, repair_error
 from everloop.domain.messages import JsonObject, Message, ToolCallPart, ToolResultPart
@@ -28,22 +38,25 @@ from everloop.engine import events as ev
 from everloop.engine import loop
 
 LOOP_DETECTED: Final = "loop_detected"
-RefusalKind = Literal["loop_detected", "invalid_arguments", "unknown_tool"]
+RefusalKind = Literal["loop_detected", "invalid_arguments", "unknown_tool", "guardrail_blocked"]
 
 
 @dataclass(frozen=True, slots=True)
 class CallChecks:
-    """What the turn's capabilities check: ``loop`` (None: ``loop_detection`` is not active)
-    and ``repair`` (``tool_call_repair`` is active)."""
+    """What the turn's capabilities check: ``loop`` (None: ``loop_detection`` is not active),
+    ``repair`` (``tool_call_repair`` is active) and ``guardrails`` (their ``tool_use`` checks;
+    None: not active)."""
 
     loop: LoopLimits | None = None
     repair: bool = False
+    guardrails: GuardrailPolicy | None = None
 
     @classmethod
     def of(cls, runtime: RuntimeAgent | None) -> CallChecks:
         refs = {c.ref: c.config for c in runtime.capabilities} if runtime else {}
         limits = LoopLimits.from_config(refs[LOOP_DETECTION]) if LOOP_DETECTION in refs else None
-        return cls(loop=limits, repair=TOOL_CALL_REPAIR in refs)
+        guardrails = policy_of(refs[GUARDRAILS]) if GUARDRAILS in refs else None
+        return cls(loop=limits, repair=TOOL_CALL_REPAIR in refs, guardrails=guardrails)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +141,10 @@ def refusals(
     specs = {spec.name: spec for spec in state.settings.tools}
     for call in calls:
         repeats = counts.get(call.id, 1)
-        if limits is not None and repeats > limits.max_repeats:
+        blocked = _guardrail_block(checks.guardrails, call)
+        if blocked is not None:
+            found[call.id] = Refusal(call, blocked, "guardrail_blocked")
+        elif limits is not None and repeats > limits.max_repeats:
             warning = _loop_warning(call, repeats, limits)
             found[call.id] = Refusal(call, warning, LOOP_DETECTED, repeats, limits.max_repeats)
         elif checks.repair:
@@ -138,6 +154,14 @@ def refusals(
                 kind: RefusalKind = "unknown_tool" if spec is None else "invalid_arguments"
                 found[call.id] = Refusal(call, error, kind)
     return found
+
+
+def _guardrail_block(policy: GuardrailPolicy | None, call: ToolCallPart) -> str | None:
+    """The error a blocked call gets instead of its result, if a ``tool_use`` check blocks it."""
+    if policy is None or not policy.for_stage("tool_use"):
+        return None
+    hit = first_block(evaluate(policy, "tool_use", arguments_text(call.arguments), call.name))
+    return refusal_message(hit, call.name) if hit is not None else None
 
 
 def _loop_warning(call: ToolCallPart, repeats: int, limits: LoopLimits) -> str:

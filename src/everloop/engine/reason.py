@@ -1,5 +1,6 @@
 """The reason phase: open it (events, and for a turn's first phase the claim of its session),
-call the model (retrying transient errors, streaming deltas), record the answer.
+call the model (``engine.model_call``: retries, streamed deltas, secrets redacted and
+``output`` guardrails checked on the way), record the answer.
 
 Two transactions per phase: one before the model call (``reason:<n>:open``) and one after it
 (``reason:<n>:done``) with the answer, its events, the usage and, when the answer is final, the
@@ -8,20 +9,15 @@ turn's end. No transaction is open during the model call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop.capabilities.base import tool_spec
 from everloop.domain.event_log import EventContext, NewEvent
-from everloop.domain.messages import ToolCallPart
-from everloop.domain.secret_refs import Redactor, StreamRedactor, map_strings
 from everloop.domain.timestamps import now
-from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
 from everloop.engine import loop
 from everloop.engine.compaction import Compactor
@@ -30,6 +26,7 @@ from everloop.engine.ending import end_turn, fail_setup, first_turn_title, seal_
 from everloop.engine.env import TurnEnv
 from everloop.engine.human_input import offered, park_calls
 from everloop.engine.loop_guard import CallChecks, failure_events, stop_looping
+from everloop.engine.model_call import ModelOutcome, call_model
 from everloop.engine.ports import ResolvedModel
 from everloop.engine.steps import (
     Advanced,
@@ -43,32 +40,11 @@ from everloop.engine.steps import (
     running,
 )
 from everloop.errors import EverloopError
-from everloop.llm.base import Completed, ModelCallError, TextDelta, ToolSpec
+from everloop.llm.base import ModelCallError, ToolSpec
 from everloop.store import turns as turn_store
 from everloop.store.event_log import TurnGuard, append_events
 
 log = logging.getLogger("everloop.engine")
-
-DELTA_FLUSH_SECONDS = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class ModelOutcome:
-    """What one model call (with its retries) came to."""
-
-    ok: bool
-    attempt: int
-    duration_ms: int
-    text: str | None = None
-    tool_calls: tuple[ToolCallPart, ...] = ()
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    finish_reason: str | None = None
-    pending_delta: str = ""
-    accumulated: str = ""
-    ttft_ms: int | None = None
-    error: str | None = None
-    status: int | None = None
-    retryable: bool = False
 
 
 class ReasonPhase:
@@ -287,114 +263,12 @@ class ReasonPhase:
                 context, state, model, replayed=opened.replayed
             )
             redactor = await self._env.redactor(context)
-            outcome = await self._call_model(context, state, model, message_id, redactor)
+            outcome = await call_model(self._env, context, state, model, message_id, redactor)
             if outcome.ok:
                 self._compactor.observe(context, model, outcome.usage)
             return await self._record(context, state, model, message_id, outcome, key)
         except TurnHalted as halted:
             return Halted(str(halted))
-
-    async def _call_model(
-        self,
-        context: TurnContext,
-        state: loop.TurnState,
-        model: ResolvedModel,
-        message_id: str,
-        redactor: Redactor,
-    ) -> ModelOutcome:
-        """Call the model, retrying transient failures; deltas are written as they arrive.
-
-        What the model says is redacted before it is written (``domain.secret_refs``): the
-        values of the session's secrets become ``[redacted:NAME]`` in text and the placeholder
-        in tool-call arguments. Deltas go through a ``StreamRedactor``, which holds back a tail
-        that could be the start of a value, so splitting a value across deltas does not
-        bypass it."""
-        settings = self._env.settings
-        attempt = 0
-        started = time.monotonic()
-        while True:
-            attempt += 1
-            request = loop.model_request(state, attempt=attempt)
-            first_token: float | None = None
-            stream = StreamRedactor(redactor)
-            pending = ""
-            last_flush = time.monotonic()
-            try:
-                async with self._env.cancellable(context.turn_id), self._env.model_calls:
-                    completed: Completed | None = None
-                    async for item in model.driver.stream(request):
-                        if isinstance(item, TextDelta):
-                            if first_token is None:
-                                first_token = time.monotonic()
-                            pending += stream.feed(item.text)
-                            if pending and time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS:
-                                await self._write_delta(
-                                    context, message_id, pending, stream.emitted, attempt
-                                )
-                                pending, last_flush = "", time.monotonic()
-                        else:
-                            completed = item
-                    if completed is None:
-                        raise ModelCallError(
-                            "the model stream ended without an answer", retryable=True
-                        )
-                pending += stream.finish()
-                return ModelOutcome(
-                    ok=True,
-                    attempt=attempt,
-                    duration_ms=_ms_since(started),
-                    text=redactor.text(completed.text),
-                    tool_calls=tuple(_referenced(c, redactor) for c in completed.tool_calls),
-                    usage=completed.usage,
-                    finish_reason=completed.finish_reason,
-                    pending_delta=pending,
-                    accumulated=stream.emitted,
-                    ttft_ms=None if first_token is None else int((first_token - started) * 1000),
-                )
-            except ModelCallError as error:
-                if not error.retryable or attempt >= settings.retry_attempts:
-                    return ModelOutcome(
-                        ok=False,
-                        attempt=attempt,
-                        duration_ms=_ms_since(started),
-                        error=redactor.text(error.message),
-                        status=error.status,
-                        retryable=error.retryable,
-                    )
-                delay = min(
-                    settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds
-                )
-                if error.retry_after is not None:
-                    delay = min(max(delay, error.retry_after), settings.retry_max_seconds)
-                log.info(
-                    "turn %s: model attempt %d failed (%s); retrying in %.2fs",
-                    context.turn_id,
-                    attempt,
-                    error,
-                    delay,
-                )
-                async with self._env.cancellable(context.turn_id):
-                    await asyncio.sleep(delay)
-
-    async def _write_delta(
-        self, context: TurnContext, message_id: str, delta: str, accumulated: str, attempt: int
-    ) -> None:
-        # Deltas are written as they stream and are not part of the exactly-once record: a
-        # retried call streams again under a new ``attempt``. output.message.completed is the
-        # authoritative text.
-        data = ev.output_message_delta(
-            turn_id=context.turn_id, message_id=message_id, delta=delta, accumulated=accumulated
-        )
-        data["attempt"] = attempt
-        async with self._env.db.write() as conn:
-            ctx = event_context(context.turn_id, context.input_message_id)
-            await append_events(
-                conn,
-                context.session_id,
-                [NewEvent("output.message.delta", data, ctx)],
-                guard=running(context.turn_id),
-            )
-        self._env.signals.events_appended(context.session_id)
 
     async def _record(
         self,
@@ -520,6 +394,8 @@ class ReasonPhase:
                 )
                 delta["attempt"] = outcome.attempt
                 new.append(NewEvent("output.message.delta", delta, ctx))
+            # Guardrail hits, and a replacement, before the message they decided.
+            new.extend(NewEvent(t, data, ctx) for t, data in outcome.guard_events)
             new.append(
                 NewEvent(
                     "output.message.completed",
@@ -549,16 +425,6 @@ class ReasonPhase:
     async def _once(self, context: TurnContext, key: str, write: Any) -> StepResult:
         result, _ = await self._steps.run(context, key, write)
         return result
-
-
-def _referenced(call: ToolCallPart, redactor: Redactor) -> ToolCallPart:
-    """``call`` with secret values in its arguments turned back into placeholders: the tool
-    still gets the value (it resolves placeholders), the record never holds it."""
-    if not redactor:
-        return call
-    arguments = map_strings(call.arguments, redactor.references)
-    assert isinstance(arguments, dict)
-    return replace(call, arguments=arguments)
 
 
 def _advanced(result: StepResult) -> Advanced | Halted:
@@ -595,7 +461,3 @@ def _generation(
     metadata["attempts"] = outcome.attempt
     metadata["estimated_cost_usd"] = model.prices.cost_usd(outcome.usage)
     return data
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

@@ -1,6 +1,6 @@
 """Checking the capabilities a harness, agent or session names: each ``ref`` is registered (or
 an ``mcp:{id}`` the org's servers answer for, ``check_mcp_refs``), and each ``config`` fits its
-capability's ``config_schema``."""
+capability's ``config_schema`` and passes its ``config_check`` (what a schema cannot say)."""
 
 from __future__ import annotations
 
@@ -28,13 +28,15 @@ def check_capability_refs(known: Container[str], capabilities: Iterable[dict[str
             )
         config = capability.get("config")
         if config is not None and isinstance(known, CapabilityRegistry) and ref in known:
-            _check_config(known.get(ref), config, f"capabilities.{index}.config")
+            check_config(known.get(ref), config, f"capabilities.{index}.config")
 
 
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
-def _check_config(capability: Capability, config: Any, field: str) -> None:
+def check_config(capability: Capability, config: Any, field: str) -> None:
+    """``config`` fits ``capability``'s ``config_schema`` and passes its ``config_check``;
+    otherwise a 422 naming the field under ``field``."""
     if capability.config_schema is None:
         return
     validator = _VALIDATORS.get(capability.id)
@@ -50,3 +52,13 @@ def _check_config(capability: Capability, config: Any, field: str) -> None:
             code="invalid_capability_config",
             field=field + where,
         )
+    if capability.config_check is not None:
+        try:
+            capability.config_check(config)
+        except InvalidInput as exc:
+            where = f".{exc.field}" if exc.field else ""
+            raise InvalidInput(
+                f"the config of capability '{capability.id}' is invalid: {exc.message}",
+                code="invalid_capability_config",
+                field=field + where,
+            ) from None

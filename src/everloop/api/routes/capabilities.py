@@ -1,4 +1,5 @@
-"""Routes of the capability registry: what capabilities this server offers (read-only)."""
+"""Routes of the capability registry: what capabilities this server offers (read-only), and the
+guardrails gallery and dry run (``services.guardrails``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from everloop.api.capability_schemas import CapabilityInfoResponse, ToolDefinitionInfo
+from everloop.api.capability_schemas import (
+    CapabilityInfoResponse,
+    GuardrailExampleResponse,
+    GuardrailExamplesResponse,
+    GuardrailsDryRunHitResponse,
+    GuardrailsDryRunRequest,
+    GuardrailsDryRunResponse,
+    ToolDefinitionInfo,
+)
 from everloop.api.deps import CallerDep, services
 from everloop.api.schemas import PageResponse
 from everloop.capabilities.base import Capability, CapabilityError
 from everloop.errors import NotFound
+from everloop.services.guardrails import dry_run_guardrails, guardrail_examples
 
 router = APIRouter()
 
@@ -60,6 +70,59 @@ async def list_capabilities(
         ]
     page = [capability_out(c) for c in found[offset : offset + limit]]
     return PageResponse(data=page, total=len(found), offset=offset, limit=limit)
+
+
+@router.get(
+    "/v1/capabilities/guardrails/examples",
+    response_model=GuardrailExamplesResponse,
+    tags=["capabilities"],
+)
+async def list_guardrail_examples(caller: CallerDep) -> GuardrailExamplesResponse:
+    """List adoptable guardrail presets: copy one's ``config`` into an agent's ``guardrails``
+    capability config (try it first with the dry run)."""
+    examples = [
+        GuardrailExampleResponse(
+            name=p.name,
+            display_name=p.display_name,
+            description=p.description,
+            tags=list(p.tags),
+            check_types=p.check_types,
+            stages=p.stages,
+            config=p.config,
+        )
+        for p in guardrail_examples()
+    ]
+    return GuardrailExamplesResponse(examples=examples)
+
+
+@router.post(
+    "/v1/capabilities/guardrails/dry-run",
+    response_model=GuardrailsDryRunResponse,
+    tags=["capabilities"],
+)
+async def dry_run(
+    request: Request, caller: CallerDep, body: GuardrailsDryRunRequest
+) -> GuardrailsDryRunResponse:
+    """Evaluate a ``guardrails`` config against sample text for one stage, without a session:
+    the checks that would trigger, their effective action, and whether the content would be
+    blocked. A config that could not be saved is a 422 naming the failing check."""
+    found = dry_run_guardrails(
+        services(request).capabilities, body.config, body.stage, body.text, body.tool_name
+    )
+    hits = [
+        GuardrailsDryRunHitResponse(
+            check_index=h.check.index,
+            check_id=h.check.check_id,
+            stage=h.stage,
+            rule_type=h.check.rule_type,
+            action=h.action,
+            reason_code=h.check.reason_code,
+            matched=h.excerpt,
+            replacement=h.check.replacement,
+        )
+        for h in found.hits
+    ]
+    return GuardrailsDryRunResponse(hits=hits, blocked=found.blocked)
 
 
 @router.get(
