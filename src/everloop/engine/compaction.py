@@ -311,11 +311,13 @@ class Compactor:
         text = _render(plan, _PART_CHARS)
         if window is not None and counter.text(model.model_name, text) > 0.8 * window:
             text = _render(plan, _SHORT_PART_CHARS)
+        # The drivers take their output limit from the model's settings, not per request: the
+        # length is asked for in the prompt, and ``_bounded`` holds the summary to it.
+        limit = f" Keep it under {config.summary_max_tokens} tokens."
         request = ModelRequest(
             model=model.model_name,
-            system_prompt=SUMMARY_PROMPT,
+            system_prompt=SUMMARY_PROMPT + limit,
             messages=(Message(_request_id(context.turn_id), "user", (TextPart(text),)),),
-            settings={"max_tokens": config.summary_max_tokens},
         )
         completed: Completed | None = None
         async with self._env.cancellable(context.turn_id), self._env.model_calls:
