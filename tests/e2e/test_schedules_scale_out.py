@@ -100,7 +100,8 @@ def test_two_workers_fire_each_due_time_once(cluster: tuple[Server, list[Server]
         assert paused.status_code == 200, paused.text
         found = settled_executions(http, schedule["id"], at_least=1, timeout=60)
 
-        assert all(worker.alive() for worker in workers)
+        for worker in workers:
+            assert worker.alive(), f"a worker exited; its log ends:\n{worker.log()[-4000:]}"
         due_times = [e["scheduled_at"] for e in found]
         assert len(set(due_times)) == len(due_times), "a due time fired twice"
         assert len(found) >= FIRING_SECONDS - 5, f"only {len(found)} fires in {FIRING_SECONDS} s"

@@ -31,6 +31,7 @@ from everloop.services.models import ModelService
 from everloop.services.version_recorder import VersionRecorder
 from everloop.store.db import Database
 from everloop.store.runtime_layers import harness_parents
+from everloop.store.seed_lock import lock_org_seeding
 from everloop.store.sql import Store
 from everloop.store.tables import agents, harnesses
 
@@ -58,6 +59,7 @@ class HarnessService:
         """Insert the built-in harnesses an org lacks, and bring the ones it has up to this
         version's definition (they are read-only: a new version may add a capability)."""
         async with self._db.write() as conn:
+            await lock_org_seeding(conn, org_id)
             for spec in BUILT_IN_HARNESSES:
                 found = await self._store.get_harness(conn, org_id, name=spec["name"])
                 if found is None:

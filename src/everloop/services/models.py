@@ -39,6 +39,7 @@ from everloop.services.auth import Caller
 from everloop.services.model_seeds import SeedProvider
 from everloop.store.db import Database
 from everloop.store.models_store import ModelStore
+from everloop.store.seed_lock import lock_org_seeding
 
 BUILT_IN_NAME = "llmsim"
 _PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
@@ -75,6 +76,7 @@ class ProviderService:
     async def seed_built_ins(self, org_id: str) -> None:
         """Create the built-in llmsim provider and model of ``org_id`` if missing."""
         async with self._db.write() as conn:
+            await lock_org_seeding(conn, org_id)
             provider = await self._store.built_in_provider(conn, org_id)
             ts = now()
             if provider is None:
@@ -105,6 +107,7 @@ class ProviderService:
         """Create (or refresh the key of) provider ``seed.name`` with its seed models; see
         ``model_seeds``. A provider of that name with another driver is left alone."""
         async with self._db.write() as conn:
+            await lock_org_seeding(conn, org_id)
             existing = [
                 p
                 for p in await self._store.list_providers(conn, org_id)
