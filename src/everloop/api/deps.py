@@ -45,7 +45,9 @@ async def caller(
     or what a trusted proxy says: ``EVERLOOP_FORWARDED_ALLOW_IPS``)."""
     svc: Services = request.app.state.services
     client = request.client.host if request.client else "unknown"
-    return await svc.auth.authenticate(authorization, x_org_id, client)
+    found = await svc.auth.authenticate(authorization, x_org_id, client)
+    request.state.org_id = found.organization_id  # for the access log (``api.observe``)
+    return found
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
