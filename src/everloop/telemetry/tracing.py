@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -85,7 +86,9 @@ def configure(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    resource = Resource.create({"service.name": service_name, **(attributes or {})})
+    resource = Resource.create(
+        {"service.name": service_name, "process.pid": os.getpid(), **(attributes or {})}
+    )
     provider = TracerProvider(resource=resource, id_generator=_ids())
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
