@@ -11,11 +11,12 @@ stream.
 Usage: python benchmarks/turns.py [--w1-turns 200] [--sessions 32] [--turns 10]
 Talks to 127.0.0.1 only; starts and stops its own server in a temporary data dir.
 
-``--telemetry``: the server runs with everything an operator turns on (issue 24): traces
+``--telemetry full``: the server runs with everything an operator turns on (issue 24): traces
 exported with OTLP/HTTP to a sink in this process (``OTEL_EXPORTER_OTLP_ENDPOINT``), logs at
-INFO (an access line per request, a line per turn) and ``/metrics`` scraped every second.
-``--compare SRC`` runs three servers one after another: SRC's code (e.g. main's ``src``, no
-telemetry), this checkout without an exporter, and this checkout with ``--telemetry``.
+INFO (an access line per request, a line per turn) and ``/metrics`` scraped every second;
+``--telemetry logs``: the same without traces. ``--compare SRC`` runs SRC's code (e.g. main's
+``src``: no telemetry at all), then this checkout with telemetry off, logs and full, one after
+another, ``--rounds`` times.
 """
 
 from __future__ import annotations
@@ -232,16 +233,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="everloop-bench-"))
     env: dict[str, str] = {}
     sink: ThreadingHTTPServer | None = None
-    if args.telemetry:
+    if args.telemetry == "full":
         sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
         threading.Thread(target=sink.serve_forever, daemon=True).start()
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}"
+    if args.telemetry != "off":
         env["EVERLOOP_LOG_LEVEL"] = "INFO"
     server = Server(data_dir, env, src=args.src)
     result: dict[str, Any] = {
         "database": os.environ.get("EVERLOOP_DATABASE_URL", "sqlite"),
         "code": args.src or "this checkout",
-        "telemetry": bool(args.telemetry),
+        "telemetry": args.telemetry,
     }
     stop_scraping = asyncio.Event()
     scraper: asyncio.Task[int] | None = None
@@ -259,7 +261,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout=30.0,
         ) as client:
             sessions = await setup(client, 1 + args.sessions)
-            if args.telemetry:
+            if args.telemetry != "off":
                 scraper = asyncio.create_task(scrape_metrics(client, server.port, stop_scraping))
             await settle(server.proc.pid)
             if args.w1_turns:
@@ -343,19 +345,20 @@ def main() -> None:
     parser.add_argument(
         "--src", default=None, help="run the server from this source dir (another checkout)"
     )
-    parser.add_argument("--telemetry", action="store_true", help="traces, INFO logs, scrapes")
-    parser.add_argument(
-        "--compare", default=None, metavar="SRC", help="SRC, then off, then --telemetry"
-    )
+    parser.add_argument("--telemetry", choices=("off", "logs", "full"), default="off")
+    parser.add_argument("--compare", default=None, metavar="SRC", help="SRC, off, logs, full")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     if args.compare is None:
         print(json.dumps(asyncio.run(run(args)), indent=2))
         return
     results = []
-    for src, telemetry in ((args.compare, False), (None, False), (None, True)):
-        variant = argparse.Namespace(**{**vars(args), "src": src, "telemetry": telemetry})
-        results.append(asyncio.run(run(variant)))
-        print(json.dumps(results[-1]), file=sys.stderr)
+    variants = ((args.compare, "off"), (None, "off"), (None, "logs"), (None, "full"))
+    for _ in range(args.rounds):
+        for src, telemetry in variants:
+            variant = argparse.Namespace(**{**vars(args), "src": src, "telemetry": telemetry})
+            results.append(asyncio.run(run(variant)))
+            print(json.dumps(results[-1]), file=sys.stderr)
     print(json.dumps(results, indent=2))
 
 

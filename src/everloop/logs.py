@@ -94,6 +94,11 @@ def configure(level: str, log_format: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # DBOS gives its logger a console handler of its own format unless it has a handler
+    # already: a null one, and its lines reach ours.
+    dbos = logging.getLogger("dbos")
+    dbos.handlers[:] = [logging.NullHandler()]
+    dbos.propagate = True
 
 
 class MigrationSummary(logging.Filter):

@@ -25,7 +25,7 @@ from everloop.telemetry import metrics, tracing
 log = logging.getLogger("everloop.access")
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("everloop_request_id", default=None)
-_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -45,9 +45,9 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
-        request_id = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        valid = _VALID_ID.fullmatch(given)
+        request_id = given.decode() if valid else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         method = scope["method"]
         status, route = 500, "unmatched"
@@ -65,7 +65,9 @@ class Observe:
 
         try:
             with tracing.server_span(
-                method, {"http.request.method": method, "everloop.request_id": request_id}, headers
+                method,
+                {"http.request.method": method, "everloop.request_id": request_id},
+                _headers(scope) if tracing.enabled() else {},
             ) as span:
                 try:
                     await self.app(scope, receive, send_with_id)
@@ -120,3 +122,7 @@ def _route(scope: Scope) -> str:
         return template
     prefix = path.split("/")[: path.count("/") - template.count("/") + 1]
     return "/".join(prefix) + template if len(prefix) > 1 else template
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

@@ -142,7 +142,7 @@ def model_call(system: str, model: str, iteration: int) -> Iterator[ModelCallRec
             "gen_ai.request.model": model,
             "everloop.iteration": iteration,
         },
-        kind="client",
+        client=True,
     ) as current:
         try:
             yield record
