@@ -14,9 +14,10 @@ Talks to 127.0.0.1 only; starts and stops its own server in a temporary data dir
 ``--telemetry full``: the server runs with everything an operator turns on (issue 24): traces
 exported with OTLP/HTTP to a sink in this process (``OTEL_EXPORTER_OTLP_ENDPOINT``), logs at
 INFO (an access line per request, a line per turn) and ``/metrics`` scraped every second;
-``--telemetry logs``: the same without traces. ``--compare SRC`` runs SRC's code (e.g. main's
-``src``: no telemetry at all), then this checkout with telemetry off, logs and full, one after
-another, ``--rounds`` times.
+``--telemetry logs``: the same without traces; ``--telemetry sampled``: full, keeping one trace
+in ten (``EVERLOOP_TRACE_SAMPLE_RATIO=0.1``). ``--compare SRC`` runs SRC's code (e.g. main's
+``src``: no telemetry at all), then this checkout with telemetry off, logs, sampled and full,
+one after another, ``--rounds`` times.
 """
 
 from __future__ import annotations
@@ -233,7 +234,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="everloop-bench-"))
     env: dict[str, str] = {}
     sink: ThreadingHTTPServer | None = None
-    if args.telemetry == "full":
+    if args.telemetry == "sampled":
+        env["EVERLOOP_TRACE_SAMPLE_RATIO"] = "0.1"
+    if args.telemetry in ("full", "sampled"):
         sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
         threading.Thread(target=sink.serve_forever, daemon=True).start()
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}"
@@ -345,15 +348,15 @@ def main() -> None:
     parser.add_argument(
         "--src", default=None, help="run the server from this source dir (another checkout)"
     )
-    parser.add_argument("--telemetry", choices=("off", "logs", "full"), default="off")
-    parser.add_argument("--compare", default=None, metavar="SRC", help="SRC, off, logs, full")
+    parser.add_argument("--telemetry", choices=("off", "logs", "sampled", "full"), default="off")
+    parser.add_argument("--compare", default=None, metavar="SRC", help="SRC, then each level")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     if args.compare is None:
         print(json.dumps(asyncio.run(run(args)), indent=2))
         return
     results = []
-    variants = ((args.compare, "off"), (None, "off"), (None, "logs"), (None, "full"))
+    variants = [(args.compare, "off")] + [(None, t) for t in ("off", "logs", "sampled", "full")]
     for _ in range(args.rounds):
         for src, telemetry in variants:
             variant = argparse.Namespace(**{**vars(args), "src": src, "telemetry": telemetry})

@@ -330,6 +330,7 @@ def build_services(settings: Settings) -> Services:
         trace_file=settings.trace_file,
         content=settings.trace_content,
         service_name="everloop",
+        sample_ratio=settings.trace_sample_ratio,
     )
     db = Database(
         settings.app_database_url,

@@ -330,6 +330,12 @@ class Settings(BaseSettings):
         default=None,
         description="Also write every ended span as a JSON line to this file (debugging).",
     )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of traces kept (by trace id: a turn is traced whole or not at all).",
+    )
     trace_content: bool = Field(
         default=False,
         description="Put prompts and completions (as stored: secrets redacted) into the spans.",

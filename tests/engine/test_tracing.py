@@ -148,3 +148,35 @@ def test_trace_ids_of_turns_are_their_hex_and_stable() -> None:
     assert tracing.turn_root_span_id(turn_id) == tracing.turn_root_span_id(turn_id) != 0
     assert tracing.turn_root_span_id(turn_id) != tracing.turn_root_span_id(turn_id[:-1] + "6")
     assert tracing.turn_trace_id("turn_not-hex") != 0
+
+
+def test_sampling_keeps_a_share_of_turns_decided_by_their_ids() -> None:
+    from everloop import ids
+
+    turns = [ids.new_id("turn") for _ in range(2000)]
+
+    def kept(ratio: float) -> set[str]:
+        provider = TracerProvider(
+            id_generator=tracing.id_generator(), sampler=tracing.sampler(ratio)
+        )
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracing.install(provider)
+        try:
+            for turn_id in turns:
+                with tracing.turn_root(turn_id, {"everloop.turn.id": turn_id}), tracing.span("x"):
+                    pass
+        finally:
+            tracing.install(None)
+            provider.shutdown()
+        found = exporter.get_finished_spans()
+        roots = {str((s.attributes or {})["everloop.turn.id"]) for s in found if s.parent is None}
+        # A child goes with its root: both or neither.
+        assert len(found) == 2 * len(roots)
+        return roots
+
+    tenth = kept(0.1)
+    assert 120 <= len(tenth) <= 280  # ~200 of 2000, however the ids fall
+    assert kept(0.1) == tenth  # every process decides alike for a turn
+    assert kept(0.0) == set()
+    assert len(kept(1.0)) == len(turns)

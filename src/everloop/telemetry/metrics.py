@@ -57,7 +57,8 @@ QUEUED_TURNS = Gauge(
 )
 TURNS_RECOVERED = Counter(
     "everloop_turns_recovered",
-    "Turns handed back to run after a crash: at start-up, or from executors that died.",
+    "Turns handed back to run: recorded but never started (at start-up), or pending on "
+    "executors that died (by the reaper's leader).",
     registry=REGISTRY,
 )
 MODEL_CALL_DURATION = Histogram(

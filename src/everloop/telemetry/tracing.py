@@ -76,6 +76,7 @@ def configure(
     trace_file: Path | None,
     content: bool,
     service_name: str,
+    sample_ratio: float = 1.0,
     attributes: Mapping[str, str] | None = None,
 ) -> bool:
     """Set up this process's tracer if an exporter is configured (then True: the caller
@@ -89,7 +90,7 @@ def configure(
     resource = Resource.create(
         {"service.name": service_name, "process.pid": os.getpid(), **(attributes or {})}
     )
-    provider = TracerProvider(resource=resource, id_generator=_ids())
+    provider = TracerProvider(resource=resource, id_generator=_ids(), sampler=sampler(sample_ratio))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -218,6 +219,44 @@ def link_to_turn(turn_id: str) -> None:
     current = get_current_span()
     if current.is_recording():
         current.add_link(turn_span_context(turn_id), {"everloop.turn.id": turn_id})
+
+
+def sampler(ratio: float) -> Any:
+    """Keep ``ratio`` of the traces, deciding by trace id (so every process that runs a turn
+    decides alike), and a child as its parent. Not OpenTelemetry's ``traceidratio``: it reads
+    the trace id's low 64 bits as a number, and in a turn's trace id (a UUIDv7) their top bits
+    are the fixed variant ``10``, so it would keep no turn below a ratio of one half."""
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_ON,
+        Decision,
+        ParentBased,
+        Sampler,
+        SamplingResult,
+    )
+
+    if ratio >= 1:
+        return ParentBased(ALWAYS_ON)
+    buckets = 10_007  # a prime: the trace id's random bits spread evenly over its remainders
+
+    class TraceRatio(Sampler):
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: Any = None,
+            attributes: Any = None,
+            *args: Any,
+            **kwargs: Any,
+        ) -> Any:
+            if trace_id % buckets < ratio * buckets:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+            return SamplingResult(Decision.DROP)
+
+        def get_description(self) -> str:
+            return f"EverloopTraceRatio{{{ratio}}}"
+
+    return ParentBased(TraceRatio())
 
 
 def _ids() -> Any:
