@@ -180,3 +180,29 @@ def test_sampling_keeps_a_share_of_turns_decided_by_their_ids() -> None:
     assert kept(0.1) == tenth  # every process decides alike for a turn
     assert kept(0.0) == set()
     assert len(kept(1.0)) == len(turns)
+
+
+async def test_a_turn_stopped_by_a_shutdown_leaves_its_root_to_the_next_process(
+    spans: InMemorySpanExporter,
+) -> None:
+    import asyncio
+
+    from everloop.telemetry import turns as telemetry
+
+    turn_id = "turn_0190f3c2a1b27c3d8e9fa0b1c2d3e4f5"
+    inside = asyncio.Event()
+
+    async def run() -> None:
+        with telemetry.turn("session_x", turn_id), telemetry.phase("reason", 1):
+            inside.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(run())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [reason] = spans.get_finished_spans()  # the root is not ended: it would be exported twice
+    assert reason.name == "reason"
+    assert reason.parent is not None
+    assert reason.parent.span_id == tracing.turn_root_span_id(turn_id)

@@ -143,23 +143,29 @@ def span(
 
 
 @contextmanager
-def _current(started: Span) -> Iterator[None]:
+def _current(started: Span, *, end_on_cancel: bool = True) -> Iterator[None]:
     """``started`` is the current span inside the block, and ends after it (an exception on
-    the way out is recorded on it). Leaner than ``start_as_current_span``'s layers of
-    context managers: these run several times per turn."""
+    the way out is recorded on it; a cancellation ends it only if ``end_on_cancel``). Leaner
+    than ``start_as_current_span``'s layers of context managers: these run several times per
+    turn."""
     from opentelemetry import context
     from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
     token = context.attach(set_span_in_context(started))
+    end = True
     try:
         yield
     except Exception as exc:
         started.record_exception(exc)
         started.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         raise
+    except BaseException:
+        end = end_on_cancel
+        raise
     finally:
         context.detach(token)
-        started.end()
+        if end:
+            started.end()
 
 
 @contextmanager
@@ -176,7 +182,9 @@ def turn_root(turn_id: str, attributes: Mapping[str, AttributeValue]) -> Iterato
         started = tracer.start_span("turn", context=Context(), attributes=attributes)
     finally:
         _forced.reset(token)
-    with _current(started):
+    # Cancelled (a shutdown), the turn goes on later or elsewhere, and the process that ends
+    # it ends this span (same ids): ending it here too would export the root twice.
+    with _current(started, end_on_cancel=False):
         yield started
 
 
@@ -221,11 +229,23 @@ def link_to_turn(turn_id: str) -> None:
         current.add_link(turn_span_context(turn_id), {"everloop.turn.id": turn_id})
 
 
+_MASK = (1 << 64) - 1
+
+
+def _mix(value: int) -> int:
+    """SplitMix64's finalizer: the ids of turns made in one millisecond differ in a counter's
+    last bits only, and must not all fall on the same side of the bound."""
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
+    return value ^ (value >> 31)
+
+
 def sampler(ratio: float) -> Any:
     """Keep ``ratio`` of the traces, deciding by trace id (so every process that runs a turn
     decides alike), and a child as its parent. Not OpenTelemetry's ``traceidratio``: it reads
     the trace id's low 64 bits as a number, and in a turn's trace id (a UUIDv7) their top bits
-    are the fixed variant ``10``, so it would keep no turn below a ratio of one half."""
+    are the fixed variant ``10``, so it would keep no turn below a ratio of one half; here the
+    whole id is hashed first."""
     from opentelemetry.sdk.trace.sampling import (
         ALWAYS_ON,
         Decision,
@@ -236,7 +256,7 @@ def sampler(ratio: float) -> Any:
 
     if ratio >= 1:
         return ParentBased(ALWAYS_ON)
-    buckets = 10_007  # a prime: the trace id's random bits spread evenly over its remainders
+    bound = int(ratio * _MASK)
 
     class TraceRatio(Sampler):
         def should_sample(
@@ -249,7 +269,7 @@ def sampler(ratio: float) -> Any:
             *args: Any,
             **kwargs: Any,
         ) -> Any:
-            if trace_id % buckets < ratio * buckets:
+            if _mix((trace_id >> 64) ^ (trace_id & _MASK)) < bound:
                 return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
             return SamplingResult(Decision.DROP)
 

@@ -61,30 +61,39 @@ def turn(session_id: str, turn_id: str) -> Iterator[TurnRecord]:
         with tracing.turn_root(
             turn_id, {"everloop.session.id": session_id, "everloop.turn.id": turn_id}
         ) as root:
-            yield record
+            try:
+                yield record
+            except Exception:
+                record.status = "error"
+                raise
+            except BaseException:
+                # Stopped in this process (a shutdown), not ended: it resumes from its records
+                # (and the root span is left open, for the process that ends the turn).
+                record.status = "interrupted"
+                raise
             if root is not None:
                 _end_root(root, record)
     finally:
         metrics.RUNNING_TURNS.dec()
-        if record.status != "waiting":
-            seconds = time.monotonic() - started
+        seconds = time.monotonic() - started
+        if record.status != "interrupted":
             metrics.TURNS_ENDED.labels(metrics.turn_status(record.status)).inc()
             metrics.TURN_DURATION.observe(seconds)
-            log.info(
-                "turn ended",
-                extra={
-                    "fields": {
-                        "session": session_id,
-                        "turn": turn_id,
-                        "status": record.status,
-                        "iterations": record.iterations,
-                        "input_tokens": record.input_tokens,
-                        "output_tokens": record.output_tokens,
-                        "duration_ms": int(seconds * 1000),
-                        "resumed": record.resumed,
-                    }
-                },
-            )
+        log.info(
+            "turn ended" if record.status != "interrupted" else "turn interrupted",
+            extra={
+                "fields": {
+                    "session": session_id,
+                    "turn": turn_id,
+                    "status": record.status,
+                    "iterations": record.iterations,
+                    "input_tokens": record.input_tokens,
+                    "output_tokens": record.output_tokens,
+                    "duration_ms": int(seconds * 1000),
+                    "resumed": record.resumed,
+                }
+            },
+        )
 
 
 def _end_root(root: Span, record: TurnRecord) -> None:
