@@ -237,6 +237,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.telemetry == "sampled":
         env["EVERLOOP_TRACE_SAMPLE_RATIO"] = "0.1"
     if args.telemetry in ("full", "sampled"):
+        _Sink.received = 0
         sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
         threading.Thread(target=sink.serve_forever, daemon=True).start()
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}"
