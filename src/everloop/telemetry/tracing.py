@@ -134,8 +134,12 @@ def span(
     if tracer is None:
         yield None
         return
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import SpanKind, get_current_span
 
+    parent = get_current_span()
+    if not parent.is_recording() and parent.get_span_context().is_valid:
+        yield None  # in a trace the sampler dropped: its spans would be dropped too
+        return
     kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
     started = tracer.start_span(name, kind=kind, attributes=attributes)
     with _current(started):
