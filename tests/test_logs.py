@@ -86,3 +86,16 @@ def test_alembic_lines_become_one_summary() -> None:
     assert summary.text == "3 applied, now at 0028_health_checks"
     warning = logging.LogRecord("alembic", logging.WARNING, "", 0, "odd", None, None)
     assert summary.filter(warning) is True
+
+
+def test_the_server_commands_take_a_log_format() -> None:
+    from typer.testing import CliRunner
+
+    from everloop.cli.main import app
+
+    for command in ("serve", "api", "worker"):
+        result = CliRunner().invoke(app, [command, "--help"])
+        assert result.exit_code == 0
+        assert "--log-format" in result.output and "json" in result.output
+    refused = CliRunner().invoke(app, ["serve", "--log-format", "xml"])
+    assert refused.exit_code == 2

@@ -142,3 +142,33 @@ async def test_a_bad_request_id_is_replaced(engine: Api) -> None:
     assert response.status_code == 200
     generated = response.headers["x-request-id"]
     assert generated != "no spaces ok" and len(generated) == 32
+
+
+async def test_an_unhandled_error_is_a_500_with_the_request_id(json_log: Captured) -> None:
+    import httpx
+    from starlette.types import Receive, Scope, Send
+
+    from everloop.api.errors import unexpected_error
+    from everloop.api.observe import Observe
+
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("a bug")
+
+    app = Observe(broken, unexpected=unexpected_error)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://everloop.test") as client:
+        response = await client.get("/x", headers={"X-Request-Id": "bug-report-7"})
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "bug-report-7"
+    error = response.json()["error"]
+    assert error == {
+        "code": "internal_error",
+        "message": "internal server error",
+        "request_id": "bug-report-7",
+    }
+    lines = json_log.json_lines()
+    [failure] = [line for line in lines if line["logger"] == "everloop.api"]
+    assert "RuntimeError: a bug" in str(failure["exception"])
+    [access] = [line for line in lines if line["logger"] == "everloop.access"]
+    assert access["status"] == 500 and access["request_id"] == "bug-report-7"
+    assert access["route"] == "unmatched"

@@ -83,6 +83,8 @@ class Observe:
                         span.set_attributes(
                             {"http.route": route, "http.response.status_code": status}
                         )
+                        if status >= 500:
+                            span.set_status(tracing.error_status(f"HTTP {status}"))
         finally:
             REQUEST_ID.reset(token)
             seconds = time.perf_counter() - started

@@ -210,6 +210,13 @@ def server_span(
         yield started
 
 
+def error_status(description: str) -> Any:
+    """A span status saying the operation failed."""
+    from opentelemetry.trace import Status, StatusCode
+
+    return Status(StatusCode.ERROR, description)
+
+
 def turn_span_context(turn_id: str) -> SpanContext:
     """The context of ``turn_id``'s root span, for links to it."""
     from opentelemetry.trace import SpanContext, TraceFlags
