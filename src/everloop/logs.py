@@ -96,9 +96,12 @@ def configure(level: str, log_format: str = "text") -> None:
         logger.propagate = True
     # DBOS gives its logger a console handler of its own format unless it has a handler
     # already: a null one, and its lines reach ours.
+    # Its INFO lines (the client's: the system database's URL, pool parameters) say nothing an
+    # operator needs.
     dbos = logging.getLogger("dbos")
     dbos.handlers[:] = [logging.NullHandler()]
     dbos.propagate = True
+    dbos.setLevel(logging.WARNING)
 
 
 class MigrationSummary(logging.Filter):
