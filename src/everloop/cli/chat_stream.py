@@ -87,7 +87,7 @@ class Follower:
     session_id: str
     painter: Painter
     last_sequence: int = 0
-    streamed: set[str] = field(default_factory=set)
+    shown: dict[str, str] = field(default_factory=dict)  # message id: its text on the screen
     started: dict[str, tuple[str, Any]] = field(default_factory=dict)
     dropped: bool = False
 
@@ -155,15 +155,17 @@ class Follower:
         kind, data = event["type"], event.get("data") or {}
         ours = turn_id is None or (event.get("context") or {}).get("turn_id") == turn_id
         if kind == "output.message.delta":
-            self.streamed.add(str(data.get("message_id")))
-            self.painter.text(str(data.get("delta", "")))
+            message_id = str(data.get("message_id"))
+            shown = self.shown.get(message_id, "")
+            accumulated = data.get("accumulated")
+            if not isinstance(accumulated, str):
+                accumulated = shown + str(data.get("delta", ""))
+            self._show(message_id, accumulated)
         elif kind == "output.message.completed":
             message = data.get("message") or {}
-            if message.get("id") not in self.streamed:
-                text = "".join(
-                    p.get("text", "") for p in message.get("content", []) if p.get("type") == "text"
-                )
-                self.painter.text(text)
+            parts = message.get("content", [])
+            text = "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+            self._show(str(message.get("id")), text)
             self.painter.end_line()
         elif kind == "tool.started":
             call = data.get("tool_call") or {}
@@ -178,6 +180,20 @@ class Follower:
             self._turn_ended(kind, data)
             return Ended(kind, data)
         return None
+
+    def _show(self, message_id: str, text: str) -> None:
+        """Print what of ``text`` is not on the screen yet.
+
+        A model call re-run after a server crash streams its answer again from the start (same
+        message id, new events): what was shown already is not printed twice."""
+        shown = self.shown.get(message_id, "")
+        if text.startswith(shown):
+            self.painter.text(text[len(shown) :])
+            self.shown[message_id] = text
+        elif not shown.startswith(text):  # a different answer this time: say so, show it all
+            self.painter.line("[the answer restarted]")
+            self.painter.text(text)
+            self.shown[message_id] = text
 
     def _tool_completed(self, data: dict[str, Any]) -> None:
         call_id = str(data.get("tool_call_id"))
