@@ -230,8 +230,8 @@ class ChatRoom:
                 if cancelling:
                     raise
                 cancelling = True
-                self.painter.line("[cancelling the turn: Ctrl-C again to quit]")
                 self._post(f"sessions/{self.session_id}/cancel", None)
+                self.painter.line("[cancelling the turn: Ctrl-C again to quit]")
             except ConnectionError as exc:
                 fail(f"{exc}: is the server still running? (`everloop status`)")
 

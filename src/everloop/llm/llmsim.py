@@ -40,8 +40,9 @@ retried step produces the same ids. A rule's optional fields:
   asking for the same call.
 
 ``latency_ms`` is slept before the first token of every call; ``chunk_chars`` is the size of each
-``TextDelta``; ``chunk_delay_ms`` is slept between two deltas (a slowly streaming answer). Usage is deterministic: ``input_tokens = ceil(chars / 4)`` over the system prompt
-and every message (text parts by their text, other parts by their wire JSON), ``output_tokens =
+``TextDelta``; ``chunk_delay_ms`` is slept between two deltas (a slowly streaming answer).
+Usage is deterministic: ``input_tokens = ceil(chars / 4)`` over the system prompt and every
+message (text parts by their text, other parts by their wire JSON), ``output_tokens =
 ceil(chars / 4)`` over the answer (for tool calls, the JSON of the calls); cache buckets are 0.
 """
 

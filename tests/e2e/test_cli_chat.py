@@ -1,0 +1,254 @@
+"""``everloop chat`` in a pseudo-terminal (pexpect) against one real ``everloop serve``.
+
+A person's keystrokes go in (lines, Ctrl-C); what the terminal shows comes out; what happened
+is read back from the session's events through the API: the answer streams while the turn
+runs, a tool call shows as one line, Ctrl-C cancels a slow turn (``turn.cancelled``) and a
+second quits, a client-side tool is answered at the prompt, and a server killed mid-answer and
+started again leaves the answer whole on the screen, no text twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pexpect
+import pytest
+
+from tests.e2e.cli_support import cli_env, module_server
+from tests.e2e.conftest import Api, Server, everloop_command, wait_for
+
+pytestmark = pytest.mark.slow
+
+LOREM = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt "
+    "ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation "
+    "ullamco laboris nisi ut aliquip ex ea commodo consequat. "
+)
+ANSWER = (LOREM * 2)[:240]  # llmsim's lorem of 60 tokens: 240 characters
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with module_server(tmp_path_factory.mktemp("chat")) as started:
+        yield started
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[Api]:
+    helper = Api(server)
+    try:
+        yield helper
+    finally:
+        helper.close()
+
+
+class Terminal:
+    """``everloop chat`` in a pty; ``screen`` is everything it printed (CRLF as LF)."""
+
+    def __init__(self, server: Server, *args: str) -> None:
+        self.child = pexpect.spawn(
+            everloop_command()[0],
+            ["chat", *args],
+            env=cli_env(server, COLUMNS="120"),
+            encoding="utf-8",
+            timeout=60,
+            dimensions=(40, 120),
+        )
+        self.seen: list[str] = []
+
+    def expect(self, text: str) -> None:
+        self.child.expect_exact(text)
+        self.seen.append(str(self.child.before) + str(self.child.after))
+
+    def prompt(self) -> None:
+        self.expect("you> ")
+
+    def say(self, text: str) -> None:
+        self.child.sendline(text)
+
+    @property
+    def screen(self) -> str:
+        return "".join(self.seen).replace("\r\n", "\n")
+
+    def session_id(self) -> str:
+        head = self.screen.split("session ", 1)[1]
+        return head.split(":", 1)[0]
+
+    def quit(self) -> int:
+        self.child.expect(pexpect.EOF)
+        self.seen.append(str(self.child.before))
+        self.child.close()
+        return int(self.child.exitstatus or 0)
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.close(force=True)
+        else:
+            self.child.close()
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Terminal]]:
+    opened: list[Terminal] = []
+    try:
+        yield opened
+    finally:
+        for terminal in opened:
+            terminal.close()
+
+
+def model(api: Api, script: dict[str, Any]) -> str:
+    """A model under the llmsim provider; its name (``everloop chat --model`` takes it)."""
+    name = f"sim-{secrets.token_hex(3)}"
+    api.llmsim_model(script, name=name)
+    return name
+
+
+def slow_lorem(api: Api) -> str:
+    # 240 characters in 60 deltas, 60 ms apart: the answer takes about 3.5 s to stream.
+    script = {"response": {"type": "lorem", "tokens": 60}, "chunk_chars": 4, "chunk_delay_ms": 60}
+    return model(api, script)
+
+
+def test_an_answer_streams_while_the_turn_runs(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    chat = Terminal(server, "--model", slow_lorem(api))
+    terminals.append(chat)
+    chat.prompt()
+    chat.say("tell me something")
+    chat.expect("Lorem ipsum")
+    session_id = chat.session_id()
+    # The first words are on the screen and the turn is still running: streamed, not at the end.
+    assert "turn.completed" not in [e["type"] for e in api.events(session_id)]
+    chat.prompt()
+    assert chat.screen.count(ANSWER) == 1
+    events = api.events(session_id)
+    assert sum(e["type"] == "output.message.delta" for e in events) > 1
+    chat.say("/quit")
+    assert chat.quit() == 0
+
+
+def test_a_tool_call_shows_and_slash_commands_answer(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    chat = Terminal(server)
+    terminals.append(chat)
+    chat.prompt()
+    chat.say("what time is it?")
+    chat.expect("get_current_time() ok")
+    chat.expect("Echo: what time is it?")
+    chat.prompt()
+    chat.say("/usage")
+    chat.expect("tokens: ")
+    chat.prompt()
+    chat.say("/events 30")
+    chat.expect("tool.completed")
+    chat.prompt()
+    first = chat.session_id()
+    chat.say("/new")
+    chat.expect("session session_")
+    chat.prompt()
+    chat.say("/session")
+    chat.prompt()
+    assert chat.screen.rsplit("/session", 1)[1].split()[0] != first
+    chat.say("/help")
+    chat.expect("/events [N]")
+    chat.prompt()
+    chat.child.sendeof()
+    assert chat.quit() == 0
+
+
+def test_ctrl_c_cancels_a_slow_turn_and_a_second_quits(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    chat = Terminal(server, "--model", model(api, {"latency_ms": 60_000}))
+    terminals.append(chat)
+    chat.prompt()
+    session_id = chat.session_id()
+    chat.say("take your time")
+    wait_for(
+        lambda: api.ok(api.http.get(f"sessions/{session_id}"))["status"] == "active",
+        timeout=30,
+        what="the turn to run",
+    )
+    chat.child.sendintr()
+    chat.expect("[turn cancelled]")
+    chat.prompt()
+    kinds = [e["type"] for e in api.events(session_id)]
+    assert "turn.cancelled" in kinds and "turn.completed" not in kinds
+
+    chat.say("and again")
+    wait_for(
+        lambda: api.ok(api.http.get(f"sessions/{session_id}"))["status"] == "active",
+        timeout=30,
+        what="the second turn to run",
+    )
+    chat.child.sendintr()
+    chat.expect("Ctrl-C again to quit")
+    chat.child.sendintr()
+    assert chat.quit() == 0
+    api.wait_type(session_id, "turn.cancelled", count=2)
+
+
+def test_a_client_side_tool_is_answered_at_the_prompt(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [{"when": "where", "name": "get_location", "arguments": {"precise": True}}],
+    }
+    model_id = api.llmsim_model(script)
+    locate = {
+        "type": "client_side",
+        "name": "get_location",
+        "description": "Where the user is.",
+        "parameters": {"type": "object", "properties": {"precise": {"type": "boolean"}}},
+    }
+    body = {
+        "name": f"locator-{secrets.token_hex(3)}",
+        "system_prompt": "Find the user.",
+        "default_model_id": model_id,
+        "tools": [locate],
+    }
+    agent = api.ok(api.http.post("agents", json=body), 201)
+    chat = Terminal(server, "--agent", agent["name"])
+    terminals.append(chat)
+    chat.prompt()
+    chat.say("where am I?")
+    chat.expect('get_location({"precise": true}) is a client-side tool')
+    chat.expect("result> ")
+    chat.say('{"city": "Lviv"}')
+    chat.expect('get_location: {"city": "Lviv"}')
+    chat.prompt()
+    session_id = chat.session_id()
+    [done] = [e for e in api.events(session_id) if e["type"] == "tool.completed"]
+    assert done["data"]["success"] is True
+    chat.say("/quit")
+    assert chat.quit() == 0
+
+
+def test_a_server_restart_mid_answer_resumes_without_repeating_text(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    chat = Terminal(server, "--model", slow_lorem(api))
+    terminals.append(chat)
+    chat.prompt()
+    chat.say("tell me something long")
+    chat.expect("Lorem ipsum")
+    server.kill9()
+    chat.expect("reconnecting")
+    server.start()
+    chat.expect("[reconnected: resuming]")
+    chat.prompt()
+    shown = chat.screen.split("tell me something long", 1)[1]
+    # The answer, whole: before the drop, then the rest; no word of it twice.
+    text = "".join(line for line in shown.splitlines() if not line.startswith("["))
+    assert text.replace("you> ", "") == ANSWER
+    session_id = chat.session_id()
+    kinds = [e["type"] for e in api.events(session_id)]
+    assert kinds.count("turn.completed") == 1
+    chat.say("/quit")
+    assert chat.quit() == 0
