@@ -73,8 +73,7 @@ class Terminal:
         return "".join(self.seen).replace("\r\n", "\n")
 
     def session_id(self) -> str:
-        head = self.screen.split("session ", 1)[1]
-        return head.split(":", 1)[0]
+        return self.screen.split("session ", 1)[1].split()[0]
 
     def quit(self) -> int:
         self.child.expect(pexpect.EOF)
@@ -218,9 +217,10 @@ def test_a_client_side_tool_is_answered_at_the_prompt(
     terminals.append(chat)
     chat.prompt()
     chat.say("where am I?")
-    chat.expect('get_location({"precise": true}) is a client-side tool')
+    chat.expect('client-side tool get_location({"precise": true})')
     chat.expect("result> ")
     chat.say('{"city": "Lviv"}')
+    chat.expect('get_location({"precise": true}) ok')
     chat.expect('get_location: {"city": "Lviv"}')
     chat.prompt()
     session_id = chat.session_id()

@@ -106,7 +106,7 @@ class ChatRoom:
         body = {key: value for key, value in wanted.items() if value}
         created = self._post("sessions", body)
         self.follower = Follower(self.api, created["id"], self.painter)
-        self.painter.line(f"session {created['id']}: /help for commands, Ctrl-D to leave")
+        self.painter.line(f"session {created['id']}  (/help for commands)")
 
     def attach(self, session_id: str) -> None:
         found = self.api.get(f"sessions/{session_id}")
@@ -115,8 +115,8 @@ class ChatRoom:
         self.follower = Follower(self.api, found["id"], self.painter)
         self.follower.last_sequence = int(last[0]["sequence"]) if last else 0
         self.painter.line(
-            f"session {found['id']} ({found['status']}, {self.follower.last_sequence} events): "
-            "/help for commands, Ctrl-D to leave"
+            f"session {found['id']}  ({found['status']}, {self.follower.last_sequence} events;"
+            " /help for commands)"
         )
         if found["status"] in ("active", "waitingfortoolresults"):
             self._follow(None)
@@ -193,8 +193,7 @@ class ChatRoom:
         usage = found.get("usage") or {}
         self.painter.line(
             f"tokens: {usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out, "
-            f"{usage.get('cache_read_tokens', 0)} cache read "
-            f"(session {self.session_id}, {found['status']})",
+            f"{usage.get('cache_read_tokens', 0)} cache read; session {found['status']}",
             dim=False,
         )
 
@@ -230,8 +229,11 @@ class ChatRoom:
                 if cancelling:
                     raise
                 cancelling = True
-                self._post(f"sessions/{self.session_id}/cancel", None)
-                self.painter.line("[cancelling the turn: Ctrl-C again to quit]")
+                cancelled = self._post(f"sessions/{self.session_id}/cancel", None)
+                if cancelled and cancelled.get("status") == "cancelled":
+                    self.painter.line("[cancelling the turn: Ctrl-C again to quit]")
+                else:
+                    self.painter.line("[nothing to cancel: the turn had ended]")
             except ConnectionError as exc:
                 fail(f"{exc}: is the server still running? (`everloop status`)")
 
@@ -251,11 +253,8 @@ class ChatRoom:
             self._post(f"sessions/{self.session_id}/tool-results", {"tool_results": results})
 
     def _tool_result(self, call: dict[str, Any]) -> dict[str, Any]:
-        self.painter.line(
-            f"  ? {call_text(call['name'], call.get('arguments'))} is a client-side tool: "
-            "type its result (JSON or text; an empty line declines)",
-            dim=False,
-        )
+        self.painter.line(f"  ? client-side tool {call_text(call['name'], call.get('arguments'))}")
+        self.painter.line("    type its result, JSON or text (an empty line declines)")
         reply = input("  result> ").strip()
         if not reply:
             return {"tool_call_id": call["id"], "error": "the user declined to run the tool"}

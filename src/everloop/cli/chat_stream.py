@@ -173,6 +173,8 @@ class Follower:
         elif kind == "tool.completed":
             self._tool_completed(data)
         elif kind == "tool.call_requested":
+            for call in data.get("tool_calls", []):
+                self.started[str(call.get("id"))] = (str(call.get("name")), call.get("arguments"))
             return Waiting("ask_user" if data.get("kind") == "ask_user" else "tools", data)
         elif kind == "tool.approval_requested":
             return Waiting("approval", data)
