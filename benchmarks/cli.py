@@ -108,7 +108,7 @@ def main() -> None:
         f"({platform.processor() or platform.machine()}), 1-minute load {load:.1f}, "
         f"{args.runs} runs after {args.warmup} warm-up\n"
     )
-    print("| command | mean ± σ | min | max |")
+    print("| command | mean ± sd | min | max |")
     print("|---|---|---|---|")
     for command, times in rows:
         mean, spread = statistics.mean(times), statistics.stdev(times)

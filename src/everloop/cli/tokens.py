@@ -68,6 +68,15 @@ def _settings(data_dir: Path | None) -> Settings:
 
     private_files()  # a token command may be the first to create the data dir's files
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    if settings.database_url is None and not (settings.data_dir / "everloop.db").exists():
+        # Nothing to mint for yet: say so at once, not after creating and migrating a
+        # database (seconds) only to find no admin user in it.
+        typer.echo(
+            f"error: no everloop database in {settings.data_dir}: start `everloop serve` once "
+            "(it creates the admin user), or give the --data-dir of an existing server",
+            err=True,
+        )
+        raise typer.Exit(code=1)
     prepare_storage(settings)
     return settings
 
