@@ -252,3 +252,49 @@ def test_a_server_restart_mid_answer_resumes_without_repeating_text(
     assert kinds.count("turn.completed") == 1
     chat.say("/quit")
     assert chat.quit() == 0
+
+
+def test_questions_and_approvals_are_answered_at_the_prompt(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    ask = {"questions": [{"id": "colour", "question": "Which colour?", "choices": ["red", "teal"]}]}
+    model_id = api.llmsim_model(
+        {
+            "response": {"type": "echo"},
+            "tool_calls": [
+                {"when": "plan", "name": "ask_user", "arguments": ask},
+                {"when": "save", "name": "kv_set", "arguments": {"key": "k", "value": "v"}},
+            ],
+        }
+    )
+    body = {
+        "name": f"careful-{secrets.token_hex(3)}",
+        "system_prompt": "You ask before you act.",
+        "default_model_id": model_id,
+        "capabilities": [
+            {"ref": "ask_user"},
+            {"ref": "key_value"},
+            {"ref": "tool_approval", "config": {"tools": ["kv_set"]}},
+        ],
+    }
+    agent = api.ok(api.http.post("agents", json=body), 201)
+    chat = Terminal(server, "--agent", agent["id"])
+    terminals.append(chat)
+    chat.prompt()
+    chat.say("plan the colour")
+    chat.expect("? Which colour?")
+    chat.expect("2. teal")
+    chat.expect("answer> ")
+    chat.say("2")
+    chat.expect("teal")
+    chat.prompt()
+    chat.say("save it")
+    chat.expect('approve kv_set({"key": "k", "value": "v"})? [y/N] ')
+    chat.say("y")
+    chat.expect('kv_set({"key": "k", "value": "v"}) ok')
+    chat.prompt()
+    session_id = chat.session_id()
+    kinds = [e["type"] for e in api.events(session_id)]
+    assert "tool.questions_answered" in kinds and "tool.approval_decided" in kinds
+    chat.say("/quit")
+    assert chat.quit() == 0

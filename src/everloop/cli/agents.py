@@ -222,7 +222,7 @@ def agents_import(
     token: Token = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Import agents from documents (Markdown with front matter, JSON, YAML or plain text).
+    """Import agents from documents: Markdown with front matter, JSON, YAML, text.
 
     Each document becomes a new agent; a name already in use is refused."""
     if not files and example is None:

@@ -64,8 +64,9 @@ def chat(
 ) -> None:
     """Chat with an agent: streamed answers, tools, Ctrl-C cancels.
 
-    Starts a new session (of --agent, on --model) unless --session names one to go on with.
-    Type /help in the chat for its commands."""
+    A new session of --agent on --model, or --session ID to go on with one.
+
+    In the chat, /help lists its commands."""
     with ApiClient(resolve(url, token, data_dir)) as api:
         room = ChatRoom(api)
         if session is not None:
@@ -103,7 +104,8 @@ class ChatRoom:
 
     def _new_session(self) -> None:
         wanted = {"agent_id": self.agent_id, "model_id": self.model_id}
-        body = {key: value for key, value in wanted.items() if value}
+        body: dict[str, Any] = {key: value for key, value in wanted.items() if value}
+        body["hints"] = {"ask_user": True}  # a person is here to answer the agent's questions
         created = self._post("sessions", body)
         self.follower = Follower(self.api, created["id"], self.painter)
         self.painter.line(f"session {created['id']}  (/help for commands)")

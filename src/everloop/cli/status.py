@@ -24,7 +24,7 @@ def status(
 ) -> None:
     """Server health, version, database, executors, running turns.
 
-    Exits 0 when the server is ready, 1 when it answers but is not ready (or not there)."""
+    Exit 0 when the server is ready, 1 when it is not (or not there)."""
     with ApiClient(resolve(url, token, data_dir), timeout=10.0) as api:
         health = api.health("/healthz")
         ready_response = api.health("/readyz")
