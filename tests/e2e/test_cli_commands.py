@@ -53,7 +53,7 @@ def test_version_and_help(server: Server) -> None:
 
 
 def test_status_reports_a_ready_server(server: Server) -> None:
-    report = as_json(server, "status")
+    report = as_json(server, "status", "--wait", "30")
     assert isinstance(report, dict)
     assert report["ready"] is True and report["healthy"] is True
     assert report["version"] == __version__
@@ -141,6 +141,8 @@ def test_sessions_ls_show_events_export_cancel_delete(
     table = table_rows(ok(server, "sessions", "events", session_id, "--type", "input.message"))
     assert [(r["type"], r["about"]) for r in table] == [("input.message", "hello there")]
 
+    piped = json.loads(ok(server, "sessions", "export", session_id))  # no progress bar in it
+    assert piped["session"]["id"] == session_id
     exported = tmp_path / "session.json"
     ok(server, "sessions", "export", session_id, "-o", str(exported))
     document = json.loads(exported.read_text())
@@ -158,9 +160,13 @@ def test_sessions_ls_show_events_export_cancel_delete(
 
 
 def test_exit_codes_and_what_to_do_next(server: Server, tmp_path: Path) -> None:
+    gone = run_cli(server, "status", "--wait", "0.3", "--url", "http://127.0.0.1:9")
+    assert gone.returncode == 1 and "no server at" in gone.stderr
     nobody = run_cli(server, "sessions", "ls", "--url", "http://127.0.0.1:9")
     assert nobody.returncode == 1
     assert "no server at http://127.0.0.1:9: start one with `everloop serve`" in nobody.stderr
+    chat = run_cli(server, "chat", "--url", "http://127.0.0.1:9")
+    assert chat.returncode == 1 and "start one with `everloop serve`" in chat.stderr
     refused = run_cli(server, "sessions", "ls", "--token", "evr_pat_not-a-real-token")
     assert refused.returncode == 4 and "--token" in refused.stderr
     no_token = run_cli(server, "status", EVERLOOP_DATA_DIR=str(tmp_path / "empty"))

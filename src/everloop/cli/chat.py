@@ -68,6 +68,7 @@ def chat(
 
     In the chat, /help lists its commands."""
     with ApiClient(resolve(url, token, data_dir)) as api:
+        api.health("/healthz")  # no server: say so now (later, requests wait for a restart)
         room = ChatRoom(api)
         if session is not None:
             room.attach(session)

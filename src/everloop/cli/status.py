@@ -8,7 +8,8 @@ Exit 0 when ready, 1 when the server answers but is not ready.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +18,10 @@ from everloop.cli.output import ERROR, Json, print_fields, print_json, print_tab
 
 
 def status(
+    wait: Annotated[
+        float,
+        typer.Option(min=0, help="Wait up to this many seconds for the server to be ready."),
+    ] = 0,
     json_out: Json = False,
     url: Url = None,
     token: Token = None,
@@ -26,6 +31,8 @@ def status(
 
     Exit 0 when the server is ready, 1 when it is not (or not there)."""
     with ApiClient(resolve(url, token, data_dir), timeout=10.0) as api:
+        if wait:
+            _wait_ready(api, wait)
         health = api.health("/healthz")
         ready_response = api.health("/readyz")
         ready: dict[str, Any] = _json_or_empty(ready_response)
@@ -85,6 +92,21 @@ def status(
             )
     if not report["ready"]:
         raise typer.Exit(ERROR)
+
+
+def _wait_ready(api: ApiClient, seconds: float) -> None:
+    """Poll ``/readyz`` until it answers 200 or ``seconds`` pass (a server still starting
+    refuses connections, then answers 503: both mean "not yet")."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if api.http.get(f"{api.target.url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
 
 
 def _json_or_empty(response: Any) -> dict[str, Any]:
