@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 
+from everloop.cli.output import progress
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -92,12 +94,18 @@ def main() -> None:
                 ["models", "ls"],
             ]
             rows = []
-            for command in commands:
-                argv = [everloop(), *command]
-                for _ in range(args.warmup):
-                    timed(argv, env)
-                times = [timed(argv, env) for _ in range(args.runs)]
-                rows.append((command, times))
+            total = len(commands) * (args.warmup + args.runs)
+            with progress("running commands", total) as advance:  # on a terminal only
+                for command in commands:
+                    argv = [everloop(), *command]
+                    for _ in range(args.warmup):
+                        timed(argv, env)
+                        advance(1)
+                    times = []
+                    for _ in range(args.runs):
+                        times.append(timed(argv, env))
+                        advance(1)
+                    rows.append((command, times))
         finally:
             server.terminate()
             server.wait(timeout=30)

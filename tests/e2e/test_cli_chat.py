@@ -156,7 +156,33 @@ def test_a_tool_call_shows_and_slash_commands_answer(
     chat.say("/help")
     chat.expect("/events [N]")
     chat.prompt()
+    chat.say("first line \\")
+    chat.expect("... ")
+    chat.say("second line")
+    chat.expect("Echo: first line \nsecond line".replace("\n", "\r\n"))
+    chat.prompt()
     chat.child.sendeof()
+    assert chat.quit() == 0
+    history = (server.data_dir.parent / ".everloop_history").read_text()
+    assert "what time is it?" in history and "/usage" in history
+
+
+def test_chat_goes_on_with_a_session_and_follows_its_running_turn(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    model_id = api.llmsim_model(
+        {"response": {"type": "lorem", "tokens": 60}, "chunk_chars": 4, "chunk_delay_ms": 60}
+    )
+    session_id = api.create_session(model_id)
+    api.post_message(session_id, "started elsewhere")
+    api.wait_type(session_id, "output.message.delta")
+    chat = Terminal(server, "--session", session_id)
+    terminals.append(chat)
+    chat.expect(f"session {session_id}")
+    chat.expect("consequat.")  # the rest of the running answer streams here
+    chat.prompt()
+    assert "turn.completed" in [e["type"] for e in api.events(session_id)]
+    chat.say("/quit")
     assert chat.quit() == 0
 
 
