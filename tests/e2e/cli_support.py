@@ -31,9 +31,12 @@ def cli_env(server: Server, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(server: Server, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    server: Server, *args: str, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*everloop_command(), *args],
+        input=stdin,
         env=cli_env(server, **env),
         capture_output=True,
         text=True,

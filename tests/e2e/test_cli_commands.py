@@ -159,6 +159,14 @@ def test_sessions_ls_show_events_export_cancel_delete(
     assert gone.returncode == 3 and "not found" in gone.stderr
 
 
+def test_chat_reads_a_script_from_a_pipe(server: Server) -> None:
+    script = 'hello\n"""\nline a\nline b\n"""\n/usage\n'
+    done = run_cli(server, "chat", stdin=script)
+    assert done.returncode == 0, done.stderr
+    assert "you> " not in done.stdout  # no prompts when nobody types
+    assert "Echo: hello\nEcho: line a\nline b\ntokens: " in done.stdout
+
+
 def test_exit_codes_and_what_to_do_next(server: Server, tmp_path: Path) -> None:
     gone = run_cli(server, "status", "--wait", "0.3", "--url", "http://127.0.0.1:9")
     assert gone.returncode == 1 and "no server at" in gone.stderr

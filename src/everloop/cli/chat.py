@@ -162,16 +162,18 @@ class ChatRoom:
         _save_history()
 
     def _read(self) -> str:
-        first = input("you> ")
+        # Piped input (a script) gets no prompts in its output.
+        you, more = ("you> ", "... ") if sys.stdin.isatty() else ("", "")
+        first = input(you)
         if first.strip() == '"""':
             lines: list[str] = []
-            while (line := input("... ")).strip() != '"""':
+            while (line := input(more)).strip() != '"""':
                 lines.append(line)
             return "\n".join(lines)
         lines = [first]
         while lines[-1].endswith("\\"):
             lines[-1] = lines[-1][:-1]
-            lines.append(input("... "))
+            lines.append(input(more))
         return "\n".join(lines)
 
     def _command(self, text: str) -> None:
