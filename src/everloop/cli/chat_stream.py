@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -91,9 +90,7 @@ class Follower:
     started: dict[str, tuple[str, Any]] = field(default_factory=dict)
     dropped: bool = False
 
-    def follow(
-        self, turn_id: str | None, on_drop: Callable[[], None] | None = None
-    ) -> Ended | Waiting:
+    def follow(self, turn_id: str | None) -> Ended | Waiting:
         """Print the turn's events until it ends or waits; reconnect when the stream drops.
 
         ``KeyboardInterrupt`` passes through (the chat cancels the turn and follows again)."""
@@ -109,8 +106,6 @@ class Follower:
                 if lost_since is None or not self.dropped:  # a first drop since connected
                     lost_since, self.dropped = now, True
                     self.painter.line(f"[connection lost ({type(exc).__name__}): reconnecting…]")
-                    if on_drop is not None:
-                        on_drop()
                 elif now - lost_since > RECONNECT_SECONDS:
                     raise ConnectionError(
                         f"no answer from {self.api.target.url} for {RECONNECT_SECONDS:.0f} s"
@@ -129,6 +124,8 @@ class Follower:
         with self.api.http.stream(
             "GET", f"sessions/{self.session_id}/sse", params=params, timeout=timeout
         ) as response:
+            if response.status_code >= 500:  # a server starting or stopping: try again
+                raise httpx.RemoteProtocolError(f"HTTP {response.status_code}")
             if response.status_code >= 400:
                 response.read()
                 self.api.check(response)
