@@ -11,11 +11,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from everloop import __version__
-from tests.e2e.cli_support import module_server, run_cli, table_rows
-from tests.e2e.conftest import Api, Server
+from tests.e2e.cli_support import cli_env, module_server, run_cli, table_rows
+from tests.e2e.conftest import Api, Server, everloop_command
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +158,31 @@ def test_sessions_ls_show_events_export_cancel_delete(
     assert ok(server, "sessions", "delete", session_id).strip() == f"deleted {session_id}"
     gone = run_cli(server, "sessions", "show", session_id)
     assert gone.returncode == 3 and "not found" in gone.stderr
+
+
+def test_a_progress_bar_shows_on_a_terminal_only(server: Server, tmp_path: Path) -> None:
+    documents = []
+    for n in range(3):
+        document = tmp_path / f"progress{n}.md"
+        document.write_text(f"---\nname: progress-{n}\n---\nBe kind.\n")
+        documents.append(str(document))
+    terminal = pexpect.spawn(
+        everloop_command()[0],
+        ["agents", "import", *documents[:2]],
+        env=cli_env(server),
+        encoding="utf-8",
+        timeout=60,
+    )
+    try:
+        terminal.expect(pexpect.EOF)
+        shown = str(terminal.before)
+    finally:
+        terminal.close()
+    assert "importing agents" in shown and "2/2" in shown
+    assert terminal.exitstatus == 0
+    piped = run_cli(server, "agents", "import", documents[2])
+    assert piped.returncode == 0
+    assert "importing" not in piped.stdout + piped.stderr
 
 
 def test_chat_reads_a_script_from_a_pipe(server: Server) -> None:
