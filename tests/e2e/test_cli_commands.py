@@ -157,7 +157,8 @@ def test_sessions_ls_show_events_export_cancel_delete(
     assert as_json(server, "sessions", "cancel", session_id) == {"status": "no_op", "turn_id": None}
     assert ok(server, "sessions", "delete", session_id).strip() == f"deleted {session_id}"
     gone = run_cli(server, "sessions", "show", session_id)
-    assert gone.returncode == 3 and "not found" in gone.stderr
+    assert gone.returncode == 3
+    assert "not found: `everloop sessions ls` lists them" in gone.stderr
 
 
 def test_a_progress_bar_shows_on_a_terminal_only(server: Server, tmp_path: Path) -> None:

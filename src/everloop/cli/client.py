@@ -94,6 +94,16 @@ def _error_text(response: httpx.Response) -> tuple[str, str | None]:
         return f"{response.status_code} {response.reason_phrase}", None
 
 
+_LISTINGS = {"sessions", "agents", "models", "providers"}
+
+
+def _listing_hint(response: httpx.Response) -> str:
+    """``: `everloop sessions ls` lists them`` for a resource the CLI can list."""
+    path = response.request.url.path.split("/api/v1/", 1)[-1]
+    kind = path.split("/", 1)[0]
+    return f": `everloop {kind} ls` lists them" if kind in _LISTINGS else ""
+
+
 class ApiClient:
     """Requests to ``<url>/api/v1``; every failure ends the command with its exit code."""
 
@@ -150,7 +160,7 @@ class ApiClient:
                 UNAUTHORISED,
             )
         if response.status_code == 404 or code == "invalid_id":
-            fail(message, NOT_FOUND)
+            fail(message + _listing_hint(response), NOT_FOUND)
         fail(f"{message} (HTTP {response.status_code})", ERROR)
 
     def get(self, path: str, **params: Any) -> Any:
