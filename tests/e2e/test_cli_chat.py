@@ -324,3 +324,30 @@ def test_questions_and_approvals_are_answered_at_the_prompt(
     assert "tool.questions_answered" in kinds and "tool.approval_decided" in kinds
     chat.say("/quit")
     assert chat.quit() == 0
+
+
+def test_a_session_waiting_for_a_client_tool_is_answered_when_the_chat_attaches(
+    server: Server, api: Api, terminals: list[Terminal]
+) -> None:
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [{"when": "where", "name": "get_location", "arguments": {}}],
+    }
+    locate = {
+        "type": "client_side",
+        "name": "get_location",
+        "description": "Where the user is.",
+        "parameters": {"type": "object", "properties": {}},
+    }
+    session_id = api.create_session(api.llmsim_model(script), tools=[locate])
+    api.post_message(session_id, "where am I?")
+    api.wait_type(session_id, "tool.call_requested")
+    chat = Terminal(server, "--session", session_id)
+    terminals.append(chat)
+    chat.expect("client-side tool get_location()")
+    chat.expect("result> ")
+    chat.say("Kyiv")
+    chat.expect('get_location: "Kyiv"')
+    chat.prompt()
+    chat.say("/quit")
+    assert chat.quit() == 0

@@ -121,6 +121,15 @@ class ChatRoom:
             f"session {found['id']}  ({found['status']}, {self.follower.last_sequence} events;"
             " /help for commands)"
         )
+        if found["status"] == "waitingfortoolresults":
+            # Show the last request again, so that it is answered here.
+            asked = self.api.get(
+                f"sessions/{session_id}/events",
+                types=["tool.call_requested", "tool.approval_requested"],
+                limit=1,
+            )["data"]
+            if asked:
+                self.follower.last_sequence = int(asked[0]["sequence"]) - 1
         if found["status"] in ("active", "waitingfortoolresults"):
             self._follow(None)
 
