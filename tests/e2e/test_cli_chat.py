@@ -3,8 +3,9 @@
 A person's keystrokes go in (lines, Ctrl-C); what the terminal shows comes out; what happened
 is read back from the session's events through the API: the answer streams while the turn
 runs, a tool call shows as one line, Ctrl-C cancels a slow turn (``turn.cancelled``) and a
-second quits, a client-side tool is answered at the prompt, and a server killed mid-answer and
-started again leaves the answer whole on the screen, no text twice.
+second quits, a client-side tool, an ``ask_user`` question and an approval are answered at the
+prompt (also when the chat attaches to a session already waiting), and a server killed
+mid-answer and started again leaves the answer whole on the screen, no text twice.
 """
 
 from __future__ import annotations
