@@ -6,9 +6,14 @@ below is imported; the model and MCP SDKs load on first use (a server warms them
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+from everloop.bootstrap_admin import bootstrap_admin, prepare_storage
+from everloop.config import Settings
 
 HEAVY = ("openai", "anthropic", "mcp", "dbos", "alembic", "fastapi")
 
@@ -67,3 +72,34 @@ def test_a_client_command_imports_httpx_but_not_the_server_stack() -> None:
     found = _imported_running("sessions", "ls", "--url", "http://127.0.0.1:9", "--token", "x")
     assert "httpx" in found
     assert found & {*HEAVY, "sqlalchemy", "everloop.config", "everloop.bootstrap"} == set()
+
+
+def test_token_ls_on_an_embedded_data_dir_reads_it_without_the_server_stack(
+    tmp_path: Path,
+) -> None:
+    # An embedded (SQLite) data dir as `everloop serve` leaves it, whatever database the rest
+    # of the suite runs on.
+    settings = Settings(data_dir=tmp_path / "data")
+    prepare_storage(settings)
+    boot = asyncio.run(bootstrap_admin(settings))
+    assert boot.token is not None
+    found = _imported_running("token", "ls", "--json", "--data-dir", str(settings.data_dir))
+    assert found & {*HEAVY, "sqlalchemy", "everloop.config", "everloop.bootstrap"} == set()
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from everloop.cli.main import app; app()",
+            "token",
+            "ls",
+            "--json",
+            "--data-dir",
+            str(settings.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    [token] = json.loads(listed.stdout)
+    assert token["prefix"] == boot.token[:12] and token["state"] == "live"

@@ -134,9 +134,11 @@ def token_ls(
     from rich.console import Console
     from rich.table import Table
 
-    from everloop.bootstrap_admin import list_tokens
+    tokens = _quick_list(data_dir)
+    if tokens is None:
+        from everloop.bootstrap_admin import list_tokens
 
-    tokens = _run(list_tokens(_settings(data_dir)))
+        tokens = _run(list_tokens(_settings(data_dir)))
     now = datetime.now(UTC)
     if json_out:
         from everloop.cli.output import print_json
@@ -173,6 +175,19 @@ def token_ls(
         )
     # As wide as the rows need (a narrower terminal wraps the lines; ids are never cut).
     Console(width=max(Console().width, _TABLE_WIDTH)).print(table)
+
+
+def _quick_list(data_dir: Path | None) -> list[AccessToken] | None:
+    """The tokens of an embedded data dir read without the server stack (None: take the full
+    path: a PostgreSQL database, no database yet, or one that needs migrating)."""
+    import os
+
+    if os.environ.get("EVERLOOP_DATABASE_URL"):
+        return None
+    from everloop.store.token_listing import list_tokens_sqlite
+
+    directory = data_dir or Path(os.environ.get("EVERLOOP_DATA_DIR") or ".everloop")
+    return list_tokens_sqlite(directory / "everloop.db")
 
 
 # `list`, as the README first documented it: the same command, not shown twice in --help.
