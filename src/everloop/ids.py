@@ -43,6 +43,7 @@ Prefix = Literal[
     "mem",
     "wsp",
     "healthcheck",
+    "user",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]
