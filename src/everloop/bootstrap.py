@@ -57,6 +57,7 @@ from everloop.services.agent_documents import AgentDocumentService
 from everloop.services.agent_identities import AgentIdentityService
 from everloop.services.agent_stats import AgentStatsService
 from everloop.services.agent_versions import AgentVersionService
+from everloop.services.audit import AuditService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
@@ -149,6 +150,7 @@ class Services:
     health_checks: HealthCheckService
     health_check_runner: HealthCheckRunner
     orgs: OrgService
+    audit: AuditService
     drivers: SdkDrivers | None = None
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
@@ -525,6 +527,7 @@ def build_services(settings: Settings) -> Services:
         channels=ChannelService(sessions, agents),
         health_checks=HealthCheckService(db, agents, models, assembler, health_check_runner),
         health_check_runner=health_check_runner,
+        audit=AuditService(db, retention_days=settings.audit_retention_days),
         orgs=OrgService(
             db,
             store,

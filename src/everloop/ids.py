@@ -44,6 +44,7 @@ Prefix = Literal[
     "wsp",
     "healthcheck",
     "user",
+    "audit",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

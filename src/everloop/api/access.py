@@ -82,6 +82,8 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/v1/agents/{agent_id}/versions/{from_version_id}/diff/{to_version_id}"): MEMBER,
     ("POST", "/v1/agents/{agent_id}/versions/{version_id}/fork"): ADMIN,
     ("POST", "/v1/agents/{agent_id}/versions/{version_id}/rollback"): ADMIN,
+    # audit-events
+    ("GET", "/v1/audit-events"): ADMIN,
     # auth
     ("GET", "/v1/auth/api-keys"): MEMBER,
     ("POST", "/v1/auth/api-keys"): MEMBER,

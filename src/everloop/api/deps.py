@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request, Security
@@ -72,6 +73,33 @@ async def _authorize(request: Request, svc: Services, who: Caller) -> None:
     session_id = request.path_params.get("session_id")
     if session_id and not has_role(who.role, Role.ADMIN):
         await svc.sessions.check_visible(who, session_id)
+    if request.method in _MUTATING and access is not Access.CHANNEL:
+        svc.audit.open(
+            who,
+            request.method,
+            _template(path),
+            dict(request.path_params),
+            await _json_body(request),
+            request.headers.get("x-request-id"),
+            request.client.host if request.client else None,
+        )
+
+
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _template(path: str) -> str:
+    return re.sub(r"{(\w+):\w+}", r"{\1}", path.removeprefix("/api"))
+
+
+async def _json_body(request: Request) -> object:
+    """The request's JSON body (FastAPI has read it already), or None."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return None
+    try:
+        return await request.json()
+    except ValueError:
+        return None
 
 
 def _allowed(access: Access, who: Caller, svc: Services) -> bool:

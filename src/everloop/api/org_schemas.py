@@ -115,3 +115,27 @@ def user_response(member: MemberRow) -> User:
         roles=[member.role],
         created_at=member.user_created_at,
     )
+
+
+class AuditEvent(BaseModel):
+    id: str
+    organization_id: str
+    actor_principal_id: str
+    actor_user_id: str | None
+    actor_kind: str
+    action: str
+    route: str
+    target_type: str
+    target_id: str | None
+    outcome: str
+    changes: dict[str, object] | None
+    request_id: str | None
+    client_ip: str | None
+    created_at: str
+
+
+class AuditEventPage(BaseModel):
+    data: list[AuditEvent]
+    next_cursor: Annotated[
+        str | None, Field(description="Pass as `before` for the next (older) page.")
+    ]

@@ -20,7 +20,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # The head revision(s) of ``store/migrations/versions``; a new migration changes this
 # (tests/store/test_migrations.py checks it against the scripts).
-HEADS: frozenset[str] = frozenset({"0029_org_roles"})
+HEADS: frozenset[str] = frozenset({"0030_audit_log"})
 
 VERSION_TABLE = "alembic_version"
 

@@ -11,12 +11,17 @@ owner grants or removes the owner role, one owner always stays) in ``services/or
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from datetime import UTC, datetime
+from typing import Annotated
 
-from everloop.api.deps import CallerDep, services
+from fastapi import APIRouter, Query, Request, status
+
+from everloop.api.deps import CallerDep, KnownQuery, services
 from everloop.api.org_schemas import (
     AddedMemberResponse,
     AddMemberRequest,
+    AuditEvent,
+    AuditEventPage,
     ChangeRoleRequest,
     CreateOrganizationRequest,
     DeleteAccountResponse,
@@ -32,6 +37,9 @@ from everloop.api.org_schemas import (
     user_response,
 )
 from everloop.api.schemas import ListResponse
+from everloop.domain.timestamps import format_ts
+from everloop.errors import InvalidInput
+from everloop.services.audit import AuditFilter
 from everloop.services.auth import Caller
 from everloop.services.orgs import MemberRow, public_user_id
 
@@ -147,3 +155,42 @@ async def delete_me(request: Request, caller: CallerDep) -> DeleteAccountRespons
     while they are the last owner of one)."""
     await services(request).orgs.delete_me(caller)
     return DeleteAccountResponse(deleted=True)
+
+
+@router.get("/v1/audit-events", response_model=AuditEventPage, dependencies=[KnownQuery])
+async def list_audit_events(
+    request: Request,
+    caller: CallerDep,
+    actor: Annotated[str | None, Query(description="An actor principal id.")] = None,
+    action: Annotated[str | None, Query(description="Such as agents.update.")] = None,
+    target_id: str | None = None,
+    target_type: str | None = None,
+    since: Annotated[str | None, Query(description="RFC 3339: records at or after.")] = None,
+    until: Annotated[str | None, Query(description="RFC 3339: records before.")] = None,
+    before: Annotated[str | None, Query(description="The next_cursor of a page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AuditEventPage:
+    """The organization's audit log, newest first (admins): one record per management change,
+    written with the change itself; secret values are never in it."""
+    flt = AuditFilter(
+        actor_principal_id=actor,
+        action=action,
+        target_id=target_id,
+        target_type=target_type,
+        since=_instant(since, "since"),
+        until=_instant(until, "until"),
+    )
+    rows, following = await services(request).audit.list(caller, flt, before=before, limit=limit)
+    return AuditEventPage(data=[AuditEvent(**r) for r in rows], next_cursor=following)
+
+
+def _instant(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field} must be an RFC 3339 time such as 2026-12-01T00:00:00Z", field=field
+        ) from None
+    return format_ts(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
