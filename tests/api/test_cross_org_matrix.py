@@ -510,11 +510,15 @@ async def test_another_org_gets_404_on_every_route_and_writes_nothing(
             response = await call(other_org.client, method, fill(template, world), case, world)
             assert response.status_code < 300, f"{template}: {response.text}"
     after = await snapshot(api)
-    assert {t: r for t, r in after.items() if t != "user_connections"} == {
-        t: r for t, r in before.items() if t != "user_connections"
+    own = ("user_connections", "audit_events")  # org B's connection, and its audit record
+    assert {t: r for t, r in after.items() if t not in own} == {
+        t: r for t, r in before.items() if t not in own
     }
     mine = [r for r in after["user_connections"] if r[0] == api.org_id]
     assert mine == before["user_connections"] and len(mine) == 1
+    assert [r for r in after["audit_events"] if r[1] == api.org_id] == before["audit_events"]
+    theirs = [r for r in after["audit_events"] if r[1] == other_org.organization_id]
+    assert len(theirs) == sum(1 for case in CASES.values() if case.callers_own)
 
 
 async def test_unknown_ids_are_404_on_every_route(api: Api, world: World) -> None:
