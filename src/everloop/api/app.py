@@ -42,6 +42,7 @@ from everloop.api.routes import (
     memories,
     models,
     operations,
+    orgs,
     runtime_agents,
     schedules,
     session_databases,
@@ -168,6 +169,7 @@ def create_app(
     routes.include_router(agent_identities.router)
     routes.include_router(budgets.router)
     routes.include_router(api_keys.router)
+    routes.include_router(orgs.router)
     routes.include_router(connections.router)
     routes.include_router(agent_channels.router)
     routes.include_router(channels.router)

@@ -72,6 +72,7 @@ class Startup:
         services, app = await asyncio.to_thread(self._build)
         self.services = services
         await services.seed_org(self.organization_id)
+        await services.audit.start()
         swept = await services.start_engine(execute=self.role != "api", role=self.role)
         if swept:
             typer.echo(f"everloop: resuming {swept} turn(s) recorded before the last stop")

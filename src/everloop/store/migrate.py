@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-
 VERSION_TABLE = "alembic_version"
 
 # Seals the header values of one scoped MCP server: (org_id, server name, headers) -> sealed

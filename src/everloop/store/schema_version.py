@@ -8,4 +8,4 @@ from typing import Final
 
 # The head revision(s) of ``store/migrations/versions``; a new migration changes this
 # (tests/store/test_migrations.py checks it against the scripts).
-HEADS: Final[frozenset[str]] = frozenset({"0028_health_checks"})
+HEADS: Final[frozenset[str]] = frozenset({"0030_audit_log"})
