@@ -262,6 +262,10 @@ ROUTES: dict[tuple[str, str], Access] = {
 }
 
 
+# Routes about the caller's user rather than one organization: a member of several needs no
+# X-Org-Id for them (the list of their organizations, creating one).
+USER_LEVEL = frozenset({"/v1/orgs"})
+
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
 

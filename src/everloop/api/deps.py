@@ -10,7 +10,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from everloop.api.access import Access, access_of
+from everloop.api.access import USER_LEVEL, Access, access_of
 from everloop.api.json_values import printable
 from everloop.domain.roles import Role, has_role
 from everloop.errors import Forbidden, InvalidInput, NotFound
@@ -50,7 +50,9 @@ async def caller(
     client = request.client.host if request.client else "unknown"
     # A route about one organization (``/v1/orgs/{org_id}...``) acts in that organization.
     org = request.path_params.get("org_id") or x_org_id
-    who = await svc.auth.authenticate(authorization, org, client)
+    route = request.scope.get("route")
+    user_level = isinstance(route, APIRoute) and route.path in USER_LEVEL
+    who = await svc.auth.authenticate(authorization, org, client, any_org=user_level)
     await _authorize(request, svc, who)
     return who
 

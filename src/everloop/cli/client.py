@@ -3,7 +3,8 @@
 Where the server is and who the caller is come from, first to last: ``--url`` / ``--token``,
 ``EVERLOOP_URL`` / ``EVERLOOP_TOKEN``, then the local defaults: ``http://127.0.0.1:9000`` and the
 admin token ``everloop serve`` writes to ``<data dir>/admin-token`` (``--data-dir``, else
-``EVERLOOP_DATA_DIR``, else ``./.everloop``). Nothing of the server stack is imported: a client
+``EVERLOOP_DATA_DIR``, else ``./.everloop``). A user in several organizations picks one with
+``EVERLOOP_ORG_ID`` (sent as ``X-Org-Id``). Nothing of the server stack is imported: a client
 command starts in the time it takes to import httpx.
 
 HTTP and transport failures are translated here, once, into a one-line error and an exit code
@@ -111,11 +112,11 @@ class ApiClient:
         import httpx
 
         self.target = target
-        self.http = httpx.Client(
-            base_url=f"{target.url}/api/v1/",
-            headers={"Authorization": f"Bearer {target.token}"},
-            timeout=timeout,
-        )
+        headers = {"Authorization": f"Bearer {target.token}"}
+        org = os.environ.get("EVERLOOP_ORG_ID")
+        if org:  # a user in several organizations names the one to act in
+            headers["X-Org-Id"] = org
+        self.http = httpx.Client(base_url=f"{target.url}/api/v1/", headers=headers, timeout=timeout)
 
     def __enter__(self) -> ApiClient:
         return self

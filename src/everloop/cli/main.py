@@ -11,6 +11,7 @@ from everloop.cli.agent_keys import agent_keys_app
 from everloop.cli.agents import agents_app
 from everloop.cli.chat import chat
 from everloop.cli.models import models_app, providers_app
+from everloop.cli.orgs import org_app
 from everloop.cli.sessions import sessions_app
 from everloop.cli.status import status
 from everloop.cli.tokens import token_app
@@ -132,6 +133,7 @@ for group, name, short in (
     (agents_app, "agents", "Agents: ls, show, create, edit, export, import."),
     (models_app, "models", "Models the providers offer: ls."),
     (providers_app, "providers", "LLM providers: ls, add."),
+    (org_app, "org", "Organizations: ls, create, members, add-member."),
 ):
     app.add_typer(group, name=name, rich_help_panel=CLIENT, short_help=short)
 

@@ -226,14 +226,24 @@ class AuthService:
     # -- authenticating a request ------------------------------------------------------------
 
     async def authenticate(
-        self, authorization: str | None, org_header: str | None, client: str | None = None
+        self,
+        authorization: str | None,
+        org_header: str | None,
+        client: str | None = None,
+        *,
+        any_org: bool = False,
     ) -> Caller:
         """The caller of a request from the address ``client`` (None: not limited). Refused
         with 401 (and counted against ``client``), or 429 while ``client`` is over its limit
-        of failures."""
+        of failures. ``any_org``: a route about the user rather than one organization (their
+        list of organizations) needs no ``X-Org-Id`` from a member of several; it acts in the
+        default organization if they are in it, else in the one they joined first."""
         user_id, memberships = await self.limited(
             authorization, client, lambda: self._identify(authorization)
         )
+        if any_org and not org_header and len(memberships) > 1:
+            preferred = [m for m in memberships if m.organization_id == ids.DEFAULT_ORG_ID]
+            memberships = tuple((preferred or list(memberships))[:1])
         return self._caller(user_id, memberships, org_header)
 
     async def identify(
