@@ -1,7 +1,8 @@
 """The FastAPI application factory.
 
 All routes live under ``/api``: ``/api/v1/...`` for the resources, ``/api/openapi.json`` and
-``/api/docs`` (Swagger UI served from the local ``swagger-ui-bundle`` package: no CDN).
+``/api/docs`` (Swagger UI served from the local ``swagger-ui-bundle`` package: no CDN). The web
+console (``everloop.console``) is served at ``/`` with its files under ``/console/``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -177,6 +178,7 @@ def create_app(
     _summarize_operations(app)
     document_errors(app)
     _install_docs(app)
+    _install_console(app)
     return app
 
 
@@ -224,6 +226,27 @@ def _install_docs(app: FastAPI) -> None:
             swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
             # A token given to Authorize survives a reload of the page.
             swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+
+# The console's page may load only its own files and talk only to this origin: no inline script,
+# no outside host (it works offline, and an injected string cannot run or call out).
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _install_console(app: FastAPI) -> None:
+    from everloop.console import ASSETS
+
+    app.mount("/console", StaticFiles(directory=ASSETS), name="console")
+
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(
+            ASSETS / "index.html",
+            headers={"Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache"},
         )
 
 

@@ -1,0 +1,163 @@
+// One session: the chat, the live stream feeding it and the timeline, usage, cancel, and the
+// files / key-value / SQL tabs when the session has those features.
+
+import { api } from "./api.js";
+import { Chat } from "./chat.js";
+import { attempt, cost, field, h, shortId, statusBadge, tokens } from "./dom.js";
+import { EventStream } from "./sse.js";
+import { storageTabs } from "./storage.js";
+import { Timeline } from "./timeline.js";
+
+const RUNNING = new Set(["started", "active", "waitingfortoolresults"]);
+const TURN_ENDS = ["turn.completed", "turn.failed", "turn.cancelled"];
+
+export async function sessionPage(root, sessionId) {
+  let session = await api(`sessions/${sessionId}`);
+  const model = session.model_id ? await api(`models/${session.model_id}`).catch(() => null) : null;
+  const modelCost = model?.profile?.cost ?? null;
+
+  const chat = new Chat(sessionId);
+  const timeline = new Timeline(sessionId);
+  const title = h("h1", {}, session.title || "Session");
+  const statusSlot = h("span", { id: "session-status" });
+  const streamState = h("span", { class: "stream-state", id: "stream-state", "aria-live": "polite" }, "connecting");
+  const usage = h("p", { class: "usage", id: "session-usage" });
+  const turnRows = h("tbody");
+  const cancel = h("button", { type: "button", class: "danger", id: "cancel-turn" }, "Cancel turn");
+  const input = h("textarea", { name: "message", rows: 3, required: true });
+  const sendProblem = h("p", { class: "error", role: "alert" });
+  const composer = h("form", { class: "composer", "aria-label": "Send a message" },
+    field("Message", input), h("div", { class: "row" }, h("button", { type: "submit" }, "Send"), cancel),
+    sendProblem);
+
+  function show(next) {
+    session = next;
+    if (session.title) title.textContent = session.title;
+    statusSlot.replaceChildren(statusBadge(session.status));
+    cancel.hidden = !RUNNING.has(session.status);
+    const price = cost(session.usage, modelCost);
+    usage.textContent = `Usage: ${tokens(session.usage)}${price ? ` · ${price}` : ""}`;
+  }
+
+  function turnRow(event) {
+    const id = `turn-${event.context?.turn_id ?? event.id}`;
+    if (document.getElementById(id)) return;
+    const data = event.data;
+    const price = cost(data.usage, modelCost);
+    turnRows.prepend(h("tr", { id },
+      h("td", {}, shortId(event.context?.turn_id)), h("td", {}, event.type.replace("turn.", "")),
+      h("td", {}, data.duration_ms !== undefined ? `${data.duration_ms} ms` : "–"),
+      h("td", {}, tokens(data.usage)), h("td", {}, price ?? "–")));
+  }
+
+  cancel.addEventListener("click", async () => {
+    const done = await attempt(sendProblem, () => api(`sessions/${sessionId}/cancel`, { method: "POST" }));
+    if (done) show(await api(`sessions/${sessionId}`));
+  });
+  composer.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    const posted = await attempt(sendProblem, () => api(`sessions/${sessionId}/messages`, {
+      method: "POST", body: { message: { role: "user", content: [{ type: "text", text }] } },
+    }));
+    if (!posted) return;
+    input.value = "";
+    chat.message(posted);
+    show({ ...session, status: "active" });
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) composer.requestSubmit();
+  });
+
+  let refreshing = null;
+  function refreshSession() {
+    refreshing ??= api(`sessions/${sessionId}`).then(show).catch(() => {}).finally(() => { refreshing = null; });
+  }
+
+  function apply(event) {
+    const data = event.data ?? {};
+    switch (event.type) {
+      case "input.message":
+      case "output.message.completed":
+        chat.message(data.message);
+        break;
+      case "output.message.started":
+        chat.started(data.message_id);
+        break;
+      case "output.message.delta":
+        chat.delta(data);
+        break;
+      case "tool.started":
+        chat.toolStarted(data.tool_call);
+        break;
+      case "tool.completed":
+        chat.toolResult(data.tool_call_id, data.result, data.error, data.duration_ms);
+        break;
+      case "tool.call_requested":
+        chat.requested(data.tool_calls ?? []);
+        show({ ...session, status: "waitingfortoolresults" });
+        break;
+      case "turn.started":
+        show({ ...session, status: "active" });
+        break;
+      default:
+        break;
+    }
+    if (TURN_ENDS.includes(event.type)) {
+      turnRow(event);
+      refreshSession();
+    } else if (event.type === "session.idled" || event.type === "session.activated") {
+      refreshSession();
+    }
+    timeline.push(event);
+  }
+
+  // Order matters: the last sequence first, then the messages (which hold at least that much),
+  // then the stream after that sequence; a message seen in both is drawn once (by id).
+  const last = await api(`sessions/${sessionId}/events`, { query: { limit: 1 } });
+  const afterSequence = last.data.length ? last.data[0].sequence : 0;
+  const [messages, durations, turns] = await Promise.all([
+    api(`sessions/${sessionId}/messages`),
+    api(`sessions/${sessionId}/events`, { query: { types: ["tool.completed"], limit: 1000 } }),
+    api(`sessions/${sessionId}/events`, { query: { types: TURN_ENDS, limit: 50 } }),
+    timeline.reload(),
+  ]);
+  messages.data.forEach((message) => chat.message(message));
+  durations.data.forEach((e) => chat.toolDuration(e.data.tool_call_id, e.data.duration_ms));
+  turns.data.forEach(turnRow);
+  if (session.status === "waitingfortoolresults") {
+    const asked = await api(`sessions/${sessionId}/events`,
+      { query: { types: ["tool.call_requested"], limit: 20 } });
+    asked.data.forEach((e) => chat.requested(e.data.tool_calls ?? []));
+  }
+  show(session);
+
+  const stream = new EventStream(sessionId, {
+    afterSequence,
+    onEvent: apply,
+    onState: (state) => {
+      streamState.textContent = state;
+      streamState.dataset.state = state;
+    },
+    onRefused: (error) => {
+      streamState.textContent = `stream closed: ${error.message}`;
+    },
+  });
+  stream.start();
+
+  const chatPanel = h("div", {}, chat.node, composer,
+    h("details", { class: "card" }, h("summary", {}, "Usage per turn"),
+      h("table", { class: "list" }, h("thead", {}, h("tr", {},
+        ...["Turn", "Outcome", "Duration", "Tokens", "Cost"].map((n) => h("th", { scope: "col" }, n)))),
+      turnRows)));
+  const tabs = storageTabs(session, chatPanel);
+  root.append(
+    h("div", { class: "page-head" }, title, statusSlot, streamState),
+    h("p", { class: "muted" }, h("a", { href: "#/sessions" }, "← Sessions"), " · ",
+      session.agent_id ? h("a", { href: `#/agents/${session.agent_id}` }, "agent") : "no agent",
+      " · ", model ? `model ${model.display_name}` : "default model", " · ", shortId(session.id)),
+    usage,
+    h("div", { class: "session-grid" }, tabs, timeline.node));
+  return () => stream.stop();
+}
