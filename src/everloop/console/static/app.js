@@ -102,7 +102,7 @@ function signInPage(root) {
 
 setUnauthorizedHandler((error) => {
   token.clear();
-  signInReason = `Signed out: ${error.message} (${error.code})`;
+  signInReason = `The API refused the token: ${error.message} (${error.code})`;
   render();
 });
 

@@ -65,6 +65,7 @@ export class Chat {
       bubble.body.prepend(text);
     }
     text.textContent = data.accumulated ?? text.textContent + (data.delta ?? "");
+    bubble.node.dataset.deltas = String(Number(bubble.node.dataset.deltas ?? 0) + 1);
     this.log.lastElementChild?.scrollIntoView?.({ block: "end" });
   }
 

@@ -73,6 +73,7 @@ export function cost(usage, modelCost) {
   const dollars = ((usage.input_tokens ?? 0) * (modelCost.input ?? 0)
     + (usage.output_tokens ?? 0) * (modelCost.output ?? 0)
     + (usage.cache_read_tokens ?? 0) * (modelCost.cache_read ?? 0)) / 1e6;
+  if (dollars === 0) return "$0";
   return `$${dollars.toFixed(dollars < 0.01 ? 5 : 2)}`;
 }
 

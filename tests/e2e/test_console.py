@@ -1,0 +1,338 @@
+"""The web console (issue 22) in a real, headless Chromium against a real ``everloop serve``.
+
+One server serves the module (the restart test comes last and restarts it on the same data dir
+and port); each test has a fresh browser context, so a fresh session storage and a sign-in.
+The browser is Debian's ``chromium`` driven by Playwright (``executable_path``: Playwright never
+downloads a browser here). Without it these tests skip, naming the package to install; CI
+installs it (``.ci/run``).
+
+Every wait is Playwright's own bounded wait on a condition in the page, or ``wait_for``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import POSTGRES_URL, Api, Server, _pg_conninfo, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("EVERLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
+WAIT_MS = 30_000
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if shutil.which(CHROMIUM) is None:
+    pytest.skip(
+        f"no Chromium at {CHROMIUM}: apt-get install chromium (CI installs it)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+expect.set_options(timeout=WAIT_MS)
+
+LOCATE = {
+    "type": "client_side",
+    "name": "get_location",
+    "description": "Where the user is.",
+    "parameters": {"type": "object", "properties": {}},
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("console")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVERLOOP_")}
+    database = None
+    if POSTGRES_URL:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        database = f"everloop_e2e_{secrets.token_hex(6)}"
+        with psycopg.connect(_pg_conninfo(POSTGRES_URL), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        url = make_url(POSTGRES_URL).set(database=database)
+        env["EVERLOOP_DATABASE_URL"] = url.render_as_string(hide_password=False)
+    served = Server(root / "data", free_port(), env)
+    try:
+        served.start()
+        yield served
+    finally:
+        served.stop()
+        if database and POSTGRES_URL:
+            import psycopg
+
+            with psycopg.connect(_pg_conninfo(POSTGRES_URL), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[Api]:
+    helper = Api(server)
+    try:
+        yield helper
+    finally:
+        helper.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI and these machines run as root, where Chromium's sandbox cannot start.
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert errors == [], f"errors in the page: {errors}"
+
+
+def sign_in(page: Page, server: Server, token: str | None = None, where: str = "") -> None:
+    page.goto(f"{server.base_url}/{where}")
+    page.get_by_label("API token").fill(token or server.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#nav")).to_be_visible()
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_role("textbox", name="Message").fill(text)
+    page.get_by_role("button", name="Send", exact=True).click()
+
+
+def agent_texts(page: Page) -> list[str]:
+    texts: list[str] = page.locator(".msg.agent .text").all_inner_texts()
+    return texts
+
+
+def test_the_console_is_served_at_the_root_with_every_asset_local(server: Server) -> None:
+    import httpx
+
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        index = client.get("/")
+        assert index.status_code == 200
+        assert "default-src 'self'" in index.headers["content-security-policy"]
+        assert "/console/app.js" in index.text
+        assert "http://" not in index.text and "https://" not in index.text
+        for asset in ("app.js", "api.js", "sse.js", "session.js", "style.css"):
+            response = client.get(f"/console/{asset}")
+            assert response.status_code == 200, asset
+            assert "https://" not in response.text, f"{asset} reaches outside"
+
+
+def test_a_bad_token_shows_the_sign_in_page_with_the_reason(page: Page, server: Server) -> None:
+    page.goto(f"{server.base_url}/#/sessions")
+    page.get_by_label("API token").fill("evr_pat_not-a-real-token")
+    page.get_by_role("button", name="Sign in").click()
+    reason = page.locator("#sign-in-reason")
+    expect(reason).to_contain_text("The API refused the token:")
+    expect(reason).to_contain_text("unauthorized")
+    expect(page.locator("#nav")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('everloop.token')") is None
+
+
+def test_a_revoked_token_is_signed_out_with_the_reason(
+    page: Page, server: Server, api: Api
+) -> None:
+    minted = api.ok(api.http.post("auth/api-keys", json={"name": "console-test"}), 201)
+    sign_in(page, server, minted["key"])
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+    api.ok(api.http.delete(f"auth/api-keys/{minted['id']}"), 204)
+    page.get_by_role("link", name="Agents").click()
+    expect(page.locator("#sign-in-reason")).to_contain_text("The API refused the token:")
+    expect(page.get_by_label("API token")).to_be_visible()
+
+
+def test_create_an_agent_and_a_session_and_see_the_streamed_answer_and_the_tool_call(
+    page: Page, server: Server, api: Api
+) -> None:
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [{"when": "time", "name": "get_current_time", "arguments": {}}],
+        "chunk_chars": 4,
+    }
+    model_id = api.llmsim_model(script, name=f"console-{secrets.token_hex(3)}")
+    sign_in(page, server, where="#/agents/new")
+    page.get_by_label("Name", exact=True).fill("clock-agent")
+    page.get_by_label("System prompt").fill("You tell the time.")
+    page.get_by_label("Default model").select_option(model_id)
+    page.get_by_role("checkbox", name="Current time current_time").check()
+    page.get_by_role("button", name="Create agent").click()
+    page.wait_for_url("**/#/agents/agent_*")
+    agent_id = page.url.rsplit("/", 1)[1]
+    agent = api.ok(api.http.get(f"agents/{agent_id}"))
+    assert agent["system_prompt"] == "You tell the time."
+    assert [c["ref"] for c in agent["capabilities"]] == ["current_time"]
+    assert agent["default_model_id"] == model_id
+
+    page.get_by_role("link", name="Sessions").click()
+    page.get_by_text("New session").click()
+    page.get_by_label("Agent", exact=True).first.select_option(agent_id)
+    page.get_by_label("Title").fill("What time")
+    page.get_by_role("button", name="Create session").click()
+    page.wait_for_url("**/#/sessions/session_*")
+    expect(page.locator("#stream-state")).to_have_text("live")
+
+    send(page, "what time is it")
+    tool = page.locator("details.tool", has_text="get_current_time")
+    expect(tool.locator(".tool-status")).to_have_text("done")
+    expect(tool.locator(".tool-duration")).to_contain_text("ms")
+    tool.locator("summary").click()
+    expect(tool.locator(".tool-output")).to_contain_text("timezone")
+    answer = page.locator(".msg.agent", has_text="Echo: what time is it")
+    expect(answer).to_contain_text("get_current_time:")
+    # The answer was drawn from its deltas as they came, then settled by the completed message.
+    assert int(answer.get_attribute("data-deltas") or 0) >= 1
+    expect(page.locator("#session-status")).to_have_text("idle")
+    expect(page.locator("#session-usage")).to_contain_text(" in / ")
+    timeline = page.locator(".timeline li[data-type='turn.completed']")
+    expect(timeline).to_have_count(1)
+    timeline.locator("summary").click()
+    expect(timeline.locator(".event-json")).to_contain_text('"final_message_id"')
+
+
+def test_cancel_a_running_turn(page: Page, server: Server, api: Api) -> None:
+    model_id = api.llmsim_model({"response": {"type": "echo"}, "latency_ms": 60_000})
+    session_id = api.create_session(model_id, title="slow")
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    send(page, "take your time")
+    cancel = page.get_by_role("button", name="Cancel turn")
+    expect(cancel).to_be_visible()
+    expect(page.locator(".timeline li[data-type='turn.started']")).to_have_count(1)
+    cancel.click()
+    expect(page.locator(".timeline li[data-type='turn.cancelled']")).to_have_count(1)
+    expect(page.locator("#session-status")).to_have_text("idle")
+    expect(cancel).to_be_hidden()
+    assert [e["type"] for e in api.events(session_id) if e["type"].startswith("turn.")] == [
+        "turn.started",
+        "turn.cancelled",
+    ]
+
+
+def test_answer_a_client_side_tool_from_the_form(page: Page, server: Server, api: Api) -> None:
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [{"when": "where", "name": "get_location", "arguments": {}}],
+    }
+    session_id = api.create_session(api.llmsim_model(script), tools=[LOCATE])
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    send(page, "where am I?")
+    form = page.locator("form.tool-form")
+    expect(form).to_contain_text("get_location")
+    expect(page.locator("#session-status")).to_have_text("waitingfortoolresults")
+    form.get_by_label("Result (JSON, or plain text)").fill(json.dumps({"city": "Lviv"}))
+    form.get_by_role("button", name="Send result").click()
+    expect(page.locator(".msg.agent", has_text='get_location: {"city": "Lviv"}')).to_be_visible()
+    expect(page.locator("form.tool-form")).to_have_count(0)
+    expect(page.locator("#session-status")).to_have_text("idle")
+
+
+def test_a_page_opened_while_a_tool_call_waits_shows_its_form(
+    page: Page, server: Server, api: Api
+) -> None:
+    script = {"tool_calls": [{"when": "where", "name": "get_location", "arguments": {}}]}
+    session_id = api.create_session(api.llmsim_model(script), tools=[LOCATE])
+    api.post_message(session_id, "where?")
+    api.wait_type(session_id, "tool.call_requested")
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    expect(page.locator("form.tool-form")).to_contain_text("get_location")
+
+
+def test_the_sessions_list_filters_pins_and_shows_status(
+    page: Page, server: Server, api: Api
+) -> None:
+    tag = f"t{secrets.token_hex(3)}"
+    first = api.create_session(api.llmsim_model({}), title=f"alpha {tag}", tags=[tag])
+    second = api.create_session(api.llmsim_model({}), title=f"beta {tag}", tags=[tag])
+    api.ok(api.http.put(f"sessions/{first}/pin"), 204)
+    sign_in(page, server)
+    page.get_by_label("Tag").fill(tag)
+    page.get_by_role("button", name="Apply").click()
+    pinned = page.locator("table", has=page.locator("caption", has_text="Pinned sessions"))
+    others = page.locator("table", has=page.locator("caption", has_text=re_exact("Sessions")))
+    expect(pinned.locator("tbody tr")).to_have_count(1)
+    expect(pinned).to_contain_text(f"alpha {tag}")
+    expect(others.locator("tbody tr")).to_have_count(1)
+    expect(others).to_contain_text(f"beta {tag}")
+    badge = others.locator(f"tr[data-session-id='{second}'] .badge")
+    expect(badge).to_have_text("started")
+    api.post_message(second, "hello")
+    api.wait_type(second, "turn.completed")
+    # The status is live: the page learns of the finished turn without a reload.
+    expect(badge).to_have_text("idle")
+
+
+def re_exact(text: str) -> Any:
+    import re
+
+    return re.compile(f"^{re.escape(text)}$")
+
+
+def test_the_stream_resumes_after_a_server_restart_without_duplicates(
+    page: Page, server: Server, api: Api
+) -> None:
+    session_id = api.create_session(api.llmsim_model({"response": {"type": "echo"}}))
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    send(page, "first")
+    expect(page.locator(".msg.agent", has_text="Echo: first")).to_be_visible()
+
+    server.kill9()
+    expect(page.locator("#stream-state")).to_have_text("reconnecting")
+    server.start()
+    api.close()  # its connection was to the killed process
+    # Posted as soon as the server is back: the page may not have reconnected yet, so it
+    # reads these events on resume, after the last sequence it had.
+    api.post_message(session_id, "second")
+    api.wait_type(session_id, "turn.completed", count=2)
+    expect(page.locator(".msg.agent", has_text="Echo: second")).to_be_visible()
+    expect(page.locator("#stream-state")).to_have_text("live")
+
+    assert page.locator(".msg.user .text").all_inner_texts() == ["first", "second"]
+    assert agent_texts(page) == ["Echo: first", "Echo: second"]
+    sequences = page.locator(".timeline li").evaluate_all(
+        "rows => rows.map(row => Number(row.dataset.sequence))"
+    )
+    assert len(sequences) == len(set(sequences)), "an event is shown twice"
+    assert sequences == sorted(sequences)
+    last = api.events(session_id)[-1]["sequence"]
+    wait_for(
+        lambda: (
+            page.evaluate(
+                "() => Math.max(...[...document.querySelectorAll('.timeline li')]"
+                ".map(r => Number(r.dataset.sequence)))"
+            )
+            == last
+        ),
+        timeout=10,
+        what="the timeline to reach the last event",
+    )
+
+
+def test_the_assets_are_in_the_package() -> None:
+    from everloop.console import ASSETS
+
+    names = {p.name for p in Path(ASSETS).iterdir()}
+    assert {"index.html", "app.js", "style.css"} <= names
