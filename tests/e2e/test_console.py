@@ -211,6 +211,48 @@ def test_create_an_agent_and_a_session_and_see_the_streamed_answer_and_the_tool_
     expect(timeline.locator(".event-json")).to_contain_text('"final_message_id"')
 
 
+def test_edit_an_agent_then_diff_and_roll_back_its_versions(
+    page: Page, server: Server, api: Api
+) -> None:
+    agent = api.ok(api.http.post("agents", json={"name": "poet", "system_prompt": "Rhyme."}), 201)
+    sign_in(page, server, where=f"#/agents/{agent['id']}")
+    page.get_by_label("System prompt").fill("Write free verse.")
+    page.get_by_role("button", name="Preview context").click()
+    expect(page.locator(".preview")).to_contain_text("prompt tokens")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#notice")).to_contain_text("Saved agent poet.")
+    page.get_by_role("button", name="Show diff").click()
+    diff = page.locator(".diff-table")
+    expect(diff.locator("th[scope=row]")).to_have_text(["system_prompt"])
+    expect(diff.locator(".before")).to_contain_text("Rhyme.")
+    expect(diff.locator(".after")).to_contain_text("Write free verse.")
+    page.get_by_role("button", name="Roll back to v0.1.0").click()
+    expect(page.locator("#notice")).to_contain_text("Rolled back to v0.1.0.")
+    expect(page.get_by_label("System prompt")).to_have_value("Rhyme.")
+    assert api.ok(api.http.get(f"agents/{agent['id']}"))["system_prompt"] == "Rhyme."
+
+
+def test_add_a_provider_with_a_write_only_key_and_a_model(
+    page: Page, server: Server, api: Api
+) -> None:
+    sign_in(page, server, where="#/models")
+    page.get_by_text("Add a provider").click()
+    page.get_by_label("Name", exact=True).fill("local-openai")
+    page.get_by_label("Driver").select_option("openai")
+    page.get_by_label("Base URL").fill("http://127.0.0.1:9/v1")
+    page.get_by_label("API key").fill("sk-console-test-secret")
+    page.get_by_role("button", name="Add provider").click()
+    row = page.locator("tr", has_text="local-openai")
+    expect(row).to_contain_text("set")
+    expect(page.get_by_label("API key")).to_have_value("")
+    assert "sk-console-test-secret" not in page.content()
+    page.get_by_text("Add a model").click()
+    page.get_by_label("Provider", exact=True).select_option(label="local-openai")
+    page.get_by_label("Model id (as the provider names it)").fill("gpt-test")
+    page.get_by_role("button", name="Add model").click()
+    expect(page.locator("tr", has_text="gpt-test")).to_contain_text("local-openai")
+
+
 def test_cancel_a_running_turn(page: Page, server: Server, api: Api) -> None:
     model_id = api.llmsim_model({"response": {"type": "echo"}, "latency_ms": 60_000})
     session_id = api.create_session(model_id, title="slow")

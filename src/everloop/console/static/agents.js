@@ -99,14 +99,19 @@ export async function agentEditorPage(root, agentId) {
         : api("agents", { method: "POST", body: payload });
     });
     if (!saved) return;
+    if (!agent) {
+      window.location.hash = `#/agents/${saved.id}`;
+      return;
+    }
     notify(`Saved agent ${saved.name}.`);
-    if (!agent) window.location.hash = `#/agents/${saved.id}`;
+    await versions?.draw();
   });
 
   root.append(h("div", { class: "page-head" },
     h("h1", { id: "agent-title" }, agent ? `Agent ${agent.display_name || agent.name}` : "New agent")),
   h("p", {}, h("a", { href: "#/agents" }, "← Agents")), form, preview);
-  if (agent) root.append(await versionsSection(agent));
+  const versions = agent ? await versionsSection(agent) : null;
+  if (versions) root.append(versions.section);
 }
 
 async function versionsSection(agent) {
@@ -132,8 +137,8 @@ async function versionsSection(agent) {
         h("button", { type: "button", class: "link", onclick: async () => {
           if (await attempt(problem, () => api(`agents/${agent.id}/versions/${v.id}/rollback`,
             { method: "POST", body: { save_version: true, summary: `rollback to v${v.version}` } }))) {
-            notify(`Rolled back to v${v.version}.`);
             window.dispatchEvent(new HashChangeEvent("hashchange"));
+            notify(`Rolled back to v${v.version}.`);
           }
         } }, `Roll back to v${v.version}`)))),
       versions.length > 1 ? h("form", { class: "row", onsubmit: async (event) => {
@@ -144,7 +149,7 @@ async function versionsSection(agent) {
       diff, problem);
   }
   await draw();
-  return section;
+  return { section, draw };
 }
 
 function diffView(changes) {
