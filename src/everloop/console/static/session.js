@@ -13,7 +13,10 @@ const TURN_ENDS = ["turn.completed", "turn.failed", "turn.cancelled"];
 
 export async function sessionPage(root, sessionId) {
   let session = await api(`sessions/${sessionId}`);
-  const model = session.model_id ? await api(`models/${session.model_id}`).catch(() => null) : null;
+  const [model, agent] = await Promise.all([
+    session.model_id ? api(`models/${session.model_id}`).catch(() => null) : null,
+    session.agent_id ? api(`agents/${session.agent_id}`).catch(() => null) : null,
+  ]);
   const modelCost = model?.profile?.cost ?? null;
 
   const chat = new Chat(sessionId);
@@ -155,7 +158,8 @@ export async function sessionPage(root, sessionId) {
   root.append(
     h("div", { class: "page-head" }, title, statusSlot, streamState),
     h("p", { class: "muted" }, h("a", { href: "#/sessions" }, "← Sessions"), " · ",
-      session.agent_id ? h("a", { href: `#/agents/${session.agent_id}` }, "agent") : "no agent",
+      session.agent_id ? h("a", { href: `#/agents/${session.agent_id}` },
+        `agent ${agent?.display_name || agent?.name || session.agent_id}`) : "no agent",
       " · ", model ? `model ${model.display_name}` : "default model", " · ", shortId(session.id)),
     usage,
     h("div", { class: "session-grid" }, tabs, timeline.node));
