@@ -135,7 +135,7 @@ def session_of(client: httpx.Client, model_id: str, events: int, title: str) -> 
     body = {"model_id": model_id, "title": title, "capabilities": [{"ref": "current_time"}]}
     session_id = str(ok(client.post("sessions", json=body))["id"])
     turn = 0
-    while last_sequence(client, session_id) < events:
+    while turn == 0 or last_sequence(client, session_id) < events:
         turn += 1
         post(client, session_id, f"turn {turn}: what time is it?")
         wait_idle(client, session_id)

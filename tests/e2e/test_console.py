@@ -209,6 +209,10 @@ def test_create_an_agent_and_a_session_and_see_the_streamed_answer_and_the_tool_
     expect(timeline).to_have_count(1)
     timeline.locator("summary").click()
     expect(timeline.locator(".event-json")).to_contain_text('"final_message_id"')
+    page.get_by_label("Types (comma-separated)").fill("tool.completed")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(".timeline li")).to_have_count(1)
+    expect(page.locator(".timeline li")).to_have_attribute("data-type", "tool.completed")
 
 
 def test_edit_an_agent_then_diff_and_roll_back_its_versions(
@@ -324,6 +328,45 @@ def test_the_sessions_list_filters_pins_and_shows_status(
     api.wait_type(second, "turn.completed")
     # The status is live: the page learns of the finished turn without a reload.
     expect(badge).to_have_text("idle")
+
+
+def test_the_files_and_key_values_tabs_show_the_session_storage(
+    page: Page, server: Server, api: Api
+) -> None:
+    session_id = api.create_session(
+        api.llmsim_model({}), capabilities=[{"ref": "file_system"}, {"ref": "key_value"}]
+    )
+    api.ok(api.http.post(f"sessions/{session_id}/fs/notes/plan.md", json={"content": "# Plan"}), 201)
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    page.get_by_role("tab", name="Files").click()
+    page.get_by_role("button", name="notes/").click()
+    page.get_by_role("button", name="plan.md").click()
+    expect(page.locator("pre.file")).to_have_text("# Plan")
+    page.get_by_role("tab", name="Key-values").click()
+    expect(page.get_by_role("tabpanel", name="Key-values")).to_contain_text("No keys yet.")
+    page.get_by_role("tab", name="Chat").click()
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+
+
+def test_a_long_chat_shows_its_last_messages_and_earlier_ones_on_demand(
+    page: Page, server: Server, api: Api
+) -> None:
+    session_id = api.create_session(api.llmsim_model({"response": {"type": "echo"}}))
+    for n in range(51):  # 102 messages: one user message and one answer each
+        api.post_message(session_id, f"message {n}")
+
+    def total() -> int:
+        found = api.ok(api.http.get(f"sessions/{session_id}/messages", params={"limit": 1}))
+        return int(found["total"])
+
+    wait_for(lambda: total() == 102, timeout=60, what="102 messages")
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    expect(page.locator(".msg")).to_have_count(100)
+    expect(page.locator(".msg.user .text").first).to_have_text("message 1")
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(page.locator(".msg")).to_have_count(102)
+    expect(page.locator(".msg.user .text").first).to_have_text("message 0")
+    expect(page.get_by_role("button", name="Show earlier messages")).to_be_hidden()
 
 
 def re_exact(text: str) -> Any:

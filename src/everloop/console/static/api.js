@@ -24,6 +24,11 @@ export function setUnauthorizedHandler(handler) {
   onUnauthorized = handler;
 }
 
+// A 401 met outside `api` (the event stream): sign out with the API's reason.
+export function refused(error) {
+  onUnauthorized(error);
+}
+
 export function apiUrl(path, query = {}) {
   const url = new URL(`/api/v1/${path}`, window.location.origin);
   for (const [name, value] of Object.entries(query)) {

@@ -34,15 +34,20 @@ function leavePage() {
   cleanup = null;
 }
 
+let renders = 0;
+
 async function render() {
   leavePage();
   notify("");
-  const root = main();
-  root.replaceChildren();
+  const number = ++renders;
+  // Each render draws into its own container: a slower, older render that finishes late
+  // draws into a detached one and is cleaned up at once.
+  const view = h("div");
+  main().replaceChildren(view);
   const signedIn = Boolean(token.get());
   document.getElementById("nav").hidden = !signedIn;
   if (!signedIn) {
-    signInPage(root);
+    signInPage(view);
     return;
   }
   const hash = window.location.hash || "#/sessions";
@@ -54,9 +59,11 @@ async function render() {
       else link.removeAttribute("aria-current");
     }
     try {
-      cleanup = (await page(root, ...match.slice(1).map(decodeURIComponent))) ?? null;
+      const done = (await page(view, ...match.slice(1).map(decodeURIComponent))) ?? null;
+      if (number === renders) cleanup = done;
+      else done?.();
     } catch (error) {
-      if (error?.status !== 401) root.append(h("p", { class: "error", role: "alert" }, error.message));
+      if (error?.status !== 401) view.append(h("p", { class: "error", role: "alert" }, error.message));
     }
     return;
   }

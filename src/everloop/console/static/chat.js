@@ -11,6 +11,7 @@ export class Chat {
     this.bubbles = new Map(); // message id -> { node, body, completed }
     this.tools = new Map(); // tool call id -> { node, status, duration, output, call }
     this.pendingForms = new Map(); // tool call id -> form
+    this.before = null; // where new bubbles go: null at the end; a node while drawing earlier ones
     this.log = h("ol", { class: "chat", "aria-label": "Conversation" });
     this.pending = h("section", { class: "pending", "aria-label": "Tool calls waiting for you" });
     this.node = h("div", { class: "chat-wrap" }, this.log, this.pending);
@@ -45,9 +46,19 @@ export class Chat {
         body);
       bubble = { node, body, completed: false };
       this.bubbles.set(messageId, bubble);
-      this.log.append(node);
+      this.log.insertBefore(node, this.before);
     }
     return bubble;
+  }
+
+  // Older messages (a page loaded on demand), drawn above the ones already shown.
+  earlier(messages) {
+    this.before = this.log.firstChild;
+    try {
+      messages.forEach((message) => this.message(message));
+    } finally {
+      this.before = null;
+    }
   }
 
   started(messageId) {

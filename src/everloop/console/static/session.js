@@ -10,6 +10,7 @@ import { Timeline } from "./timeline.js";
 
 const RUNNING = new Set(["started", "active", "waitingfortoolresults"]);
 const TURN_ENDS = ["turn.completed", "turn.failed", "turn.cancelled"];
+const MESSAGES_PAGE = 100;
 
 export async function sessionPage(root, sessionId) {
   let session = await api(`sessions/${sessionId}`);
@@ -120,13 +121,26 @@ export async function sessionPage(root, sessionId) {
   // then the stream after that sequence; a message seen in both is drawn once (by id).
   const last = await api(`sessions/${sessionId}/events`, { query: { limit: 1 } });
   const afterSequence = last.data.length ? last.data[0].sequence : 0;
+  const counted = await api(`sessions/${sessionId}/messages`, { query: { limit: 1 } });
+  let firstShown = Math.max(0, counted.total - MESSAGES_PAGE);
   const [messages, durations, turns] = await Promise.all([
-    api(`sessions/${sessionId}/messages`),
+    api(`sessions/${sessionId}/messages`, { query: { offset: firstShown, limit: MESSAGES_PAGE } }),
     api(`sessions/${sessionId}/events`, { query: { types: ["tool.completed"], limit: 1000 } }),
     api(`sessions/${sessionId}/events`, { query: { types: TURN_ENDS, limit: 50 } }),
     timeline.reload(),
   ]);
   messages.data.forEach((message) => chat.message(message));
+  // The chat shows the last messages; older ones come a page at a time, on demand.
+  const earlier = h("button", { type: "button", class: "link", hidden: firstShown === 0 },
+    "Show earlier messages");
+  earlier.addEventListener("click", async () => {
+    const from = Math.max(0, firstShown - MESSAGES_PAGE);
+    const page = await api(`sessions/${sessionId}/messages`,
+      { query: { offset: from, limit: firstShown - from } });
+    chat.earlier(page.data);
+    firstShown = from;
+    earlier.hidden = firstShown === 0;
+  });
   durations.data.forEach((e) => chat.toolDuration(e.data.tool_call_id, e.data.duration_ms));
   turns.data.forEach(turnRow);
   if (session.status === "waitingfortoolresults") {
@@ -149,7 +163,7 @@ export async function sessionPage(root, sessionId) {
   });
   stream.start();
 
-  const chatPanel = h("div", {}, chat.node, composer,
+  const chatPanel = h("div", {}, earlier, chat.node, composer,
     h("details", { class: "card" }, h("summary", {}, "Usage per turn"),
       h("table", { class: "list" }, h("thead", {}, h("tr", {},
         ...["Turn", "Outcome", "Duration", "Tokens", "Cost"].map((n) => h("th", { scope: "col" }, n)))),

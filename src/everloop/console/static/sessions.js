@@ -35,12 +35,14 @@ export async function sessionsPage(root) {
   const pinnedTable = table("Pinned sessions", pinnedBody);
   const mainTable = table("Sessions", body);
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
-  const live = h("p", { class: "muted", "aria-live": "off" });
+  const live = h("p", { class: "muted" }, "Statuses refresh every 3 s.");
 
   root.append(
     h("div", { class: "page-head" }, h("h1", {}, "Sessions"), live),
     createForm(agents, models.data),
     filters, pinnedTable, mainTable, pager);
+
+  let lastSeen = null;
 
   async function refresh() {
     const query = {
@@ -51,6 +53,10 @@ export async function sessionsPage(root) {
       state.offset === 0 ? api("sessions", { query: { ...query, pinned: true, limit: 100 } }) : null,
       api("sessions", { query: { ...query, pinned: false, offset: state.offset, limit: PAGE } }),
     ]);
+    // Redraw only what changed: a poll that finds the same page keeps the focus where it is.
+    const seen = JSON.stringify([pinned?.data, page.data, page.total, state.offset]);
+    if (seen === lastSeen) return;
+    lastSeen = seen;
     if (pinned) {
       pinnedBody.replaceChildren(...pinned.data.map((s) => row(s, agentName, refresh)));
       pinnedTable.hidden = pinned.data.length === 0;
@@ -72,7 +78,6 @@ export async function sessionsPage(root) {
         type: "button", disabled: last >= page.total,
         onclick: () => { state.offset += PAGE; refresh(); },
       }, "Next"));
-    live.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   }
 
   await refresh();

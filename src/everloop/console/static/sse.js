@@ -5,7 +5,7 @@
 // up to a few seconds, and never delivers an event twice: anything at or below the last
 // delivered sequence is dropped.
 
-import { apiUrl, authHeaders, errorOf } from "./api.js";
+import { apiUrl, authHeaders, errorOf, refused } from "./api.js";
 
 export class EventStream {
   constructor(sessionId, { afterSequence = 0, onEvent, onState = () => {}, onRefused = () => {} }) {
@@ -46,7 +46,8 @@ export class EventStream {
           if (response.status === 401 || response.status === 403 || response.status === 404) {
             this.stopped = true;
             this.onState("closed");
-            this.onRefused(error);
+            if (response.status === 401) refused(error);
+            else this.onRefused(error);
             return;
           }
           throw error;
