@@ -336,7 +336,8 @@ def test_the_files_and_key_values_tabs_show_the_session_storage(
     session_id = api.create_session(
         api.llmsim_model({}), capabilities=[{"ref": "file_system"}, {"ref": "key_value"}]
     )
-    api.ok(api.http.post(f"sessions/{session_id}/fs/notes/plan.md", json={"content": "# Plan"}), 201)
+    created = api.http.post(f"sessions/{session_id}/fs/notes/plan.md", json={"content": "# Plan"})
+    api.ok(created, 201)
     sign_in(page, server, where=f"#/sessions/{session_id}")
     page.get_by_role("tab", name="Files").click()
     page.get_by_role("button", name="notes/").click()
