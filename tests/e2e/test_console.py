@@ -295,6 +295,78 @@ def test_answer_a_client_side_tool_from_the_form(page: Page, server: Server, api
     expect(page.locator("#session-status")).to_have_text("idle")
 
 
+def test_answer_an_ask_user_question_from_the_page(page: Page, server: Server, api: Api) -> None:
+    question = {"id": "colour", "question": "Which colour?", "choices": ["red", "blue"]}
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [
+            {"when": "paint", "name": "ask_user", "arguments": {"questions": [question]}}
+        ],
+    }
+    session_id = api.create_session(api.llmsim_model(script), capabilities=[{"ref": "ask_user"}])
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    send(page, "paint the fence")
+    form = page.locator("form.question-form")
+    expect(form).to_contain_text("Which colour?")
+    form.get_by_label("blue").check()
+    form.get_by_role("button", name="Send answers").click()
+    expect(page.locator(".msg.agent", has_text="Echo: paint the fence")).to_contain_text("blue")
+    expect(page.locator("form.question-form")).to_have_count(0)
+
+
+def test_approve_and_deny_held_tool_calls_from_the_page(
+    page: Page, server: Server, api: Api
+) -> None:
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [{"when": "time", "name": "get_current_time", "arguments": {}}],
+    }
+    capabilities = [
+        {"ref": "current_time"},
+        {"ref": "tool_approval", "config": {"tools": ["get_current_time"]}},
+    ]
+    session_id = api.create_session(api.llmsim_model(script), capabilities=capabilities)
+    sign_in(page, server, where=f"#/sessions/{session_id}")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    send(page, "what time is it")
+    form = page.locator("form.approval-form")
+    expect(form).to_contain_text("get_current_time")
+    form.get_by_role("button", name="Approve").click()
+    expect(page.locator(".msg.agent", has_text="Echo: what time is it")).to_contain_text("timezone")
+    expect(page.locator("form.approval-form")).to_have_count(0)
+
+    send(page, "the time again")
+    form = page.locator("form.approval-form")
+    form.get_by_label("Reason (optional; the model sees it when denied)").fill("not now")
+    form.get_by_role("button", name="Deny").click()
+    expect(page.locator(".msg.agent", has_text="Echo: the time again")).to_contain_text("not now")
+
+
+def test_a_parent_and_its_subagent_link_to_each_other(page: Page, server: Server, api: Api) -> None:
+    script = {
+        "response": {"type": "echo"},
+        "tool_calls": [
+            {
+                "when": "delegate",
+                "name": "spawn_subagent",
+                "arguments": {"name": "researcher", "task": "look it up"},
+            }
+        ],
+    }
+    parent = api.create_session(api.llmsim_model(script), capabilities=[{"ref": "subagents"}])
+    api.post_message(parent, "delegate this")
+    api.wait_type(parent, "turn.completed")
+    sign_in(page, server, where=f"#/sessions/{parent}")
+    child_link = page.locator(".family a", has_text="researcher")
+    expect(child_link).to_be_visible()
+    child_link.click()
+    expect(page.locator(".family")).to_contain_text("Spawned by")
+    expect(page.locator(".msg.user .text")).to_have_text(["look it up"])
+    page.locator(".family a").first.click()
+    page.wait_for_url(f"**/#/sessions/{parent}")
+
+
 def test_a_page_opened_while_a_tool_call_waits_shows_its_form(
     page: Page, server: Server, api: Api
 ) -> None:

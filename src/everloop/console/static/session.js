@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { Chat } from "./chat.js";
 import { attempt, cost, field, h, shortId, statusBadge, tokens } from "./dom.js";
+import { PendingInput } from "./human_input.js";
 import { EventStream } from "./sse.js";
 import { storageTabs } from "./storage.js";
 import { Timeline } from "./timeline.js";
@@ -22,6 +23,7 @@ export async function sessionPage(root, sessionId) {
 
   const chat = new Chat(sessionId);
   const timeline = new Timeline(sessionId);
+  const human = new PendingInput(sessionId);
   const title = h("h1", {}, session.title || "Session");
   const statusSlot = h("span", { id: "session-status" });
   const streamState = h("span", { class: "stream-state", id: "stream-state", "aria-live": "polite" }, "connecting");
@@ -33,6 +35,20 @@ export async function sessionPage(root, sessionId) {
   const composer = h("form", { class: "composer", "aria-label": "Send a message" },
     field("Message", input), h("div", { class: "row" }, h("button", { type: "submit" }, "Send"), cancel),
     sendProblem);
+
+  // Subagents: the parent this session was spawned by, and the children it spawned.
+  const family = h("nav", { class: "family", "aria-label": "Subagents" });
+  async function drawFamily() {
+    const children = await api("sessions", { query: { parent_session_id: sessionId, limit: 100 } });
+    family.replaceChildren(
+      session.parent_session_id ? h("span", {}, "Spawned by ",
+        h("a", { href: `#/sessions/${session.parent_session_id}` }, shortId(session.parent_session_id)),
+        session.subagent_name ? ` as ${session.subagent_name}` : "", ". ") : "",
+      children.data.length ? h("span", {}, "Subagents: ", children.data.map((child, i) => [i ? ", " : "",
+        h("a", { href: `#/sessions/${child.id}` }, child.subagent_name || child.title || shortId(child.id)),
+        ` (${child.subagent_status ?? child.status})`])) : "");
+    family.hidden = !session.parent_session_id && !children.data.length;
+  }
 
   function show(next) {
     session = next;
@@ -63,7 +79,12 @@ export async function sessionPage(root, sessionId) {
     const text = input.value.trim();
     if (!text) return;
     const posted = await attempt(sendProblem, () => api(`sessions/${sessionId}/messages`, {
-      method: "POST", body: { message: { role: "user", content: [{ type: "text", text }] } },
+      method: "POST",
+      body: {
+        message: { role: "user", content: [{ type: "text", text }] },
+        // The console shows ask_user questions, so the agent may ask them.
+        controls: { hints: { ask_user: true } },
+      },
     }));
     if (!posted) return;
     input.value = "";
@@ -99,8 +120,16 @@ export async function sessionPage(root, sessionId) {
         chat.toolResult(data.tool_call_id, data.result, data.error, data.duration_ms);
         break;
       case "tool.call_requested":
-        chat.requested(data.tool_calls ?? []);
+        if (data.kind === "ask_user") human.refresh().catch(() => {});
+        else chat.requested(data.tool_calls ?? []);
         show({ ...session, status: "waitingfortoolresults" });
+        break;
+      case "tool.approval_requested":
+        human.refresh().catch(() => {});
+        break;
+      case "tool.questions_answered":
+      case "tool.approval_decided":
+        human.done(data.tool_call_id);
         break;
       case "turn.started":
         show({ ...session, status: "active" });
@@ -108,7 +137,12 @@ export async function sessionPage(root, sessionId) {
       default:
         break;
     }
+    if (event.type === "tool.completed") human.done(data.tool_call_id);
+    if (TURN_ENDS.includes(event.type) || event.type.startsWith("subagent.")) {
+      drawFamily().catch(() => {});
+    }
     if (TURN_ENDS.includes(event.type)) {
+      human.refresh().catch(() => {});
       turnRow(event);
       refreshSession();
     } else if (event.type === "session.idled" || event.type === "session.activated") {
@@ -146,9 +180,12 @@ export async function sessionPage(root, sessionId) {
   if (session.status === "waitingfortoolresults") {
     const asked = await api(`sessions/${sessionId}/events`,
       { query: { types: ["tool.call_requested"], limit: 20 } });
-    asked.data.forEach((e) => chat.requested(e.data.tool_calls ?? []));
+    asked.data.filter((e) => e.data.kind !== "ask_user")
+      .forEach((e) => chat.requested(e.data.tool_calls ?? []));
+    await human.refresh();
   }
   show(session);
+  await drawFamily();
 
   const stream = new EventStream(sessionId, {
     afterSequence,
@@ -163,7 +200,7 @@ export async function sessionPage(root, sessionId) {
   });
   stream.start();
 
-  const chatPanel = h("div", {}, earlier, chat.node, composer,
+  const chatPanel = h("div", {}, earlier, chat.node, human.node, composer,
     h("details", { class: "card" }, h("summary", {}, "Usage per turn"),
       h("table", { class: "list" }, h("thead", {}, h("tr", {},
         ...["Turn", "Outcome", "Duration", "Tokens", "Cost"].map((n) => h("th", { scope: "col" }, n)))),
@@ -175,7 +212,7 @@ export async function sessionPage(root, sessionId) {
       session.agent_id ? h("a", { href: `#/agents/${session.agent_id}` },
         `agent ${agent?.display_name || agent?.name || session.agent_id}`) : "no agent",
       " · ", model ? `model ${model.display_name}` : "default model", " · ", shortId(session.id)),
-    usage,
+    usage, family,
     h("div", { class: "session-grid" }, tabs, timeline.node));
   return () => stream.stop();
 }
