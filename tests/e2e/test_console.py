@@ -257,6 +257,44 @@ def test_add_a_provider_with_a_write_only_key_and_a_model(
     expect(page.locator("tr", has_text="gpt-test")).to_contain_text("local-openai")
 
 
+def test_create_a_harness_and_an_agent_on_it_with_a_client_side_tool(
+    page: Page, server: Server, api: Api
+) -> None:
+    sign_in(page, server, where="#/harnesses/new")
+    page.get_by_label("Name", exact=True).fill("support-base")
+    page.get_by_label("System prompt").fill("Be kind.")
+    page.get_by_role("checkbox", name="Current time current_time").check()
+    page.get_by_role("button", name="Create harness").click()
+    page.wait_for_url("**/#/harnesses/harness_*")
+    harness_id = page.url.rsplit("/", 1)[1]
+    harness = api.ok(api.http.get(f"harnesses/{harness_id}"))
+    assert harness["system_prompt"] == "Be kind."
+    assert [c["ref"] for c in harness["capabilities"]] == ["current_time"]
+
+    page.goto(f"{server.base_url}/#/agents/new")
+    page.get_by_label("Name", exact=True).fill("desk")
+    page.get_by_label("System prompt").fill("Help.")
+    page.get_by_label("Harness").select_option(harness_id)
+    page.get_by_label("Client-side tools (a JSON list of tool definitions)").fill(
+        json.dumps([LOCATE])
+    )
+    page.get_by_role("button", name="Create agent").click()
+    page.wait_for_url("**/#/agents/agent_*")
+    agent_id = page.url.rsplit("/", 1)[1]
+    # Saved again as loaded: what the API returned goes back in unchanged.
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#notice")).to_contain_text("Saved agent desk.")
+    agent = api.ok(api.http.get(f"agents/{agent_id}"))
+    assert agent["harness_id"] == harness_id
+    assert [t["name"] for t in agent["tools"]] == ["get_location"]
+
+    page.get_by_role("link", name="Agents", exact=True).click()
+    expect(page.locator("table", has_text="Harnesses")).to_contain_text("support-base")
+    page.get_by_role("link", name="generic").click()
+    expect(page.get_by_text("Built-in: read-only.")).to_be_visible()
+    expect(page.get_by_label("System prompt")).to_be_disabled()
+
+
 def test_cancel_a_running_turn(page: Page, server: Server, api: Api) -> None:
     model_id = api.llmsim_model({"response": {"type": "echo"}, "latency_ms": 60_000})
     session_id = api.create_session(model_id, title="slow")

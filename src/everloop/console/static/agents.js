@@ -7,31 +7,63 @@ import { attempt, field, h, json, notify, options, when } from "./dom.js";
 import { schemaForm } from "./schema_form.js";
 
 export async function agentsPage(root) {
-  const agents = await all("agents");
+  const [agents, harnesses] = await Promise.all([all("agents"), api("harnesses")]);
+  const harnessName = new Map(harnesses.data.map((x) => [x.id, x.display_name || x.name]));
+  const head = (names) => h("thead", {}, h("tr", {}, ...names.map((n) => h("th", { scope: "col" }, n))));
   root.append(
-    h("div", { class: "page-head" }, h("h1", {}, "Agents"),
-      h("a", { class: "button", href: "#/agents/new" }, "New agent")),
+    h("div", { class: "page-head" }, h("h1", {}, "Agents and harnesses"),
+      h("a", { class: "button", href: "#/agents/new" }, "New agent"),
+      h("a", { class: "button", href: "#/harnesses/new" }, "New harness")),
     h("table", { class: "list" }, h("caption", {}, "Agents"),
-      h("thead", {}, h("tr", {}, ...["Name", "Model", "Capabilities", "Updated"].map(
-        (n) => h("th", { scope: "col" }, n)))),
+      head(["Name", "Harness", "Model", "Capabilities", "Updated"]),
       h("tbody", {}, agents.length ? agents.map((a) => h("tr", {},
         h("td", {}, h("a", { href: `#/agents/${a.id}` }, a.display_name || a.name)),
+        h("td", {}, harnessName.get(a.harness_id) ?? a.harness_id),
         h("td", {}, a.default_model_id ?? "default"),
         h("td", {}, a.capabilities.map((c) => c.ref).join(", ") || "–"),
         h("td", {}, when(a.updated_at))))
-        : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No agents yet.")))));
+        : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No agents yet.")))),
+    h("table", { class: "list" }, h("caption", {}, "Harnesses"),
+      head(["Name", "Built on", "Capabilities", "Kind"]),
+      h("tbody", {}, harnesses.data.map((x) => h("tr", {},
+        h("td", {}, h("a", { href: `#/harnesses/${x.id}` }, x.display_name || x.name)),
+        h("td", {}, x.parent_harness_id ? harnessName.get(x.parent_harness_id) ?? x.parent_harness_id : "–"),
+        h("td", {}, x.capabilities.map((c) => c.ref).join(", ") || "–"),
+        h("td", {}, x.is_built_in ? "built-in (read-only)" : "custom"))))));
 }
 
-export async function agentEditorPage(root, agentId) {
-  const [agent, capabilities, models] = await Promise.all([
-    agentId ? api(`agents/${agentId}`) : null,
+export function harnessEditorPage(root, harnessId) {
+  return editorPage(root, "harnesses", harnessId);
+}
+
+export function agentEditorPage(root, agentId) {
+  return editorPage(root, "agents", agentId);
+}
+
+// The editor of an agent (kind "agents") or a harness ("harnesses"): the same fields but for
+// the base it builds on, the agent's client-side tools and versions; built-in harnesses are
+// shown read-only.
+async function editorPage(root, kind, id) {
+  const isAgent = kind === "agents";
+  const noun = isAgent ? "agent" : "harness";
+  const [agent, capabilities, models, harnesses] = await Promise.all([
+    id ? api(`${kind}/${id}`) : null,
     all("capabilities"),
     api("models"),
+    api("harnesses"),
   ]);
+  const readOnly = Boolean(agent?.is_built_in);
+  const bases = harnesses.data.filter((x) => x.id !== agent?.id)
+    .map((x) => [x.id, x.display_name || x.name]);
+  const base = options(h("select", { name: isAgent ? "harness_id" : "parent_harness_id" }),
+    [["", isAgent ? "(the default harness)" : "(none)"], ...bases],
+    (isAgent ? agent?.harness_id : agent?.parent_harness_id) ?? "");
+  const tools = h("textarea", { name: "tools", rows: 4, spellcheck: "false" },
+    agent?.tools?.length ? json(agent.tools) : "");
   const name = h("input", { type: "text", name: "name", required: true, value: agent?.name ?? "" });
   const displayName = h("input", { type: "text", name: "display_name", value: agent?.display_name ?? "" });
   const description = h("input", { type: "text", name: "description", value: agent?.description ?? "" });
-  const prompt = h("textarea", { name: "system_prompt", rows: 8, required: true }, agent?.system_prompt ?? "");
+  const prompt = h("textarea", { name: "system_prompt", rows: 8, required: isAgent }, agent?.system_prompt ?? "");
   const model = options(h("select", { name: "default_model_id" }),
     [["", "(the organization's default)"], ...models.data.map((m) => [m.id, `${m.display_name} · ${m.provider_name}`])],
     agent?.default_model_id ?? "");
@@ -60,8 +92,11 @@ export async function agentEditorPage(root, agentId) {
       const config = p.form.value();
       return Object.keys(config).length ? { ref: p.capability.id, config } : { ref: p.capability.id };
     });
-    const out = { system_prompt: prompt.value, capabilities: caps };
-    out.default_model_id = model.value || null;
+    const out = { capabilities: caps };
+    if (isAgent || prompt.value) out.system_prompt = prompt.value;
+    if (model.value || agent) out.default_model_id = model.value || null;
+    if (base.value) out[isAgent ? "harness_id" : "parent_harness_id"] = base.value;
+    if (isAgent) out.tools = tools.value.trim() ? JSON.parse(tools.value) : [];
     if (lines(allowed).length || lines(blocked).length) {
       out.network_access = { allowed: lines(allowed), blocked: lines(blocked) };
     }
@@ -72,15 +107,20 @@ export async function agentEditorPage(root, agentId) {
     field("Name", name, "Unique in the organization; letters, digits, - and _."),
     field("Display name", displayName), field("Description", description),
     field("System prompt", prompt), field("Default model", model),
+    field(isAgent ? "Harness" : "Built on harness", base),
+    isAgent ? field("Client-side tools (a JSON list of tool definitions)", tools,
+      'e.g. [{"type": "client_side", "name": "get_location", "description": "…", "parameters": {"type": "object"}}]')
+      : null,
     h("fieldset", {}, h("legend", {}, "Capabilities"), h("ul", { class: "capabilities" }, picks.map((p) => p.item))),
     h("fieldset", {}, h("legend", {}, "Network access"),
       field("Allowed hosts (one a line; empty: no restriction)", allowed), field("Blocked hosts", blocked)),
-    h("div", { class: "row" }, h("button", { type: "submit" }, agent ? "Save" : "Create agent"),
+    h("div", { class: "row" }, readOnly ? h("p", { class: "muted" }, "Built-in: read-only.")
+      : h("button", { type: "submit" }, agent ? "Save" : `Create ${noun}`),
       h("button", { type: "button", id: "preview-agent", onclick: showPreview }, "Preview context")),
     problem);
 
   async function showPreview() {
-    const view = await attempt(problem, () => api("agents/preview", { method: "POST", body: body() }));
+    const view = await attempt(problem, () => api(`${kind}/preview`, { method: "POST", body: body() }));
     if (!view) return;
     preview.replaceChildren(h("h2", {}, "What this draft would run as"),
       h("p", {}, `About ${view.estimated_prompt_tokens} prompt tokens (system prompt and tools); `,
@@ -95,22 +135,24 @@ export async function agentEditorPage(root, agentId) {
       const payload = { ...body(), name: name.value.trim() };
       if (displayName.value.trim()) payload.display_name = displayName.value.trim();
       if (description.value.trim()) payload.description = description.value.trim();
-      return agent ? api(`agents/${agent.id}`, { method: "PATCH", body: payload })
-        : api("agents", { method: "POST", body: payload });
+      return agent ? api(`${kind}/${agent.id}`, { method: "PATCH", body: payload })
+        : api(kind, { method: "POST", body: payload });
     });
     if (!saved) return;
     if (!agent) {
-      window.location.hash = `#/agents/${saved.id}`;
+      window.location.hash = `#/${kind}/${saved.id}`;
       return;
     }
-    notify(`Saved agent ${saved.name}.`);
+    notify(`Saved ${noun} ${saved.name}.`);
     await versions?.draw();
   });
 
   root.append(h("div", { class: "page-head" },
-    h("h1", { id: "agent-title" }, agent ? `Agent ${agent.display_name || agent.name}` : "New agent")),
-  h("p", {}, h("a", { href: "#/agents" }, "← Agents")), form, preview);
-  const versions = agent ? await versionsSection(agent) : null;
+    h("h1", { id: "agent-title" }, agent ? `${isAgent ? "Agent" : "Harness"} ${agent.display_name || agent.name}`
+      : `New ${noun}`)),
+  h("p", {}, h("a", { href: "#/agents" }, "← Agents and harnesses")), form, preview);
+  if (readOnly) form.querySelectorAll("input, select, textarea").forEach((control) => { control.disabled = true; });
+  const versions = agent && isAgent ? await versionsSection(agent) : null;
   if (versions) root.append(versions.section);
 }
 

@@ -2,7 +2,7 @@
 
 import { api, setUnauthorizedHandler, token } from "./api.js";
 import { field, h, notify } from "./dom.js";
-import { agentEditorPage, agentsPage } from "./agents.js";
+import { agentEditorPage, agentsPage, harnessEditorPage } from "./agents.js";
 import { modelsPage } from "./models.js";
 import { sessionPage } from "./session.js";
 import { sessionsPage } from "./sessions.js";
@@ -13,6 +13,8 @@ const ROUTES = [
   [/^#\/agents\/new$/, (main) => agentEditorPage(main, null), "agents"],
   [/^#\/agents\/([^/]+)$/, agentEditorPage, "agents"],
   [/^#\/agents$/, agentsPage, "agents"],
+  [/^#\/harnesses\/new$/, (main) => harnessEditorPage(main, null), "agents"],
+  [/^#\/harnesses\/([^/]+)$/, harnessEditorPage, "agents"],
   [/^#\/models$/, modelsPage, "models"],
 ];
 
