@@ -134,10 +134,15 @@ def test_the_console_is_served_at_the_root_with_every_asset_local(server: Server
         assert "default-src 'self'" in index.headers["content-security-policy"]
         assert "/console/app.js" in index.text
         assert "http://" not in index.text and "https://" not in index.text
-        for asset in ("app.js", "api.js", "sse.js", "session.js", "style.css"):
+        from everloop.console import ASSETS
+
+        modules = sorted(p.name for p in ASSETS.glob("*.js"))
+        for asset in [*modules, "style.css"]:
             response = client.get(f"/console/{asset}")
             assert response.status_code == 200, asset
             assert "https://" not in response.text, f"{asset} reaches outside"
+            # Each module is preloaded by the page (fetched at once, not import by import).
+            assert f'"/console/{asset}"' in index.text or asset == "style.css", asset
 
 
 def test_a_bad_token_shows_the_sign_in_page_with_the_reason(page: Page, server: Server) -> None:

@@ -59,9 +59,11 @@ export async function sessionPage(root, sessionId) {
     usage.textContent = `Usage: ${tokens(session.usage)}${price ? ` · ${price}` : ""}`;
   }
 
+  const turnsShown = new Set();
   function turnRow(event) {
     const id = `turn-${event.context?.turn_id ?? event.id}`;
-    if (document.getElementById(id)) return;
+    if (turnsShown.has(id)) return;
+    turnsShown.add(id);
     const data = event.data;
     const price = cost(data.usage, modelCost);
     turnRows.prepend(h("tr", { id },
@@ -153,15 +155,18 @@ export async function sessionPage(root, sessionId) {
 
   // Order matters: the last sequence first, then the messages (which hold at least that much),
   // then the stream after that sequence; a message seen in both is drawn once (by id).
-  const last = await api(`sessions/${sessionId}/events`, { query: { limit: 1 } });
+  const [last, counted] = await Promise.all([
+    api(`sessions/${sessionId}/events`, { query: { limit: 1 } }),
+    api(`sessions/${sessionId}/messages`, { query: { limit: 1 } }),
+  ]);
   const afterSequence = last.data.length ? last.data[0].sequence : 0;
-  const counted = await api(`sessions/${sessionId}/messages`, { query: { limit: 1 } });
   let firstShown = Math.max(0, counted.total - MESSAGES_PAGE);
   const [messages, durations, turns] = await Promise.all([
     api(`sessions/${sessionId}/messages`, { query: { offset: firstShown, limit: MESSAGES_PAGE } }),
     api(`sessions/${sessionId}/events`, { query: { types: ["tool.completed"], limit: 1000 } }),
     api(`sessions/${sessionId}/events`, { query: { types: TURN_ENDS, limit: 50 } }),
     timeline.reload(),
+    drawFamily(),
   ]);
   messages.data.forEach((message) => chat.message(message));
   // The chat shows the last messages; older ones come a page at a time, on demand.
@@ -185,7 +190,6 @@ export async function sessionPage(root, sessionId) {
     await human.refresh();
   }
   show(session);
-  await drawFamily();
 
   const stream = new EventStream(sessionId, {
     afterSequence,

@@ -17,6 +17,8 @@ export class Timeline {
     this.turns = new Set();
     this.types = new Set();
     this.oldest = null;
+    this.held = null; // live events held while a page loads
+    this.newest = 0; // the newest sequence in the list: a live event at or below it is there already
     this.list = h("ol", { class: "timeline", "aria-label": "Events" });
     this.typeInput = h("input", { type: "text", name: "types", list: "event-types", placeholder: "e.g. tool.completed" });
     this.typeList = h("datalist", { id: "event-types" });
@@ -59,10 +61,22 @@ export class Timeline {
   }
 
   async reload() {
-    const page = await api(`sessions/${this.sessionId}/events`, { query: this.query({ limit: PAGE }) });
-    this.list.replaceChildren();
-    this.oldest = null;
-    page.data.forEach((event) => this.add(event));
+    // Live events that come while the page loads wait, then go in after it (not twice).
+    this.held = [];
+    let page;
+    try {
+      page = await api(`sessions/${this.sessionId}/events`, { query: this.query({ limit: PAGE }) });
+    } finally {
+      const held = this.held;
+      this.held = null;
+      if (page) {
+        this.list.replaceChildren();
+        this.oldest = null;
+        this.newest = 0;
+        page.data.forEach((event) => this.add(event));
+      }
+      held.forEach((event) => this.push(event));
+    }
     this.older.hidden = page.data.length < PAGE;
     this.counted();
   }
@@ -84,8 +98,12 @@ export class Timeline {
 
   // A live event (or one of a loaded page), oldest first.
   push(event) {
+    if (this.held) {
+      this.held.push(event);
+      return;
+    }
     this.learn(event);
-    if (!this.matches(event)) return;
+    if (!this.matches(event) || event.sequence <= this.newest) return;
     this.add(event);
     if (this.list.childElementCount > MAX_ROWS) {
       this.list.firstElementChild.remove();
@@ -99,6 +117,7 @@ export class Timeline {
     this.learn(event);
     this.list.append(this.row(event));
     if (this.oldest === null) this.oldest = event.sequence;
+    this.newest = Math.max(this.newest, event.sequence);
   }
 
   learn(event) {
