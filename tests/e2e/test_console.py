@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -530,6 +530,32 @@ def test_the_stream_resumes_after_a_server_restart_without_duplicates(
         timeout=10,
         what="the timeline to reach the last event",
     )
+
+
+def test_the_stream_resumes_across_the_servers_stream_cycles(
+    page: Page, start_server: Callable[..., Server]
+) -> None:
+    # The server ends every stream after a second (`disconnecting`); the page reconnects after
+    # the last event it had, each time, and shows every event once.
+    cycling = start_server(EVERLOOP_SSE_CYCLE_SECONDS="1")
+    helper = Api(cycling)
+    try:
+        script = {"response": {"type": "echo"}, "latency_ms": 700}
+        session_id = helper.create_session(helper.llmsim_model(script))
+        sign_in(page, cycling, where=f"#/sessions/{session_id}")
+        for n in range(3):
+            send(page, f"cycle {n}")
+            expect(page.locator(".msg.agent", has_text=f"Echo: cycle {n}")).to_be_visible()
+            expect(page.locator("#session-status")).to_have_text("idle")
+        assert agent_texts(page) == ["Echo: cycle 0", "Echo: cycle 1", "Echo: cycle 2"]
+        sequences = page.locator(".timeline li").evaluate_all(
+            "rows => rows.map(row => Number(row.dataset.sequence))"
+        )
+        assert len(sequences) == len(set(sequences)), "an event is shown twice"
+        assert page.evaluate("document.querySelectorAll('.msg.user').length") == 3
+        assert int(page.locator("#stream-state").get_attribute("data-reconnects") or 0) >= 2
+    finally:
+        helper.close()
 
 
 def test_the_assets_are_in_the_package() -> None:

@@ -197,6 +197,7 @@ export async function sessionPage(root, sessionId) {
     onState: (state) => {
       streamState.textContent = state;
       streamState.dataset.state = state;
+      streamState.dataset.reconnects = String(stream.reconnects);
     },
     onRefused: (error) => {
       streamState.textContent = `stream closed: ${error.message}`;
