@@ -468,14 +468,14 @@ def test_a_long_chat_shows_its_last_messages_and_earlier_ones_on_demand(
     page: Page, server: Server, api: Api
 ) -> None:
     session_id = api.create_session(api.llmsim_model({"response": {"type": "echo"}}))
-    for n in range(51):  # 102 messages: one user message and one answer each
-        api.post_message(session_id, f"message {n}")
 
     def total() -> int:
         found = api.ok(api.http.get(f"sessions/{session_id}/messages", params={"limit": 1}))
         return int(found["total"])
 
-    wait_for(lambda: total() == 102, timeout=60, what="102 messages")
+    for n in range(51):  # 102 messages: one user message and its answer each, in turn
+        api.post_message(session_id, f"message {n}")
+        wait_for(lambda n=n: total() == 2 * (n + 1), timeout=30, what=f"the answer {n}")
     sign_in(page, server, where=f"#/sessions/{session_id}")
     expect(page.locator(".msg")).to_have_count(100)
     expect(page.locator(".msg.user .text").first).to_have_text("message 1")
