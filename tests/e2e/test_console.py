@@ -262,6 +262,30 @@ def test_add_a_provider_with_a_write_only_key_and_a_model(
     expect(page.locator("tr", has_text="gpt-test")).to_contain_text("local-openai")
 
 
+def test_set_the_organizations_default_model(page: Page, server: Server, api: Api) -> None:
+    fixed = {"response": {"type": "fixed", "text": "from the default"}}
+    model_id = api.llmsim_model(fixed, name="house-default")
+    built_in = next(m for m in api.ok(api.http.get("models"))["data"] if m["is_built_in"])
+    sign_in(page, server, where="#/models")
+    expect(page.locator(f"tr[data-model-id='{built_in['id']}'] .default-model")).to_be_visible()
+    try:
+        page.get_by_role("button", name="Make house-default the default").click()
+        expect(page.locator(f"tr[data-model-id='{model_id}'] .default-model")).to_be_visible()
+        # A session that names no model runs on it.
+        session_id = api.ok(api.http.post("sessions", json={}), 201)["id"]
+        api.post_message(session_id, "hello")
+        found = api.wait_type(session_id, "turn.completed")
+        (done,) = [e for e in found if e["type"] == "turn.completed"]
+        assert done["data"]["final_answer_preview"] == "from the default"
+        page.get_by_role("button", name=f"Make {built_in['display_name']} the default").click()
+        expect(page.locator(f"tr[data-model-id='{built_in['id']}'] .default-model")).to_be_visible()
+        assert not api.ok(api.http.get(f"models/{model_id}"))["settings"].get("default")
+    finally:
+        settings = api.ok(api.http.get(f"models/{model_id}"))["settings"]
+        settings.pop("default", None)
+        api.ok(api.http.patch(f"models/{model_id}", json={"settings": settings}))
+
+
 def test_create_a_harness_and_an_agent_on_it_with_a_client_side_tool(
     page: Page, server: Server, api: Api
 ) -> None:

@@ -9,6 +9,7 @@ const DRIVERS = ["openai", "openai_completions", "anthropic", "llmsim"];
 export async function modelsPage(root) {
   const providersBody = h("tbody");
   const modelsBody = h("tbody");
+  const mProblemDefault = h("p", { class: "error", role: "alert" });
   const providerSelect = h("select", { name: "provider_id", required: true });
 
   async function refresh() {
@@ -17,10 +18,14 @@ export async function modelsPage(root) {
       h("td", {}, p.name), h("td", {}, p.driver), h("td", {}, p.base_url ?? "–"),
       h("td", {}, p.api_key_set ? "set" : "not set"), h("td", {}, p.status),
       h("td", {}, p.is_built_in ? "built-in" : when(p.created_at)))));
-    modelsBody.replaceChildren(...models.data.map((m) => h("tr", {},
+    const current = orgDefault(models.data);
+    modelsBody.replaceChildren(...models.data.map((m) => h("tr", { dataset: { modelId: m.id } },
       h("td", {}, m.display_name), h("td", {}, h("code", {}, m.model_id)), h("td", {}, m.provider_name),
       h("td", {}, m.enabled ? "yes" : "no"),
-      h("td", {}, m.profile?.limits?.context ? `${m.profile.limits.context} tokens` : "–"))));
+      h("td", {}, m.profile?.limits?.context ? `${m.profile.limits.context} tokens` : "–"),
+      h("td", {}, m.id === current?.id ? h("strong", { class: "default-model" }, "default")
+        : h("button", { type: "button", class: "link", "aria-label": `Make ${m.display_name} the default`,
+          onclick: () => makeDefault(m, models.data) }, "Make default")))));
     options(providerSelect, providers.data.map((p) => [p.id, p.name]), providerSelect.value);
   }
 
@@ -71,10 +76,37 @@ export async function modelsPage(root) {
         (n) => h("th", { scope: "col" }, n)))), providersBody),
     h("details", { class: "card" }, h("summary", {}, "Add a provider"), providerForm),
     h("table", { class: "list" }, h("caption", {}, "Models"),
-      h("thead", {}, h("tr", {}, ...["Name", "Model id", "Provider", "Enabled", "Context"].map(
+      h("thead", {}, h("tr", {}, ...["Name", "Model id", "Provider", "Enabled", "Context", "Org default"].map(
         (n) => h("th", { scope: "col" }, n)))), modelsBody),
     h("details", { class: "card" }, h("summary", {}, "Add a model"), modelForm),
-    h("p", { class: "muted" }, "A session or agent that names no model runs on the built-in ",
-      h("code", {}, "llmsim"), " model; the public API has no organization-wide default model to set."));
+    mProblemDefault,
+    h("p", { class: "muted" }, "A turn that names no model (nor does its session, agent or harness) ",
+      "runs on the organization's default: the model marked ", h("code", {}, '"default": true'),
+      " in its settings, else the built-in ", h("code", {}, "llmsim"), "."));
   await refresh();
+
+  // The default is the model whose settings say `default: true` (the latest changed, if
+  // several do): mark the chosen one last and unmark the others, so exactly one says so. The
+  // built-in llmsim model is the default when none is marked.
+  async function makeDefault(chosen, models) {
+    await attempt(mProblemDefault, async () => {
+      for (const m of models) {
+        if (m.id !== chosen.id && m.settings?.default) {
+          const { default: _dropped, ...settings } = m.settings;
+          await api(`models/${m.id}`, { method: "PATCH", body: { settings } });
+        }
+      }
+      if (!chosen.is_built_in) {
+        await api(`models/${chosen.id}`, { method: "PATCH", body: { settings: { ...chosen.settings, default: true } } });
+      }
+      notify(`${chosen.display_name} is the organization's default model.`);
+    });
+    await refresh();
+  }
+}
+
+function orgDefault(models) {
+  const marked = models.filter((m) => m.settings?.default)
+    .sort((a, b) => (a.updated_at + a.id < b.updated_at + b.id ? 1 : -1));
+  return marked[0] ?? models.find((m) => m.is_built_in && m.provider_type === "llmsim") ?? null;
 }
