@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("EVERLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 30_000
+DASH = "\u2013"  # the en dash of the pager's "1-20 of 21"
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if shutil.which(CHROMIUM) is None:
@@ -507,6 +508,27 @@ def test_a_long_chat_shows_its_last_messages_and_earlier_ones_on_demand(
     expect(page.locator(".msg")).to_have_count(102)
     expect(page.locator(".msg.user .text").first).to_have_text("message 0")
     expect(page.get_by_role("button", name="Show earlier messages")).to_be_hidden()
+
+
+def test_the_sessions_list_pages_and_searches(page: Page, server: Server, api: Api) -> None:
+    tag = f"p{secrets.token_hex(3)}"
+    model_id = api.llmsim_model({})
+    for n in range(21):
+        api.create_session(model_id, title=f"page {tag} {n:02d}", tags=[tag])
+    sign_in(page, server)
+    page.get_by_label("Tag").fill(tag)
+    page.get_by_role("button", name="Apply").click()
+    pager = page.get_by_role("navigation", name="Pages")
+    expect(pager).to_contain_text(f"1{DASH}20 of 21")
+    rows = page.locator("table", has=page.locator("caption", has_text=re_exact("Sessions")))
+    expect(rows.locator("tbody tr")).to_have_count(20)
+    pager.get_by_role("button", name="Next").click()
+    expect(pager).to_contain_text(f"21{DASH}21 of 21")
+    expect(rows.locator("tbody tr")).to_have_count(1)
+    expect(rows.locator("tbody tr")).to_contain_text(f"page {tag} 00")
+    page.get_by_label("Search").fill(f"page {tag} 07")
+    page.get_by_role("button", name="Apply").click()
+    expect(pager).to_contain_text(f"1{DASH}1 of 1")
 
 
 def re_exact(text: str) -> Any:
