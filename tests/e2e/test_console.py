@@ -604,6 +604,33 @@ def test_the_stream_resumes_across_the_servers_stream_cycles(
         helper.close()
 
 
+UNLABELLED = """controls => controls
+  .filter(c => c.type !== 'hidden' && c.offsetParent !== null)
+  .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label'))
+  .map(c => c.outerHTML.slice(0, 120))"""
+
+
+def test_every_form_control_has_a_label(page: Page, server: Server, api: Api) -> None:
+    session_id = api.create_session(api.llmsim_model({}), capabilities=[{"ref": "file_system"}])
+    page.goto(f"{server.base_url}/")
+    assert page.locator("input, select, textarea").evaluate_all(UNLABELLED) == []
+    sign_in(page, server)
+    for where, ready in [
+        ("#/sessions", "table.list"),
+        (f"#/sessions/{session_id}", "#stream-state[data-state=live]"),
+        ("#/agents", "table.list"),
+        ("#/agents/new", "form.editor"),
+        ("#/harnesses/new", "form.editor"),
+        ("#/models", "table.list tbody tr"),
+    ]:
+        page.goto(f"{server.base_url}/{where}")
+        expect(page.locator(ready).first).to_be_attached()
+        for summary in page.locator("details.card > summary").all():
+            summary.click()  # the forms folded away count too
+        found = page.locator("input, select, textarea").evaluate_all(UNLABELLED)
+        assert found == [], f"{where}: {found}"
+
+
 def test_the_assets_are_in_the_package() -> None:
     from everloop.console import ASSETS
 
