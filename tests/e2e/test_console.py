@@ -146,6 +146,14 @@ def test_the_console_is_served_at_the_root_with_every_asset_local(server: Server
             assert f'"/console/{asset}"' in index.text or asset == "style.css", asset
 
 
+def test_sign_in_with_the_keyboard_only(page: Page, server: Server) -> None:
+    page.goto(f"{server.base_url}/")
+    expect(page.get_by_label("API token")).to_be_focused()
+    page.keyboard.type(server.token)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+
+
 def test_a_bad_token_shows_the_sign_in_page_with_the_reason(page: Page, server: Server) -> None:
     page.goto(f"{server.base_url}/#/sessions")
     page.get_by_label("API token").fill("evr_pat_not-a-real-token")
@@ -487,6 +495,12 @@ def test_the_files_and_key_values_tabs_show_the_session_storage(
     expect(page.get_by_role("tabpanel", name="Key-values")).to_contain_text("No keys yet.")
     page.get_by_role("tab", name="Chat").click()
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    # The tabs work from the keyboard: arrows move between them.
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("tab", name="Files")).to_be_focused()
+    expect(page.get_by_role("tab", name="Files")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    expect(page.get_by_role("tab", name="Chat")).to_have_attribute("aria-selected", "true")
 
 
 def test_a_long_chat_shows_its_last_messages_and_earlier_ones_on_demand(
@@ -508,6 +522,15 @@ def test_a_long_chat_shows_its_last_messages_and_earlier_ones_on_demand(
     expect(page.locator(".msg")).to_have_count(102)
     expect(page.locator(".msg.user .text").first).to_have_text("message 0")
     expect(page.get_by_role("button", name="Show earlier messages")).to_be_hidden()
+    # The timeline holds the last 200 events (deltas hidden) and 200 older ones per click.
+    rows = page.locator(".timeline li")
+    expect(rows).to_have_count(200)
+    first = int(rows.first.get_attribute("data-sequence") or 0)
+    page.get_by_role("button", name="Load older events").click()
+    expect(rows).to_have_count(400)
+    assert int(rows.first.get_attribute("data-sequence") or 0) < first
+    sequences = rows.evaluate_all("rows => rows.map(row => Number(row.dataset.sequence))")
+    assert sequences == sorted(set(sequences))
 
 
 def test_the_sessions_list_pages_and_searches(page: Page, server: Server, api: Api) -> None:
