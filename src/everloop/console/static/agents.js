@@ -99,6 +99,8 @@ async function editorPage(root, kind, id) {
     if (isAgent) out.tools = tools.value.trim() ? JSON.parse(tools.value) : [];
     if (lines(allowed).length || lines(blocked).length) {
       out.network_access = { allowed: lines(allowed), blocked: lines(blocked) };
+    } else if (agent?.network_access) {
+      out.network_access = null; // emptied: no restriction of its own any more
     }
     return out;
   }
