@@ -141,6 +141,7 @@ def test_the_console_is_served_at_the_root_with_every_asset_local(server: Server
         for asset in [*modules, "style.css"]:
             response = client.get(f"/console/{asset}")
             assert response.status_code == 200, asset
+            assert response.headers["cache-control"] == "no-cache", asset
             assert "https://" not in response.text, f"{asset} reaches outside"
             # Each module is preloaded by the page (fetched at once, not import by import).
             assert f'"/console/{asset}"' in index.text or asset == "style.css", asset

@@ -7,9 +7,11 @@ console (``everloop.console``) is served at ``/`` with its files under ``/consol
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
@@ -17,6 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
@@ -237,10 +240,26 @@ CONSOLE_CSP = (
 )
 
 
+class _ConsoleFiles(StaticFiles):
+    """The console's files, revalidated on every load (a 304 when unchanged): after an upgrade
+    the page never runs a cached module of the previous version beside new ones."""
+
+    def file_response(
+        self,
+        full_path: str | PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def _install_console(app: FastAPI) -> None:
     from everloop.console import ASSETS
 
-    app.mount("/console", StaticFiles(directory=ASSETS), name="console")
+    app.mount("/console", _ConsoleFiles(directory=ASSETS), name="console")
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:
