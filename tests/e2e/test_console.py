@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,27 +123,6 @@ def send(page: Page, text: str) -> None:
 def agent_texts(page: Page) -> list[str]:
     texts: list[str] = page.locator(".msg.agent .text").all_inner_texts()
     return texts
-
-
-def test_the_console_is_served_at_the_root_with_every_asset_local(server: Server) -> None:
-    import httpx
-
-    with httpx.Client(base_url=server.base_url, timeout=10) as client:
-        index = client.get("/")
-        assert index.status_code == 200
-        assert "default-src 'self'" in index.headers["content-security-policy"]
-        assert "/console/app.js" in index.text
-        assert "http://" not in index.text and "https://" not in index.text
-        from everloop.console import ASSETS
-
-        modules = sorted(p.name for p in ASSETS.glob("*.js"))
-        for asset in [*modules, "style.css"]:
-            response = client.get(f"/console/{asset}")
-            assert response.status_code == 200, asset
-            assert response.headers["cache-control"] == "no-cache", asset
-            assert "https://" not in response.text, f"{asset} reaches outside"
-            # Each module is preloaded by the page (fetched at once, not import by import).
-            assert f'"/console/{asset}"' in index.text or asset == "style.css", asset
 
 
 def test_sign_in_with_the_keyboard_only(page: Page, server: Server) -> None:
@@ -653,10 +631,3 @@ def test_every_form_control_has_a_label(page: Page, server: Server, api: Api) ->
             summary.click()  # the forms folded away count too
         found = page.locator("input, select, textarea").evaluate_all(UNLABELLED)
         assert found == [], f"{where}: {found}"
-
-
-def test_the_assets_are_in_the_package() -> None:
-    from everloop.console import ASSETS
-
-    names = {p.name for p in Path(ASSETS).iterdir()}
-    assert {"index.html", "app.js", "style.css"} <= names

@@ -1,4 +1,4 @@
-// Building DOM nodes without innerHTML: every string from the API lands as text, never markup.
+// Building DOM nodes from values, never by parsing HTML: every string from the API lands as text.
 
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
