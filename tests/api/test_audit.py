@@ -175,3 +175,71 @@ async def test_admins_read_the_log_with_filters_and_pages(api: Api) -> None:
         headers={"Authorization": f"Bearer {added.json()['token']}"},
     ) as member:
         assert_error(await member.get("/v1/audit-events"), 403, "forbidden")
+
+
+# The mutating routes without a path id (the cross-org matrix covers the others): a body that
+# succeeds, given org A's world.
+TOP_LEVEL: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/agent-identities"): lambda w: {"name": "audited-identity"},
+    ("POST", "/v1/agents"): lambda w: {"name": "audited-agent", "system_prompt": "p"},
+    ("POST", "/v1/agents/import"): lambda w: {
+        "name": "audited-import",
+        "system_prompt": "p",
+    },
+    ("POST", "/v1/auth/api-keys"): lambda w: {"name": "audited-key"},
+    ("POST", "/v1/budgets"): lambda w: {
+        "subject_type": "session",
+        "subject_id": w["session_id"],
+        "currency": "tokens",
+        "limit": 5,
+    },
+    ("POST", "/v1/durable/schedules"): lambda w: {
+        "name": "audited-schedule",
+        "cron_expression": "0 9 * * *",
+        "target": {
+            "type": "workflow",
+            "name": "session.run",
+            "input": {"session_id": w["session_id"], "message": "tick"},
+        },
+    },
+    ("POST", "/v1/harnesses"): lambda w: {"name": "audited-harness"},
+    ("POST", "/v1/mcp-servers"): lambda w: {
+        "name": "audited-tools",
+        "url": "https://mcp.example.com/mcp",
+    },
+    ("POST", "/v1/memories"): lambda w: {"name": "audited-memory"},
+    ("POST", "/v1/orgs"): lambda w: {"name": "Audited"},
+    ("POST", "/v1/providers"): lambda w: {"name": "Audited", "driver": "llmsim"},
+    ("POST", "/v1/sessions"): lambda w: {"title": "audited"},
+    ("POST", "/v1/workspaces"): lambda w: {"name": "audited-workspace"},
+    ("PATCH", "/v1/users/me"): lambda w: {"name": "Audited Admin"},
+}
+
+
+async def test_every_top_level_change_leaves_one_record_naming_what_it_made(api: Api) -> None:
+    from everloop.api.access import ROUTES
+
+    world: World = await build_world(api)
+    mutating = {
+        (m, p)
+        for (m, p) in ROUTES
+        if m != "GET" and "{" not in p and route_action(m, p) is not None
+    }
+    # Closing the caller's account is checked in test_orgs (it would end this test).
+    assert mutating - set(TOP_LEVEL) == {("DELETE", "/v1/users/me")}
+    wrong = []
+    for (method, route), body in sorted(TOP_LEVEL.items()):
+        before = await count(api)
+        answer = await api.client.request(
+            method, route, json=body(world), headers={"X-Org-Id": api.org_id}
+        )
+        assert answer.status_code < 300, (route, answer.text)
+        found = (await records(api))[before:]
+        if len(found) != 1:
+            wrong.append((method, route, f"{len(found)} records"))
+            continue
+        made = answer.json().get("id")
+        expected = made if route_action(method, route).created_prefix else None  # type: ignore[union-attr]
+        if expected is not None and found[0]["target_id"] != expected:
+            wrong.append((method, route, found[0]["target_id"], expected))
+    assert wrong == [], wrong
