@@ -5,6 +5,7 @@ The only module that picks concrete implementations. Nothing is built at import 
 
 from __future__ import annotations
 
+import functools
 import platform
 import secrets
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ from everloop.services.agent_documents import AgentDocumentService
 from everloop.services.agent_identities import AgentIdentityService
 from everloop.services.agent_stats import AgentStatsService
 from everloop.services.agent_versions import AgentVersionService
+from everloop.services.audit import AuditService
 from everloop.services.auth import AuthService
 from everloop.services.auth_failures import FailedAuthLimiter
 from everloop.services.blueprints import BlueprintService, load_blueprints
@@ -79,6 +81,7 @@ from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.model_views import ModelViews
 from everloop.services.models import ModelService, ProviderService
 from everloop.services.observability import MetricsService
+from everloop.services.orgs import OrgService
 from everloop.services.runtime_agents import RuntimeAgentService
 from everloop.services.schedule_firing import ScheduleTimer
 from everloop.services.schedules import ScheduleLimits, ScheduleService
@@ -149,6 +152,8 @@ class Services:
     health_checks: HealthCheckService
     health_check_runner: HealthCheckRunner
     observability: MetricsService
+    orgs: OrgService
+    audit: AuditService
     drivers: SdkDrivers | None = None
     owns_tracing: bool = False
     workers: WorkerLifecycle | None = None
@@ -157,14 +162,7 @@ class Services:
     async def seed_org(self, org_id: str) -> None:
         """Reconcile the built-in harnesses, provider and model into an organization, and the
         providers of the API keys in the environment (``services.model_seeds``)."""
-        await self.harnesses.seed_built_ins(org_id)
-        await self.providers.seed_built_ins(org_id)
-        for seed, key in (
-            (OPENAI, self.settings.openai_api_key),
-            (ANTHROPIC, self.settings.anthropic_api_key),
-        ):
-            if key is not None and key.get_secret_value():
-                await self.providers.seed_provider(org_id, seed, key.get_secret_value())
+        await seed_organization(self.settings, self.harnesses, self.providers, org_id)
 
     async def start_engine(self, *, execute: bool = True, role: str = "serve") -> int:
         """Connect to the durable engine (and run turns here when ``execute``, heartbeating
@@ -322,6 +320,20 @@ def executor_id(settings: Settings) -> str:
     value = f"{platform.node() or 'host'}-{secrets.token_hex(4)}"
     path.write_text(value + "\n")
     return value
+
+
+async def seed_organization(
+    settings: Settings, harnesses: HarnessService, providers: ProviderService, org_id: str
+) -> None:
+    """The built-ins of an organization (see ``Services.seed_org``)."""
+    await harnesses.seed_built_ins(org_id)
+    await providers.seed_built_ins(org_id)
+    for seed, key in (
+        (OPENAI, settings.openai_api_key),
+        (ANTHROPIC, settings.anthropic_api_key),
+    ):
+        if key is not None and key.get_secret_value():
+            await providers.seed_provider(org_id, seed, key.get_secret_value())
 
 
 def build_services(settings: Settings) -> Services:
@@ -536,4 +548,11 @@ def build_services(settings: Settings) -> Services:
             settings.metrics_networks,
         ),
         owns_tracing=traced,
+        audit=AuditService(db, retention_days=settings.audit_retention_days),
+        orgs=OrgService(
+            db,
+            store,
+            auth,
+            seed=functools.partial(seed_organization, settings, harnesses, providers),
+        ),
     )

@@ -46,6 +46,21 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     port: int = Field(default=9000, description="Port the HTTP API listens on.")
+    audit_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description=(
+            "Days the audit log keeps a record; older ones are pruned at start, and the "
+            "database refuses to delete a younger one."
+        ),
+    )
+    any_user_creates_orgs: bool = Field(
+        default=False,
+        description=(
+            "Let any user create organizations (`POST /api/v1/orgs`, becoming their owner); by "
+            "default only the instance's operator (an admin of the default organization) may."
+        ),
+    )
     auth_failure_limit: str = Field(
         default="20/minute",
         description=(

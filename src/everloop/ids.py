@@ -43,6 +43,8 @@ Prefix = Literal[
     "mem",
     "wsp",
     "healthcheck",
+    "user",
+    "audit",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(Prefix.__args__)  # type: ignore[attr-defined]

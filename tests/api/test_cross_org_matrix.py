@@ -227,6 +227,12 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("POST", "/api/v1/channels/{channel_id}/runtime-auth"): Case(),
     ("DELETE", "/api/v1/admin/api-keys/{key_id}"): Case(),
+    ("GET", "/api/v1/orgs/{org_id}"): Case(),
+    ("PATCH", "/api/v1/orgs/{org_id}"): Case(fixed({"name": "theirs"})),
+    ("GET", "/api/v1/orgs/{org_id}/members"): Case(),
+    ("POST", "/api/v1/orgs/{org_id}/members"): Case(fixed({"email": "thief@example.com"})),
+    ("PATCH", "/api/v1/orgs/{org_id}/members/{user_id}"): Case(fixed({"role": "admin"})),
+    ("DELETE", "/api/v1/orgs/{org_id}/members/{user_id}"): Case(),
     ("POST", "/api/v1/user/connections/{provider}"): Case(
         fixed({"api_key": "theirs-key"}), creates_when_unknown=True, callers_own=True
     ),
@@ -358,6 +364,9 @@ async def build_world(api: Api) -> World:
     )
     agent_key = await created(client.post(f"/v1/agents/{agent['id']}/keys", json={"name": "m"}))
     channel_session = await created(client.post(f"/v1/channels/{channel['id']}/sessions", json={}))
+    member = await created(
+        client.post(f"/v1/orgs/{api.org_id}/members", json={"email": "matrix@example.com"})
+    )
     memory = await created(client.post("/v1/memories", json={"name": "matrix-memory"}))
     await created(client.post(f"/v1/memories/{memory['id']}/fs/notes.txt", json={"content": "hi"}))
     return {
@@ -386,6 +395,8 @@ async def build_world(api: Api) -> World:
         "memory_id": memory["id"],
         "workspace_id": workspace["id"],
         "run_id": run["id"],
+        "org_id": api.org_id,
+        "user_id": member["user_id"],
     }
 
 
@@ -454,6 +465,8 @@ WORLD_PARAMS = {
     "agent_key_id",
     "memory_id",
     "run_id",
+    "org_id",
+    "user_id",
 }
 
 
@@ -497,11 +510,15 @@ async def test_another_org_gets_404_on_every_route_and_writes_nothing(
             response = await call(other_org.client, method, fill(template, world), case, world)
             assert response.status_code < 300, f"{template}: {response.text}"
     after = await snapshot(api)
-    assert {t: r for t, r in after.items() if t != "user_connections"} == {
-        t: r for t, r in before.items() if t != "user_connections"
+    own = ("user_connections", "audit_events")  # org B's connection, and its audit record
+    assert {t: r for t, r in after.items() if t not in own} == {
+        t: r for t, r in before.items() if t not in own
     }
     mine = [r for r in after["user_connections"] if r[0] == api.org_id]
     assert mine == before["user_connections"] and len(mine) == 1
+    assert [r for r in after["audit_events"] if r[1] == api.org_id] == before["audit_events"]
+    theirs = [r for r in after["audit_events"] if r[1] == other_org.organization_id]
+    assert len(theirs) == sum(1 for case in CASES.values() if case.callers_own)
 
 
 async def test_unknown_ids_are_404_on_every_route(api: Api, world: World) -> None:

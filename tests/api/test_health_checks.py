@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from everloop.config import Settings
 from everloop.store.tables import health_check_runs, sessions
 from tests.api.conftest import assert_error, create_agent
 from tests.conftest import Api
@@ -50,6 +51,12 @@ CASES = [
         "max_turns": 2,
     },
 ]
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The shared settings, with the limits a test asks for (``indirect``)."""
+    return settings.model_copy(update=getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -223,3 +230,27 @@ async def test_bad_input_is_refused_and_writes_nothing(api: Api) -> None:
     assert_error(missing, 404)
     assert await run_count(api) == 0
     assert await session_count(api) == 0
+
+
+@pytest.mark.parametrize("settings", [{"health_check_case_timeout_seconds": 1.0}], indirect=True)
+async def test_a_case_past_its_timeout_is_cancelled_and_reported(engine: Api) -> None:
+    api = engine
+    slow = await scripted_model(
+        api, {"response": {"type": "fixed", "text": "late"}, "latency_ms": 30_000}
+    )
+    judge = await scripted_model(api, JUDGE_SCRIPT)
+    agent = await create_agent(
+        api, "slow", default_model_id=slow, capabilities=checked_capabilities(judge, [CASES[0]])
+    )
+    started = await api.client.post(f"/v1/agents/{agent['id']}/health-checks", json={})
+    assert started.status_code == 200, started.text
+    run = await finished_run(api, agent["id"], started.json()["id"])
+    (result,) = run["results"]
+    assert result["passed"] is False and result["score"] == 0.0
+    assert result["error"] is not None and "did not end within 1 s" in result["error"]
+    assert result["judge_reason"].startswith("not judged")
+    assert run["summary"]["errored"] == 1
+    # The case's turn was cancelled, not left running.
+    listed = await api.client.get(f"/v1/sessions/{result['session_id']}/events")
+    kinds = [e["type"] for e in listed.json()["data"]]
+    assert "turn.cancelled" in kinds and "output.message.completed" not in kinds

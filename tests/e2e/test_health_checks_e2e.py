@@ -120,9 +120,10 @@ def test_kill9_mid_run_runs_each_case_once(start_server: Any) -> None:
     server: Server = start_server(EVERLOOP_HEALTH_CHECK_MAX_PARALLEL="2")
     api = Api(server)
     try:
-        # Slow enough that the first two cases are mid-call at the kill.
+        # Slow enough that the first two cases are still mid-call at the kill, however long
+        # seeing both in flight takes on a loaded machine (1.5 s was not, on CI's PostgreSQL).
         agent_id = checked_agent(
-            api, {"response": {"type": "fixed", "text": "An answer."}, "latency_ms": 1500}, 3
+            api, {"response": {"type": "fixed", "text": "An answer."}, "latency_ms": 6000}, 3
         )
         run = api.ok(api.http.post(f"agents/{agent_id}/health-checks", json={}))
 

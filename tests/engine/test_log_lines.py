@@ -172,3 +172,14 @@ async def test_an_unhandled_error_is_a_500_with_the_request_id(json_log: Capture
     [access] = [line for line in lines if line["logger"] == "everloop.access"]
     assert access["status"] == 500 and access["request_id"] == "bug-report-7"
     assert access["route"] == "unmatched"
+
+
+async def test_an_audit_record_has_the_request_id_of_the_response(engine: Api) -> None:
+    """The client sent none: the id made for the request is in its audit record too."""
+    created = await engine.client.post("/v1/agents", json={"name": "audited", "system_prompt": "x"})
+    assert created.status_code == 201, created.text
+    request_id = created.headers["x-request-id"]
+    listed = await engine.client.get("/v1/audit-events")
+    assert listed.status_code == 200, listed.text
+    records = [r for r in listed.json()["data"] if r.get("request_id") == request_id]
+    assert len(records) == 1, listed.json()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from tests.conftest import Api
 from tests.engine.conftest import (
     events,
@@ -20,6 +21,7 @@ from tests.engine.conftest import (
 
 from everloop.capabilities.base import Capability, SideEffect, ToolContext
 from everloop.domain.messages import JsonObject, JsonValue
+from everloop.store.tables import turns
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -331,3 +333,41 @@ async def test_messages_to_an_unknown_session_are_404(engine: Api) -> None:
         json={"message": {"role": "user", "content": [{"type": "text", "text": "x"}]}},
     )
     assert response.status_code == 404
+
+
+async def test_closing_the_engine_mid_turn_stops_its_task_and_leaves_the_turn_open(
+    engine: Api,
+) -> None:
+    # A process shutting down while a turn waits on its model: the turn's task must be gone
+    # once the engine is closed (a task left running would go on using the closed database
+    # pools), and the turn stays open for the next start to resume.
+    sid = await new_session(
+        engine, {"response": {"type": "fixed", "text": "late"}, "latency_ms": 30_000}
+    )
+    posted = await send(engine, sid, "take your time")
+    await wait_for(engine, sid, "output.message.started")
+    turn_tasks = [t for t in asyncio.all_tasks() if _runs_turn(t)]
+    assert turn_tasks, "the turn runs as a task of this process"
+    await engine.services.engine.close()
+    assert all(t.done() for t in turn_tasks)
+    assert not [t for t in asyncio.all_tasks() if _runs_turn(t) and not t.done()]
+    async with engine.services.db.read() as conn:
+        status = (
+            await conn.execute(select(turns.c.status).where(turns.c.id == posted["turn_id"]))
+        ).scalar()
+    assert status == "running"
+    assert "turn.cancelled" not in types_of(await events(engine, sid))
+
+
+def _runs_turn(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` is running a turn (the embedded engine's task, or DBOS's workflow)."""
+    frames = [task.get_coro()]
+    while frames:
+        coro = frames.pop()
+        code = getattr(coro, "cr_code", None)
+        if code is not None and code.co_name == "run_turn":
+            return True
+        awaited = getattr(coro, "cr_await", None)
+        if awaited is not None:
+            frames.append(awaited)
+    return False

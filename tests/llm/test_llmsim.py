@@ -243,6 +243,16 @@ async def test_chunking(chunk_chars: int, sizes: list[int]) -> None:
     assert "".join(d.text for d in deltas) == events[-1].text
 
 
+async def test_a_chunk_delay_paces_the_same_deltas() -> None:
+    script: JsonValue = {
+        "response": {"type": "fixed", "text": "abcdefgh"},
+        "chunk_chars": 3,
+        "chunk_delay_ms": 1,
+    }
+    events = await _events(script, _request(_user("hi")))
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["abc", "def", "gh"]
+
+
 async def test_latency_before_first_token() -> None:
     script: JsonValue = {"latency_ms": 30, "response": {"type": "fixed", "text": "hi"}}
     started = time.monotonic()
@@ -292,6 +302,8 @@ async def test_latency_is_cancellable() -> None:
         ({"latency_ms": -1}, "latency_ms"),
         ({"chunk_chars": 0}, "chunk_chars"),
         ({"chunk_chars": 1.5}, "chunk_chars"),
+        ({"chunk_delay_ms": -5}, "chunk_delay_ms"),
+        ({"chunk_delay_ms": "slow"}, "chunk_delay_ms"),
     ],
 )
 def test_script_validation_names_the_path(script: JsonValue, path: str) -> None:
@@ -311,6 +323,7 @@ def test_valid_scripts() -> None:
             "tool_calls": [{"when": "x", "name": "y"}],
             "latency_ms": 1.5,
             "chunk_chars": 3,
+            "chunk_delay_ms": 20,
         }
     )
 

@@ -217,3 +217,53 @@ def test_0026_moves_session_files_into_automatic_workspaces(blank_url: str) -> N
             assert "session_files" not in inspect(conn).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_0029_makes_each_organizations_first_admin_its_owner(blank_url: str) -> None:
+    orgs = ["org_" + "7" * 32, "org_" + "8" * 32]
+    principal = ["principal_" + str(n) * 32 for n in range(1, 5)]
+    engine = create_engine(migrate.sync_url(blank_url))
+    try:
+        with engine.begin() as connection:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0028_health_checks")
+            for org in orgs:
+                _insert(connection, "organizations", {"id": org, "name": "Org"})
+            # Org one: two admins (the earlier one becomes the owner) and a member; org two: a
+            # member only (no admin to promote: it stays as it is).
+            for pid, org, role, created in (
+                (principal[0], orgs[0], "admin", "2026-01-01T00:00:00.000Z"),
+                (principal[1], orgs[0], "admin", "2026-01-02T00:00:00.000Z"),
+                (principal[2], orgs[0], "member", "2025-12-01T00:00:00.000Z"),
+                (principal[3], orgs[1], "member", "2026-01-01T00:00:00.000Z"),
+            ):
+                _insert(
+                    connection,
+                    "principals",
+                    {
+                        "id": pid,
+                        "organization_id": org,
+                        "kind": "user",
+                        "subject_id": pid[-32:],
+                        "role": role,
+                        "created_at": created,
+                    },
+                )
+    finally:
+        engine.dispose()
+    migrate.upgrade(blank_url)
+    engine = create_engine(migrate.sync_url(blank_url))
+    try:
+        with engine.connect() as conn:
+            roles = dict(conn.execute(text("SELECT id, role FROM principals")).all())
+            assert roles == {
+                principal[0]: "owner",
+                principal[1]: "admin",
+                principal[2]: "member",
+                principal[3]: "member",
+            }
+            updated = conn.execute(text("SELECT created_at, updated_at FROM organizations")).all()
+            assert all(row[0] == row[1] for row in updated)
+    finally:
+        engine.dispose()

@@ -1,21 +1,25 @@
 """The FastAPI application factory.
 
 All routes live under ``/api``: ``/api/v1/...`` for the resources, ``/api/openapi.json`` and
-``/api/docs`` (Swagger UI served from the local ``swagger-ui-bundle`` package: no CDN).
+``/api/docs`` (Swagger UI served from the local ``swagger-ui-bundle`` package: no CDN). The web
+console (``everloop.console``) is served at ``/`` with its files under ``/console/``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
@@ -48,6 +52,7 @@ from everloop.api.routes import (
     memories,
     models,
     operations,
+    orgs,
     runtime_agents,
     schedules,
     session_databases,
@@ -176,6 +181,7 @@ def create_app(
     routes.include_router(agent_identities.router)
     routes.include_router(budgets.router)
     routes.include_router(api_keys.router)
+    routes.include_router(orgs.router)
     routes.include_router(connections.router)
     routes.include_router(agent_channels.router)
     routes.include_router(channels.router)
@@ -185,6 +191,7 @@ def create_app(
     _summarize_operations(app)
     document_errors(app)
     _install_docs(app)
+    _install_console(app)
     return app
 
 
@@ -232,6 +239,43 @@ def _install_docs(app: FastAPI) -> None:
             swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
             # A token given to Authorize survives a reload of the page.
             swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+
+# The console's page may load only its own files and talk only to this origin: no inline script,
+# no outside host (it works offline, and an injected string cannot run or call out).
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+class _ConsoleFiles(StaticFiles):
+    """The console's files, revalidated on every load (a 304 when unchanged): after an upgrade
+    the page never runs a cached module of the previous version beside new ones."""
+
+    def file_response(
+        self,
+        full_path: str | PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+def _install_console(app: FastAPI) -> None:
+    from everloop.console import ASSETS
+
+    app.mount("/console", _ConsoleFiles(directory=ASSETS), name="console")
+
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(
+            ASSETS / "index.html",
+            headers={"Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache"},
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request, Security
@@ -9,8 +10,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from everloop.api.access import USER_LEVEL, Access, access_of
 from everloop.api.json_values import printable
-from everloop.errors import InvalidInput
+from everloop.api.observe import current_request_id
+from everloop.domain.roles import Role, has_role
+from everloop.errors import Forbidden, InvalidInput, NotFound
 from everloop.services.auth import Caller
 
 if TYPE_CHECKING:
@@ -45,9 +49,89 @@ async def caller(
     or what a trusted proxy says: ``EVERLOOP_FORWARDED_ALLOW_IPS``)."""
     svc: Services = request.app.state.services
     client = request.client.host if request.client else "unknown"
-    found = await svc.auth.authenticate(authorization, x_org_id, client)
-    request.state.org_id = found.organization_id  # for the access log (``api.observe``)
-    return found
+    # A route about one organization (``/v1/orgs/{org_id}...``) acts in that organization.
+    org = request.path_params.get("org_id") or x_org_id
+    route = request.scope.get("route")
+    user_level = isinstance(route, APIRoute) and route.path in USER_LEVEL
+    who = await svc.auth.authenticate(authorization, org, client, any_org=user_level)
+    await _authorize(request, svc, who)
+    request.state.org_id = who.organization_id  # for the access log (``api.observe``)
+    return who
+
+
+async def _authorize(request: Request, svc: Services, who: Caller) -> None:
+    """The route's entry in ``api.access.ROUTES`` against the caller's role (403 naming the
+    role needed); then a member reaches only their own sessions (404 for anyone else's)."""
+    route = request.scope.get("route")
+    path = route.path if isinstance(route, APIRoute) else request.url.path
+    access = access_of(request.method, path)
+    if access is None:
+        raise Forbidden(f"{request.method} {path} has no access rule: it is refused to everyone")
+    if not _allowed(access, who, svc):
+        if access is Access.OPERATOR:  # to a tenant, an instance-wide view does not exist
+            raise NotFound(
+                "no such route for this organization: it is shown to the operators of this "
+                "instance only (admins of its default organization)"
+            )
+        raise Forbidden(_needs(access, who))
+    session_id = request.path_params.get("session_id")
+    if session_id and not has_role(who.role, Role.ADMIN):
+        await svc.sessions.check_visible(who, session_id)
+    if request.method in _MUTATING and access is not Access.CHANNEL:
+        svc.audit.open(
+            who,
+            request.method,
+            _template(path),
+            dict(request.path_params),
+            await _json_body(request),
+            current_request_id(),  # the client's X-Request-Id, or the one made for it
+            request.client.host if request.client else None,
+        )
+
+
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _template(path: str) -> str:
+    return re.sub(r"{(\w+):\w+}", r"{\1}", path.removeprefix("/api"))
+
+
+async def _json_body(request: Request) -> object:
+    """The request's JSON body (FastAPI has read it already), or None."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return None
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+def _allowed(access: Access, who: Caller, svc: Services) -> bool:
+    match access:
+        case Access.MEMBER:
+            return True
+        case Access.ADMIN:
+            return has_role(who.role, Role.ADMIN)
+        case Access.OWNER:
+            return has_role(who.role, Role.OWNER)
+        case Access.OPERATOR:
+            return who.is_operator
+        case Access.ORG_CREATOR:
+            return who.is_operator or svc.settings.any_user_creates_orgs
+        case Access.CHANNEL:
+            return False
+    return False
+
+
+def _needs(access: Access, who: Caller) -> str:
+    if access is Access.CHANNEL:
+        return "this route takes an agent key or runtime token, not a personal access token"
+    if access is Access.ORG_CREATOR:
+        return (
+            "creating organizations needs the instance's operator (an admin of the default "
+            "organization), unless EVERLOOP_ANY_USER_CREATES_ORGS is set"
+        )
+    return f"this needs the {access.value} role in the organization (you are {who.role})"
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -4,26 +4,45 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from everloop.cli.agent_keys import agent_keys_app
+from everloop.cli.agents import agents_app
+from everloop.cli.chat import chat
+from everloop.cli.models import models_app, providers_app
+from everloop.cli.orgs import org_app
+from everloop.cli.sessions import sessions_app
+from everloop.cli.status import status
 from everloop.cli.tokens import token_app
-from everloop.config import Settings
+
+if TYPE_CHECKING:  # imported in _settings: `everloop --help` and the client commands skip it
+    from everloop.config import Settings
 
 app = typer.Typer(
     help=(
         "everloop: a durable agentic harness engine.\n\n"
         "Runs LLM agent sessions whose turns survive crashes, behind an Everruns v1 "
-        "compatible HTTP API. Start with `everloop serve`."
+        "compatible HTTP API. Start a server with `everloop serve`, then talk to it with "
+        "`everloop chat`."
     ),
     no_args_is_help=True,
     add_completion=False,
 )
-app.add_typer(token_app, name="token")
-app.add_typer(agent_keys_app, name="agent-keys")
-
+LOCAL = "Credentials, on the data dir (--data-dir)"
+app.add_typer(
+    token_app,
+    name="token",
+    rich_help_panel=LOCAL,
+    short_help="Personal access tokens: create, ls, revoke.",
+)
+app.add_typer(
+    agent_keys_app,
+    name="agent-keys",
+    rich_help_panel=LOCAL,
+    short_help="Agent keys (evr_ak_...) for one agent's channels: create, list, revoke.",
+)
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory (default ./.everloop, or EVERLOOP_DATA_DIR)."),
@@ -44,6 +63,8 @@ LogFormat = Annotated[
 
 
 def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    from everloop.config import Settings
+
     values = {
         k: v.value if isinstance(v, enum.Enum) else v for k, v in overrides.items() if v is not None
     }
@@ -100,14 +121,11 @@ def worker(
     data_dir: DataDir = None,
     log_format: LogFormat = None,
 ) -> None:
-    """Run a worker process (scale-out): executes turns from the shared queue, heartbeats, and
-    recovers the turns of workers that died. Serves only /healthz and /readyz."""
+    """Run a worker process (scale-out): executes queued turns and recovers dead workers' turns.
+
+    Heartbeats while it runs; serves only /healthz and /readyz."""
     settings = _settings(
-        data_dir,
-        host=host,
-        port=port,
-        executor_id=executor_id,
-        log_format=log_format,
+        data_dir, host=host, port=port, executor_id=executor_id, log_format=log_format
     )
     _run(settings, role="worker")
 
@@ -132,6 +150,40 @@ def llmsim(
 
     typer.echo(f"llmsim: serving on http://{host}:{port}/v1")
     serve_llmsim(host, port)
+
+
+# The client commands (cli/client.py): they talk to a running server over HTTP.
+CLIENT = "Talk to a running server (--url, --token)"
+app.command("chat", rich_help_panel=CLIENT)(chat)
+app.command("status", rich_help_panel=CLIENT)(status)
+for group, name, short in (
+    (sessions_app, "sessions", "Sessions: ls, show, events, cancel, delete, export."),
+    (agents_app, "agents", "Agents: ls, show, create, edit, export, import."),
+    (models_app, "models", "Models the providers offer: ls."),
+    (providers_app, "providers", "LLM providers: ls, add."),
+    (org_app, "org", "Organizations: ls, create, members, add-member."),
+):
+    app.add_typer(group, name=name, rich_help_panel=CLIENT, short_help=short)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from everloop import __version__
+
+        typer.echo(f"everloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """The options before any command."""
 
 
 def main() -> None:  # pragma: no cover - console entry point

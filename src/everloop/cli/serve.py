@@ -75,6 +75,7 @@ class Startup:
         services, app = await asyncio.to_thread(self._build)
         self.services = services
         await services.seed_org(self.organization_id)
+        await services.audit.start()
         swept = await services.start_engine(execute=self.role != "api", role=self.role)
         self._announce(services.engine.executor_id, swept)
         self._warm_up = asyncio.create_task(asyncio.to_thread(_load_sdks), name="load-sdks")

@@ -7,23 +7,23 @@ They print a token only when it is created, never its hash.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from everloop.config import Settings
-from everloop.domain.resources import AccessToken
+if TYPE_CHECKING:  # imported where used: `everloop --help` loads neither
+    from everloop.config import Settings
+    from everloop.domain.resources import AccessToken
 
 T = TypeVar("T")
 
 token_app = typer.Typer(
     help=(
-        "Manage personal access tokens: create (optionally expiring), list, revoke. Works "
+        "Manage personal access tokens: create (optionally expiring), ls, revoke. Works "
         "while the server runs; a revoked or expired token is refused at once."
     ),
     no_args_is_help=True,
@@ -64,15 +64,27 @@ def parse_moment(text: str) -> datetime:
 def _settings(data_dir: Path | None) -> Settings:
     from everloop.bootstrap_admin import prepare_storage
     from everloop.cli.claims import private_files
+    from everloop.config import Settings
 
     private_files()  # a token command may be the first to create the data dir's files
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    if settings.database_url is None and not (settings.data_dir / "everloop.db").exists():
+        # Nothing to mint for yet: say so at once, not after creating and migrating a
+        # database (seconds) only to find no admin user in it.
+        typer.echo(
+            f"error: no everloop database in {settings.data_dir}: start `everloop serve` once "
+            "(it creates the admin user), or give the --data-dir of an existing server",
+            err=True,
+        )
+        raise typer.Exit(code=1)
     prepare_storage(settings)
     return settings
 
 
 def _run(work: Coroutine[Any, Any, T], *, expiry_flag: str | None = None) -> T:
     """Run one database operation; an everloop error is printed and exits 1."""
+    import asyncio
+
     from everloop.errors import EverloopError
 
     try:
@@ -110,8 +122,11 @@ def token_create(
     typer.echo(_run(create_token(settings, name, expiry), expiry_flag=flag))
 
 
-@token_app.command("list")
-def token_list(data_dir: DataDir = None) -> None:
+@token_app.command("ls")
+def token_ls(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON, not a table.")] = False,
+    data_dir: DataDir = None,
+) -> None:
     """List every token: id, name, prefix, created, expires, revoked, state.
 
     Never a token or its hash: the prefix is its first 12 characters, to recognise it by."""
@@ -119,10 +134,30 @@ def token_list(data_dir: DataDir = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from everloop.bootstrap_admin import list_tokens
+    tokens = _quick_list(data_dir)
+    if tokens is None:
+        from everloop.bootstrap_admin import list_tokens
 
-    tokens = _run(list_tokens(_settings(data_dir)))
+        tokens = _run(list_tokens(_settings(data_dir)))
     now = datetime.now(UTC)
+    if json_out:
+        from everloop.cli.output import print_json
+
+        print_json(
+            [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "prefix": t.hint,
+                    "created_at": t.created_at,
+                    "expires_at": t.expires_at,
+                    "revoked_at": t.revoked_at,
+                    "state": _state(t, now),
+                }
+                for t in tokens
+            ]
+        )
+        return
     table = Table(
         "id", "name", "prefix", "created", "expires", "revoked", "state", box=box.SIMPLE_HEAD
     )
@@ -140,6 +175,23 @@ def token_list(data_dir: DataDir = None) -> None:
         )
     # As wide as the rows need (a narrower terminal wraps the lines; ids are never cut).
     Console(width=max(Console().width, _TABLE_WIDTH)).print(table)
+
+
+def _quick_list(data_dir: Path | None) -> list[AccessToken] | None:
+    """The tokens of an embedded data dir read without the server stack (None: take the full
+    path: a PostgreSQL database, no database yet, or one that needs migrating)."""
+    import os
+
+    if os.environ.get("EVERLOOP_DATABASE_URL"):
+        return None
+    from everloop.store.token_listing import list_tokens_sqlite
+
+    directory = data_dir or Path(os.environ.get("EVERLOOP_DATA_DIR") or ".everloop")
+    return list_tokens_sqlite(directory / "everloop.db")
+
+
+# `list`, as the README first documented it: the same command, not shown twice in --help.
+token_app.command("list", hidden=True)(token_ls)
 
 
 def _short(ts: str) -> str:

@@ -167,6 +167,8 @@ class SessionFilter:
     # Subagents: only the children of this session; by default only top-level sessions.
     parent_session_id: str | None = None
     include_subagents: bool = False
+    # Only the sessions whose effective owner is this user (a member sees only their own).
+    owner_user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

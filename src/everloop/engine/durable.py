@@ -22,6 +22,7 @@ PostgreSQL where that matters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import sqlite3
@@ -70,6 +71,8 @@ class DurableEngine:
         self._claim: Any = None  # the connection that holds this executor id (PostgreSQL)
         self._launched = False
         self._workflow: Any = None
+        # The turn workflows running in this process, cancelled at close before DBOS stops.
+        self._running: set[asyncio.Task[Any]] = set()
 
     def _config(self) -> DBOSConfig:
         config: DBOSConfig = {
@@ -109,8 +112,16 @@ class DurableEngine:
         _prepare_sqlite(self.system_database_url)
         DBOS(config=self._config())
 
+        running = self._running
+
         async def run_turn(session_id: str, turn_id: str) -> str:
-            return await runner.run_turn(session_id, turn_id)
+            task = asyncio.current_task()
+            assert task is not None
+            running.add(task)
+            try:
+                return await runner.run_turn(session_id, turn_id)
+            finally:
+                running.discard(task)
 
         self._workflow = DBOS.workflow(name=RUN_TURN_WORKFLOW)(run_turn)
         DBOS.launch()
@@ -141,9 +152,14 @@ class DurableEngine:
             # In a fresh context: a turn started from inside another turn's workflow (a
             # subagent's, by its parent) is then an independent workflow, not a DBOS child of
             # the parent's, whose recovery would depend on the order the parent started them.
-            await asyncio.get_running_loop().create_task(
+            start = asyncio.get_running_loop().create_task(
                 self._start(session_id, turn_id), context=contextvars.Context()
             )
+            self._running.add(start)
+            try:
+                await start
+            finally:
+                self._running.discard(start)
             return
         options: EnqueueOptions = {
             "workflow_name": RUN_TURN_WORKFLOW,
@@ -183,6 +199,12 @@ class DurableEngine:
             await asyncio.to_thread(self._client.destroy)
             self._client = None
         if self._launched:
+            # Stop this process's running turns first, and wait for them: DBOS leaves a
+            # cancelled workflow PENDING (the next executor on this id, or a peer's recovery,
+            # resumes it from its records), and a turn left running past DBOS.destroy and the
+            # app database's close would go on using both (seen as connections opened by a
+            # turn after its pool closed).
+            await _cancel_all(self._running)
             # Workflows are registered at launch, never at import: drop the registry with it.
             await asyncio.to_thread(DBOS.destroy, destroy_registry=True)
             self._launched = False
@@ -191,6 +213,16 @@ class DurableEngine:
             # process that claims the id from now on finds no turn of this one still running.
             self._claim.close()
             self._claim = None
+
+
+async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    tasks.clear()
 
 
 def _sqlite_system_engine(url: str) -> sa.Engine:

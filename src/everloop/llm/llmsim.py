@@ -6,7 +6,8 @@ Every key of the script is optional; a missing key takes its default::
       "response": {"type": "echo"},
       "tool_calls": [{"when": "\\btime\\b", "name": "get_current_time", "arguments": {}}],
       "latency_ms": 0,
-      "chunk_chars": 16
+      "chunk_chars": 16,
+      "chunk_delay_ms": 0
     }
 
 ``response`` is what the model says when it calls no tool:
@@ -39,8 +40,9 @@ retried step produces the same ids. A rule's optional fields:
   asking for the same call.
 
 ``latency_ms`` is slept before the first token of every call; ``chunk_chars`` is the size of each
-``TextDelta``. Usage is deterministic: ``input_tokens = ceil(chars / 4)`` over the system prompt
-and every message (text parts by their text, other parts by their wire JSON), ``output_tokens =
+``TextDelta``; ``chunk_delay_ms`` is slept between two deltas (a slowly streaming answer).
+Usage is deterministic: ``input_tokens = ceil(chars / 4)`` over the system prompt and every
+message (text parts by their text, other parts by their wire JSON), ``output_tokens =
 ceil(chars / 4)`` over the answer (for tool calls, the JSON of the calls); cache buckets are 0.
 """
 
@@ -151,6 +153,7 @@ class LlmSimScript:
     tool_calls: tuple[ToolRule, ...]
     latency_ms: float = 0
     chunk_chars: int = 16
+    chunk_delay_ms: float = 0
 
 
 def parse_llmsim_script(script: JsonValue) -> LlmSimScript:
@@ -159,7 +162,8 @@ def parse_llmsim_script(script: JsonValue) -> LlmSimScript:
         script = {}
     if not isinstance(script, Mapping):
         raise LlmSimScriptError("script", "expected an object")
-    unknown = sorted(set(script) - {"response", "tool_calls", "latency_ms", "chunk_chars"})
+    known = {"response", "tool_calls", "latency_ms", "chunk_chars", "chunk_delay_ms"}
+    unknown = sorted(set(script) - known)
     if unknown:
         raise LlmSimScriptError(unknown[0], "unknown field")
     response = _parse_response(script.get("response", DEFAULT_SCRIPT["response"]), "response")
@@ -173,7 +177,16 @@ def parse_llmsim_script(script: JsonValue) -> LlmSimScript:
     chunk_chars = script.get("chunk_chars", 16)
     if not _is_int(chunk_chars) or chunk_chars < 1:
         raise LlmSimScriptError("chunk_chars", "expected an integer >= 1")
-    return LlmSimScript(response, rules, latency_ms=latency_ms, chunk_chars=chunk_chars)
+    chunk_delay_ms = script.get("chunk_delay_ms", 0)
+    if not _is_number(chunk_delay_ms) or chunk_delay_ms < 0:
+        raise LlmSimScriptError("chunk_delay_ms", "expected a non-negative number")
+    return LlmSimScript(
+        response,
+        rules,
+        latency_ms=latency_ms,
+        chunk_chars=chunk_chars,
+        chunk_delay_ms=chunk_delay_ms,
+    )
 
 
 def validate_llmsim_script(script: JsonValue) -> None:
@@ -206,6 +219,8 @@ class LlmSim:
             return
         text = _answer(response, request)
         for start in range(0, len(text), script.chunk_chars):
+            if start and script.chunk_delay_ms:
+                await asyncio.sleep(script.chunk_delay_ms / 1000)
             yield TextDelta(text[start : start + script.chunk_chars])
         usage = TokenUsage(input_tokens=input_tokens, output_tokens=_tokens(len(text)))
         finish: FinishReason = "stop"

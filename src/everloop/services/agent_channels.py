@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
+from everloop.domain.roles import Role, has_role
 from everloop.domain.timestamps import format_ts
 from everloop.errors import Forbidden, InvalidInput, NotFound
-from everloop.services.auth import ADMIN_ROLE, AGENT_KEY_PREFIX, Caller, hash_token
+from everloop.services.auth import AGENT_KEY_PREFIX, Caller, hash_token
 from everloop.services.token_cache import TokenCache
 from everloop.store import channels as store
 from everloop.store.channels import AgentKeyRow as AgentKeyRow  # what the routes show
@@ -41,7 +42,7 @@ def _utc_now() -> datetime:
 
 
 def _require_admin(caller: Caller) -> None:
-    if caller.role != ADMIN_ROLE:
+    if not has_role(caller.role, Role.ADMIN):
         raise Forbidden("only an admin of the organization may manage agent channels and keys")
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from everloop import ids
 from everloop.domain.resources import AccessToken, Principal, PrincipalKind
+from everloop.domain.roles import Role, has_role
 from everloop.domain.timestamps import format_ts
 from everloop.errors import (
     Forbidden,
@@ -57,14 +58,15 @@ RUNTIME_TOKEN_PREFIX = "evr_rt_"
 CHANNEL_TOKEN_PREFIXES = (AGENT_KEY_PREFIX, RUNTIME_TOKEN_PREFIX)
 """Credentials of the Agent Execution API (``services/channel_auth.py``): they reach their
 agent's channel routes only; on any other route a live one is a 403."""
-ADMIN_ROLE = "admin"
+ADMIN_ROLE = Role.ADMIN.value
+OWNER_ROLE = Role.OWNER.value
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who is asking, on behalf of which organization. ``principal_id`` is the user's own
     principal in that organization (kind ``user``, subject ``user_id``), ``role`` its role
-    there (``admin`` may manage the tokens of the organization's members)."""
+    there (``domain.roles``: ``owner``, ``admin`` or ``member``)."""
 
     organization_id: str
     principal_id: str
@@ -82,11 +84,15 @@ class Caller:
 
     @property
     def is_operator(self) -> bool:
-        """Whether the caller operates this instance: acts for the default organization, the one
-        the first start creates for the bootstrap admin (whose token is in
-        ``<data-dir>/admin-token``). Tenants get organizations of their own; instance-wide views
+        """Whether the caller operates this instance: an admin (or owner) of the default
+        organization, the one the first start creates for the bootstrap admin (whose token is
+        in ``<data-dir>/admin-token``). Tenants get organizations of their own; instance-wide views
         (the durable workers: host names, pids) are for operators only."""
-        return self.kind is PrincipalKind.USER and self.organization_id == ids.DEFAULT_ORG_ID
+        return (
+            self.kind is PrincipalKind.USER
+            and self.organization_id == ids.DEFAULT_ORG_ID
+            and has_role(self.role, Role.ADMIN)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +163,7 @@ class AuthService:
             user_id = uuid.uuid4().hex
             await self._store.insert_user(conn, user_id, "admin", ts)
             principal = Principal(
-                ids.new_id("principal"), ids.DEFAULT_ORG_ID, PrincipalKind.USER, user_id, ADMIN_ROLE
+                ids.new_id("principal"), ids.DEFAULT_ORG_ID, PrincipalKind.USER, user_id, OWNER_ROLE
             )
             await self._store.insert_principal(conn, principal, ts)
             _, token = await self._mint(conn, user_id, "admin", ts, None)
@@ -173,6 +179,18 @@ class AuthService:
                 raise NotFound("no admin user yet: start `everloop serve` once to create it")
             _, token = await self._mint(conn, user_id, name, format_ts(self._clock()), expiry)
         return token
+
+    async def mint_in(self, conn: AsyncConnection, user_id: str, name: str) -> str:
+        """A new token for ``user_id`` in the transaction ``conn`` (an invited member's first)."""
+        _, token = await self._mint(conn, user_id, name[:200], format_ts(self._clock()), None)
+        return token
+
+    def forget_identities(self) -> None:
+        """After a membership or role change: every process re-reads who a token is (this one
+        at once, those sharing the data dir on their next request)."""
+        self._known.forget_all()
+        if self._revocations is not None:
+            self._revocations.mark()
 
     def _expiry(self, expires_at: datetime | None) -> str | None:
         """The stored form of an expiry, which must be in the future (a time without a zone
@@ -208,14 +226,24 @@ class AuthService:
     # -- authenticating a request ------------------------------------------------------------
 
     async def authenticate(
-        self, authorization: str | None, org_header: str | None, client: str | None = None
+        self,
+        authorization: str | None,
+        org_header: str | None,
+        client: str | None = None,
+        *,
+        any_org: bool = False,
     ) -> Caller:
         """The caller of a request from the address ``client`` (None: not limited). Refused
         with 401 (and counted against ``client``), or 429 while ``client`` is over its limit
-        of failures."""
+        of failures. ``any_org``: a route about the user rather than one organization (their
+        list of organizations) needs no ``X-Org-Id`` from a member of several; it acts in the
+        default organization if they are in it, else in the one they joined first."""
         user_id, memberships = await self.limited(
             authorization, client, lambda: self._identify(authorization)
         )
+        if any_org and not org_header and len(memberships) > 1:
+            preferred = [m for m in memberships if m.organization_id == ids.DEFAULT_ORG_ID]
+            memberships = tuple((preferred or list(memberships))[:1])
         return self._caller(user_id, memberships, org_header)
 
     async def identify(
@@ -316,6 +344,11 @@ class AuthService:
         if len(memberships) == 1:
             only = memberships[0]
             return Caller(only.organization_id, only.id, user_id, only.role)
+        if not memberships:
+            raise Forbidden(
+                "this token's user is not a member of any organization any more: ask an admin "
+                "of the organization to add you again"
+            )
         raise InvalidInput(
             "this token belongs to several organizations: choose one with the X-Org-Id header",
             field="X-Org-Id",
@@ -396,5 +429,5 @@ class AuthService:
 
 
 def _require_admin(caller: Caller) -> None:
-    if caller.role != ADMIN_ROLE:
+    if not has_role(caller.role, Role.ADMIN):
         raise Forbidden("only an admin of the organization may manage its members' tokens")

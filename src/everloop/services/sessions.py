@@ -26,6 +26,7 @@ from everloop.domain.resources import (
     SessionFilter,
     SessionStatus,
 )
+from everloop.domain.roles import Role, has_role
 from everloop.domain.runtime_agent import NO_CONTROLS, Controls, Layer, RuntimeAgent
 from everloop.domain.timestamps import now
 from everloop.engine.assembly import Assembler
@@ -320,6 +321,17 @@ class SessionService:
                 return await self._read(own, caller, session_id)
         return await self._read(conn, caller, session_id)
 
+    async def check_visible(self, caller: Caller, session_id: str) -> None:
+        """404 unless ``caller`` may see the session: its effective owner, or an admin. A
+        session that does not exist is left for the route to refuse."""
+        if has_role(caller.role, Role.ADMIN):
+            return
+        ids.parse("session", session_id, field="session_id")
+        async with self._db.read() as conn:
+            owner = await self._store.session_owner_user(conn, caller.organization_id, session_id)
+        if owner is not None and owner != (uuid_text(caller.user_id) or ""):
+            raise NotFound.of("session", session_id)
+
     async def _read(self, conn: AsyncConnection, caller: Caller, session_id: str) -> Session:
         found = await self._store.get_session(
             conn, caller.organization_id, session_id, principal_id=caller.principal_id
@@ -424,6 +436,8 @@ class SessionService:
             ids.parse("agent", flt.agent_id, field="agent_id")
         if flt.parent_session_id:
             ids.parse("session", flt.parent_session_id, field="parent_session_id")
+        if not has_role(caller.role, Role.ADMIN):  # a member lists only their own sessions
+            flt = replace(flt, owner_user_id=uuid_text(caller.user_id) or "")
         async with self._db.read() as conn:
             found, total, roots = await self._store.list_sessions(
                 conn,

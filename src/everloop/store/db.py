@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from everloop.domain.event_log import Event
 from everloop.errors import InvalidInput
-from everloop.store import sqlite_inline
+from everloop.store import audit, sqlite_inline
 from everloop.telemetry import metrics
 
 log = logging.getLogger("everloop.db")
@@ -57,6 +57,18 @@ def json_dumps(value: Any) -> str:
 
 def json_loads(text: str | bytes) -> Any:
     return orjson.loads(text)
+
+
+def _note_audit_insert(
+    conn: Any, statement: Any, multiparams: Any, params: Any, _options: Any
+) -> None:
+    audit.note_insert(conn.info, statement, multiparams or params)
+
+
+def _note_audit_change(
+    conn: Any, statement: Any, _multi: Any, _params: Any, _options: Any, result: Any
+) -> None:
+    audit.note_change(conn.info, statement, result.rowcount)
 
 
 class Database:
@@ -107,6 +119,9 @@ class Database:
             # same as in a READ COMMITTED transaction, where every statement takes its own
             # snapshot too.
             self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # A management request's audit record names what its transaction created.
+        event.listen(self.engine.sync_engine, "before_execute", _note_audit_insert)
+        event.listen(self.engine.sync_engine, "after_execute", _note_audit_change)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         # SQLite: connections stay open between transactions (see ``_checkout``).
         self._idle: list[AsyncConnection] = []
@@ -154,8 +169,11 @@ class Database:
                         try:
                             async with conn.begin():
                                 yield conn
+                                await audit.flush(conn)
                         finally:
                             appended = conn.info.pop(APPENDED, appended)
+                            conn.info.pop(audit.INSERTED, None)
+                            conn.info.pop(audit.CHANGED, None)
             else:
                 assert self._write_lock is not None
                 async with self._write_lock:
@@ -166,8 +184,11 @@ class Database:
                             try:
                                 async with conn.begin():
                                     yield conn
+                                    await audit.flush(conn)
                             finally:
                                 appended = conn.info.pop(APPENDED, appended)
+                                conn.info.pop(audit.INSERTED, None)
+                                conn.info.pop(audit.CHANGED, None)
             # Committed (an exception would not get here), and the connection is back.
             self._committed(appended)
 

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, create_engine, inspect, text
 
+from everloop.store.schema_version import HEADS as HEADS  # the revision migrated to
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-# The head revision(s) of ``store/migrations/versions``; a new migration changes this
-# (tests/store/test_migrations.py checks it against the scripts).
-HEADS: frozenset[str] = frozenset({"0028_health_checks"})
 
 VERSION_TABLE = "alembic_version"
 

@@ -218,8 +218,9 @@ def _session_of(
 # collection is costly to make: made once).
 _SEEK = sessions.alias("seek")
 _COUNTED = sessions.alias("counted")
-# (dialect, agent, status, search, pinned, tag count, subagents: "top" | "children" | "all")
-_Shape = tuple[str, bool, bool, bool, bool | None, int, str]
+# (dialect, agent, status, search, pinned, tag count, subagents: "top" | "children" | "all",
+# owner)
+_Shape = tuple[str, bool, bool, bool, bool | None, int, str, bool]
 _STATEMENTS: dict[tuple[_Shape, bool], Select[Any]] = {}
 _COUNTS: dict[_Shape, Select[Any]] = {}
 
@@ -233,6 +234,7 @@ def _shape(dialect: str, flt: SessionFilter) -> _Shape:
         flt.pinned,
         len(flt.tags),
         _subagents(flt),
+        bool(flt.owner_user_id),
     )
 
 
@@ -246,7 +248,7 @@ def _subagents(flt: SessionFilter) -> str:
 
 def _conditions(table: Any, shape: _Shape) -> list[ColumnElement[bool]]:
     """The WHERE of a listing of ``shape`` over ``table`` (``sessions`` or an alias)."""
-    dialect, agent, status, search, pinned, tags, subagents = shape
+    dialect, agent, status, search, pinned, tags, subagents, owner = shape
     conds: list[ColumnElement[bool]] = [
         table.c.organization_id == bindparam("org_id"),
         table.c.deleted_at.is_(None),
@@ -257,6 +259,8 @@ def _conditions(table: Any, shape: _Shape) -> list[ColumnElement[bool]]:
         conds.append(table.c.parent_session_id == bindparam("parent_session_id"))
     if agent:
         conds.append(table.c.agent_id == bindparam("agent_id"))
+    if owner:
+        conds.append(table.c.resolved_owner_user_id == bindparam("owner_user_id"))
     if status:
         conds.append(table.c.status == bindparam("status"))
     if search:
@@ -345,6 +349,8 @@ def _parameters(dialect: str, org_id: str, flt: SessionFilter, principal_id: str
         params["parent_session_id"] = flt.parent_session_id
     if flt.status:
         params["status"] = flt.status
+    if flt.owner_user_id:
+        params["owner_user_id"] = flt.owner_user_id
     if flt.search:
         params["pattern"] = f"%{like_escape(flt.search.lower())}%"
     for index, tag in enumerate(flt.tags):

@@ -66,7 +66,9 @@ class Store:
         found = await conn.scalar(select(organizations.c.id).where(organizations.c.id == org_id))
         if found:
             return False
-        await conn.execute(organizations.insert().values(id=org_id, name=name, created_at=ts))
+        await conn.execute(
+            organizations.insert().values(id=org_id, name=name, created_at=ts, updated_at=ts)
+        )
         return True
 
     async def insert_user(self, conn: AsyncConnection, user_id: str, name: str, ts: str) -> None:
@@ -246,6 +248,22 @@ class Store:
         result = await conn.execute(query)
         found = read_sessions(result.keys(), result, with_pins=bool(principal_id))
         return found[0] if found else None
+
+    async def session_owner_user(
+        self, conn: AsyncConnection, org_id: str, session_id: str
+    ) -> str | None:
+        """The user id (UUID text) of a live session's effective owner; None when there is no
+        such session ("" when it has no human owner)."""
+        row = (
+            await conn.execute(
+                select(sessions.c.resolved_owner_user_id).where(
+                    sessions.c.organization_id == org_id,
+                    sessions.c.id == session_id,
+                    sessions.c.deleted_at.is_(None),
+                )
+            )
+        ).first()
+        return None if row is None else (row[0] or "")
 
     async def list_sessions(
         self,

@@ -29,6 +29,7 @@ organizations = Table(
     Column("id", Id, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=True),
 )
 
 users = Table(
@@ -37,6 +38,8 @@ users = Table(
     Column("id", String(32), primary_key=True),  # UUID hex; principals point at it
     Column("name", String(200), nullable=False),
     Column("created_at", Ts, nullable=False),
+    Column("email", String(320), nullable=True),
+    UniqueConstraint("email", name="uq_users_email"),
 )
 
 principals = Table(
@@ -51,6 +54,9 @@ principals = Table(
     Column("name", String(200), nullable=True),
     Column("role", String(20), nullable=False, default="member"),
     Column("created_at", Ts, nullable=False),
+    # A member removed from the organization: the principal stays (sessions name it as their
+    # owner) but no longer reaches the organization.
+    Column("removed_at", Ts, nullable=True),
     UniqueConstraint("organization_id", "kind", "subject_id", name="uq_principals_org_subject"),
 )
 

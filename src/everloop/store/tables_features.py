@@ -478,3 +478,34 @@ health_check_cases = Table(
     Column("started_at", Ts, nullable=True),
     Column("result", Json, nullable=True),
 )
+
+# The audit log (store/audit.py): one record per management change, written in the change's
+# own transaction; append-only in the database (UPDATE refused; DELETE refused until a record is
+# older than the retention in ``audit_retention``).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, nullable=False),
+    Column("actor_principal_id", Id, nullable=False),
+    Column("actor_user_id", String(64), nullable=True),
+    Column("actor_kind", String(20), nullable=False),
+    Column("action", String(120), nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("target_type", String(60), nullable=False),
+    Column("target_id", String(200), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("changes", Json, nullable=True),
+    Column("request_id", String(100), nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Index("ix_audit_events_org_time", "organization_id", "created_at", "id"),
+    Index("ix_audit_events_target", "organization_id", "target_id"),
+)
+
+audit_retention = Table(
+    "audit_retention",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("days", Integer, nullable=False),
+)

@@ -58,6 +58,7 @@ async def principals_for_token(
                     and_(
                         principals.c.kind == PrincipalKind.USER.value,
                         principals.c.subject_id == access_tokens.c.user_id,
+                        principals.c.removed_at.is_(None),
                     ),
                 )
             )
