@@ -10,12 +10,21 @@ stream.
 
 Usage: python benchmarks/turns.py [--w1-turns 200] [--sessions 32] [--turns 10]
 Talks to 127.0.0.1 only; starts and stops its own server in a temporary data dir.
+
+``--telemetry full``: the server runs with everything an operator turns on (issue 24): traces
+exported with OTLP/HTTP to a sink in this process (``OTEL_EXPORTER_OTLP_ENDPOINT``), logs at
+INFO (an access line per request, a line per turn) and ``/metrics`` scraped every second;
+``--telemetry logs``: the same without traces; ``--telemetry sampled``: full, keeping one trace
+in ten (``EVERLOOP_TRACE_SAMPLE_RATIO=0.1``). ``--compare SRC`` runs SRC's code (e.g. main's
+``src``: no telemetry at all), then this checkout with telemetry off, logs, sampled and full,
+one after another, ``--rounds`` times.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -25,7 +34,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +204,53 @@ async def settle(pid: int, seconds: float = 20.0) -> None:
             return
 
 
+class _Sink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that accepts every export and keeps a count of bytes."""
+
+    received = 0
+
+    def do_POST(self) -> None:
+        _Sink.received += len(self.rfile.read(int(self.headers.get("content-length", "0"))))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def scrape_metrics(client: httpx.AsyncClient, port: int, stop: asyncio.Event) -> int:
+    scrapes = 0
+    while not stop.is_set():
+        (await client.get(f"http://127.0.0.1:{port}/metrics")).raise_for_status()
+        scrapes += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    return scrapes
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="everloop-bench-"))
-    server = Server(data_dir, src=args.src)
-    result: dict[str, Any] = {"database": os.environ.get("EVERLOOP_DATABASE_URL", "sqlite")}
+    env: dict[str, str] = {}
+    sink: ThreadingHTTPServer | None = None
+    if args.telemetry == "sampled":
+        env["EVERLOOP_TRACE_SAMPLE_RATIO"] = "0.1"
+    if args.telemetry in ("full", "sampled"):
+        _Sink.received = 0
+        sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+        threading.Thread(target=sink.serve_forever, daemon=True).start()
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}"
+    if args.telemetry != "off":
+        env["EVERLOOP_LOG_LEVEL"] = "INFO"
+    server = Server(data_dir, env, src=args.src)
+    result: dict[str, Any] = {
+        "database": os.environ.get("EVERLOOP_DATABASE_URL", "sqlite"),
+        "code": args.src or "this checkout",
+        "telemetry": args.telemetry,
+    }
+    stop_scraping = asyncio.Event()
+    scraper: asyncio.Task[int] | None = None
     try:
         token = await server.ready()
         # Idle connections expire before the server's 5 s keep-alive timeout closes them.
@@ -211,6 +265,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout=30.0,
         ) as client:
             sessions = await setup(client, 1 + args.sessions)
+            if args.telemetry != "off":
+                scraper = asyncio.create_task(scrape_metrics(client, server.port, stop_scraping))
             await settle(server.proc.pid)
             if args.w1_turns:
                 w1_stream = SessionStream(client, sessions[0])
@@ -255,6 +311,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu_w2 = cpu_seconds(server.proc.pid) - cpu_before
             for stream in streams:
                 await stream.close()
+            if scraper is not None:
+                stop_scraping.set()
+                result["metrics_scrapes"] = await scraper
+        if sink is not None:
+            result["otlp_bytes_received"] = _Sink.received
         total = args.sessions * args.turns
         result.update(
             w2_sessions=args.sessions,
@@ -274,6 +335,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return result
     finally:
         server.stop()
+        if sink is not None:
+            sink.shutdown()
+            sink.server_close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -285,8 +349,21 @@ def main() -> None:
     parser.add_argument(
         "--src", default=None, help="run the server from this source dir (another checkout)"
     )
-    result = asyncio.run(run(parser.parse_args()))
-    print(json.dumps(result, indent=2))
+    parser.add_argument("--telemetry", choices=("off", "logs", "sampled", "full"), default="off")
+    parser.add_argument("--compare", default=None, metavar="SRC", help="SRC, then each level")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if args.compare is None:
+        print(json.dumps(asyncio.run(run(args)), indent=2))
+        return
+    results = []
+    variants = [(args.compare, "off")] + [(None, t) for t in ("off", "logs", "sampled", "full")]
+    for _ in range(args.rounds):
+        for src, telemetry in variants:
+            variant = argparse.Namespace(**{**vars(args), "src": src, "telemetry": telemetry})
+            results.append(asyncio.run(run(variant)))
+            print(json.dumps(results[-1]), file=sys.stderr)
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ from everloop.services.memory_git import GitFetcher
 from everloop.services.model_seeds import ANTHROPIC, OPENAI
 from everloop.services.model_views import ModelViews
 from everloop.services.models import ModelService, ProviderService
+from everloop.services.observability import MetricsService
 from everloop.services.orgs import OrgService
 from everloop.services.runtime_agents import RuntimeAgentService
 from everloop.services.schedule_firing import ScheduleTimer
@@ -101,6 +102,7 @@ from everloop.store.memory_files import MemoryLimits
 from everloop.store.models_store import ModelStore
 from everloop.store.notifications import EventListener
 from everloop.store.sql import Store
+from everloop.telemetry import metrics, tracing
 
 
 @dataclass
@@ -149,9 +151,11 @@ class Services:
     channels: ChannelService
     health_checks: HealthCheckService
     health_check_runner: HealthCheckRunner
+    observability: MetricsService
     orgs: OrgService
     audit: AuditService
     drivers: SdkDrivers | None = None
+    owns_tracing: bool = False
     workers: WorkerLifecycle | None = None
     listener: EventListener | None = None
 
@@ -186,6 +190,7 @@ class Services:
             self.listener.start()
         await self.engine.connect()
         recorded = await self.turns.enqueue_recorded()
+        metrics.TURNS_RECOVERED.inc(recorded)
         if execute:
             # Like due schedules: the health-check runs a killed process left go on here.
             await self.health_check_runner.resume()
@@ -226,6 +231,8 @@ class Services:
         if self.drivers is not None:
             await self.drivers.aclose()
         await self.db.close()
+        if self.owns_tracing:
+            tracing.shutdown()
 
 
 def build_capabilities(
@@ -330,6 +337,13 @@ async def seed_organization(
 
 
 def build_services(settings: Settings) -> Services:
+    traced = tracing.configure(
+        otlp_endpoint=settings.otlp_endpoint,
+        trace_file=settings.trace_file,
+        content=settings.trace_content,
+        service_name="everloop",
+        sample_ratio=settings.trace_sample_ratio,
+    )
     db = Database(
         settings.app_database_url,
         pool_size=settings.db_pool_size,
@@ -527,6 +541,13 @@ def build_services(settings: Settings) -> Services:
         channels=ChannelService(sessions, agents),
         health_checks=HealthCheckService(db, agents, models, assembler, health_check_runner),
         health_check_runner=health_check_runner,
+        observability=MetricsService(
+            db,
+            auth,
+            lambda: fanout.counters()["subscribers"],
+            settings.metrics_networks,
+        ),
+        owns_tracing=traced,
         audit=AuditService(db, retention_days=settings.audit_retention_days),
         orgs=OrgService(
             db,

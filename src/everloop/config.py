@@ -11,6 +11,7 @@ import binascii
 import ipaddress
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -327,6 +328,40 @@ class Settings(BaseSettings):
         default=64, ge=1, description="Model calls one process makes at the same time."
     )
     log_level: str = Field(default="INFO", description="Log level of the server.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text` (readable lines) or `json` (one object a line): `--log-format`.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description=(
+            "`OTEL_EXPORTER_OTLP_ENDPOINT` (no prefix): when set, traces of turns and requests "
+            "are exported there with OTLP over HTTP (the other standard `OTEL_EXPORTER_OTLP_*` "
+            "variables apply); unset, nothing is traced."
+        ),
+    )
+    trace_file: Path | None = Field(
+        default=None,
+        description="Also write every ended span as a JSON line to this file (debugging).",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of traces kept (by trace id: a turn is traced whole or not at all).",
+    )
+    trace_content: bool = Field(
+        default=False,
+        description="Put prompts and completions (as stored: secrets redacted) into the spans.",
+    )
+    metrics_allow_ips: str = Field(
+        default="",
+        description=(
+            "Comma-separated CIDRs of clients that may read `GET /metrics` without a token "
+            "(a Prometheus server's); anyone else needs an operator's token."
+        ),
+    )
     file_max_bytes: int = Field(
         default=10 * 1024 * 1024, ge=0, description="Largest file in a workspace."
     )
@@ -399,13 +434,26 @@ class Settings(BaseSettings):
     @field_validator("egress_allowed_private_networks")
     @classmethod
     def _check_private_networks(cls, value: str) -> str:
-        _networks(value)
+        _networks(value, "EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS")
         return value
+
+    @field_validator("metrics_allow_ips")
+    @classmethod
+    def _check_metrics_allow_ips(cls, value: str) -> str:
+        _networks(value, "EVERLOOP_METRICS_ALLOW_IPS")
+        return value
+
+    @property
+    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``metrics_allow_ips`` parsed."""
+        return _networks(self.metrics_allow_ips, "EVERLOOP_METRICS_ALLOW_IPS")
 
     @property
     def egress_private_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """``egress_allowed_private_networks`` parsed."""
-        return _networks(self.egress_allowed_private_networks)
+        return _networks(
+            self.egress_allowed_private_networks, "EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS"
+        )
 
     @property
     def app_database_url(self) -> str:
@@ -426,7 +474,7 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'dbos.sqlite').resolve()}"
 
 
-def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _networks(text: str, setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """Comma-separated CIDRs (a bare address is a one-address network); ``ValueError`` naming
     the first entry that is not one (host bits set included: ``10.0.0.1/8`` is a typo)."""
     networks = []
@@ -435,7 +483,5 @@ def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
             try:
                 networks.append(ipaddress.ip_network(entry))
             except ValueError as exc:
-                raise ValueError(
-                    f"EVERLOOP_EGRESS_ALLOWED_PRIVATE_NETWORKS: '{entry}' is not a network ({exc})"
-                ) from None
+                raise ValueError(f"{setting}: '{entry}' is not a network ({exc})") from None
     return tuple(networks)

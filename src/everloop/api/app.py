@@ -24,8 +24,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from everloop import __version__
 from everloop.api.change_reason import ChangeReason
-from everloop.api.errors import document_errors, error_response, install_error_handlers
+from everloop.api.errors import (
+    document_errors,
+    error_response,
+    install_error_handlers,
+    unexpected_error,
+)
 from everloop.api.json_values import JsonLimits, JsonLimitsMiddleware
+from everloop.api.observe import Observe
 from everloop.api.routes import (
     agent_actions,
     agent_channels,
@@ -146,6 +152,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, limit=services.settings.max_body_bytes)
     app.add_middleware(ChangeReason)
     app.add_middleware(JsonLimitsMiddleware, limits=JsonLimits.of(services.settings))
+    # The outermost: it sees every answer, and answers an unhandled error with its request id.
+    app.add_middleware(Observe, unexpected=unexpected_error)
     if not api:
         return app
 

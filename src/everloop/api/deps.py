@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from everloop.api.access import USER_LEVEL, Access, access_of
 from everloop.api.json_values import printable
+from everloop.api.observe import current_request_id
 from everloop.domain.roles import Role, has_role
 from everloop.errors import Forbidden, InvalidInput, NotFound
 from everloop.services.auth import Caller
@@ -54,6 +55,7 @@ async def caller(
     user_level = isinstance(route, APIRoute) and route.path in USER_LEVEL
     who = await svc.auth.authenticate(authorization, org, client, any_org=user_level)
     await _authorize(request, svc, who)
+    request.state.org_id = who.organization_id  # for the access log (``api.observe``)
     return who
 
 
@@ -82,7 +84,7 @@ async def _authorize(request: Request, svc: Services, who: Caller) -> None:
             _template(path),
             dict(request.path_params),
             await _json_body(request),
-            request.headers.get("x-request-id"),
+            current_request_id(),  # the client's X-Request-Id, or the one made for it
             request.client.host if request.client else None,
         )
 

@@ -2,8 +2,10 @@
 
 Body of every 4xx/5xx: ``{"error": {"code": "<snake_case>", "message": "...", "field"?: "..."}}``;
 a validation error (422) also lists every problem in ``details: [{"field", "message"}, ...]``
-(``field`` names the first; ``message`` up to ten). A body not sent as JSON (no ``Content-Type``,
-or another than ``application/json``) to a route that takes JSON is a 415 saying to send it.
+(``field`` names the first; ``message`` up to ten); ``request_id`` is the request's
+``X-Request-Id`` (``api.observe``), as in the server's access log. A body not sent as JSON
+(no ``Content-Type``, or another than ``application/json``) to a route that takes JSON is a
+415 saying to send it.
 Unexpected exceptions are a 500 with a generic message; the detail goes to the server log only.
 """
 
@@ -19,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from everloop.api.json_values import printable
+from everloop.api.observe import current_request_id
 from everloop.api.schemas import ErrorResponse
 from everloop.errors import (
     Conflict,
@@ -73,6 +76,9 @@ def error_response(
         body["field"] = field
     if details is not None:
         body["details"] = details
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
@@ -161,6 +167,11 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_error(exc)
+
+
+def unexpected_error(exc: BaseException) -> JSONResponse:
+    """The 500 of an exception nothing handled; its detail goes to the log only."""
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "internal server error")
 

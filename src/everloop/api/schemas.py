@@ -495,6 +495,7 @@ class ErrorBody(BaseModel):
     message: str
     field: str | None = None
     details: list[ErrorDetail] | None = None  # a validation error: every problem, in order
+    request_id: str | None = None  # the request's X-Request-Id, as in the access log
 
 
 class ErrorResponse(BaseModel):

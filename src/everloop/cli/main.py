@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,10 +49,25 @@ DataDir = Annotated[
 ]
 
 
+class LogFormatChoice(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormat = Annotated[
+    LogFormatChoice | None,
+    typer.Option(
+        "--log-format", help="Log lines as `text` (default) or `json` (or EVERLOOP_LOG_FORMAT)."
+    ),
+]
+
+
 def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     from everloop.config import Settings
 
-    values = {k: v for k, v in overrides.items() if v is not None}
+    values = {
+        k: v.value if isinstance(v, enum.Enum) else v for k, v in overrides.items() if v is not None
+    }
     if data_dir is not None:
         values["data_dir"] = data_dir
     return Settings(**values)  # type: ignore[arg-type]
@@ -62,11 +78,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 9000).")] = None,
     data_dir: DataDir = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Run the API and the turn engine in one process (the embedded default: SQLite).
 
     /healthz answers once the port is bound; /readyz and the API once the engine runs."""
-    _run(_settings(data_dir, host=host, port=port), role="serve")
+    _run(
+        _settings(data_dir, host=host, port=port, log_format=log_format),
+        role="serve",
+    )
 
 
 @app.command()
@@ -74,12 +94,16 @@ def api(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 9000).")] = None,
     data_dir: DataDir = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Run an API process only (scale-out): turns are queued for `everloop worker` processes.
 
     Needs EVERLOOP_DATABASE_URL=postgresql+psycopg://... shared with the workers.
     """
-    _run(_settings(data_dir, host=host, port=port), role="api")
+    _run(
+        _settings(data_dir, host=host, port=port, log_format=log_format),
+        role="api",
+    )
 
 
 @app.command()
@@ -95,11 +119,15 @@ def worker(
         int, typer.Option(help="Port of the health endpoints (/healthz, /readyz).")
     ] = 9100,
     data_dir: DataDir = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Run a worker process (scale-out): executes queued turns and recovers dead workers' turns.
 
     Heartbeats while it runs; serves only /healthz and /readyz."""
-    _run(_settings(data_dir, host=host, port=port, executor_id=executor_id), role="worker")
+    settings = _settings(
+        data_dir, host=host, port=port, executor_id=executor_id, log_format=log_format
+    )
+    _run(settings, role="worker")
 
 
 def _run(settings: Settings, *, role: str) -> None:

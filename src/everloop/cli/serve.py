@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from everloop import logs
+from everloop import __version__, logs
 from everloop.api.gate import StartupGate
 from everloop.bootstrap_admin import bootstrap_admin, prepare_storage
 from everloop.cli.claims import ClaimRefused, bind_port, lock_data_dir, private_files
@@ -51,10 +51,13 @@ def write_admin_token(data_dir: Path, token: str) -> Path:
 class Startup:
     """What runs after the port is bound, and its undoing at shutdown."""
 
-    def __init__(self, settings: Settings, role: str, organization_id: str) -> None:
+    def __init__(
+        self, settings: Settings, role: str, organization_id: str, migrations: str = ""
+    ) -> None:
         self.settings = settings
         self.role = role
         self.organization_id = organization_id
+        self.migrations = migrations
         self.services: Services | None = None
         self.failed: BaseException | None = None
         self._warm_up: asyncio.Task[None] | None = None
@@ -74,20 +77,45 @@ class Startup:
         await services.seed_org(self.organization_id)
         await services.audit.start()
         swept = await services.start_engine(execute=self.role != "api", role=self.role)
-        if swept:
-            typer.echo(f"everloop: resuming {swept} turn(s) recorded before the last stop")
-        where = f"http://{self.settings.host}:{self.settings.port}"
-        if self.role == "worker":
-            typer.echo(f"everloop worker {services.engine.executor_id}: health on {where}/healthz")
-        else:
-            typer.echo(f"everloop {self.role}: serving on {where}/api (docs: /api/docs)")
+        self._announce(services.engine.executor_id, swept)
         self._warm_up = asyncio.create_task(asyncio.to_thread(_load_sdks), name="load-sdks")
         return app
+
+    def _announce(self, executor_id: str, swept: int) -> None:
+        """The start-up block: version, storage, migrations, where to reach the process."""
+        settings = self.settings
+        where = f"http://{settings.host}:{settings.port}"
+        fields: dict[str, object] = {"version": __version__, "role": self.role}
+        if self.role != "api":
+            fields["data_dir"] = str(settings.data_dir.resolve())
+            fields["executor"] = executor_id
+        fields["database"] = _shown_url(settings.app_database_url)
+        fields["migrations"] = self.migrations
+        if self.role == "worker":
+            fields["health"] = f"{where}/healthz"
+        else:
+            fields["url"] = f"{where}/api"
+            fields["docs"] = f"{where}/api/docs"
+        if swept:
+            fields["resumed_turns"] = swept
+        if settings.log_format == "json":
+            log.info("everloop started", extra={"fields": fields})
+            return
+        lines = [f"everloop {__version__} {self.role}: ready"]
+        lines += [f"  {k.replace('_', ' '):<14}{v}" for k, v in list(fields.items())[2:]]
+        typer.echo("\n".join(lines))
 
     async def stop(self) -> None:
         if self.services is not None:
             await self.services.close()
             self.services = None
+
+
+def _shown_url(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _load_sdks() -> None:
@@ -105,7 +133,7 @@ def run(settings: Settings, *, role: str) -> None:
     """Run one server process until it is stopped; exit 1 if it fails to start."""
     import uvicorn
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if role != "serve" and not settings.is_postgres:
         typer.echo(
             f"error: `everloop {role}` runs beside other processes and needs PostgreSQL: set "
@@ -121,9 +149,7 @@ def run(settings: Settings, *, role: str) -> None:
     except ClaimRefused as exc:
         typer.echo(f"error: everloop {role} not started: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(
-        f"everloop {role}: data dir {settings.data_dir.resolve()}; migrating the database..."
-    )
+    migrations = logs.quiet_migrations()
     prepare_storage(settings)
     boot = asyncio.run(bootstrap_admin(settings))
     if boot.token:
@@ -132,7 +158,7 @@ def run(settings: Settings, *, role: str) -> None:
             f"everloop: created admin token (shown once, also saved to {path}):\n  {boot.token}"
         )
 
-    startup = Startup(settings, role, boot.organization_id)
+    startup = Startup(settings, role, boot.organization_id, migrations.text)
     server: uvicorn.Server | None = None
 
     def failed(exc: BaseException) -> None:
@@ -150,8 +176,11 @@ def run(settings: Settings, *, role: str) -> None:
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        log_config=None,  # our handler (logs.configure), in the chosen format
+        access_log=False,  # ours (api.observe) names the route and the request id
     )
+    # uvicorn's start and stop lines repeat the start-up block; its warnings and errors remain.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

@@ -78,6 +78,7 @@ from everloop.engine.subagent_wait import wait_for_task
 from everloop.errors import EverloopError
 from everloop.store import turns as turn_store
 from everloop.store.event_log import append_events
+from everloop.telemetry import turns as telemetry
 
 log = logging.getLogger("everloop.engine")
 
@@ -103,7 +104,15 @@ class ActPhase:
         self._steps = steps
 
     async def run(self, context: TurnContext, call: ToolCallPart) -> ToolDone | Halted:
-        """Run ``call`` (unless a run of this step recorded it before) and record it."""
+        """Run ``call`` (unless a run of this step recorded it before) and record it: a span
+        of the turn's trace, with the call's outcome."""
+        with telemetry.tool_call(call.name, call.id) as record:
+            done = await self._run(context, call)
+            if isinstance(done, ToolDone):
+                record.outcome = "ok" if done.result.error is None else "error"
+            return done
+
+    async def _run(self, context: TurnContext, call: ToolCallPart) -> ToolDone | Halted:
         key = f"tool:{call.id}"
         try:
             tool, access = await self._tool(context, call)

@@ -37,7 +37,7 @@ class LocalEngine:
     async def launch(self, runner: TurnRunner, *, listen_queue: bool = False) -> None:
         self._runner = runner
         self._closing = False
-        log.info("embedded engine started (executor %s)", self.executor_id)
+        log.debug("embedded engine started (executor %s)", self.executor_id)
 
     async def connect(self) -> None:
         return None

@@ -11,12 +11,13 @@ recorded by the reason phase (``engine.reason``) in one transaction.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
 
 from everloop.domain.event_log import NewEvent
-from everloop.domain.messages import JsonObject, ToolCallPart
+from everloop.domain.messages import JsonObject, ToolCallPart, message_to_json
 from everloop.domain.secret_refs import Redactor, StreamRedactor, map_strings
 from everloop.domain.usage import TokenUsage
 from everloop.engine import events as ev
@@ -28,6 +29,7 @@ from everloop.engine.ports import ResolvedModel
 from everloop.engine.steps import event_context, running
 from everloop.llm.base import Completed, ModelCallError, TextDelta
 from everloop.store.event_log import append_events
+from everloop.telemetry import turns as telemetry
 
 log = logging.getLogger("everloop.engine")
 
@@ -68,7 +70,35 @@ async def call_model(
 
     Deltas go through a ``StreamRedactor`` and then an ``OutputGuard``; a guard that blocks
     sends nothing more, and the outcome's text is the replacement (the blocked text is never
-    written: not in a delta, not in the stored message)."""
+    written: not in a delta, not in the stored message). The call is a span of the turn's
+    trace; what the span may show of the text is what is stored (secrets redacted)."""
+    with telemetry.model_call(model.driver_kind, model.model_name, state.iteration) as record:
+        if record.wants_content:
+            system = state.settings.system_prompt
+            record.prompt = json.dumps(
+                ([{"role": "system", "content": system}] if system else [])
+                + [message_to_json(m) for m in state.messages]
+            )
+        outcome = await _call(env, context, state, model, message_id, redactor)
+        record.ok, record.attempts, record.error = outcome.ok, outcome.attempt, outcome.error
+        record.input_tokens = outcome.usage.input_tokens
+        record.output_tokens = outcome.usage.output_tokens
+        record.finish_reason, record.ttft_ms = outcome.finish_reason, outcome.ttft_ms
+        if record.wants_content and outcome.ok:
+            record.completion = json.dumps(
+                {"text": outcome.text, "tool_calls": [c.name for c in outcome.tool_calls]}
+            )
+        return outcome
+
+
+async def _call(
+    env: TurnEnv,
+    context: TurnContext,
+    state: loop.TurnState,
+    model: ResolvedModel,
+    message_id: str,
+    redactor: Redactor,
+) -> ModelOutcome:
     settings = env.settings
     policy = policy_for(context.runtime)
     attempt = 0

@@ -43,6 +43,7 @@ from everloop.errors import EverloopError
 from everloop.llm.base import ModelCallError, ToolSpec
 from everloop.store import turns as turn_store
 from everloop.store.event_log import TurnGuard, append_events
+from everloop.telemetry import metrics
 
 log = logging.getLogger("everloop.engine")
 
@@ -246,6 +247,7 @@ class ReasonPhase:
             context.budget_block, context.budget_checked = None, False
             if block is not None:
                 # Before the call, not after: nothing more is spent past a limit.
+                metrics.BUDGET_BLOCKS.inc()
                 sealed = await self._once(
                     context,
                     f"reason:{state.iteration}:budget",

@@ -70,6 +70,7 @@ from everloop.engine.steps import (
 from everloop.llm.tokens import TokenCounter
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
+from everloop.telemetry import turns as telemetry
 
 log = logging.getLogger("everloop.engine")
 
@@ -119,14 +120,17 @@ class TurnRunner:
         """Run one turn to its end; returns how it ended."""
         self.active_turns += 1
         try:
-            return await self._run_turn(session_id, turn_id)
-        except TurnHalted as halted:
-            return str(halted)
+            with telemetry.turn(session_id, turn_id) as record:
+                try:
+                    record.status = await self._run_turn(session_id, turn_id, record)
+                except TurnHalted as halted:
+                    record.status = str(halted)
+                return record.status
         finally:
             self.active_turns -= 1
             self._env.forget(turn_id)
 
-    async def _run_turn(self, session_id: str, turn_id: str) -> str:
+    async def _run_turn(self, session_id: str, turn_id: str, record: telemetry.TurnRecord) -> str:
         while True:
             with self._signals.listening(session_id) as woken:
                 opened = await self._reason.open_first(session_id, turn_id)
@@ -144,8 +148,9 @@ class TurnRunner:
                         break
         if isinstance(opened, Halted):
             return opened.reason
+        record.opened(replayed=opened.replayed)
         context = await self._env.context(session_id, turn_id)
-        return await self._drive(context, opened)
+        return await self._drive(context, opened, record)
 
     async def _first_in_line(self, session_id: str, turn_id: str) -> bool:
         """Whether trying to claim can change anything: this turn is the session's first open
@@ -156,19 +161,28 @@ class TurnRunner:
                 await turn_store.turn_status(conn, turn_id) not in turn_store.OPEN
             )
 
-    async def _drive(self, context: TurnContext, step: Opened | Advanced | Halted) -> str:
+    async def _drive(
+        self,
+        context: TurnContext,
+        step: Opened | Advanced | Halted,
+        record: telemetry.TurnRecord,
+    ) -> str:
         while True:
             if isinstance(step, Halted):
                 return step.reason
+            usage = step.state.usage
+            record.observe(step.state.iteration, usage.input_tokens, usage.output_tokens)
             if isinstance(step, Opened):
-                step = await self._reason.reason(context, step)
+                with telemetry.phase("reason", step.state.iteration):
+                    step = await self._reason.reason(context, step)
                 continue
             state = step.state
             if state.status in ("completed", "failed"):
                 return state.status
             assert state.status == "running_tools", state.status
             started = time.monotonic()
-            results = await self._run_tools(context, state)
+            with telemetry.phase("act", state.iteration):
+                results = await self._run_tools(context, state)
             if results is None:
                 return "cancelled"
             act = ev.act_completed(results=results, duration_ms=_ms_since(started))

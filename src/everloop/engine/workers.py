@@ -26,6 +26,7 @@ from everloop.engine.ports import TurnEngine
 from everloop.engine.runner import TurnRunner
 from everloop.store import workers as worker_store
 from everloop.store.db import Database
+from everloop.telemetry import metrics
 
 log = logging.getLogger("everloop.workers")
 
@@ -110,6 +111,7 @@ class WorkerLifecycle:
             if worker.executor_id == self.executor_id:
                 continue
             count = await self._engine.recover([worker.executor_id])
+            metrics.TURNS_RECOVERED.inc(count)
             async with self._db.write() as conn:
                 if await worker_store.mark_recovered(
                     conn, worker.executor_id, self.executor_id, now()

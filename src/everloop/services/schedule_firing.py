@@ -48,6 +48,7 @@ from everloop.store import schedules as store
 from everloop.store import turns as turn_store
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
+from everloop.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ async def fire_due_schedule(
     if following is None:
         values["enabled"] = False
     await store.update_schedule(conn, schedule.id, values)
+    metrics.SCHEDULE_FIRINGS.labels("fired" if fired.turn_id is not None else "skipped").inc()
     return fired
 
 

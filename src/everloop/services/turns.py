@@ -41,6 +41,7 @@ from everloop.store import turns as turn_store
 from everloop.store.client_tools import ClientCall
 from everloop.store.db import Database
 from everloop.store.event_log import append_events
+from everloop.telemetry import tracing
 
 log = logging.getLogger("everloop.turns")
 
@@ -146,6 +147,7 @@ class TurnService:
                 await self._settle_all(
                     conn, session_id, waiting, "cancelled: the user sent a new message"
                 )
+        tracing.link_to_turn(turn_id)  # the request's span names the trace of its turn
         # Turns waiting for the settled calls wake on the session's new events (in this
         # process by signal, in others by the database notification of the append).
         self._signals.events_appended(session_id)

@@ -24,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from everloop.domain.event_log import Event
 from everloop.errors import InvalidInput
 from everloop.store import audit, sqlite_inline
+from everloop.telemetry import metrics
 
 log = logging.getLogger("everloop.db")
+_TRANSACTION_TIME = {kind: metrics.DB_TRANSACTION.labels(kind) for kind in ("read", "write")}
 
 # Where ``append_events`` leaves the events of the open transaction (``conn.info``).
 APPENDED = "everloop_appended"
@@ -148,7 +150,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        with _data_errors_as_invalid_input(), self._using():
+        with _data_errors_as_invalid_input(), self._using("read"):
             if not self.is_sqlite:
                 async with self._read_engine.connect() as conn:
                     yield conn
@@ -162,7 +164,7 @@ class Database:
         with _data_errors_as_invalid_input():
             appended: list[Event] = []
             if not self.is_sqlite:
-                with self._using():
+                with self._using("write"):
                     async with self.engine.connect() as conn:
                         try:
                             async with conn.begin():
@@ -177,7 +179,7 @@ class Database:
                 async with self._write_lock:
                     conn = self._writer or await self._new_writer()
                     self._writer = None
-                    with self._using():
+                    with self._using("write"):
                         async with self._checkout(conn, keep=self._keep_writer):
                             try:
                                 async with conn.begin():
@@ -191,12 +193,14 @@ class Database:
             self._committed(appended)
 
     @contextmanager
-    def _using(self) -> Iterator[None]:
+    def _using(self, kind: str) -> Iterator[None]:
         self._in_use += 1
+        started = time.perf_counter()
         try:
             yield
         finally:
             self._in_use -= 1
+            _TRANSACTION_TIME[kind].observe(time.perf_counter() - started)
 
     async def _new_writer(self) -> AsyncConnection:
         conn = await self.engine.connect()

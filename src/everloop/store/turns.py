@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -497,3 +497,11 @@ async def session_config(conn: AsyncConnection, session_id: str) -> SessionConfi
         conn, org_id, values["agent_id"], values["agent_version_id"]
     )
     return SessionConfig(**values)
+
+
+async def count_queued(conn: AsyncConnection) -> int:
+    """Turns accepted and not yet running, in every session (a gauge of ``/metrics``)."""
+    found = await conn.execute(
+        select(func.count()).select_from(turns).where(turns.c.status == "queued")
+    )
+    return int(found.scalar_one())

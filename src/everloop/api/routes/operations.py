@@ -1,15 +1,16 @@
-"""Operations: liveness, readiness, and the executors of the durable engine."""
+"""Operations: liveness, readiness, metrics, and the executors of the durable engine."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from everloop.api.deps import CallerDep, services
 from everloop.api.schemas import ErrorResponse, ListResponse
+from everloop.telemetry.metrics import CONTENT_TYPE
 
 router = APIRouter()
 
@@ -59,3 +60,17 @@ async def list_workers(request: Request, caller: CallerDep) -> ListResponse[Work
         values["last_heartbeat_at"] = values.pop("heartbeat_at")
         data.append(WorkerResponse(**values))
     return ListResponse(data=data, total=len(data))
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """The process's metrics in the Prometheus text format (docs/operations.md).
+
+    Operators only: a token acting for the default organization, or a client address in
+    ``EVERLOOP_METRICS_ALLOW_IPS``; 404 for anyone else, 401 without a token."""
+    body = await services(request).observability.scrape(
+        request.headers.get("authorization"),
+        request.headers.get("x-org-id"),
+        request.client.host if request.client else None,
+    )
+    return Response(body, media_type=CONTENT_TYPE)
