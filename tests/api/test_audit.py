@@ -141,8 +141,14 @@ async def test_records_cannot_be_changed_or_deleted_in_the_database(api: Api) ->
                 created_at="2020-01-01T00:00:00.000Z",
             )
         )
+    # Without a retention on record, nothing may be deleted, however old.
+    async with api.services.db.write() as conn:
+        await conn.execute(text("DELETE FROM audit_retention"))
+    with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
+        async with api.services.db.write() as conn:
+            await conn.execute(text("DELETE FROM audit_events"))
     before = await count(api)
-    await api.services.audit.start()  # prunes what is past the retention
+    await api.services.audit.start()  # records the retention, prunes what is past it
     assert await count(api) == before - 1
 
 

@@ -2,7 +2,8 @@
 
 UPDATE of a record is refused; DELETE is refused unless the record is older than the retention
 in ``audit_retention`` (one row, written by the server at start from
-``EVERLOOP_AUDIT_RETENTION_DAYS``), so only the pruning of expired records can remove any.
+``EVERLOOP_AUDIT_RETENTION_DAYS``; without it, a hundred years), so only the pruning of expired
+records can remove any.
 
 Revision ID: 0030_audit_log
 Revises: 0029_org_roles
@@ -61,7 +62,8 @@ def upgrade() -> None:
             BEGIN
               IF TG_OP = 'DELETE' AND OLD.created_at < to_char(
                    (now() AT TIME ZONE 'UTC')
-                   - make_interval(days => (SELECT days FROM audit_retention WHERE id = 1)),
+                   - make_interval(days => COALESCE(
+                       (SELECT days FROM audit_retention WHERE id = 1), 36500)),
                    'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') THEN
                 RETURN OLD;
               END IF;
@@ -81,7 +83,7 @@ def upgrade() -> None:
         op.execute(
             "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
             "WHEN OLD.created_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', "
-            "'-' || (SELECT days FROM audit_retention WHERE id = 1) || ' days') "
+            "'-' || COALESCE((SELECT days FROM audit_retention WHERE id = 1), 36500) || ' days') "
             "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END"
         )
 
