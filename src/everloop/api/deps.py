@@ -77,11 +77,14 @@ async def _authorize(request: Request, svc: Services, who: Caller) -> None:
     session_id = request.path_params.get("session_id")
     if session_id and not has_role(who.role, Role.ADMIN):
         await svc.sessions.check_visible(who, session_id)
+    template = _template(path)
     if request.method in _MUTATING and access is not Access.CHANNEL:
+        if not svc.audit.audits(request.method, template):
+            return  # a read by POST, or a turn's traffic: no body parsed again for nothing
         svc.audit.open(
             who,
             request.method,
-            _template(path),
+            template,
             dict(request.path_params),
             await _json_body(request),
             current_request_id(),  # the client's X-Request-Id, or the one made for it

@@ -15,6 +15,7 @@ headers) replaced by ``"[redacted]"``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,6 +100,7 @@ class RouteAction:
     created_prefix: str | None
 
 
+@functools.lru_cache(maxsize=1024)
 def route_action(method: str, template: str) -> RouteAction | None:
     """What a request to ``template`` does, for its record; None: not audited."""
     if method not in VERBS or (method, template) in NOT_AUDITED or template.endswith(_READS):
@@ -153,6 +155,11 @@ class AuditService:
     def __init__(self, db: Database, *, retention_days: int) -> None:
         self._db = db
         self._retention_days = retention_days
+
+    @staticmethod
+    def audits(method: str, template: str) -> bool:
+        """Whether a request to ``template`` leaves a record when it changes something."""
+        return route_action(method, template) is not None
 
     def open(
         self,
