@@ -160,7 +160,9 @@ async def test_tool_name_clashes_are_refused_naming_the_tool(api: Api) -> None:
         json={"agent_id": agent["id"], "tools": [client_tool("pick"), client_tool("pick")]},
     )
     assert twice.status_code == 422, twice.text
-    assert twice.json()["error"] == {
+    error = twice.json()["error"]
+    assert error.pop("request_id") == twice.headers["x-request-id"]  # every error names it
+    assert error == {
         "code": "validation_error",
         "message": "tool 'pick' is defined twice",
         "field": "tools",
