@@ -91,15 +91,40 @@ export async function sessionPage(root, sessionId) {
     if (!posted) return;
     input.value = "";
     chat.message(posted);
-    show({ ...session, status: "active" });
+    // No status here: the stream's events say it, in order (the answer to this POST can come
+    // after the turn already waits for a tool result, which "active" would hide).
   });
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) composer.requestSubmit();
   });
 
+  // One read of the session at a time; a refresh asked for while one is in flight runs again
+  // after it, so the last read always starts after the last event that asked for it (a read
+  // begun before `session.idled` committed would otherwise leave the page saying "active").
   let refreshing = null;
+  let again = false;
+  // Events set the status as they arrive; a read that began before the latest of them keeps
+  // that status and takes the rest (usage, title) from the server.
+  let statusEpoch = 0;
+  function setStatus(status) {
+    statusEpoch += 1;
+    show({ ...session, status });
+  }
   function refreshSession() {
-    refreshing ??= api(`sessions/${sessionId}`).then(show).catch(() => {}).finally(() => { refreshing = null; });
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    const epoch = statusEpoch;
+    const read = api(`sessions/${sessionId}`)
+      .then((fresh) => show(epoch === statusEpoch ? fresh : { ...fresh, status: session.status }));
+    refreshing = read.catch(() => {}).finally(() => {
+      refreshing = null;
+      if (again) {
+        again = false;
+        refreshSession();
+      }
+    });
   }
 
   function apply(event) {
@@ -124,7 +149,7 @@ export async function sessionPage(root, sessionId) {
       case "tool.call_requested":
         if (data.kind === "ask_user") human.refresh().catch(() => {});
         else chat.requested(data.tool_calls ?? []);
-        show({ ...session, status: "waitingfortoolresults" });
+        setStatus("waitingfortoolresults");
         break;
       case "tool.approval_requested":
         human.refresh().catch(() => {});
@@ -134,7 +159,7 @@ export async function sessionPage(root, sessionId) {
         human.done(data.tool_call_id);
         break;
       case "turn.started":
-        show({ ...session, status: "active" });
+        setStatus("active");
         break;
       default:
         break;
@@ -148,6 +173,7 @@ export async function sessionPage(root, sessionId) {
       turnRow(event);
       refreshSession();
     } else if (event.type === "session.idled" || event.type === "session.activated") {
+      setStatus(event.type === "session.idled" ? "idle" : "active");
       refreshSession();
     }
     timeline.push(event);
