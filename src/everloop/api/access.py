@@ -22,6 +22,7 @@ that is the services' org scoping, which runs after this check.
 
 from __future__ import annotations
 
+import functools
 import re
 from enum import StrEnum
 
@@ -269,10 +270,15 @@ USER_LEVEL = frozenset({"/v1/orgs"})
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
 
-def access_of(method: str, path: str) -> Access | None:
-    """The entry for a route (``path`` as the route declares it, with or without ``/api``,
-    with or without a convertor such as ``{path:path}``)."""
+@functools.lru_cache(maxsize=1024)
+def route_template(path: str) -> str:
+    """A route's path as this table (and the audit log) names it: without ``/api``, without a
+    convertor such as ``{path:path}``."""
     if path.startswith("/api/"):
         path = path[4:]
-    path = _CONVERTOR.sub(r"{\1}", path)
-    return ROUTES.get(("GET" if method == "HEAD" else method, path))
+    return _CONVERTOR.sub(r"{\1}", path)
+
+
+def access_of(method: str, path: str) -> Access | None:
+    """The entry for a route (``path`` as the route declares it)."""
+    return ROUTES.get(("GET" if method == "HEAD" else method, route_template(path)))

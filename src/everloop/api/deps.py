@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request, Security
@@ -10,7 +9,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from everloop.api.access import USER_LEVEL, Access, access_of
+from everloop.api.access import USER_LEVEL, Access, access_of, route_template
 from everloop.api.json_values import printable
 from everloop.api.observe import current_request_id
 from everloop.domain.roles import Role, has_role
@@ -77,7 +76,7 @@ async def _authorize(request: Request, svc: Services, who: Caller) -> None:
     session_id = request.path_params.get("session_id")
     if session_id and not has_role(who.role, Role.ADMIN):
         await svc.sessions.check_visible(who, session_id)
-    template = _template(path)
+    template = route_template(path)
     if request.method in _MUTATING and access is not Access.CHANNEL:
         if not svc.audit.audits(request.method, template):
             return  # a read by POST, or a turn's traffic: no body parsed again for nothing
@@ -93,10 +92,6 @@ async def _authorize(request: Request, svc: Services, who: Caller) -> None:
 
 
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def _template(path: str) -> str:
-    return re.sub(r"{(\w+):\w+}", r"{\1}", path.removeprefix("/api"))
 
 
 async def _json_body(request: Request) -> object:
