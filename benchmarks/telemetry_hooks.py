@@ -1,10 +1,11 @@
 """CPU of the telemetry hooks of one turn, in-process, without a server (issue 24).
 
 Replays what a one-tool turn reports (its request's span, the turn, reason / model call, act /
-tool call, reason / model call) N times with tracing off, with a tracer that drops every trace
-(sampling), keeps one in ten, and keeps all, the spans encoded as OTLP protobuf by a batch
-processor (as for export, without the HTTP post). CPU is the process's (the processor's
-thread included), per turn.
+tool call, reason / model call) N times with tracing off, with tracing that drops every trace
+(sampling), keeps one in ten, and keeps all, the spans encoded as an OTLP protobuf request by a
+batch processor's thread (as for export, without the HTTP post) with the encoder everloop's
+exporter uses; ``--sdk-encoder`` uses the OpenTelemetry SDK's instead. CPU is the process's (the
+processor's thread included), per turn.
 
 Usage: python benchmarks/telemetry_hooks.py [--turns 3000]
 """
@@ -20,17 +21,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from everloop import ids
-from everloop.telemetry import tracing
+from everloop.telemetry import otlp, tracing
 from everloop.telemetry import turns as telemetry
 
 
 class Encoder(SpanExporter):
+    def __init__(self, sdk: bool) -> None:
+        self.sdk = sdk
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        encode_spans(spans).SerializeToString()
+        if self.sdk:
+            encode_spans(spans).SerializeToString()
+        else:
+            otlp.encode(spans)
         return SpanExportResult.SUCCESS
 
 
@@ -56,33 +63,31 @@ def one_turn(turn_id: str) -> None:
         record.status = "completed"
 
 
-def measure(turns: list[str], ratio: float | None) -> float:
-    provider = None
+def measure(turns: list[str], ratio: float | None, *, sdk: bool = False) -> float:
+    processor = None
     if ratio is not None:
-        provider = TracerProvider(
-            id_generator=tracing.id_generator(), sampler=tracing.sampler(ratio)
-        )
-        provider.add_span_processor(BatchSpanProcessor(Encoder(), max_queue_size=100_000))
-        tracing.install(provider)
+        processor = BatchSpanProcessor(Encoder(sdk), max_queue_size=100_000)
+        tracing.install([processor], sample_ratio=ratio)
     started = time.process_time()
     for turn_id in turns:
         one_turn(turn_id)
-    if provider is not None:
-        provider.force_flush()
-        tracing.install(None)
-        provider.shutdown()
+    if processor is not None:
+        processor.force_flush()
+        tracing.shutdown()
     return (time.process_time() - started) / len(turns) * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=3000)
+    parser.add_argument("--sdk-encoder", action="store_true", help="encode with the SDK's encoder")
     args = parser.parse_args()
     logging.getLogger("everloop.turns").setLevel(logging.WARNING)  # the line is not measured
     turns = [ids.new_id("turn") for _ in range(args.turns)]
     measure(turns[:200], None)  # warm-up
     for label, ratio in (("off", None), ("dropped", 0.0), ("one in ten", 0.1), ("all", 1.0)):
-        print(f"{label:>11}: {measure(turns, ratio):7.1f} us CPU per turn")
+        cpu = measure(turns, ratio, sdk=args.sdk_encoder)
+        print(f"{label:>11}: {cpu:7.1f} us CPU per turn")
     print(f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
 
 

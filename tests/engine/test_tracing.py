@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.conftest import Api
@@ -32,12 +32,9 @@ TWO_ADDS = {
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(id_generator=tracing.id_generator())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
+    tracing.install([SimpleSpanProcessor(exporter)])
     yield exporter
-    tracing.install(None)
-    provider.shutdown()
+    tracing.shutdown()
 
 
 def _children(found: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
@@ -126,15 +123,10 @@ async def test_a_turn_with_two_tool_calls_is_one_trace(
 async def test_prompts_and_completions_only_when_asked(
     engine: Api, spans: InMemorySpanExporter
 ) -> None:
-    provider = TracerProvider(id_generator=tracing.id_generator())
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracing.install(provider, content=True)
-    try:
-        sid = await new_session(engine, {"response": {"type": "fixed", "text": "Hi there"}})
-        await send(engine, sid, "hello model")
-        await wait_turns_ended(engine, sid)
-    finally:
-        provider.shutdown()
+    tracing.install([SimpleSpanProcessor(spans)], content=True)
+    sid = await new_session(engine, {"response": {"type": "fixed", "text": "Hi there"}})
+    await send(engine, sid, "hello model")
+    await wait_turns_ended(engine, sid)
     [call] = [s for s in spans.get_finished_spans() if s.name.startswith("chat ")]
     prompt = json.loads(str(_attributes(call)["gen_ai.input.messages"]))
     assert prompt[-1]["content"] == [{"type": "text", "text": "hello model"}]
@@ -156,19 +148,14 @@ def test_sampling_keeps_a_share_of_turns_decided_by_their_ids() -> None:
     turns = [ids.new_id("turn") for _ in range(2000)]
 
     def kept(ratio: float) -> set[str]:
-        provider = TracerProvider(
-            id_generator=tracing.id_generator(), sampler=tracing.sampler(ratio)
-        )
         exporter = InMemorySpanExporter()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracing.install(provider)
+        tracing.install([SimpleSpanProcessor(exporter)], sample_ratio=ratio)
         try:
             for turn_id in turns:
                 with tracing.turn_root(turn_id, {"everloop.turn.id": turn_id}), tracing.span("x"):
                     pass
         finally:
-            tracing.install(None)
-            provider.shutdown()
+            tracing.shutdown()
         found = exporter.get_finished_spans()
         roots = {str((s.attributes or {})["everloop.turn.id"]) for s in found if s.parent is None}
         # A child goes with its root: both or neither.

@@ -7,11 +7,19 @@ crash starts its root span again with the same ids, and the spans the first proc
 before it died and those of the second form one tree. Only the process that ends the turn ends
 (and exports) the root span.
 
+How spans are made: a span is a small record of ours (:class:`LiveSpan`) while it runs, and
+becomes the OpenTelemetry SDK's ``ReadableSpan`` when it ends, handed to the SDK's span
+processors (a batch processor in front of the OTLP exporter, a simple one in front of the file
+exporter, the tests' in-memory exporter). Not the SDK's ``Tracer``: its spans validate and copy
+every attribute under a lock, consult the sampler and the context machinery per span, and cost
+~40 µs each; a turn makes eight (docs/benchmarks.md, issue 24). Sampling is by trace and decided
+once, at the trace's first span; the current span is one context variable.
+
 Exporters: OTLP over HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (the exporter reads the
 other standard ``OTEL_EXPORTER_OTLP_*`` variables itself: headers, timeout, ...), JSON lines to a
 file when ``EVERLOOP_TRACE_FILE`` is set (written as each span ends, so a ``kill -9`` loses
-nothing already ended). With neither, no tracer exists: every hook checks one flag and returns,
-and the OpenTelemetry SDK is not even imported.
+nothing already ended). With neither, nothing is recorded: every hook checks one flag and
+returns, and the OpenTelemetry SDK is not even imported.
 """
 
 from __future__ import annotations
@@ -20,35 +28,183 @@ import contextvars
 import hashlib
 import json
 import os
+import random
 import threading
+import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.trace import Span, SpanContext, Tracer
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import Link, SpanContext, Status
 
 AttributeValue = str | bool | int | float | Sequence[str]
 
-_provider: TracerProvider | None = None
-_tracer: Tracer | None = None
-_content = False
-# Ids the next span must take (a turn's root span); read by the provider's id generator.
-_forced: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
-    "everloop_forced_span_ids", default=None
+_MASK = (1 << 64) - 1
+
+
+class _Tracing:
+    """What this process records spans with (one instance while tracing is on)."""
+
+    def __init__(
+        self,
+        processors: Sequence[SpanProcessor],
+        *,
+        content: bool,
+        sample_ratio: float,
+        resource: Resource | None,
+    ) -> None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+        self.processors = tuple(processors)
+        self.content = content
+        self.keep_all = sample_ratio >= 1
+        self.bound = int(max(0.0, sample_ratio) * _MASK)
+        self.resource = resource if resource is not None else Resource.create({})
+        self.scope: InstrumentationScope = InstrumentationScope("everloop")
+        self.readable = ReadableSpan
+        self.context = SpanContext
+        self.sampled = TraceFlags(TraceFlags.SAMPLED)
+        self.kinds = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
+        self.server_kind = SpanKind.SERVER
+        self.unset = Status(StatusCode.UNSET)
+
+    def keeps(self, trace_id: int) -> bool:
+        """Whether the trace ``trace_id`` is recorded: ``sample_ratio`` of the traces, decided
+        by the id alone (so every process that runs a turn decides alike). Not OpenTelemetry's
+        ``traceidratio``: it reads the id's low 64 bits as a number, and in a turn's trace id (a
+        UUIDv7) their top bits are the fixed variant ``10``, so it would keep no turn below a
+        ratio of one half; here the whole id is mixed first."""
+        return self.keep_all or _mix((trace_id >> 64) ^ (trace_id & _MASK)) < self.bound
+
+    def ended(self, span: LiveSpan) -> None:
+        readable = self.readable(
+            span.name,
+            context=span.span_context(),
+            parent=span.parent,
+            resource=self.resource,
+            attributes=span.attributes,
+            events=span.events or (),
+            links=span.links or (),
+            kind=span.kind,
+            status=span.status or self.unset,
+            start_time=span.start,
+            end_time=time.time_ns(),
+            instrumentation_scope=self.scope,
+        )
+        for processor in self.processors:
+            processor.on_end(readable)
+
+
+_state: _Tracing | None = None
+
+
+class LiveSpan:
+    """A span while it runs: what the code sets on it (the subset of OpenTelemetry's ``Span``
+    everloop uses), ended into a ``ReadableSpan``."""
+
+    __slots__ = (
+        "_context",
+        "attributes",
+        "events",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "span_id",
+        "start",
+        "status",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        trace_id: int,
+        span_id: int,
+        parent: SpanContext | None,
+        kind: Any,
+        attributes: Mapping[str, AttributeValue] | None,
+    ) -> None:
+        self.name = name
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent = parent
+        self.kind = kind
+        self.start = time.time_ns()
+        self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
+        self.events: list[Any] | None = None
+        self.links: list[Link] | None = None
+        self.status: Status | None = None
+        self._context: SpanContext | None = None
+
+    def span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            tracing = _state
+            assert tracing is not None
+            context = self._context = tracing.context(
+                self.trace_id, self.span_id, is_remote=False, trace_flags=tracing.sampled
+            )
+        return context
+
+    def is_recording(self) -> bool:
+        return True
+
+    def update_name(self, name: str) -> None:
+        self.name = name
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        self.attributes.update(attributes)
+
+    def set_status(self, status: Status) -> None:
+        self.status = status
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, AttributeValue]) -> None:
+        from opentelemetry.trace import Link
+
+        self.links = [*(self.links or ()), Link(context, attributes)]
+
+    def record_exception(self, exc: BaseException) -> None:
+        """An ``exception`` event with the semantic conventions' attributes."""
+        from opentelemetry.sdk.trace import Event
+
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        attributes = {
+            "exception.type": type(exc).__qualname__,
+            "exception.message": str(exc),
+            "exception.stacktrace": stack,
+            "exception.escaped": "False",
+        }
+        self.events = [*(self.events or ()), Event("exception", attributes)]
+
+
+# The current span of this task: a LiveSpan, _DROPPED inside a trace the sampler dropped.
+_DROPPED = object()
+_current: contextvars.ContextVar[LiveSpan | object | None] = contextvars.ContextVar(
+    "everloop_current_span", default=None
 )
 
 
 def enabled() -> bool:
     """Whether spans are recorded in this process."""
-    return _tracer is not None
+    return _state is not None
 
 
 def content_enabled() -> bool:
     """Whether prompts and completions go into spans (``EVERLOOP_TRACE_CONTENT``)."""
-    return _tracer is not None and _content
+    return _state is not None and _state.content
 
 
 def turn_trace_id(turn_id: str) -> int:
@@ -79,138 +235,167 @@ def configure(
     sample_ratio: float = 1.0,
     attributes: Mapping[str, str] | None = None,
 ) -> bool:
-    """Set up this process's tracer if an exporter is configured (then True: the caller
+    """Set up this process's tracing if an exporter is configured (then True: the caller
     shuts it down); else leave tracing as it is."""
     if not otlp_endpoint and trace_file is None:
         return False
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     resource = Resource.create(
         {"service.name": service_name, "process.pid": os.getpid(), **(attributes or {})}
     )
-    provider = TracerProvider(resource=resource, id_generator=_ids(), sampler=sampler(sample_ratio))
+    processors: list[SpanProcessor] = []
     if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from everloop.telemetry.otlp import SpanExporter
 
         # The exporter takes the endpoint (and headers, ...) from the standard variables.
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        processors.append(BatchSpanProcessor(SpanExporter()))
     if trace_file is not None:
-        provider.add_span_processor(SimpleSpanProcessor(_file_exporter(trace_file)))
-    install(provider, content=content)
+        processors.append(SimpleSpanProcessor(_file_exporter(trace_file)))
+    install(processors, content=content, sample_ratio=sample_ratio, resource=resource)
     return True
 
 
-def install(provider: TracerProvider | None, *, content: bool = False) -> None:
-    """Use ``provider`` for everloop's spans (None: tracing off). Tests install one with an
-    in-memory exporter; its id generator must come from ``id_generator()``."""
-    global _provider, _tracer, _content
-    _provider = provider
-    _tracer = provider.get_tracer("everloop") if provider is not None else None
-    _content = content
-
-
-def id_generator() -> Any:
-    """The id generator a tracer provider needs for turns' deterministic ids."""
-    return _ids()
+def install(
+    processors: Sequence[SpanProcessor] | None,
+    *,
+    content: bool = False,
+    sample_ratio: float = 1.0,
+    resource: Resource | None = None,
+) -> None:
+    """Hand ended spans to ``processors`` (None: tracing off). Tests install one in front of
+    the SDK's in-memory exporter."""
+    global _state
+    _state = (
+        _Tracing(processors, content=content, sample_ratio=sample_ratio, resource=resource)
+        if processors is not None
+        else None
+    )
 
 
 def shutdown() -> None:
     """Flush and stop the exporters (at process shutdown)."""
-    provider = _provider
+    tracing = _state
     install(None)
-    if provider is not None:
-        provider.shutdown()
+    if tracing is not None:
+        for processor in tracing.processors:
+            processor.shutdown()
 
 
 @contextmanager
 def span(
     name: str, attributes: Mapping[str, AttributeValue] | None = None, *, client: bool = False
-) -> Iterator[Span | None]:
-    """A child span of the current one (None when tracing is off); a ``client`` span calls
-    out of the process (a model)."""
-    tracer = _tracer
-    if tracer is None:
+) -> Iterator[LiveSpan | None]:
+    """A child span of the current one (None when tracing is off, or outside any trace, or in
+    a trace the sampler dropped); a ``client`` span calls out of the process (a model)."""
+    tracing = _state
+    parent = _current.get()
+    if tracing is None or not isinstance(parent, LiveSpan):
         yield None
         return
-    from opentelemetry.trace import SpanKind, get_current_span
-
-    parent = get_current_span()
-    if not parent.is_recording() and parent.get_span_context().is_valid:
-        yield None  # in a trace the sampler dropped: its spans would be dropped too
-        return
-    kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
-    started = tracer.start_span(name, kind=kind, attributes=attributes)
-    with _current(started):
+    started = LiveSpan(
+        name,
+        parent.trace_id,
+        random.getrandbits(64) or 1,
+        parent.span_context(),
+        tracing.kinds["client" if client else "internal"],
+        attributes,
+    )
+    with _running(tracing, started):
         yield started
 
 
 @contextmanager
-def _current(started: Span, *, end_on_cancel: bool = True) -> Iterator[None]:
+def _running(tracing: _Tracing, started: LiveSpan, *, end_on_cancel: bool = True) -> Iterator[None]:
     """``started`` is the current span inside the block, and ends after it (an exception on
-    the way out is recorded on it; a cancellation ends it only if ``end_on_cancel``). Leaner
-    than ``start_as_current_span``'s layers of context managers: these run several times per
-    turn."""
-    from opentelemetry import context
-    from opentelemetry.trace import Status, StatusCode, set_span_in_context
-
-    token = context.attach(set_span_in_context(started))
+    the way out is recorded on it; a cancellation ends it only if ``end_on_cancel``)."""
+    token = _current.set(started)
     end = True
     try:
         yield
     except Exception as exc:
         started.record_exception(exc)
-        started.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        started.set_status(error_status(f"{type(exc).__name__}: {exc}"))
         raise
     except BaseException:
         end = end_on_cancel
         raise
     finally:
-        context.detach(token)
+        _current.reset(token)
         if end:
-            started.end()
+            tracing.ended(started)
 
 
 @contextmanager
-def turn_root(turn_id: str, attributes: Mapping[str, AttributeValue]) -> Iterator[Span | None]:
+def _dropped() -> Iterator[None]:
+    token = _current.set(_DROPPED)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def turn_root(turn_id: str, attributes: Mapping[str, AttributeValue]) -> Iterator[LiveSpan | None]:
     """The root span of ``turn_id``'s trace, with the turn's ids, current inside the block."""
-    tracer = _tracer
-    if tracer is None:
+    tracing = _state
+    if tracing is None:
         yield None
         return
-    from opentelemetry.context import Context
-
-    token = _forced.set((turn_trace_id(turn_id), turn_root_span_id(turn_id)))
-    try:
-        started = tracer.start_span("turn", context=Context(), attributes=attributes)
-    finally:
-        _forced.reset(token)
+    trace_id = turn_trace_id(turn_id)
+    if not tracing.keeps(trace_id):
+        with _dropped():
+            yield None
+        return
+    started = LiveSpan(
+        "turn", trace_id, turn_root_span_id(turn_id), None, tracing.kinds["internal"], attributes
+    )
     # Cancelled (a shutdown), the turn goes on later or elsewhere, and the process that ends
     # it ends this span (same ids): ending it here too would export the root twice.
-    with _current(started, end_on_cancel=False):
+    with _running(tracing, started, end_on_cancel=False):
         yield started
 
 
 @contextmanager
 def server_span(
     name: str, attributes: Mapping[str, AttributeValue], headers: Mapping[str, str]
-) -> Iterator[Span | None]:
+) -> Iterator[LiveSpan | None]:
     """An HTTP request's span, continuing the caller's trace if it sent ``traceparent``."""
-    tracer = _tracer
-    if tracer is None:
+    tracing = _state
+    if tracing is None:
         yield None
         return
-    from opentelemetry.propagate import extract
-    from opentelemetry.trace import SpanKind
-
-    parent = extract(headers) if "traceparent" in headers else None
-    started = tracer.start_span(name, parent, kind=SpanKind.SERVER, attributes=attributes)
-    with _current(started):
+    parent = _remote_parent(headers) if "traceparent" in headers else None
+    if parent is not None:
+        if not parent.trace_flags.sampled:
+            with _dropped():
+                yield None
+            return
+        trace_id = parent.trace_id
+    else:
+        trace_id = random.getrandbits(128) or 1
+        if not tracing.keeps(trace_id):
+            with _dropped():
+                yield None
+            return
+    started = LiveSpan(
+        name, trace_id, random.getrandbits(64) or 1, parent, tracing.server_kind, attributes
+    )
+    with _running(tracing, started):
         yield started
 
 
-def error_status(description: str) -> Any:
+def _remote_parent(headers: Mapping[str, str]) -> SpanContext | None:
+    """The caller's span from W3C ``traceparent`` (None if it is not a valid one)."""
+    from opentelemetry.trace import get_current_span
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    context = get_current_span(TraceContextTextMapPropagator().extract(headers)).get_span_context()
+    return context if context.is_valid else None
+
+
+def error_status(description: str) -> Status:
     """A span status saying the operation failed."""
     from opentelemetry.trace import Status, StatusCode
 
@@ -231,16 +416,9 @@ def turn_span_context(turn_id: str) -> SpanContext:
 
 def link_to_turn(turn_id: str) -> None:
     """Link the current span (an HTTP request's) to the trace of the turn it started."""
-    if _tracer is None:
-        return
-    from opentelemetry.trace import get_current_span
-
-    current = get_current_span()
-    if current.is_recording():
+    current = _current.get()
+    if _state is not None and isinstance(current, LiveSpan):
         current.add_link(turn_span_context(turn_id), {"everloop.turn.id": turn_id})
-
-
-_MASK = (1 << 64) - 1
 
 
 def _mix(value: int) -> int:
@@ -249,62 +427,6 @@ def _mix(value: int) -> int:
     value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
     return value ^ (value >> 31)
-
-
-def sampler(ratio: float) -> Any:
-    """Keep ``ratio`` of the traces, deciding by trace id (so every process that runs a turn
-    decides alike), and a child as its parent. Not OpenTelemetry's ``traceidratio``: it reads
-    the trace id's low 64 bits as a number, and in a turn's trace id (a UUIDv7) their top bits
-    are the fixed variant ``10``, so it would keep no turn below a ratio of one half; here the
-    whole id is hashed first."""
-    from opentelemetry.sdk.trace.sampling import (
-        ALWAYS_ON,
-        Decision,
-        ParentBased,
-        Sampler,
-        SamplingResult,
-    )
-
-    if ratio >= 1:
-        return ParentBased(ALWAYS_ON)
-    bound = int(ratio * _MASK)
-
-    class TraceRatio(Sampler):
-        def should_sample(
-            self,
-            parent_context: Any,
-            trace_id: int,
-            name: str,
-            kind: Any = None,
-            attributes: Any = None,
-            *args: Any,
-            **kwargs: Any,
-        ) -> Any:
-            if _mix((trace_id >> 64) ^ (trace_id & _MASK)) < bound:
-                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-            return SamplingResult(Decision.DROP)
-
-        def get_description(self) -> str:
-            return f"EverloopTraceRatio{{{ratio}}}"
-
-    return ParentBased(TraceRatio())
-
-
-def _ids() -> Any:
-    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-    class TurnIds(RandomIdGenerator):
-        """Random ids, except for a turn's root span (``_forced``)."""
-
-        def generate_trace_id(self) -> int:
-            forced = _forced.get()
-            return forced[0] if forced else super().generate_trace_id()
-
-        def generate_span_id(self) -> int:
-            forced = _forced.get()
-            return forced[1] if forced else super().generate_span_id()
-
-    return TurnIds()
 
 
 def _file_exporter(path: Path) -> Any:

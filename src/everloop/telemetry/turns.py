@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from everloop.telemetry import metrics, tracing
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from everloop.telemetry.tracing import LiveSpan as Span
 
 log = logging.getLogger("everloop.turns")
 
