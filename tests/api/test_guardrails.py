@@ -355,21 +355,34 @@ async def test_a_blocked_tool_output_is_replaced_before_the_model_reads_it(engin
     assert "[hidden by policy]" in final_text(found) and '"result":5' not in final_text(found)
 
 
-async def test_log_mode_lets_everything_through_and_records_every_hit(engine: Api) -> None:
+LOGGED_CHECKS = [
+    {"id": "echo-word", "type": "blocklist", "words": ["please"]},
+    {"id": "add-call", "type": "tool_pattern", "tools": ["add"]},
+    {"id": "five", "type": "regex", "pattern": "5", "stages": ["tool_output"]},
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "action"),
+    [("enforce", "log"), ("advisory", "block")],
+    ids=["log-actions", "advisory-mode"],
+)
+async def test_log_mode_lets_everything_through_and_records_every_hit(
+    engine: Api, mode: str, action: str
+) -> None:
+    # Every check logs: by its own action, or because advisory mode downgrades its block.
     script = {**ADD_SCRIPT, "chunk_chars": 2}
-    checks = [
-        {"id": "echo-word", "type": "blocklist", "words": ["please"], "action": "log"},
-        {"id": "add-call", "type": "tool_pattern", "tools": ["add"]},  # block, but advisory
-        {"id": "five", "type": "regex", "pattern": "5", "stages": ["tool_output"]},
-    ]
+    checks = [{**check, "action": action} for check in LOGGED_CHECKS]
     sid = await new_session(
-        engine, script, capabilities=[{"ref": "test_math"}, guarded(*checks, mode="advisory")]
+        engine, script, capabilities=[{"ref": "test_math"}, guarded(*checks, mode=mode)]
     )
     await send(engine, sid, "please add")
     found = await wait_turns_ended(engine, sid)
     [done] = of_type(found, "tool.completed")
     assert done["success"] is True and "5" in str(done["result"])
-    assert final_text(found).startswith("Echo: please add")
+    assert final_text(found) == 'Echo: please add\nadd: {"result": 5}'
+    streamed = "".join(d["delta"] for d in of_type(found, "output.message.delta"))
+    assert streamed == final_text(found)  # every delta sent: nothing held back for good
     assert not of_type(found, "output.message.replaced")
     hits = of_type(found, "guardrail.triggered")
     assert sorted((h["guardrail_id"], h["stage"], h["action"]) for h in hits) == [
