@@ -183,6 +183,31 @@ async def test_an_unparseable_judge_fails_the_case_with_the_reason(engine: Api) 
     assert run["summary"]["failed"] == 1 and run["summary"]["pass_rate"] == 0.0
 
 
+async def test_without_a_judge_the_org_default_model_judges(engine: Api) -> None:
+    api = engine
+    agent_model = await scripted_model(api, AGENT_SCRIPT)
+    judge = await scripted_model(api, JUDGE_SCRIPT)
+    # Marked the org default (a model's settings are replaced whole: its script kept).
+    marked = await api.client.patch(
+        f"/v1/models/{judge}", json={"settings": {"llmsim": JUDGE_SCRIPT, "default": True}}
+    )
+    assert marked.status_code == 200, marked.text
+    agent = await create_agent(
+        api,
+        "default-judged",
+        default_model_id=agent_model,
+        capabilities=checked_capabilities(None, [CASES[0]]),
+    )
+    started = await api.client.post(f"/v1/agents/{agent['id']}/health-checks", json={})
+    assert started.status_code == 200, started.text
+    run = await finished_run(api, agent["id"], started.json()["id"])
+    assert run["model_id"] is None  # none named: the org default at the time of judging
+    (result,) = run["results"]
+    # The verdict is the default model's (JUDGE_SCRIPT), not the agent model's answer.
+    assert (result["passed"], result["score"]) == (True, 0.8)
+    assert result["judge_reason"] == "Names Paris."
+
+
 async def run_count(api: Api) -> int:
     async with api.services.db.read() as conn:
         return int(

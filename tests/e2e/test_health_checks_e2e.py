@@ -1,11 +1,14 @@
 """Agent health checks on a real ``everloop serve`` (issue 21): the runs as the published
 ``everruns-sdk`` parses them, and a run that survives ``kill -9``.
 
-The crash: three cases, at most two at a time, against a model slow enough that both first
-cases are mid-call when the server is killed (the third still pending). What the database holds
-at the kill is read directly; after a restart on the same data the run completes, each case's
-session exists exactly once (the two from before the kill kept, one more), and each session has
-exactly one turn. No timing is asserted: the waits poll conditions inside deadlines.
+The crash: three cases (one passing, one failing its rubric by the scripted judge's score, one
+running out of its turn bound in a tool loop), at most two at a time, against a model slow
+enough that both first cases are mid-call when the server is killed (the third still pending).
+What the database holds at the kill is read directly; after a restart on the same data the run
+completes with the summary the three outcomes give, each case's session exists exactly once
+(the two from before the kill kept, one more), each session has exactly one turn, and each
+model call the case needed was recorded once. No timing is asserted: the waits poll conditions
+inside deadlines.
 """
 
 from __future__ import annotations
@@ -39,15 +42,40 @@ def cases(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def checked_agent(api: Api, agent_script: dict[str, Any], count: int) -> str:
+# The judge gives every answer 0.9: "strict" asks for more (its threshold), so it fails its
+# rubric; "loop" makes the model call add again and again until the case's turn bound ends it.
+MIXED_CASES = [
+    {"name": "capital", "user_message": "Capital of France?", "rubric": "Names Paris."},
+    {
+        "name": "loop",
+        "user_message": "Please loop on add until done.",
+        "rubric": "Gives the sum.",
+        "max_turns": 2,
+    },
+    {
+        "name": "strict",
+        "user_message": "Capital of France, with a source?",
+        "rubric": "Names Paris and cites a source.",
+        "pass_threshold": 0.95,
+    },
+]
+LOOP_ON_ADD = [{"when": "\\bloop\\b", "name": "add", "arguments": {"a": 1, "b": 2}, "repeat": 50}]
+
+
+def checked_agent(
+    api: Api,
+    agent_script: dict[str, Any],
+    count: int,
+    case_list: list[dict[str, Any]] | None = None,
+) -> str:
     model = api.llmsim_model(agent_script)
     judge = api.llmsim_model(JUDGE)
-    config = {"cases": cases(count), "judge_model_id": judge}
+    config = {"cases": case_list or cases(count), "judge_model_id": judge}
     body = {
         "name": "checked",
         "system_prompt": "You answer.",
         "default_model_id": model,
-        "capabilities": [{"ref": "health_check", "config": config}],
+        "capabilities": [{"ref": "test_math"}, {"ref": "health_check", "config": config}],
     }
     return str(api.ok(api.http.post("agents", json=body), 201)["id"])
 
@@ -122,9 +150,12 @@ def test_kill9_mid_run_runs_each_case_once(start_server: Any) -> None:
     try:
         # Slow enough that the first two cases are still mid-call at the kill, however long
         # seeing both in flight takes on a loaded machine (1.5 s was not, on CI's PostgreSQL).
-        agent_id = checked_agent(
-            api, {"response": {"type": "fixed", "text": "An answer."}, "latency_ms": 6000}, 3
-        )
+        script = {
+            "response": {"type": "fixed", "text": "An answer."},
+            "latency_ms": 6000,
+            "tool_calls": LOOP_ON_ADD,
+        }
+        agent_id = checked_agent(api, script, 3, MIXED_CASES)
         run = api.ok(api.http.post(f"agents/{agent_id}/health-checks", json={}))
 
         def two_in_flight() -> list[str] | None:
@@ -152,15 +183,43 @@ def test_kill9_mid_run_runs_each_case_once(start_server: Any) -> None:
         server.restart()
         done = finished(api, agent_id, run["id"])
         assert done["status"] == "completed", done
+        results = {r["name"]: r for r in done["results"]}
+        assert list(results) == ["capital", "loop", "strict"]
         sessions = [r["session_id"] for r in done["results"]]
         assert len(set(sessions)) == 3 and started <= set(sessions)
         assert api.ok(api.http.get("sessions"))["total"] == 3
-        for session_id in sessions:
-            shape = Counter(e["type"] for e in api.events(session_id))
-            assert shape["session.started"] == 1 and shape["input.message"] == 1, shape
-            assert shape["turn.completed"] == 1, shape
+
+        capital, loop, strict = results["capital"], results["loop"], results["strict"]
+        assert (capital["passed"], capital["score"], capital["error"]) == (True, 0.9, None)
+        assert (strict["passed"], strict["score"], strict["error"]) == (False, 0.9, None)
+        assert "below 0.95" in strict["judge_reason"]
+        assert (loop["passed"], loop["score"]) == (False, 0.0)
+        assert loop["error"].startswith("timed out") and "max_iterations (2)" in loop["error"]
+        assert loop["judge_reason"].startswith("not judged")
+
+        # Each case ran once: one session, one input, one turn that ended once, and each model
+        # call it needed recorded once (a call cut by the kill left no generation).
+        terminal = {"capital": "turn.completed", "strict": "turn.completed", "loop": "turn.failed"}
+        calls = {"capital": 1, "strict": 1, "loop": 2}
+        for name, result in results.items():
+            shape = Counter(e["type"] for e in api.events(result["session_id"]))
+            assert shape["session.started"] == 1 and shape["input.message"] == 1, (name, shape)
+            ended = sum(shape[t] for t in ("turn.completed", "turn.failed", "turn.cancelled"))
+            assert ended == 1 and shape[terminal[name]] == 1, (name, shape)
+            assert shape["llm.generation"] == calls[name] == result["turns"], (name, shape)
+            assert shape["tool.completed"] == (2 if name == "loop" else 0), (name, shape)
+
         summary = done["summary"]
-        assert (summary["total"], summary["passed"], summary["errored"]) == (3, 3, 0)
-        assert summary["pass_rate"] == 1.0 and summary["avg_score"] == pytest.approx(0.9)
+        assert {k: summary[k] for k in ("total", "passed", "failed", "errored")} == {
+            "total": 3,
+            "passed": 1,
+            "failed": 1,
+            "errored": 1,
+        }
+        assert summary["pass_rate"] == pytest.approx(1 / 3, abs=1e-6)
+        assert summary["avg_score"] == pytest.approx((0.9 + 0.9 + 0.0) / 3, abs=1e-6)
+        assert summary["avg_turns"] == pytest.approx(4 / 3, abs=1e-6)
+        assert summary["total_input_tokens"] == sum(r["input_tokens"] for r in done["results"])
+        assert summary["total_output_tokens"] == sum(r["output_tokens"] for r in done["results"])
     finally:
         api.close()

@@ -3,8 +3,14 @@ blocking ``output`` checks. Pure: the guard is fed the pieces a model stream wou
 
 from __future__ import annotations
 
-from everloop.capabilities.guardrails import parse_policy
-from everloop.engine.guardrails import REGEX_HOLD_CHARS, OutputGuard
+from everloop.capabilities.guardrails import EXCERPT_CHARS, parse_policy
+from everloop.domain.messages import ToolCallPart, ToolResultPart
+from everloop.engine.guardrails import (
+    REGEX_HOLD_CHARS,
+    OutputGuard,
+    call_hit_events,
+    output_events,
+)
 
 WORDS = parse_policy({"checks": [{"id": "w", "type": "blocklist", "words": ["darn", "heck"]}]})
 
@@ -60,3 +66,35 @@ def test_log_checks_and_no_policy_pass_text_through_at_once() -> None:
         _, blocked = guard.outcome("oh darn")
         assert blocked is None
     assert [h.action for h in OutputGuard(logged).outcome("darn")[0]] == ["log"]
+
+
+def test_every_hit_event_carries_a_bounded_excerpt() -> None:
+    """A match of 1,000 characters in each stage: its ``guardrail.triggered`` holds at most
+    ``EXCERPT_CHARS`` of it (a logged hit as matched, a blocking one masked)."""
+    long = "x" * 1000
+    policy = parse_policy(
+        {
+            "checks": [
+                {"id": "logged", "type": "regex", "pattern": "x+", "action": "log"},
+                {"id": "blocking", "type": "regex", "pattern": "x{300,}"},
+                {"id": "call", "type": "tool_pattern", "tools": ["run"], "pattern": "x+"},
+                {"id": "result", "type": "regex", "pattern": "x+", "stages": ["tool_output"]},
+            ]
+        }
+    )
+    hits, blocked = OutputGuard(policy).outcome(long)
+    found = output_events(hits, blocked, turn_id="turn_1", message_id="message_1")
+    call = ToolCallPart("call_1", "run", {"cmd": long})
+    found += call_hit_events(policy, call, ToolResultPart("call_1", "run", {"out": long}))
+    excerpts = {
+        (d["guardrail_id"], d["stage"]): d["excerpt"]
+        for t, d in found
+        if t == "guardrail.triggered"
+    }
+    masked = "xx" + "*" * (EXCERPT_CHARS - 2)
+    assert excerpts == {
+        ("logged", "output"): "x" * EXCERPT_CHARS,
+        ("blocking", "output"): masked,
+        ("call", "tool_use"): masked,
+        ("result", "tool_output"): masked,
+    }
