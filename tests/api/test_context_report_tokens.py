@@ -192,3 +192,35 @@ async def test_a_compacted_session_reports_its_summary_and_the_turns_after_it(
     ratio = engine.services.runner.tokens.ratio("sim-small")
     assert got["calibration_ratio"] == ratio
     assert got["estimated_input_tokens"] == math.ceil(counted * ratio)
+
+
+async def test_the_providers_report_calibrates_later_counts(engine: Api) -> None:
+    """The estimate is corrected by the usage the provider reports: llmsim bills four
+    characters a token, the counter reads ``gpt-4o`` with o200k, so after one call the ratio
+    is exactly what was billed over what was counted for that prompt."""
+    sid = await new_session(
+        engine, await sim_model(engine, "gpt-4o", ECHO, profile={"context_window": 128_000})
+    )
+    before = await report(engine, sid)
+    assert before["calibration_ratio"] == 1.0
+    await send(engine, sid, "Grüße aus Kyiv: Привіт, світе! " * 20)
+    await wait_turns_ended(engine, sid)
+    found = await events(engine, sid)
+    (generation,) = [e["data"] for e in found if e["type"] == "llm.generation"]
+    billed = generation["metadata"]["usage"]["input_tokens"]
+    # What the compaction step counted before that call: the system prompt, the tools and the
+    # turn's input, with the session's encoding.
+    counter = TokenCounter()
+    system, user = generation["messages"]
+    assert system["role"] == "system" and user["role"] == "user"
+    counted = (
+        counter.text("gpt-4o", system["content"][0]["text"])
+        + section(before, "tools")["tokens"]
+        + counter.message("gpt-4o", message_from_json(user))
+    )
+    assert billed != counted
+    got = await report(engine, sid)
+    assert got["calibration_ratio"] == pytest.approx(billed / counted, rel=1e-9)
+    sections = sum(s["tokens"] for s in got["sections"])
+    assert got["estimated_input_tokens"] == math.ceil(sections * billed / counted)
+    assert got["estimated_input_tokens"] != sections

@@ -15,6 +15,7 @@ from tests.engine.conftest import new_session, send, wait_turns_ended
 
 from everloop.capabilities.agent_instructions import MAX_INSTRUCTIONS_BYTES
 from everloop.capabilities.todo_list import PROMPT
+from everloop.engine.context import Transcripts
 
 TODOS = [{"ref": "stateless_todo_list"}]
 INSTRUCTIONS = [{"ref": "agent_instructions"}]
@@ -79,12 +80,13 @@ async def test_write_todos_returns_the_list_and_reports_errors_to_the_model(engi
     found = await _turn(api, sid, "plan the trip", 1)
     done = _tool(found)
     assert done["success"], done
+    accepted = [
+        {"content": "Book flights", "status": "completed", "id": "f"},
+        {"content": "Book hotel", "status": "in_progress"},
+        {"content": "Pack", "status": "pending"},
+    ]
     assert json.loads(done["result"][0]["text"]) == {
-        "todos": [
-            {"content": "Book flights", "status": "completed", "id": "f"},
-            {"content": "Book hotel", "status": "in_progress"},
-            {"content": "Pack", "status": "pending"},
-        ],
+        "todos": accepted,
         "counts": {"pending": 1, "in_progress": 1, "completed": 1},
     }
     assert all(PROMPT in p for p in _system_prompts(found))
@@ -103,6 +105,18 @@ async def test_write_todos_returns_the_list_and_reports_errors_to_the_model(engi
         assert not failed["success"] and error in failed["error"], (word, failed)
         # The model's next call had the error as the call's result (echo repeats it).
         assert f"write_todos: error: {error}" in final_text(found), word
+
+    # Stateless: the plan's only copy is the first turn's call and result, in the history the
+    # model is given on every later turn.
+    last_turn = found[0]["context"]["turn_id"]
+    async with api.services.db.read() as conn:
+        view = await Transcripts().conversation(conn, sid, before_turn=last_turn)
+    first_turn = view.turns[0][1]
+    (call,) = [c for m in first_turn for c in m.tool_calls]
+    (result,) = [r for m in first_turn for r in m.tool_results]
+    assert call.name == "write_todos" and call.arguments["todos"][1]["content"] == "Book hotel"
+    assert result.tool_call_id == call.id and result.error is None
+    assert json.loads(str(result.result))["todos"] == accepted
 
 
 async def test_agents_md_joins_the_system_prompt_with_the_capability_only(engine: Api) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from tests.conftest import Api
 from tests.engine.conftest import events, new_session, send
 
+from everloop.domain.messages import message_from_json
 from everloop.engine.compaction import SUMMARY_PROMPT
 from everloop.engine.context import SUMMARY_HEADER, Transcripts
 
@@ -228,3 +229,105 @@ async def test_a_fork_continues_from_the_parents_checkpoint(engine: Api) -> None
         view = await Transcripts().conversation(conn, fork_id, before_turn=turn_id, latest=True)
     newest = of_type(found, "context.compacted") or checkpoints
     assert view.basis == newest[-1]["data"]["checkpoint_id"]
+
+
+def unpaired(messages: list[Any]) -> list[str]:
+    """Ids of tool calls without their result and results without their call in ``messages``
+    (``domain.messages.Message``): empty when every pair is whole."""
+    calls = [c.id for m in messages for c in m.tool_calls]
+    results = [r.tool_call_id for m in messages for r in m.tool_results]
+    return [i for i in calls if i not in results] + [i for i in results if i not in calls]
+
+
+async def test_tool_turns_compact_whole_at_the_configured_threshold(engine: Api) -> None:
+    """Each turn is a short question, ten calls of a tool (call, result, ...) and a short
+    answer, so most of a turn's tokens come between its model calls; the capability's
+    ``threshold`` is 0.5. Checkpoints come before the default 0.8 would have made them, also in
+    the middle of a turn, and no view the model is given holds a tool call without its result
+    or a result without its call: earlier turns are compacted or kept whole, the running turn
+    is never compacted."""
+    api = engine
+    threshold = 0.5 * WINDOW
+    add = {"when": "^Turn", "name": "add", "arguments": {"a": 1, "b": 2}, "repeat": 10}
+    script = {"response": {"type": "lorem", "tokens": 25}, "tool_calls": [add]}
+    model_id = await windowed_model(api, script=script)
+    capabilities = [{"ref": "test_math"}, {"ref": "compaction", "config": {"threshold": 0.5}}]
+    session_id = await new_session(api, model_id=model_id, capabilities=capabilities)
+    last, checkpoints, mid_turn = 0, 0, 0
+    for turn in range(1, 16):
+        text = f"Turn {turn}: " + " ".join(f"word{turn}x{i}" for i in range(10))
+        found = await run_turn(api, session_id, text, last)
+        last = found[-1]["sequence"]
+        assert of_type(found, "turn.completed"), f"turn {turn}: {of_type(found, 'turn.failed')}"
+        assert [e["data"]["success"] for e in of_type(found, "tool.completed")] == [True] * 10
+        generations = of_type(found, "llm.generation")
+        assert len(generations) == 11
+        for generation in generations:
+            # Under the default threshold; the 0.5 is compared with an estimate calibrated by
+            # earlier reports, which lags a little (llmsim bills no tool definitions).
+            assert generation["data"]["metadata"]["usage"]["input_tokens"] <= THRESHOLD
+            turn_messages = [message_from_json(m) for m in generation["data"]["messages"][1:]]
+            assert unpaired(turn_messages) == []
+        turn_id = of_type(found, "turn.completed")[0]["context"]["turn_id"]
+        async with api.services.db.read() as conn:
+            view = await Transcripts().conversation(
+                conn, session_id, before_turn=turn_id, latest=True
+            )
+        kept = [m for _, messages in view.turns for m in messages]
+        assert unpaired(kept) == []
+        assert all(messages[0].role == "user" for _, messages in view.turns)
+        for compacted in of_type(found, "context.compacted"):
+            checkpoints += 1
+            data = compacted["data"]
+            assert threshold < data["tokens_before"] <= THRESHOLD
+            assert data["tokens_after"] <= threshold
+            assert view.basis == data["checkpoint_id"]
+            # The call after it: the summary, the kept turns, the running turn so far.
+            after = next(g for g in generations if g["sequence"] > compacted["sequence"])
+            shown = len(after["data"]["messages"]) - 1
+            assert after["data"]["metadata"]["prompt_message_count"] == 1 + len(kept) + shown
+            assert data["messages_after"] == 1 + len(kept) + shown
+            if any(e["sequence"] < compacted["sequence"] for e in of_type(found, "tool.completed")):
+                mid_turn += 1
+    assert checkpoints >= 3 and mid_turn >= 1, (checkpoints, mid_turn)
+
+
+async def test_a_summariser_that_is_not_a_model_id_is_refused(engine: Api) -> None:
+    api = engine
+    before = (await api.client.get("/v1/sessions")).json()["total"]
+    for bad in ("gpt-4o-mini", "model_XYZ", ""):
+        created = await api.client.post(
+            "/v1/sessions",
+            json={"capabilities": [{"ref": "compaction", "config": {"model_id": bad}}]},
+        )
+        assert created.status_code == 422, created.text
+        assert created.json()["error"]["field"] == "capabilities.0.config.model_id", bad
+    assert (await api.client.get("/v1/sessions")).json()["total"] == before
+
+
+async def test_a_failing_summary_call_leaves_the_turn_uncompacted(engine: Api) -> None:
+    """Compaction saves a turn, it never fails one: the summariser answers 400, the call goes
+    ahead with the whole history and the turn completes; nothing is checkpointed."""
+    api = engine
+    model_id = await windowed_model(api, window=4_000)
+    broken = await windowed_model(
+        api,
+        window=100_000,
+        script={"response": {"type": "error", "status": 400, "message": "no summaries"}},
+    )
+    session_id = await new_session(
+        api,
+        model_id=model_id,
+        capabilities=[{"ref": "compaction", "config": {"model_id": broken}}],
+    )
+    last = 0
+    for turn in range(1, 6):
+        found = await run_turn(api, session_id, user_text(turn), last)
+        last = found[-1]["sequence"]
+        assert of_type(found, "turn.completed"), f"turn {turn}: {of_type(found, 'turn.failed')}"
+    log = await events(api, session_id)
+    assert of_type(log, "context.compacting")  # it was tried
+    assert not of_type(log, "context.compacted")
+    last_call = of_type(log, "llm.generation")[-1]["data"]["metadata"]
+    assert last_call["prompt_message_count"] == 9  # every turn's messages, then the new input
+    assert last_call["usage"]["input_tokens"] > 0.8 * 4_000

@@ -34,9 +34,9 @@ CONFIG_SCHEMA: JsonObject = {
         },
         "model_id": {
             "type": "string",
-            "minLength": 1,
-            "description": "The model that writes summaries (e.g. a cheaper one); default: the "
-            "session's model.",
+            "pattern": "^model_[0-9a-f]{32}$",
+            "description": "The id (model_...) of the model that writes summaries (e.g. a "
+            "cheaper one); default: the session's model.",
         },
     },
     "additionalProperties": False,
