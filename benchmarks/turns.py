@@ -17,7 +17,8 @@ INFO (an access line per request, a line per turn) and ``/metrics`` scraped ever
 ``--telemetry logs``: the same without traces; ``--telemetry sampled``: full, keeping one trace
 in ten (``EVERLOOP_TRACE_SAMPLE_RATIO=0.1``). ``--compare SRC`` runs SRC's code (e.g. main's
 ``src``: no telemetry at all), then this checkout with telemetry off, logs, sampled and full,
-one after another, ``--rounds`` times.
+one after another, ``--rounds`` times; ``--levels off,full`` alternates the levels named (with
+``--compare``, after SRC).
 """
 
 from __future__ import annotations
@@ -351,13 +352,20 @@ def main() -> None:
     )
     parser.add_argument("--telemetry", choices=("off", "logs", "sampled", "full"), default="off")
     parser.add_argument("--compare", default=None, metavar="SRC", help="SRC, then each level")
+    parser.add_argument(
+        "--levels",
+        default=None,
+        help="comma-separated telemetry levels to alternate, --rounds times (e.g. off,full)",
+    )
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    if args.compare is None:
+    if args.compare is None and args.levels is None:
         print(json.dumps(asyncio.run(run(args)), indent=2))
         return
     results = []
-    variants = [(args.compare, "off")] + [(None, t) for t in ("off", "logs", "sampled", "full")]
+    levels = (args.levels or "off,logs,sampled,full").split(",")
+    variants = [(args.compare, "off")] if args.compare else []
+    variants += [(None, t) for t in levels]
     for _ in range(args.rounds):
         for src, telemetry in variants:
             variant = argparse.Namespace(**{**vars(args), "src": src, "telemetry": telemetry})

@@ -88,8 +88,8 @@ class Observe:
         finally:
             REQUEST_ID.reset(token)
             seconds = time.perf_counter() - started
-            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            metrics.HTTP_DURATION.labels(method, route).observe(seconds)
+            metrics.child(metrics.HTTP_REQUESTS, method, route, str(status)).inc()
+            metrics.child(metrics.HTTP_DURATION, method, route).observe(seconds)
             org = (scope.get("state") or {}).get("org_id")
             log.log(
                 logging.DEBUG if route in _QUIET else logging.INFO,

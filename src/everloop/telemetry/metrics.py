@@ -8,6 +8,8 @@ Gauges of state kept elsewhere (queued turns, SSE subscribers) are set when scra
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -130,6 +132,20 @@ HTTP_DURATION = Histogram(
 )
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram | Gauge, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: ``labels()`` validates and locks on every call,
+    and the turn path asks for the same few children many times a second. Label sets are
+    bounded (see above), so is this."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 def turn_status(status: str) -> str:

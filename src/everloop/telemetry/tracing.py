@@ -25,6 +25,7 @@ returns, and the OpenTelemetry SDK is not even imported.
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import json
 import os
@@ -32,8 +33,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,8 @@ class _Tracing:
         self.readable = ReadableSpan
         self.context = SpanContext
         self.sampled = TraceFlags(TraceFlags.SAMPLED)
-        self.kinds = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
+        self.internal_kind = SpanKind.INTERNAL
+        self.client_kind = SpanKind.CLIENT
         self.server_kind = SpanKind.SERVER
         self.unset = Status(StatusCode.UNSET)
 
@@ -207,6 +208,7 @@ def content_enabled() -> bool:
     return _state is not None and _state.content
 
 
+@functools.lru_cache(maxsize=4096)
 def turn_trace_id(turn_id: str) -> int:
     """The trace id of a turn: the hex of its id, else (an id of another shape) a hash."""
     hex_part = turn_id.rpartition("_")[2]
@@ -220,6 +222,7 @@ def turn_trace_id(turn_id: str) -> int:
     return int.from_bytes(hashlib.sha256(turn_id.encode()).digest()[:16], "big") or 1
 
 
+@functools.lru_cache(maxsize=4096)
 def turn_root_span_id(turn_id: str) -> int:
     """The span id of a turn's root span (the same in every process that runs the turn)."""
     digest = hashlib.sha256(b"everloop-turn-root:" + turn_id.encode()).digest()
@@ -283,107 +286,111 @@ def shutdown() -> None:
             processor.shutdown()
 
 
-@contextmanager
+class SpanScope:
+    """A span current inside a ``with`` block, ended after it (an exception on the way out is
+    recorded on it; a cancellation ends it only if ``end_on_cancel``). ``span`` None: no span,
+    and the block runs in ``marker`` (None: as it was; ``_DROPPED``: a trace the sampler
+    dropped, so no span inside it is made either). A class, not ``@contextmanager``: these
+    nest three deep several times a turn, and a generator per layer cost more than the span.
+    """
+
+    __slots__ = ("end_on_cancel", "marker", "span", "token")
+
+    def __init__(
+        self, span: LiveSpan | None, *, marker: object = None, end_on_cancel: bool = True
+    ) -> None:
+        self.span = span
+        self.marker = marker
+        self.end_on_cancel = end_on_cancel
+        self.token: contextvars.Token[LiveSpan | object | None] | None = None
+
+    def __enter__(self) -> LiveSpan | None:
+        current = self.span if self.span is not None else self.marker
+        if current is not None:
+            self.token = _current.set(current)
+        return self.span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self.token is not None:
+            _current.reset(self.token)
+        started = self.span
+        if started is None:
+            return
+        if exc is not None:
+            if not isinstance(exc, Exception):
+                if not self.end_on_cancel:
+                    return
+            else:
+                started.record_exception(exc)
+                started.set_status(error_status(f"{type(exc).__name__}: {exc}"))
+        tracing = _state
+        if tracing is not None:
+            tracing.ended(started)
+
+
+NO_SPAN = SpanScope(None)  # holds no state: shared
+
+
 def span(
     name: str, attributes: Mapping[str, AttributeValue] | None = None, *, client: bool = False
-) -> Iterator[LiveSpan | None]:
+) -> SpanScope:
     """A child span of the current one (None when tracing is off, or outside any trace, or in
     a trace the sampler dropped); a ``client`` span calls out of the process (a model)."""
     tracing = _state
     parent = _current.get()
-    if tracing is None or not isinstance(parent, LiveSpan):
-        yield None
-        return
-    started = LiveSpan(
-        name,
-        parent.trace_id,
-        random.getrandbits(64) or 1,
-        parent.span_context(),
-        tracing.kinds["client" if client else "internal"],
-        attributes,
+    if tracing is None or parent.__class__ is not LiveSpan:
+        return NO_SPAN
+    assert isinstance(parent, LiveSpan)
+    return SpanScope(
+        LiveSpan(
+            name,
+            parent.trace_id,
+            random.getrandbits(64) or 1,
+            parent.span_context(),
+            tracing.client_kind if client else tracing.internal_kind,
+            attributes,
+        )
     )
-    with _running(tracing, started):
-        yield started
 
 
-@contextmanager
-def _running(tracing: _Tracing, started: LiveSpan, *, end_on_cancel: bool = True) -> Iterator[None]:
-    """``started`` is the current span inside the block, and ends after it (an exception on
-    the way out is recorded on it; a cancellation ends it only if ``end_on_cancel``)."""
-    token = _current.set(started)
-    end = True
-    try:
-        yield
-    except Exception as exc:
-        started.record_exception(exc)
-        started.set_status(error_status(f"{type(exc).__name__}: {exc}"))
-        raise
-    except BaseException:
-        end = end_on_cancel
-        raise
-    finally:
-        _current.reset(token)
-        if end:
-            tracing.ended(started)
-
-
-@contextmanager
-def _dropped() -> Iterator[None]:
-    token = _current.set(_DROPPED)
-    try:
-        yield
-    finally:
-        _current.reset(token)
-
-
-@contextmanager
-def turn_root(turn_id: str, attributes: Mapping[str, AttributeValue]) -> Iterator[LiveSpan | None]:
+def turn_root(turn_id: str, attributes: Mapping[str, AttributeValue]) -> SpanScope:
     """The root span of ``turn_id``'s trace, with the turn's ids, current inside the block."""
     tracing = _state
     if tracing is None:
-        yield None
-        return
+        return NO_SPAN
     trace_id = turn_trace_id(turn_id)
     if not tracing.keeps(trace_id):
-        with _dropped():
-            yield None
-        return
+        return SpanScope(None, marker=_DROPPED)
     started = LiveSpan(
-        "turn", trace_id, turn_root_span_id(turn_id), None, tracing.kinds["internal"], attributes
+        "turn", trace_id, turn_root_span_id(turn_id), None, tracing.internal_kind, attributes
     )
     # Cancelled (a shutdown), the turn goes on later or elsewhere, and the process that ends
     # it ends this span (same ids): ending it here too would export the root twice.
-    with _running(tracing, started, end_on_cancel=False):
-        yield started
+    return SpanScope(started, end_on_cancel=False)
 
 
-@contextmanager
 def server_span(
     name: str, attributes: Mapping[str, AttributeValue], headers: Mapping[str, str]
-) -> Iterator[LiveSpan | None]:
+) -> SpanScope:
     """An HTTP request's span, continuing the caller's trace if it sent ``traceparent``."""
     tracing = _state
     if tracing is None:
-        yield None
-        return
+        return NO_SPAN
     parent = _remote_parent(headers) if "traceparent" in headers else None
     if parent is not None:
         if not parent.trace_flags.sampled:
-            with _dropped():
-                yield None
-            return
+            return SpanScope(None, marker=_DROPPED)
         trace_id = parent.trace_id
     else:
         trace_id = random.getrandbits(128) or 1
         if not tracing.keeps(trace_id):
-            with _dropped():
-                yield None
-            return
+            return SpanScope(None, marker=_DROPPED)
     started = LiveSpan(
         name, trace_id, random.getrandbits(64) or 1, parent, tracing.server_kind, attributes
     )
-    with _running(tracing, started):
-        yield started
+    return SpanScope(started)
 
 
 def _remote_parent(headers: Mapping[str, str]) -> SpanContext | None:

@@ -77,7 +77,7 @@ def turn(session_id: str, turn_id: str) -> Iterator[TurnRecord]:
         metrics.RUNNING_TURNS.dec()
         seconds = time.monotonic() - started
         if record.status != "interrupted":
-            metrics.TURNS_ENDED.labels(metrics.turn_status(record.status)).inc()
+            metrics.child(metrics.TURNS_ENDED, metrics.turn_status(record.status)).inc()
             metrics.TURN_DURATION.observe(seconds)
         log.info(
             "turn ended" if record.status != "interrupted" else "turn interrupted",
@@ -112,14 +112,11 @@ def _end_root(root: Span, record: TurnRecord) -> None:
         root.set_status(Status(StatusCode.ERROR, "the turn failed"))
 
 
-@contextmanager
-def phase(name: str, iteration: int) -> Iterator[None]:
+def phase(name: str, iteration: int) -> tracing.SpanScope:
     """A reason or act phase of the current turn."""
     if not tracing.enabled():
-        yield
-        return
-    with tracing.span(name, {"everloop.iteration": iteration}):
-        yield
+        return tracing.NO_SPAN
+    return tracing.span(name, {"everloop.iteration": iteration})
 
 
 @dataclass
@@ -138,34 +135,55 @@ class ModelCallRecord:
     wants_content: bool = field(default_factory=tracing.content_enabled)
 
 
-@contextmanager
-def model_call(system: str, model: str, iteration: int) -> Iterator[ModelCallRecord]:
-    """One model call (with its retries) of the current turn."""
-    record = ModelCallRecord()
-    started = time.monotonic()
-    with tracing.span(
-        f"chat {model}",
-        {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.system": system,
-            "gen_ai.request.model": model,
-            "everloop.iteration": iteration,
-        },
-        client=True,
-    ) as current:
-        try:
-            yield record
-        finally:
-            outcome = "ok" if record.ok else "error"
-            metrics.MODEL_CALL_DURATION.labels(model, outcome).observe(time.monotonic() - started)
-            if record.ttft_ms is not None:
-                metrics.TIME_TO_FIRST_TOKEN.labels(model).observe(record.ttft_ms / 1000)
-            if record.input_tokens:
-                metrics.MODEL_TOKENS.labels(model, "input").inc(record.input_tokens)
-            if record.output_tokens:
-                metrics.MODEL_TOKENS.labels(model, "output").inc(record.output_tokens)
-            if current is not None:
-                _end_model_span(current, record)
+class _ModelCall:
+    """``model_call``'s block: a class rather than ``@contextmanager`` (several a turn)."""
+
+    __slots__ = ("model", "record", "scope", "span", "started")
+
+    def __init__(self, system: str, model: str, iteration: int) -> None:
+        self.model = model
+        self.record = ModelCallRecord()
+        self.scope = tracing.span(
+            f"chat {model}",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": system,
+                "gen_ai.request.model": model,
+                "everloop.iteration": iteration,
+            },
+            client=True,
+        )
+        self.span: Span | None = None
+        self.started = 0.0
+
+    def __enter__(self) -> ModelCallRecord:
+        self.span = self.scope.__enter__()
+        self.started = time.monotonic()
+        return self.record
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        record, model = self.record, self.model
+        outcome = "ok" if record.ok else "error"
+        metrics.child(metrics.MODEL_CALL_DURATION, model, outcome).observe(
+            time.monotonic() - self.started
+        )
+        if record.ttft_ms is not None:
+            metrics.child(metrics.TIME_TO_FIRST_TOKEN, model).observe(record.ttft_ms / 1000)
+        if record.input_tokens:
+            metrics.child(metrics.MODEL_TOKENS, model, "input").inc(record.input_tokens)
+        if record.output_tokens:
+            metrics.child(metrics.MODEL_TOKENS, model, "output").inc(record.output_tokens)
+        if self.span is not None:
+            _end_model_span(self.span, record)
+        self.scope.__exit__(kind, exc, tb)
+
+
+def model_call(system: str, model: str, iteration: int) -> _ModelCall:
+    """One model call (with its retries) of the current turn: ``with model_call(...) as
+    record``, the call sets what it learns on ``record``."""
+    return _ModelCall(system, model, iteration)
 
 
 def _end_model_span(current: Span, record: ModelCallRecord) -> None:
@@ -198,34 +216,49 @@ class ToolCallRecord:
     outcome: str = "halted"
 
 
-@contextmanager
-def tool_call(name: str, call_id: str) -> Iterator[ToolCallRecord]:
-    """One server-side tool call of the current turn."""
-    record = ToolCallRecord()
-    started = time.monotonic()
-    with tracing.span(
-        f"execute_tool {name}",
-        {
-            "gen_ai.operation.name": "execute_tool",
-            "gen_ai.tool.name": name,
-            "gen_ai.tool.call.id": call_id,
-        },
-    ) as current:
-        try:
-            yield record
-        finally:
-            seconds = time.monotonic() - started
-            metrics.TOOL_CALLS.labels(name, record.outcome).inc()
-            metrics.TOOL_DURATION.labels(name).observe(seconds)
-            if current is not None:
-                current.set_attributes(
-                    {
-                        "everloop.tool.outcome": record.outcome,
-                        "everloop.tool.duration_ms": int(seconds * 1000),
-                    }
-                )
-                if record.outcome == "error":
-                    from opentelemetry.trace import Status, StatusCode
+class _ToolCall:
+    """``tool_call``'s block."""
 
-                    current.set_attribute("error.type", "tool_error")
-                    current.set_status(Status(StatusCode.ERROR, "the tool returned an error"))
+    __slots__ = ("name", "record", "scope", "span", "started")
+
+    def __init__(self, name: str, call_id: str) -> None:
+        self.name = name
+        self.record = ToolCallRecord()
+        self.scope = tracing.span(
+            f"execute_tool {name}",
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": call_id,
+            },
+        )
+        self.span: Span | None = None
+        self.started = 0.0
+
+    def __enter__(self) -> ToolCallRecord:
+        self.span = self.scope.__enter__()
+        self.started = time.monotonic()
+        return self.record
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        seconds = time.monotonic() - self.started
+        outcome = self.record.outcome
+        metrics.child(metrics.TOOL_CALLS, self.name, outcome).inc()
+        metrics.child(metrics.TOOL_DURATION, self.name).observe(seconds)
+        current = self.span
+        if current is not None:
+            current.set_attributes(
+                {"everloop.tool.outcome": outcome, "everloop.tool.duration_ms": int(seconds * 1000)}
+            )
+            if outcome == "error":
+                current.set_attribute("error.type", "tool_error")
+                current.set_status(tracing.error_status("the tool returned an error"))
+        self.scope.__exit__(kind, exc, tb)
+
+
+def tool_call(name: str, call_id: str) -> _ToolCall:
+    """One server-side tool call of the current turn: ``with tool_call(...) as record``, the
+    act phase sets the outcome on ``record``."""
+    return _ToolCall(name, call_id)
