@@ -67,7 +67,10 @@ def measure(turns: list[str], ratio: float | None, *, sdk: bool = False) -> floa
     processor = None
     if ratio is not None:
         processor = BatchSpanProcessor(Encoder(sdk), max_queue_size=100_000)
-        tracing.install([processor], sample_ratio=ratio)
+        if sdk:  # the SDK's encoder reads ReadableSpans
+            tracing.install([processor], sample_ratio=ratio)
+        else:  # as configure() sets up the OTLP exporter
+            tracing.install([], direct=[processor], sample_ratio=ratio)
     started = time.process_time()
     for turn_id in turns:
         one_turn(turn_id)

@@ -33,7 +33,12 @@ def strip_url_queries(text: str) -> str:
 class UrlQueryFilter(logging.Filter):
     """Rewrites each record so its message and traceback keep no URL query string."""
 
+    # The access and turn lines name route templates and ids, never an outbound URL.
+    _OWN = frozenset({"everloop.access", "everloop.turns"})
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name in self._OWN and not record.exc_info:
+            return True
         message = record.getMessage()
         cleaned = strip_url_queries(message)
         if cleaned != message:
@@ -132,7 +137,12 @@ class MigrationSummary(logging.Filter):
         self.applied = 0
         self.head: str | None = None
 
+    # The access and turn lines name route templates and ids, never an outbound URL.
+    _OWN = frozenset({"everloop.access", "everloop.turns"})
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name in self._OWN and not record.exc_info:
+            return True
         message = record.getMessage()
         if message.startswith("Running upgrade"):
             self.applied += 1

@@ -4,14 +4,15 @@ follow a caller's W3C ``traceparent``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
     Link,
@@ -31,11 +32,29 @@ from everloop.telemetry import turns as telemetry
 TURN = "turn_0190f3c2a1b27c3d8e9fa0b1c2d3e4f5"
 
 
+class Ended(SpanExporter):
+    """Keeps what a direct processor is handed: the spans as everloop made them."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+def ended() -> Ended:
+    return Ended()
+
+
+@pytest.fixture
+def spans(ended: Ended) -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     resource = Resource.create({"service.name": "everloop-test", "process.pid": 7})
-    tracing.install([SimpleSpanProcessor(exporter)], resource=resource)
+    tracing.install(
+        [SimpleSpanProcessor(exporter)], direct=[SimpleSpanProcessor(ended)], resource=resource
+    )
     yield exporter
     tracing.shutdown()
 
@@ -44,15 +63,17 @@ def _decoded(data: bytes) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest.FromString(data)
 
 
-def _same_as_the_sdk(found: list[ReadableSpan]) -> None:
-    ours = _decoded(otlp.encode(found))
+def _same_as_the_sdk(found: list[ReadableSpan], live: Sequence[Any] | None = None) -> None:
+    """everloop's request for ``found`` (or for ``live``, the same spans as everloop handed
+    them to the OTLP exporter's processor) decodes equal to the SDK's for ``found``."""
+    ours = _decoded(otlp.encode(found if live is None else live))
     sdk = _decoded(encode_spans(found).SerializeToString())
     assert ours == sdk
     assert sum(len(s.spans) for r in ours.resource_spans for s in r.scope_spans) == len(found)
 
 
 def test_the_spans_of_a_turn_encode_as_the_sdk_encodes_them(
-    spans: InMemorySpanExporter,
+    spans: InMemorySpanExporter, ended: Ended
 ) -> None:
     with tracing.server_span("POST", {"http.request.method": "POST"}, {}) as request:
         tracing.link_to_turn(TURN)
@@ -81,6 +102,8 @@ def test_the_spans_of_a_turn_encode_as_the_sdk_encodes_them(
     assert {s.status.status_code for s in found} == {StatusCode.ERROR, StatusCode.UNSET}
     assert any(e.name == "exception" for s in found for e in s.events)
     _same_as_the_sdk(found)
+    assert [s.name for s in ended.spans] == [s.name for s in found]
+    _same_as_the_sdk(found, ended.spans)
 
 
 def test_every_attribute_type_and_span_shape_encodes_as_the_sdk_encodes_it() -> None:
@@ -138,7 +161,9 @@ def test_every_attribute_type_and_span_shape_encodes_as_the_sdk_encodes_it() -> 
     assert len(_decoded(otlp.encode(mixed)).resource_spans) == 2
 
 
-def test_a_request_continues_the_callers_sampled_trace(spans: InMemorySpanExporter) -> None:
+def test_a_request_continues_the_callers_sampled_trace(
+    spans: InMemorySpanExporter, ended: Ended
+) -> None:
     caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     with (
         tracing.server_span("GET", {}, {"traceparent": caller}) as request,
@@ -153,7 +178,7 @@ def test_a_request_continues_the_callers_sampled_trace(spans: InMemorySpanExport
     assert request_span.parent.is_remote
     assert found["inside"].parent is not None
     assert found["inside"].parent.span_id == request_span.context.span_id
-    _same_as_the_sdk(list(found.values()))
+    _same_as_the_sdk(list(spans.get_finished_spans()), ended.spans)
 
 
 def test_a_callers_unsampled_trace_records_nothing(spans: InMemorySpanExporter) -> None:

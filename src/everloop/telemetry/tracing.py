@@ -55,6 +55,7 @@ class _Tracing:
         self,
         processors: Sequence[SpanProcessor],
         *,
+        direct: Sequence[Any],
         content: bool,
         sample_ratio: float,
         resource: Resource | None,
@@ -65,6 +66,7 @@ class _Tracing:
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         self.processors = tuple(processors)
+        self.direct = tuple(direct)
         self.content = content
         self.keep_all = sample_ratio >= 1
         self.bound = int(max(0.0, sample_ratio) * _MASK)
@@ -87,18 +89,27 @@ class _Tracing:
         return self.keep_all or _mix((trace_id >> 64) ^ (trace_id & _MASK)) < self.bound
 
     def ended(self, span: LiveSpan) -> None:
+        span.end_time = time.time_ns()
+        span.resource = self.resource
+        span.instrumentation_scope = self.scope
+        if span.status is None:
+            span.status = self.unset
+        for direct in self.direct:
+            direct.on_end(span)
+        if not self.processors:
+            return
         readable = self.readable(
             span.name,
-            context=span.span_context(),
+            context=span.context,
             parent=span.parent,
             resource=self.resource,
             attributes=span.attributes,
-            events=span.events or (),
-            links=span.links or (),
+            events=span.events,
+            links=span.links,
             kind=span.kind,
-            status=span.status or self.unset,
-            start_time=span.start,
-            end_time=time.time_ns(),
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
             instrumentation_scope=self.scope,
         )
         for processor in self.processors:
@@ -110,21 +121,29 @@ _state: _Tracing | None = None
 
 class LiveSpan:
     """A span while it runs: what the code sets on it (the subset of OpenTelemetry's ``Span``
-    everloop uses), ended into a ``ReadableSpan``."""
+    everloop uses). Ended, it carries what an exporter reads of a ``ReadableSpan`` (``name``,
+    ``context``, ``parent``, ``kind``, ``start_time``, ``end_time``, ``attributes``, ``events``,
+    ``links``, ``status``, ``resource``, ``instrumentation_scope``) and goes as it is to the
+    OTLP exporter's batch processor; other processors get a ``ReadableSpan`` made of it."""
 
     __slots__ = (
         "_context",
         "attributes",
+        "end_time",
         "events",
+        "instrumentation_scope",
         "kind",
         "links",
         "name",
         "parent",
+        "resource",
         "span_id",
-        "start",
+        "start_time",
         "status",
         "trace_id",
     )
+
+    dropped_attributes = 0
 
     def __init__(
         self,
@@ -140,14 +159,18 @@ class LiveSpan:
         self.span_id = span_id
         self.parent = parent
         self.kind = kind
-        self.start = time.time_ns()
+        self.start_time = time.time_ns()
+        self.end_time: int | None = None
         self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
-        self.events: list[Any] | None = None
-        self.links: list[Link] | None = None
+        self.events: tuple[Any, ...] = ()
+        self.links: tuple[Link, ...] = ()
         self.status: Status | None = None
+        self.resource: Resource | None = None
+        self.instrumentation_scope: InstrumentationScope | None = None
         self._context: SpanContext | None = None
 
-    def span_context(self) -> SpanContext:
+    @property
+    def context(self) -> SpanContext:
         context = self._context
         if context is None:
             tracing = _state
@@ -156,6 +179,9 @@ class LiveSpan:
                 self.trace_id, self.span_id, is_remote=False, trace_flags=tracing.sampled
             )
         return context
+
+    def span_context(self) -> SpanContext:
+        return self.context
 
     def is_recording(self) -> bool:
         return True
@@ -175,7 +201,7 @@ class LiveSpan:
     def add_link(self, context: SpanContext, attributes: Mapping[str, AttributeValue]) -> None:
         from opentelemetry.trace import Link
 
-        self.links = [*(self.links or ()), Link(context, attributes)]
+        self.links = (*self.links, Link(context, attributes))
 
     def record_exception(self, exc: BaseException) -> None:
         """An ``exception`` event with the semantic conventions' attributes."""
@@ -188,7 +214,7 @@ class LiveSpan:
             "exception.stacktrace": stack,
             "exception.escaped": "False",
         }
-        self.events = [*(self.events or ()), Event("exception", attributes)]
+        self.events = (*self.events, Event("exception", attributes))
 
 
 # The current span of this task: a LiveSpan, _DROPPED inside a trace the sampler dropped.
@@ -249,29 +275,42 @@ def configure(
         {"service.name": service_name, "process.pid": os.getpid(), **(attributes or {})}
     )
     processors: list[SpanProcessor] = []
+    direct: list[SpanProcessor] = []
     if otlp_endpoint:
         from everloop.telemetry.otlp import SpanExporter
 
-        # The exporter takes the endpoint (and headers, ...) from the standard variables.
-        processors.append(BatchSpanProcessor(SpanExporter()))
+        # The exporter takes the endpoint (and headers, ...) from the standard variables, the
+        # processor its queue and batch sizes (OTEL_BSP_*); it reads a span's context and
+        # queues it, the exporter encodes what a LiveSpan carries.
+        direct.append(BatchSpanProcessor(SpanExporter()))
     if trace_file is not None:
         processors.append(SimpleSpanProcessor(_file_exporter(trace_file)))
-    install(processors, content=content, sample_ratio=sample_ratio, resource=resource)
+    install(
+        processors, direct=direct, content=content, sample_ratio=sample_ratio, resource=resource
+    )
     return True
 
 
 def install(
     processors: Sequence[SpanProcessor] | None,
     *,
+    direct: Sequence[Any] = (),
     content: bool = False,
     sample_ratio: float = 1.0,
     resource: Resource | None = None,
 ) -> None:
-    """Hand ended spans to ``processors`` (None: tracing off). Tests install one in front of
-    the SDK's in-memory exporter."""
+    """Hand ended spans to ``processors`` as ``ReadableSpan`` and to ``direct`` processors
+    as they are (``LiveSpan``: the batch processor in front of ``otlp.SpanExporter``); None:
+    tracing off. Tests install one in front of the SDK's in-memory exporter."""
     global _state
     _state = (
-        _Tracing(processors, content=content, sample_ratio=sample_ratio, resource=resource)
+        _Tracing(
+            processors,
+            direct=direct,
+            content=content,
+            sample_ratio=sample_ratio,
+            resource=resource,
+        )
         if processors is not None
         else None
     )
@@ -282,7 +321,7 @@ def shutdown() -> None:
     tracing = _state
     install(None)
     if tracing is not None:
-        for processor in tracing.processors:
+        for processor in (*tracing.direct, *tracing.processors):
             processor.shutdown()
 
 
