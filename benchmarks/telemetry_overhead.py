@@ -6,9 +6,14 @@ each with its own data dir (SQLite, llmsim answering at once, one ``add`` tool c
 rotating each round:
 
 - W1 block: ``--w1`` sequential turns on one session;
-- W2 block: ``--sessions`` sessions x ``--turns`` turns, the sessions concurrently.
+- W2 block: ``--sessions`` sessions x ``--turns`` turns, the sessions concurrently;
 
-Each block's server CPU (utime + stime from /proc) is divided by its turns. The servers share
+on sessions made for the block (a long session's turns cost more: each block starts alike).
+
+With ``--together`` every server runs its block at the same time, each phase started together,
+so at every moment they share the machine's state (frequency, caches, other tenants); the
+servers compete for the two cores then, which raises every level's CPU per turn alike. Each
+block's server CPU (utime + stime from /proc) is divided by its turns. The servers share
 the machine over the same minutes, so the figure to read is the ratio of a level's block to
 ``off``'s block of the same round (median over rounds): servers run one after another see
 different background load and move by +-10 % between runs on a shared 2-core machine.
@@ -17,7 +22,7 @@ Levels (as in ``benchmarks/turns.py``): ``off`` no exporter, WARNING logs (no ac
 line); ``logs`` INFO logs and ``/metrics`` scraped every second; ``full`` also every turn traced
 and exported with OTLP/HTTP to a sink in this process; ``sampled`` full with one turn in ten.
 
-Usage: python -m benchmarks.telemetry_overhead [--levels logs,full] [--rounds 12]
+Usage: python -m benchmarks.telemetry_overhead [--levels logs,full] [--rounds 12] [--together]
 Talks to 127.0.0.1 only; starts and stops its own servers in temporary data dirs.
 """
 
@@ -59,6 +64,7 @@ class Level:
     client: httpx.AsyncClient
     w1: SessionStream
     w2: list[SessionStream]
+    model_id: str
     w1_cpu: list[float] = field(default_factory=list)  # ms per turn, one per round
     w2_cpu: list[float] = field(default_factory=list)
 
@@ -74,9 +80,38 @@ def environment(level: str, sink_port: int) -> dict[str, str]:
     return env
 
 
-async def block(level: Level, args: argparse.Namespace, round_no: int) -> None:
+async def fresh_sessions(level: Level, args: argparse.Namespace) -> None:
+    """New sessions for the next block (a session's turns cost more as its log grows: each
+    block starts alike)."""
+    for stream in [level.w1, *level.w2]:
+        await stream.close()
+    streams = []
+    for _ in range(1 + args.sessions):
+        created = await level.client.post(
+            "v1/sessions",
+            json={"model_id": level.model_id, "capabilities": [{"ref": "test_math"}]},
+        )
+        created.raise_for_status()
+        streams.append(SessionStream(level.client, created.json()["id"]))
+    level.w1, level.w2 = streams[0], streams[1:]
+    for i in range(2):  # the session's first turn does one-time work (titles, caches)
+        await turn(level.client, level.w1, f"add warm {i}")
+
+
+async def block(
+    level: Level, args: argparse.Namespace, round_no: int, barrier: asyncio.Barrier | None
+) -> None:
+    """One W1 and one W2 block on ``level``'s server; with a ``barrier`` (``--together``),
+    each phase starts at the same moment on every server."""
+
+    async def together() -> None:
+        if barrier is not None:
+            await barrier.wait()
+
     pid = level.server.proc.pid
+    await fresh_sessions(level, args)
     await settle(pid, 5.0)
+    await together()
     before = cpu_seconds(pid)
     for i in range(args.w1):
         await turn(level.client, level.w1, f"add {round_no}.{i}")
@@ -87,6 +122,7 @@ async def block(level: Level, args: argparse.Namespace, round_no: int) -> None:
             await turn(level.client, stream, f"add {round_no}.{i}")
 
     await settle(pid, 5.0)
+    await together()
     before = cpu_seconds(pid)
     await asyncio.gather(*(drive(s) for s in level.w2))
     level.w2_cpu.append((cpu_seconds(pid) - before) * 1000 / (args.turns * len(level.w2)))
@@ -116,7 +152,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             sessions = await setup(client, 1 + args.sessions)
             streams = [SessionStream(client, sid) for sid in sessions]
-            levels.append(Level(name, server, client, streams[0], streams[1:]))
+            model_id = (await client.get(f"v1/sessions/{sessions[0]}")).json()["model_id"]
+            levels.append(Level(name, server, client, streams[0], streams[1:], model_id))
             if name != "off":
                 scrapers.append(
                     asyncio.create_task(scrape_metrics(client, server.port, stop_scraping))
@@ -125,9 +162,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(5):
                 await turn(level.client, level.w1, f"add warm {i}")
         for round_no in range(args.rounds):
-            shift = round_no % len(levels)
-            for level in levels[shift:] + levels[:shift]:
-                await block(level, args, round_no)
+            if args.together:
+                barrier = asyncio.Barrier(len(levels))
+                await asyncio.gather(*(block(lv, args, round_no, barrier) for lv in levels))
+            else:
+                shift = round_no % len(levels)
+                for level in levels[shift:] + levels[:shift]:
+                    await block(level, args, round_no, None)
             print(
                 f"  round {round_no + 1}/{args.rounds}: "
                 + ", ".join(f"{lv.name} {lv.w1_cpu[-1]:.1f}/{lv.w2_cpu[-1]:.1f}" for lv in levels)
@@ -187,6 +228,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--turns", type=int, default=8, help="turns per session per W2 block")
     parser.add_argument("--src", default=None, help="run the servers from this source dir")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="drive every server at once, phase by phase (they share the machine's state at "
+        "each moment), rather than one after another",
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
 

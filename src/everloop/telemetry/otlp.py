@@ -96,9 +96,6 @@ def _value(value: Any) -> bytes:
     raise TypeError(f"an attribute value of type {type(value).__name__}")
 
 
-_pairs: dict[tuple[str, str], bytes] = {}
-
-
 def _pair(key: str, value: Any) -> bytes:
     """A ``KeyValue``'s length and body."""
     body = _key(str(key)) + _field(b"\x12", _value(value))
@@ -106,47 +103,70 @@ def _pair(key: str, value: Any) -> bytes:
     return (bytes((size,)) if size < 0x80 else _varint(size)) + body
 
 
+# Encoded pairs of repeated values (model, tool and system names, small counts, flags), one
+# cache per type: a key (k, 1) would also find (k, True). Ids are unique and long texts big:
+# not kept.
+_strings: dict[tuple[str, str], bytes] = {}
+_ints: dict[tuple[str, int], bytes] = {}
+_bools: dict[tuple[str, bool], bytes] = {}
+_UNIQUE = frozenset(
+    {"everloop.session.id", "everloop.turn.id", "everloop.request_id", "gen_ai.tool.call.id"}
+)
+
+
+def _cache_for(key: str, value: Any) -> dict[tuple[str, Any], bytes] | None:
+    kind = value.__class__
+    if key in _UNIQUE:
+        return None
+    if kind is str:
+        return _strings if len(value) <= 64 else None
+    if kind is int:
+        return _ints if 0 <= value < 1024 else None
+    return _bools if kind is bool else None
+
+
 def attributes(values: Mapping[str, Any] | None, tag: bytes) -> bytes:
-    """Repeated ``KeyValue`` fields under ``tag``. A short string value is encoded once per
-    key (cached): most of a span's attributes are names of models, tools, systems."""
+    """Repeated ``KeyValue`` fields under ``tag``."""
     if not values:
         return b""
     out = []
     for key, value in values.items():
-        if value.__class__ is str and len(value) <= 64:
-            encoded = _pairs.get((key, value))
+        try:
+            cache = _cache_for(key, value)
+            if cache is None:
+                out.append(tag + _pair(key, value))
+                continue
+            encoded = cache.get((key, value))
             if encoded is None:
                 encoded = _pair(key, value)
-                if len(_pairs) >= 4096:
-                    _pairs.clear()
-                _pairs[(key, value)] = encoded
+                if len(cache) >= 4096:
+                    cache.clear()
+                cache[(key, value)] = encoded
             out.append(tag + encoded)
-            continue
-        try:
-            out.append(tag + _pair(key, value))
         except TypeError:
             log.warning("span attribute %s not exported: %s", key, type(value).__name__)
     return b"".join(out)
+
+
+_times = struct.Struct("<BQBQ").pack  # start_time_unix_nano (7), end_time_unix_nano (8)
+_KINDS = tuple(b"\x30" + bytes((value + 1,)) for value in range(5))  # the proto counts from 1
+_UNSET = b"\x7a\x00"  # an empty Status
 
 
 def _span(span: ReadableSpan) -> bytes:
     context = span.context
     assert context is not None
     parent = span.parent
-    out = [
-        b"\x0a\x10",
-        context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        context.span_id.to_bytes(8, "big"),
-    ]
+    out = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big")]
+    out.append(b"\x12\x08" + context.span_id.to_bytes(8, "big"))
     if context.trace_state:
         state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
         out.append(_field(b"\x1a", state.encode()))
     if parent is not None:
-        out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+        out.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
     out.append(_field(b"\x2a", span.name.encode()))
-    out.append(b"\x30" + _varint(span.kind.value + 1))  # the proto's kinds count from 1
-    out += (b"\x39", _fixed64(span.start_time or 0), b"\x41", _fixed64(span.end_time or 0))
+    out.append(_KINDS[span.kind.value])
+    out.append(_times(0x39, span.start_time or 0, 0x41, span.end_time or 0))
     out.append(attributes(span.attributes, b"\x4a"))
     if span.dropped_attributes:
         out.append(b"\x50" + _varint(span.dropped_attributes))
@@ -162,10 +182,13 @@ def _span(span: ReadableSpan) -> bytes:
         body += _LINK_FLAGS_REMOTE if linked.is_remote else _LINK_FLAGS_LOCAL
         out.append(_field(b"\x6a", body))
     status = span.status
-    body = _field(b"\x12", status.description.encode()) if status.description else b""
-    if status.status_code.value:
-        body += b"\x18" + _varint(status.status_code.value)
-    out.append(_field(b"\x7a", body))
+    if status.status_code.value or status.description:
+        body = _field(b"\x12", status.description.encode()) if status.description else b""
+        if status.status_code.value:
+            body += b"\x18" + _varint(status.status_code.value)
+        out.append(_field(b"\x7a", body))
+    else:
+        out.append(_UNSET)
     out.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(out)
 

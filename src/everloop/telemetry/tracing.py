@@ -98,10 +98,11 @@ class _Tracing:
             direct.on_end(span)
         if not self.processors:
             return
+        parent = span.parent
         readable = self.readable(
             span.name,
-            context=span.context,
-            parent=span.parent,
+            context=self._context_of(span),
+            parent=self._context_of(parent) if isinstance(parent, LiveSpan) else parent,
             resource=self.resource,
             attributes=span.attributes,
             events=span.events,
@@ -115,8 +116,17 @@ class _Tracing:
         for processor in self.processors:
             processor.on_end(readable)
 
+    def _context_of(self, span: LiveSpan) -> SpanContext:
+        return self.context(span.trace_id, span.span_id, is_remote=False, trace_flags=self.sampled)
+
 
 _state: _Tracing | None = None
+
+
+class _Sampled:
+    """The trace flags of a recorded span, as a processor reads them."""
+
+    sampled = True
 
 
 class LiveSpan:
@@ -124,10 +134,11 @@ class LiveSpan:
     everloop uses). Ended, it carries what an exporter reads of a ``ReadableSpan`` (``name``,
     ``context``, ``parent``, ``kind``, ``start_time``, ``end_time``, ``attributes``, ``events``,
     ``links``, ``status``, ``resource``, ``instrumentation_scope``) and goes as it is to the
-    OTLP exporter's batch processor; other processors get a ``ReadableSpan`` made of it."""
+    OTLP exporter's batch processor; other processors get a ``ReadableSpan`` made of it. It is
+    its own span context (``trace_id``, ``span_id``, ``is_remote``, ``trace_flags``,
+    ``trace_state``), and its children's parent: no ``SpanContext`` is made per span."""
 
     __slots__ = (
-        "_context",
         "attributes",
         "end_time",
         "events",
@@ -144,15 +155,18 @@ class LiveSpan:
     )
 
     dropped_attributes = 0
+    is_remote = False
+    trace_flags = _Sampled()
+    trace_state = None
 
     def __init__(
         self,
         name: str,
         trace_id: int,
         span_id: int,
-        parent: SpanContext | None,
+        parent: LiveSpan | SpanContext | None,
         kind: Any,
-        attributes: Mapping[str, AttributeValue] | None,
+        attributes: dict[str, Any],
     ) -> None:
         self.name = name
         self.trace_id = trace_id
@@ -161,27 +175,16 @@ class LiveSpan:
         self.kind = kind
         self.start_time = time.time_ns()
         self.end_time: int | None = None
-        self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
+        self.attributes = attributes  # the caller's own dict: taken, not copied
         self.events: tuple[Any, ...] = ()
         self.links: tuple[Link, ...] = ()
         self.status: Status | None = None
         self.resource: Resource | None = None
         self.instrumentation_scope: InstrumentationScope | None = None
-        self._context: SpanContext | None = None
 
     @property
-    def context(self) -> SpanContext:
-        context = self._context
-        if context is None:
-            tracing = _state
-            assert tracing is not None
-            context = self._context = tracing.context(
-                self.trace_id, self.span_id, is_remote=False, trace_flags=tracing.sampled
-            )
-        return context
-
-    def span_context(self) -> SpanContext:
-        return self.context
+    def context(self) -> LiveSpan:
+        return self
 
     def is_recording(self) -> bool:
         return True
@@ -387,9 +390,9 @@ def span(
             name,
             parent.trace_id,
             random.getrandbits(64) or 1,
-            parent.span_context(),
+            parent,
             tracing.client_kind if client else tracing.internal_kind,
-            attributes,
+            dict(attributes) if attributes else {},
         )
     )
 
@@ -403,7 +406,7 @@ def turn_root(turn_id: str, attributes: Mapping[str, AttributeValue]) -> SpanSco
     if not tracing.keeps(trace_id):
         return SpanScope(None, marker=_DROPPED)
     started = LiveSpan(
-        "turn", trace_id, turn_root_span_id(turn_id), None, tracing.internal_kind, attributes
+        "turn", trace_id, turn_root_span_id(turn_id), None, tracing.internal_kind, dict(attributes)
     )
     # Cancelled (a shutdown), the turn goes on later or elsewhere, and the process that ends
     # it ends this span (same ids): ending it here too would export the root twice.
@@ -427,7 +430,7 @@ def server_span(
         if not tracing.keeps(trace_id):
             return SpanScope(None, marker=_DROPPED)
     started = LiveSpan(
-        name, trace_id, random.getrandbits(64) or 1, parent, tracing.server_kind, attributes
+        name, trace_id, random.getrandbits(64) or 1, parent, tracing.server_kind, dict(attributes)
     )
     return SpanScope(started)
 
