@@ -19,8 +19,11 @@ the machine over the same minutes, so the figure to read is the ratio of a level
 different background load and move by +-10 % between runs on a shared 2-core machine.
 
 Levels (as in ``benchmarks/turns.py``): ``off`` no exporter, WARNING logs (no access or turn
-line); ``logs`` INFO logs and ``/metrics`` scraped every second; ``full`` also every turn traced
-and exported with OTLP/HTTP to a sink in this process; ``sampled`` full with one turn in ten.
+line); ``logs`` INFO logs and ``/metrics`` scraped every ``--scrape-seconds`` (15: Prometheus'
+default is 60, its example configuration's 15); ``traced`` every turn traced and exported with
+OTLP/HTTP to a sink in this process and ``/metrics`` scraped, logs at WARNING as ``off`` (tracing
+and metrics alone); ``full`` INFO logs, scrapes and every turn traced and exported; ``sampled``
+full with one turn in ten.
 
 Usage: python -m benchmarks.telemetry_overhead [--levels logs,full] [--rounds 12] [--together]
 Talks to 127.0.0.1 only; starts and stops its own servers in temporary data dirs.
@@ -71,9 +74,9 @@ class Level:
 
 def environment(level: str, sink_port: int) -> dict[str, str]:
     env: dict[str, str] = {}
-    if level != "off":
+    if level not in ("off", "traced"):
         env["EVERLOOP_LOG_LEVEL"] = "INFO"
-    if level in ("full", "sampled"):
+    if level in ("full", "sampled", "traced"):
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink_port}"
     if level == "sampled":
         env["EVERLOOP_TRACE_SAMPLE_RATIO"] = "0.1"
@@ -156,7 +159,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             levels.append(Level(name, server, client, streams[0], streams[1:], model_id))
             if name != "off":
                 scrapers.append(
-                    asyncio.create_task(scrape_metrics(client, server.port, stop_scraping))
+                    asyncio.create_task(
+                        scrape_metrics(client, server.port, stop_scraping, args.scrape_seconds)
+                    )
                 )
         for level in levels:  # warm-up, not measured
             for i in range(5):
@@ -228,6 +233,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--turns", type=int, default=8, help="turns per session per W2 block")
     parser.add_argument("--src", default=None, help="run the servers from this source dir")
+    parser.add_argument(
+        "--scrape-seconds", type=float, default=15.0, help="/metrics scrape interval (logs, full)"
+    )
     parser.add_argument(
         "--together",
         action="store_true",

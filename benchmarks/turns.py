@@ -13,7 +13,8 @@ Talks to 127.0.0.1 only; starts and stops its own server in a temporary data dir
 
 ``--telemetry full``: the server runs with everything an operator turns on (issue 24): traces
 exported with OTLP/HTTP to a sink in this process (``OTEL_EXPORTER_OTLP_ENDPOINT``), logs at
-INFO (an access line per request, a line per turn) and ``/metrics`` scraped every second;
+INFO (an access line per request, a line per turn) and ``/metrics`` scraped every
+``--scrape-seconds`` (15);
 ``--telemetry logs``: the same without traces; ``--telemetry sampled``: full, keeping one trace
 in ten (``EVERLOOP_TRACE_SAMPLE_RATIO=0.1``). ``--compare SRC`` runs SRC's code (e.g. main's
 ``src``: no telemetry at all), then this checkout with telemetry off, logs, sampled and full,
@@ -221,13 +222,17 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-async def scrape_metrics(client: httpx.AsyncClient, port: int, stop: asyncio.Event) -> int:
+async def scrape_metrics(
+    client: httpx.AsyncClient, port: int, stop: asyncio.Event, every: float = 15.0
+) -> int:
+    """``GET /metrics`` every ``every`` seconds (Prometheus scrapes every 60 s by default; 15 s
+    is the interval of its example configuration and a common choice) until ``stop``."""
     scrapes = 0
     while not stop.is_set():
         (await client.get(f"http://127.0.0.1:{port}/metrics")).raise_for_status()
         scrapes += 1
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
+            await asyncio.wait_for(stop.wait(), every)
     return scrapes
 
 
@@ -267,7 +272,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ) as client:
             sessions = await setup(client, 1 + args.sessions)
             if args.telemetry != "off":
-                scraper = asyncio.create_task(scrape_metrics(client, server.port, stop_scraping))
+                scraper = asyncio.create_task(
+                    scrape_metrics(client, server.port, stop_scraping, args.scrape_seconds)
+                )
             await settle(server.proc.pid)
             if args.w1_turns:
                 w1_stream = SessionStream(client, sessions[0])
@@ -358,6 +365,9 @@ def main() -> None:
         help="comma-separated telemetry levels to alternate, --rounds times (e.g. off,full)",
     )
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--scrape-seconds", type=float, default=15.0, help="/metrics scrape interval (logs, full)"
+    )
     args = parser.parse_args()
     if args.compare is None and args.levels is None:
         print(json.dumps(asyncio.run(run(args)), indent=2))
