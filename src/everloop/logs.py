@@ -137,12 +137,7 @@ class MigrationSummary(logging.Filter):
         self.applied = 0
         self.head: str | None = None
 
-    # The access and turn lines name route templates and ids, never an outbound URL.
-    _OWN = frozenset({"everloop.access", "everloop.turns"})
-
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name in self._OWN and not record.exc_info:
-            return True
         message = record.getMessage()
         if message.startswith("Running upgrade"):
             self.applied += 1
