@@ -464,18 +464,6 @@ def error_status(description: str) -> Status:
     return Status(StatusCode.ERROR, description)
 
 
-def turn_span_context(turn_id: str) -> SpanContext:
-    """The context of ``turn_id``'s root span, for links to it."""
-    from opentelemetry.trace import SpanContext, TraceFlags
-
-    return SpanContext(
-        turn_trace_id(turn_id),
-        turn_root_span_id(turn_id),
-        is_remote=True,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED),
-    )
-
-
 def link_to_turn(turn_id: str) -> None:
     """Link the current span (an HTTP request's) to the trace of the turn it started."""
     current = _current.get()
